@@ -1,0 +1,53 @@
+// netsplit/backend/backend.hpp — the Backend concept.
+// A backend is a type naming where tensors live and how the heavy operations run:
+// it owns no state itself; runtime resources (threads, streams, library handles) live in
+// its `context`, which callers create and pass to every operation. Layers call only the
+// operations required here, never a BLAS, Eigen or thrust directly.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+
+#include "netsplit/backend/descriptors.hpp"
+
+namespace netsplit {
+
+/// Requires: a context type; allocate/deallocate/copy/fill and host transfers for the
+/// scalar T; the layer operations (convolution, batch norm, ReLU, residual sum, channel
+/// scatter, pooling, linear, softmax cross-entropy) and the SGD update, all taking the
+/// context first. Guarantees (documented per backend): results are deterministic for a
+/// fixed context configuration.
+template <class B, class T = float>
+concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const int* ip,
+                           std::size_t n, std::int64_t len, T v, const conv2d_desc& cd,
+                           const batch_norm_desc& bd, const channel_scatter_desc& sd) {
+  typename B::context;
+  { B::name } -> std::convertible_to<const char*>;
+  { B::template allocate<T>(n) } -> std::same_as<T*>;
+  B::template deallocate<T>(p, n);
+  B::template copy<T>(cp, p, n);
+  B::template copy_to_host<T>(cp, p, n);
+  B::template copy_from_host<T>(cp, p, n);
+  B::template fill<T>(p, n, v);
+  B::axpy(ctx, len, v, cp, p);
+  B::relu_forward(ctx, len, cp, p);
+  B::relu_backward(ctx, len, cp, cp, p);
+  B::add_relu_forward(ctx, len, cp, cp, p);
+  { B::all_finite(ctx, len, cp) } -> std::same_as<bool>;
+  B::conv2d_forward(ctx, cd, cp, cp, p);
+  B::conv2d_backward(ctx, cd, cp, cp, cp, p, p);
+  B::batch_norm_forward_train(ctx, bd, cp, cp, cp, p, p, p, p, p);
+  B::batch_norm_forward_eval(ctx, bd, cp, cp, cp, cp, cp, p, p, p);
+  B::batch_norm_backward(ctx, bd, true, cp, cp, cp, cp, cp, p, p, p);
+  B::channel_scatter_forward(ctx, sd, cp, ip, cp, p);
+  B::channel_scatter_backward(ctx, sd, cp, ip, cp, p);
+  B::global_avg_pool_forward(ctx, len, 1, cp, p);
+  B::global_avg_pool_backward(ctx, len, 1, cp, p);
+  B::linear_forward(ctx, 1, 1, 1, cp, cp, cp, p);
+  B::linear_backward(ctx, 1, 1, 1, cp, cp, cp, p, p, p);
+  { B::softmax_cross_entropy(ctx, 1, 1, cp, ip, p) } -> std::convertible_to<double>;
+  B::sgd_step(ctx, len, p, cp, p, v, v, v, true);
+};
+
+}  // namespace netsplit

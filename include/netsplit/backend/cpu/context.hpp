@@ -1,0 +1,66 @@
+// netsplit/backend/cpu/context.hpp — runtime resources of the CPU backend.
+// The context owns the thread pool and per-thread scratch memory; callers create one
+// and pass it to every operation (no globals). Thread count defaults to all cores.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "netsplit/backend/cpu/thread_pool.hpp"
+#include "netsplit/core/errors.hpp"
+
+namespace netsplit {
+
+namespace detail {
+struct aligned_free {
+  void operator()(void* p) const noexcept { std::free(p); }
+};
+inline void* aligned_bytes(std::size_t bytes) {
+  constexpr std::size_t align = 64;
+  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, rounded);
+  if (!p) detail::raise<backend_error>("netsplit: cpu allocation of ", bytes, " bytes failed");
+  return p;
+}
+}  // namespace detail
+
+class cpu_context {
+ public:
+  /// threads <= 0 means all hardware threads.
+  explicit cpu_context(int threads = 0)
+      : pool_(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency())),
+        scratch_(static_cast<std::size_t>(pool_.size() * scratch_slots)) {}
+
+  int threads() const { return pool_.size(); }
+  thread_pool& pool() { return pool_; }
+
+  static constexpr int scratch_slots = 4;
+
+  /// Scratch memory private to one thread of the pool: slot `slot` (0..3) holds at least
+  /// `count` elements of T, valid until the next call with the same thread and slot.
+  template <class T>
+  T* scratch(int thread, int slot, std::size_t count) {
+    auto& s = scratch_[static_cast<std::size_t>(thread * scratch_slots + slot)];
+    const std::size_t bytes = count * sizeof(T);
+    if (bytes > s.bytes) {
+      s.ptr.reset(detail::aligned_bytes(bytes));
+      s.bytes = bytes;
+    }
+    return static_cast<T*>(s.ptr.get());
+  }
+
+ private:
+  struct buffer {
+    std::unique_ptr<void, detail::aligned_free> ptr;
+    std::size_t bytes = 0;
+  };
+  thread_pool pool_;
+  std::vector<buffer> scratch_;
+};
+
+}  // namespace netsplit

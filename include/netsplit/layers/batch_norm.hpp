@@ -1,0 +1,121 @@
+// netsplit/layers/batch_norm.hpp — per-channel batch normalisation with affine γ, β.
+// Train: normalise with the batch's statistics and update running averages (momentum 0.1,
+// unbiased variance, as PyTorch). Eval: normalise with the running statistics.
+// Batch size 1 is handled as PyTorch does: allowed whenever a channel still has more than
+// one value (N*H*W > 1); a single value per channel in train mode is a contract violation,
+// because its variance, and the unbiased running update, are undefined.
+// Spec batch_norm models LayerSpec; batch_norm_layer models Layer, HasParameters, HasBuffers.
+#pragma once
+
+#include <string>
+
+#include "netsplit/layers/layer.hpp"
+
+namespace netsplit {
+
+template <class T, class B, fmap_shape In>
+class batch_norm_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = In;
+  static constexpr double eps = 1e-5;
+  static constexpr double momentum = 0.1;
+
+  batch_norm_layer() { set_width(In.channels); }
+
+  int in_channels() const { return c_; }
+  int out_channels() const { return c_; }
+
+  /// Sets the current width; γ=1, β=0, running mean 0, running variance 1.
+  void set_width(int c) {
+    NETSPLIT_EXPECT(c > 0, "batch_norm width must be positive, got ", c);
+    c_ = c;
+    for (auto* t : {&gamma_, &beta_, &dgamma_, &dbeta_, &running_mean_, &running_var_, &save_mean_,
+                    &save_invstd_})
+      t->resize({c});
+    initialize_state();
+  }
+  void initialize(rng&) { initialize_state(); }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    detail::expect_input(x, In, c_, "batch_norm");
+    input_ = &x;
+    phase_ = p;
+    out_.resize(x.shape());
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    if (p == phase::train) {
+      NETSPLIT_EXPECT(std::int64_t{d.batch} * d.spatial > 1,
+                      "batch_norm in train mode needs more than one value per channel, got batch ",
+                      d.batch, " of ", In.height, "x", In.width, " (use eval mode or a larger batch)");
+      B::batch_norm_forward_train(ctx, d, x.data(), gamma_.data(), beta_.data(), out_.data(),
+                                  save_mean_.data(), save_invstd_.data(), running_mean_.data(),
+                                  running_var_.data());
+    } else {
+      B::batch_norm_forward_eval(ctx, d, x.data(), gamma_.data(), beta_.data(), running_mean_.data(),
+                                 running_var_.data(), out_.data(), save_mean_.data(),
+                                 save_invstd_.data());
+    }
+    return out_;
+  }
+
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    detail::has_input(input_, "batch_norm");
+    detail::expect_grad(dy, out_, "batch_norm");
+    if (input_grad) dx_.resize(dy.shape());
+    B::batch_norm_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train,
+                           input_->data(), gamma_.data(), save_mean_.data(), save_invstd_.data(),
+                           dy.data(), input_grad ? dx_.data() : nullptr, dgamma_.data(),
+                           dbeta_.data());
+    if (!input_grad) dx_.resize({});
+    return dx_;
+  }
+
+  template <class V>
+  void visit_parameters(V&& v) {
+    v(std::string("weight"), gamma_, dgamma_);
+    v(std::string("bias"), beta_, dbeta_);
+  }
+  template <class V>
+  void visit_buffers(V&& v) {
+    v(std::string("running_mean"), running_mean_);
+    v(std::string("running_var"), running_var_);
+  }
+
+  batch_norm_desc desc(int batch) const {
+    return {batch, c_, static_cast<int>(In.spatial()), eps, momentum};
+  }
+
+  tensor<T, B>& gamma() { return gamma_; }
+  tensor<T, B>& beta() { return beta_; }
+  tensor<T, B>& running_mean() { return running_mean_; }
+  tensor<T, B>& running_var() { return running_var_; }
+
+ private:
+  void initialize_state() {
+    gamma_.fill(T(1));
+    beta_.fill(T(0));
+    dgamma_.fill(T(0));
+    dbeta_.fill(T(0));
+    running_mean_.fill(T(0));
+    running_var_.fill(T(1));
+  }
+  int c_ = 0;
+  phase phase_ = phase::train;
+  tensor<T, B> gamma_, beta_, dgamma_, dbeta_, running_mean_, running_var_, save_mean_, save_invstd_;
+  tensor<T, B> out_, dx_;
+  const tensor<T, B>* input_ = nullptr;
+};
+
+/// Batch normalisation spec: accepts any non-empty feature map, keeps its shape.
+struct batch_norm {
+  static constexpr const char* kind = "batch_norm";
+  static constexpr bool accepts(fmap_shape in) { return in.channels > 0 && in.height > 0 && in.width > 0; }
+  static constexpr fmap_shape output_shape(fmap_shape in) { return in; }
+  template <class T, class B, fmap_shape In>
+  using layer = batch_norm_layer<T, B, In>;
+};
+
+}  // namespace netsplit

@@ -1,0 +1,113 @@
+// netsplit/layers/conv2d.hpp — 2-D convolution without bias (BatchNorm follows it).
+// Spec conv2d<OutChannels, Kernel, Stride, Pad> models LayerSpec; conv2d_layer models
+// Layer, HasParameters, Initializable and CountsMultAdds. The type fixes the initial
+// output width; the object holds the current widths, which splits change.
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "netsplit/layers/layer.hpp"
+
+namespace netsplit {
+
+template <class T, class B, fmap_shape In, int OutChannels, int Kernel, int Stride, int Pad>
+class conv2d_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape{OutChannels, window_output(In.height, Kernel, Stride, Pad),
+                                           window_output(In.width, Kernel, Stride, Pad)};
+  static constexpr int kernel = Kernel, stride = Stride, pad = Pad;
+
+  conv2d_layer() { set_widths(In.channels, OutChannels); }
+
+  int in_channels() const { return in_c_; }
+  int out_channels() const { return out_c_; }
+
+  /// Sets the current widths; weights are reshaped and zeroed (splits fill them in).
+  void set_widths(int in, int out) {
+    NETSPLIT_EXPECT(in > 0 && out > 0, "conv2d widths must be positive, got in=", in, " out=", out);
+    in_c_ = in;
+    out_c_ = out;
+    weight_.resize({out, in, Kernel, Kernel});
+    weight_.fill(T(0));
+    grad_.resize(weight_.shape());
+    grad_.fill(T(0));
+  }
+
+  /// He (Kaiming) normal initialisation, fan-in mode: std = sqrt(2 / (in * k * k)).
+  void initialize(rng& r) {
+    const double std = std::sqrt(2.0 / (double(in_c_) * Kernel * Kernel));
+    std::vector<T> w(static_cast<std::size_t>(weight_.numel()));
+    for (auto& v : w) v = static_cast<T>(r.normal() * std);
+    weight_.from_host(w);
+  }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+    detail::expect_input(x, In, in_c_, "conv2d");
+    input_ = &x;
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    B::conv2d_forward(ctx, d, x.data(), weight_.data(), out_.data());
+    return out_;
+  }
+
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    detail::has_input(input_, "conv2d");
+    detail::expect_grad(dy, out_, "conv2d");
+    const auto d = desc(static_cast<int>(dy.dim(0)));
+    if (input_grad) dx_.resize(input_->shape());
+    B::conv2d_backward(ctx, d, input_->data(), weight_.data(), dy.data(),
+                       input_grad ? dx_.data() : nullptr, grad_.data());
+    if (!input_grad) dx_.resize({});
+    return dx_;
+  }
+
+  template <class V>
+  void visit_parameters(V&& v) {
+    v(std::string("weight"), weight_, grad_);
+  }
+
+  std::int64_t mult_adds_per_image() const { return desc(1).mult_adds(); }
+
+  conv2d_desc desc(int batch) const {
+    return {batch, in_c_, out_c_, In.height, In.width, Kernel, Stride, Pad};
+  }
+
+  tensor<T, B>& weight() { return weight_; }
+  const tensor<T, B>& weight() const { return weight_; }
+  tensor<T, B>& weight_grad() { return grad_; }
+
+ private:
+  int in_c_ = 0, out_c_ = 0;
+  tensor<T, B> weight_, grad_, out_, dx_;
+  const tensor<T, B>* input_ = nullptr;
+};
+
+/// Convolution spec: OutChannels filters of Kernel x Kernel, given stride and zero padding.
+template <int OutChannels, int Kernel = 3, int Stride = 1, int Pad = (Kernel - 1) / 2>
+struct conv2d {
+  static_assert(OutChannels > 0 && Kernel > 0 && Stride > 0 && Pad >= 0,
+                "netsplit: conv2d needs positive width, kernel and stride and non-negative padding");
+  static constexpr const char* kind = "conv2d";
+  static constexpr bool accepts(fmap_shape in) {
+    return in.channels > 0 && window_output(in.height, Kernel, Stride, Pad) > 0 &&
+           window_output(in.width, Kernel, Stride, Pad) > 0;
+  }
+  static constexpr fmap_shape output_shape(fmap_shape in) {
+    return {OutChannels, window_output(in.height, Kernel, Stride, Pad),
+            window_output(in.width, Kernel, Stride, Pad)};
+  }
+  template <class T, class B, fmap_shape In>
+  using layer = conv2d_layer<T, B, In, OutChannels, Kernel, Stride, Pad>;
+};
+
+template <int OutChannels, int Stride = 1>
+using conv3x3 = conv2d<OutChannels, 3, Stride, 1>;
+template <int OutChannels, int Stride = 1>
+using conv1x1 = conv2d<OutChannels, 1, Stride, 0>;
+
+}  // namespace netsplit

@@ -1,0 +1,114 @@
+// netsplit/layers/layer.hpp — the layer concepts and the shape rules of composition.
+// Defines LayerSpec (a type placed in a composition; says which input shapes it accepts
+// and what it outputs, at compile time), Layer (a spec bound to scalar, backend and input
+// shape: forward/backward on runtime tensors) and the optional capabilities
+// HasParameters, HasBuffers, Initializable and CountsMultAdds.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <string>
+
+#include "netsplit/backend/backend.hpp"
+#include "netsplit/core/errors.hpp"
+#include "netsplit/core/random.hpp"
+#include "netsplit/core/shape.hpp"
+#include "netsplit/core/tensor.hpp"
+
+namespace netsplit {
+
+/// Whether a forward pass trains (batch statistics, caches for backward) or evaluates.
+enum class phase { train, eval };
+
+/// A composition element. Requires constexpr `accepts(fmap_shape)` (can this layer take an
+/// input of that shape?), `output_shape(fmap_shape)` (shape it produces) and a member
+/// template `layer<T, B, In>` naming the concrete layer for scalar T, backend B, input In.
+template <class S>
+concept LayerSpec = requires(fmap_shape s) {
+  { S::accepts(s) } -> std::same_as<bool>;
+  { S::output_shape(s) } -> std::same_as<fmap_shape>;
+  { S::kind } -> std::convertible_to<const char*>;
+};
+
+/// Archetypes used to check the visitor-taking capabilities.
+namespace detail {
+template <class T, class B>
+struct parameter_visitor_archetype {
+  void operator()(const std::string&, tensor<T, B>&, tensor<T, B>&) const {}
+};
+template <class T, class B>
+struct buffer_visitor_archetype {
+  void operator()(const std::string&, tensor<T, B>&) const {}
+};
+}  // namespace detail
+
+/// A concrete layer. forward(ctx, x, phase) returns a reference to the layer's own output
+/// (valid until the next forward) and remembers x, which must stay alive until backward;
+/// backward(ctx, dy, input_grad) returns dL/dx (or an empty tensor when input_grad is false)
+/// and overwrites the layer's parameter gradients. Widths are runtime values that start
+/// at the static input/output shape's channels.
+template <class L>
+concept Layer = requires(L& l, const L& cl, typename L::backend_type::context& ctx,
+                         const tensor<typename L::scalar_type, typename L::backend_type>& t,
+                         phase p) {
+  typename L::scalar_type;
+  typename L::backend_type;
+  requires Backend<typename L::backend_type, typename L::scalar_type>;
+  { L::input_shape } -> std::convertible_to<fmap_shape>;
+  { L::output_shape } -> std::convertible_to<fmap_shape>;
+  { l.forward(ctx, t, p) } -> std::same_as<const tensor<typename L::scalar_type, typename L::backend_type>&>;
+  { l.backward(ctx, t, true) } -> std::same_as<const tensor<typename L::scalar_type, typename L::backend_type>&>;
+  { cl.in_channels() } -> std::same_as<int>;
+  { cl.out_channels() } -> std::same_as<int>;
+};
+
+/// Capability: trainable parameters, visited as (name, value, gradient).
+template <class L>
+concept HasParameters = Layer<L> && requires(L& l) {
+  l.visit_parameters(detail::parameter_visitor_archetype<typename L::scalar_type, typename L::backend_type>{});
+};
+
+/// Capability: non-trainable state that belongs in checkpoints (BN running statistics).
+template <class L>
+concept HasBuffers = Layer<L> && requires(L& l) {
+  l.visit_buffers(detail::buffer_visitor_archetype<typename L::scalar_type, typename L::backend_type>{});
+};
+
+/// Capability: (re)initialises its parameters from a seeded generator.
+template <class L>
+concept Initializable = Layer<L> && requires(L& l, rng& r) { l.initialize(r); };
+
+/// Capability: reports forward multiply-adds per image at its current widths.
+template <class L>
+concept CountsMultAdds = Layer<L> && requires(const L& l) {
+  { l.mult_adds_per_image() } -> std::same_as<std::int64_t>;
+};
+
+/// True when layer spec S can follow a layer producing shape In.
+template <class S, fmap_shape In>
+concept ComposableWith = LayerSpec<S> && S::accepts(In);
+
+namespace detail {
+/// Shared input checks of every layer: rank 4, batch > 0, static spatial size, current width.
+template <class T, class B>
+void expect_input(const tensor<T, B>& x, fmap_shape in, int channels, const char* layer) {
+  NETSPLIT_EXPECT(x.rank() == 4, layer, " expects an NCHW tensor of rank 4, got shape ", x.shape());
+  NETSPLIT_EXPECT(x.dim(0) > 0, layer, " got an empty batch (shape ", x.shape(), ")");
+  NETSPLIT_EXPECT(x.dim(2) == in.height && x.dim(3) == in.width, layer, " expects spatial size ",
+                  in.height, "x", in.width, ", got ", x.dim(2), "x", x.dim(3), " (shape ", x.shape(), ")");
+  NETSPLIT_EXPECT(x.dim(1) == channels, layer, " expects ", channels, " input channels, got ",
+                  x.dim(1), " (shape ", x.shape(), ")");
+}
+template <class T, class B>
+void expect_grad(const tensor<T, B>& dy, const tensor<T, B>& y, const char* layer) {
+  NETSPLIT_EXPECT(dy.shape() == y.shape(), layer, " backward expects a gradient of shape ",
+                  y.shape(), " (its forward output), got ", dy.shape());
+}
+template <class P>
+bool has_input(const P* p, const char* layer) {
+  NETSPLIT_EXPECT(p != nullptr, layer, " backward called before forward");
+  return true;
+}
+}  // namespace detail
+
+}  // namespace netsplit

@@ -1,0 +1,56 @@
+// netsplit/layers/relu.hpp — rectified linear unit, y = max(x, 0).
+// Spec relu models LayerSpec; relu_layer models Layer. Width-agnostic: it takes whatever
+// channel count the layer before it currently has.
+#pragma once
+
+#include "netsplit/layers/layer.hpp"
+
+namespace netsplit {
+
+template <class T, class B, fmap_shape In>
+class relu_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = In;
+
+  int in_channels() const { return c_; }
+  int out_channels() const { return c_; }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+    detail::expect_input(x, In, static_cast<int>(x.rank() == 4 ? x.dim(1) : 0), "relu");
+    c_ = static_cast<int>(x.dim(1));
+    out_.resize(x.shape());
+    B::relu_forward(ctx, x.numel(), x.data(), out_.data());
+    has_output_ = true;
+    return out_;
+  }
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    NETSPLIT_EXPECT(has_output_, "relu backward called before forward");
+    detail::expect_grad(dy, out_, "relu");
+    if (!input_grad) {
+      dx_.resize({});
+      return dx_;
+    }
+    dx_.resize(dy.shape());
+    B::relu_backward(ctx, dy.numel(), out_.data(), dy.data(), dx_.data());
+    return dx_;
+  }
+
+ private:
+  int c_ = In.channels;
+  bool has_output_ = false;
+  tensor<T, B> out_, dx_;
+};
+
+struct relu {
+  static constexpr const char* kind = "relu";
+  static constexpr bool accepts(fmap_shape in) { return in.channels > 0 && in.height > 0 && in.width > 0; }
+  static constexpr fmap_shape output_shape(fmap_shape in) { return in; }
+  template <class T, class B, fmap_shape In>
+  using layer = relu_layer<T, B, In>;
+};
+
+}  // namespace netsplit

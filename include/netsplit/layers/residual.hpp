@@ -1,0 +1,129 @@
+// netsplit/layers/residual.hpp — the basic residual block of CIFAR ResNets:
+// out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), conv1 3x3 with the stride,
+// conv2 3x3 stride 1. The shortcut is the identity when width and spatial size are kept,
+// else the policy's (shortcut_a or shortcut_b). Members are named, not numbered.
+// Spec basic_block<Out, Stride, Shortcut> models LayerSpec; basic_block_layer models
+// Layer, HasParameters, HasBuffers, Initializable and CountsMultAdds.
+#pragma once
+
+#include <string>
+#include <type_traits>
+
+#include "netsplit/layers/batch_norm.hpp"
+#include "netsplit/layers/conv2d.hpp"
+#include "netsplit/layers/relu.hpp"
+#include "netsplit/layers/shortcut.hpp"
+
+namespace netsplit {
+
+template <class T, class B, fmap_shape In, int Out, int Stride, class Shortcut>
+class basic_block_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  using conv1_type = conv2d_layer<T, B, In, Out, 3, Stride, 1>;
+  static constexpr fmap_shape mid_shape = conv1_type::output_shape;
+  using bn1_type = batch_norm_layer<T, B, mid_shape>;
+  using relu1_type = relu_layer<T, B, mid_shape>;
+  using conv2_type = conv2d_layer<T, B, mid_shape, Out, 3, 1, 1>;
+  using bn2_type = batch_norm_layer<T, B, mid_shape>;
+  static constexpr bool identity = In.channels == Out && Stride == 1;
+  using shortcut_type = std::conditional_t<identity, identity_shortcut_layer<T, B, In>,
+                                           typename Shortcut::template layer<T, B, In, Out, Stride>>;
+  static_assert(shortcut_type::output_shape == mid_shape, "netsplit: shortcut and main path shapes differ");
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = mid_shape;
+
+  int in_channels() const { return conv1.in_channels(); }
+  int out_channels() const { return conv2.out_channels(); }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    const auto& h = bn2.forward(ctx, conv2.forward(ctx, relu1.forward(ctx, bn1.forward(ctx, conv1.forward(ctx, x, p), p), p), p), p);
+    const auto& s = shortcut.forward(ctx, x, p);
+    NETSPLIT_EXPECT(s.shape() == h.shape(), "residual block: shortcut output ", s.shape(),
+                    " does not match the main path ", h.shape());
+    out_.resize(h.shape());
+    B::add_relu_forward(ctx, h.numel(), h.data(), s.data(), out_.data());
+    return out_;
+  }
+
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    detail::expect_grad(dy, out_, "residual block");
+    dsum_.resize(dy.shape());
+    B::relu_backward(ctx, dy.numel(), out_.data(), dy.data(), dsum_.data());
+    const auto& dmain =
+        conv1.backward(ctx, bn1.backward(ctx, relu1.backward(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_)))), input_grad);
+    const auto& dshort = shortcut.backward(ctx, dsum_, input_grad);
+    if (!input_grad) {
+      dx_.resize({});
+      return dx_;
+    }
+    dx_ = dmain;
+    B::axpy(ctx, dx_.numel(), T(1), dshort.data(), dx_.data());
+    return dx_;
+  }
+
+  template <class V>
+  void visit_parameters(V&& v) {
+    auto prefixed = [&](const char* p) {
+      return [&v, p](const std::string& n, auto& w, auto& g) { v(std::string(p) + n, w, g); };
+    };
+    conv1.visit_parameters(prefixed("conv1."));
+    bn1.visit_parameters(prefixed("bn1."));
+    conv2.visit_parameters(prefixed("conv2."));
+    bn2.visit_parameters(prefixed("bn2."));
+    if constexpr (HasParameters<shortcut_type>) shortcut.visit_parameters(prefixed("shortcut."));
+  }
+  template <class V>
+  void visit_buffers(V&& v) {
+    auto prefixed = [&](const char* p) {
+      return [&v, p](const std::string& n, auto& b) { v(std::string(p) + n, b); };
+    };
+    bn1.visit_buffers(prefixed("bn1."));
+    bn2.visit_buffers(prefixed("bn2."));
+    if constexpr (HasBuffers<shortcut_type>) shortcut.visit_buffers(prefixed("shortcut."));
+  }
+  void initialize(rng& r) {
+    conv1.initialize(r);
+    bn1.initialize(r);
+    conv2.initialize(r);
+    bn2.initialize(r);
+    if constexpr (Initializable<shortcut_type>) shortcut.initialize(r);
+  }
+  std::int64_t mult_adds_per_image() const {
+    std::int64_t m = conv1.mult_adds_per_image() + conv2.mult_adds_per_image();
+    if constexpr (CountsMultAdds<shortcut_type>) m += shortcut.mult_adds_per_image();
+    return m;
+  }
+
+  conv1_type conv1;
+  bn1_type bn1;
+  relu1_type relu1;
+  conv2_type conv2;
+  bn2_type bn2;
+  shortcut_type shortcut;
+
+ private:
+  tensor<T, B> out_, dsum_, dx_;
+};
+
+/// Basic residual block spec: Out channels, first conv with Stride, shortcut policy.
+template <int Out, int Stride, ShortcutPolicy Shortcut = shortcut_a>
+struct basic_block {
+  static_assert(Out > 0 && Stride > 0, "netsplit: basic_block needs positive width and stride");
+  static constexpr const char* kind = "basic_block";
+  /// Spatial size must divide by the stride; option A also needs Out >= input width.
+  static constexpr bool accepts(fmap_shape in) {
+    const bool same = in.channels == Out && Stride == 1;
+    return in.channels > 0 && in.height % Stride == 0 && in.width % Stride == 0 &&
+           in.height >= Stride && (same || Shortcut::accepts(in, Out, Stride));
+  }
+  static constexpr fmap_shape output_shape(fmap_shape in) {
+    return {Out, window_output(in.height, 3, Stride, 1), window_output(in.width, 3, Stride, 1)};
+  }
+  template <class T, class B, fmap_shape In>
+  using layer = basic_block_layer<T, B, In, Out, Stride, Shortcut>;
+};
+
+}  // namespace netsplit

@@ -1,0 +1,178 @@
+// netsplit/layers/sequential.hpp — composition of a network from a flat list of specs.
+// sequential_layer<T, B, In, Specs...> binds each spec to the shape produced by the one
+// before it, computed at compile time by a fold over the list (no nesting, no recursion).
+// If a spec cannot take the shape before it, compilation stops at a static_assert that
+// says so; the concept Composable<In, Specs...> tests the same rule without failing.
+// Spec sequence<Specs...> lets a composition be used as one element of another.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "netsplit/layers/layer.hpp"
+
+namespace netsplit {
+
+namespace detail {
+/// shapes[0] = In, shapes[i+1] = output of spec i; {} after the first spec that rejects.
+template <fmap_shape In, class... Specs>
+constexpr std::array<fmap_shape, sizeof...(Specs) + 1> chain_shapes() {
+  std::array<fmap_shape, sizeof...(Specs) + 1> s{};
+  s[0] = In;
+  std::size_t i = 0;
+  bool ok = true;
+  ((ok = ok && Specs::accepts(s[i]), s[i + 1] = ok ? Specs::output_shape(s[i]) : fmap_shape{}, ++i),
+   ...);
+  return s;
+}
+/// Index of the first spec that rejects its input shape, or sizeof...(Specs) if none.
+template <fmap_shape In, class... Specs>
+constexpr std::size_t first_rejecting() {
+  constexpr auto s = chain_shapes<In, Specs...>();
+  std::size_t i = 0, bad = sizeof...(Specs);
+  ((bad = (bad == sizeof...(Specs) && !Specs::accepts(s[i])) ? i : bad, ++i), ...);
+  return bad;
+}
+}  // namespace detail
+
+/// True when every spec accepts the shape produced by the specs before it.
+template <fmap_shape In, class... Specs>
+concept Composable = (LayerSpec<Specs> && ...) &&
+                     detail::first_rejecting<In, Specs...>() == sizeof...(Specs);
+
+/// Reports a composition error: instantiated only for a failing chain, so the compiler's
+/// note shows the rejecting spec, its position and the shape it was offered.
+template <class Rejecting, std::size_t Position, fmap_shape Offered>
+struct shape_mismatch {
+  static_assert(Position == std::size_t(-1),
+                "netsplit: layer cannot take the shape produced by the layers before it "
+                "(see shape_mismatch<Rejecting spec, Position, Offered shape> in this error: "
+                "check spatial size, stride, and that linear follows global_avg_pool)");
+};
+
+template <class T, class B, fmap_shape In, class... Specs>
+class sequential_layer {
+  static_assert(sizeof...(Specs) > 0, "netsplit: a sequential needs at least one layer");
+  static_assert((LayerSpec<Specs> && ...), "netsplit: every element of a sequential must model LayerSpec");
+  static constexpr std::size_t count = sizeof...(Specs);
+  static constexpr auto shapes = detail::chain_shapes<In, Specs...>();
+  static constexpr std::size_t bad = detail::first_rejecting<In, Specs...>();
+  static constexpr bool ok = bad == count;
+  // For a failing chain this instantiates shape_mismatch, whose static_assert names the
+  // culprit in its template arguments.
+  static_assert(sizeof(std::conditional_t<ok, char,
+                                          shape_mismatch<std::tuple_element_t<(ok ? 0 : bad), std::tuple<Specs...>>,
+                                                         bad, shapes[ok ? 0 : bad]>>) > 0);
+
+  template <std::size_t... I>
+  static auto bind(std::index_sequence<I...>)
+      -> std::tuple<typename Specs::template layer<T, B, (ok ? shapes[I] : In)>...>;
+
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  using layers_type = decltype(bind(std::make_index_sequence<count>{}));
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = shapes[count];
+  static constexpr std::size_t size() { return count; }
+
+  sequential_layer() {
+    for (std::size_t i = 0; i < count; ++i) names_[i] = std::to_string(i);
+  }
+
+  template <std::size_t I>
+  auto& get() { return std::get<I>(layers_); }
+  template <std::size_t I>
+  const auto& get() const { return std::get<I>(layers_); }
+  layers_type& layers() { return layers_; }
+
+  /// Name of child i in parameter paths (default: its index).
+  void set_name(std::size_t i, std::string name) { names_.at(i) = std::move(name); }
+  const std::string& name(std::size_t i) const { return names_.at(i); }
+
+  int in_channels() const { return std::get<0>(layers_).in_channels(); }
+  int out_channels() const { return std::get<count - 1>(layers_).out_channels(); }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    const tensor<T, B>* cur = &x;
+    std::apply([&](auto&... l) { ((cur = &l.forward(ctx, *cur, p)), ...); }, layers_);
+    return *cur;
+  }
+
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    return backward_impl(ctx, dy, input_grad, std::make_index_sequence<count>{});
+  }
+
+  /// Calls f(name, layer) for each child in order.
+  template <class F>
+  void for_each_layer(F&& f) {
+    std::size_t i = 0;
+    std::apply([&](auto&... l) { ((f(names_[i++], l)), ...); }, layers_);
+  }
+
+  template <class V>
+  void visit_parameters(V&& v) {
+    for_each_layer([&](const std::string& name, auto& l) {
+      if constexpr (HasParameters<std::decay_t<decltype(l)>>)
+        l.visit_parameters([&](const std::string& n, auto& p, auto& g) { v(name + "." + n, p, g); });
+    });
+  }
+  template <class V>
+  void visit_buffers(V&& v) {
+    for_each_layer([&](const std::string& name, auto& l) {
+      if constexpr (HasBuffers<std::decay_t<decltype(l)>>)
+        l.visit_buffers([&](const std::string& n, auto& b) { v(name + "." + n, b); });
+    });
+  }
+  void initialize(rng& r) {
+    for_each_layer([&](const std::string&, auto& l) {
+      if constexpr (Initializable<std::decay_t<decltype(l)>>) l.initialize(r);
+    });
+  }
+  std::int64_t mult_adds_per_image() const {
+    std::int64_t total = 0;
+    std::apply([&](const auto&... l) {
+      ((total += [&] {
+         if constexpr (CountsMultAdds<std::decay_t<decltype(l)>>) return l.mult_adds_per_image();
+         else return std::int64_t{0};
+       }()), ...);
+    }, layers_);
+    return total;
+  }
+
+ private:
+  template <std::size_t... I>
+  const tensor<T, B>& backward_impl(context_type& ctx, const tensor<T, B>& dy, bool input_grad,
+                                    std::index_sequence<I...>) {
+    const tensor<T, B>* cur = &dy;
+    ((cur = &std::get<count - 1 - I>(layers_).backward(ctx, *cur, (count - 1 - I) > 0 || input_grad)), ...);
+    return *cur;
+  }
+
+  layers_type layers_;
+  std::array<std::string, count> names_;
+};
+
+/// A composition usable as one spec inside another.
+template <class... Specs>
+struct sequence {
+  static constexpr const char* kind = "sequence";
+  static constexpr bool accepts(fmap_shape in) {
+    auto s = in;
+    bool ok = true;
+    ((ok = ok && Specs::accepts(s), s = ok ? Specs::output_shape(s) : s), ...);
+    return ok;
+  }
+  static constexpr fmap_shape output_shape(fmap_shape in) {
+    ((in = Specs::output_shape(in)), ...);
+    return in;
+  }
+  template <class T, class B, fmap_shape In>
+  using layer = sequential_layer<T, B, In, Specs...>;
+};
+
+}  // namespace netsplit

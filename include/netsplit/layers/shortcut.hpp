@@ -1,0 +1,174 @@
+// netsplit/layers/shortcut.hpp — the shortcut policies of a residual block.
+// identity_shortcut: same width and stride 1. shortcut_a (He et al. option A): parameter
+// free; subsample by the stride and place the input channels among zero channels. It is
+// stored as a general channel scatter (output channel target[c] += coef[c] * input c), so
+// that a split of the earlier stage (two copies of a channel, each carrying its value)
+// can map both copies to one output channel with coefficient 1/2 and keep the function.
+// shortcut_b (option B): 1x1 convolution with the stride, then batch norm.
+// Each policy P provides P::accepts(in, out, stride) and P::layer<T, B, In, Out, Stride>.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "netsplit/layers/batch_norm.hpp"
+#include "netsplit/layers/conv2d.hpp"
+#include "netsplit/layers/layer.hpp"
+
+namespace netsplit {
+
+template <class T, class B, fmap_shape In>
+class identity_shortcut_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = In;
+  int in_channels() const { return c_; }
+  int out_channels() const { return c_; }
+  const tensor<T, B>& forward(context_type&, const tensor<T, B>& x, phase) {
+    detail::expect_input(x, In, static_cast<int>(x.rank() == 4 ? x.dim(1) : 0), "identity shortcut");
+    c_ = static_cast<int>(x.dim(1));
+    return x;
+  }
+  const tensor<T, B>& backward(context_type&, const tensor<T, B>& dy, bool = true) { return dy; }
+
+ private:
+  int c_ = In.channels;
+};
+
+template <class T, class B, fmap_shape In, int Out, int Stride>
+class shortcut_a_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape{Out, (In.height - 1) / Stride + 1, (In.width - 1) / Stride + 1};
+
+  /// Initial map: input channel c goes to output channel c + (Out - In)/2 (PyTorch's
+  /// reference pads (Out - In)/2 zero channels on each side), coefficient 1.
+  shortcut_a_layer() {
+    std::vector<int> target(In.channels);
+    std::vector<T> coef(In.channels, T(1));
+    for (int c = 0; c < In.channels; ++c) target[c] = c + (Out - In.channels) / 2;
+    set_map(Out, target, coef);
+  }
+
+  int in_channels() const { return static_cast<int>(target_host_.size()); }
+  int out_channels() const { return out_c_; }
+  const std::vector<int>& target() const { return target_host_; }
+  const std::vector<T>& coef() const { return coef_host_; }
+
+  /// Replaces the channel map; every target must lie in [0, out_channels).
+  void set_map(int out_channels, const std::vector<int>& target, const std::vector<T>& coef) {
+    NETSPLIT_EXPECT(target.size() == coef.size() && !target.empty(), "shortcut_a map needs one target and ",
+                    "one coefficient per input channel, got ", target.size(), " and ", coef.size());
+    for (std::size_t c = 0; c < target.size(); ++c)
+      NETSPLIT_EXPECT(target[c] >= 0 && target[c] < out_channels, "shortcut_a target ", target[c],
+                      " of input channel ", c, " is outside [0, ", out_channels, ")");
+    out_c_ = out_channels;
+    target_host_ = target;
+    coef_host_ = coef;
+    const auto n = static_cast<std::int64_t>(target.size());
+    target_.resize({n});
+    target_.from_host(target_host_);
+    coef_.resize({n});
+    coef_.from_host(coef_host_);
+  }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+    detail::expect_input(x, In, in_channels(), "shortcut_a");
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    B::channel_scatter_forward(ctx, d, x.data(), target_.data(), coef_.data(), out_.data());
+    return out_;
+  }
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    detail::expect_grad(dy, out_, "shortcut_a");
+    if (!input_grad) {
+      dx_.resize({});
+      return dx_;
+    }
+    const auto d = desc(static_cast<int>(dy.dim(0)));
+    dx_.resize({dy.dim(0), in_channels(), In.height, In.width});
+    B::channel_scatter_backward(ctx, d, dy.data(), target_.data(), coef_.data(), dx_.data());
+    return dx_;
+  }
+
+ private:
+  channel_scatter_desc desc(int batch) const {
+    return {batch, in_channels(), out_c_, In.height, In.width, Stride};
+  }
+  int out_c_ = Out;
+  std::vector<int> target_host_;
+  std::vector<T> coef_host_;
+  tensor<int, B> target_;
+  tensor<T, B> coef_, out_, dx_;
+};
+
+template <class T, class B, fmap_shape In, int Out, int Stride>
+class shortcut_b_layer {
+ public:
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  using conv_type = conv2d_layer<T, B, In, Out, 1, Stride, 0>;
+  using bn_type = batch_norm_layer<T, B, conv_type::output_shape>;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = conv_type::output_shape;
+
+  int in_channels() const { return conv.in_channels(); }
+  int out_channels() const { return conv.out_channels(); }
+
+  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    return bn.forward(ctx, conv.forward(ctx, x, p), p);
+  }
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    return conv.backward(ctx, bn.backward(ctx, dy), input_grad);
+  }
+  template <class V>
+  void visit_parameters(V&& v) {
+    conv.visit_parameters([&](const std::string& n, auto& p, auto& g) { v("conv." + n, p, g); });
+    bn.visit_parameters([&](const std::string& n, auto& p, auto& g) { v("bn." + n, p, g); });
+  }
+  template <class V>
+  void visit_buffers(V&& v) {
+    bn.visit_buffers([&](const std::string& n, auto& b) { v("bn." + n, b); });
+  }
+  void initialize(rng& r) {
+    conv.initialize(r);
+    bn.initialize(r);
+  }
+  std::int64_t mult_adds_per_image() const { return conv.mult_adds_per_image(); }
+
+  conv_type conv;
+  bn_type bn;
+};
+
+/// Option A: parameter-free subsampling plus zero channels; needs Out >= In.
+struct shortcut_a {
+  static constexpr const char* name = "A";
+  static constexpr bool accepts(fmap_shape in, int out, int) { return out >= in.channels; }
+  template <class T, class B, fmap_shape In, int Out, int Stride>
+  using layer = shortcut_a_layer<T, B, In, Out, Stride>;
+};
+
+/// Option B: 1x1 convolution with stride, then batch norm.
+struct shortcut_b {
+  static constexpr const char* name = "B";
+  static constexpr bool accepts(fmap_shape, int, int) { return true; }
+  template <class T, class B, fmap_shape In, int Out, int Stride>
+  using layer = shortcut_b_layer<T, B, In, Out, Stride>;
+};
+
+/// A shortcut policy: names itself, says which (input, output width, stride) it can join,
+/// and binds to a layer.
+template <class P>
+concept ShortcutPolicy = requires(fmap_shape s) {
+  { P::name } -> std::convertible_to<const char*>;
+  { P::accepts(s, 1, 1) } -> std::same_as<bool>;
+};
+
+}  // namespace netsplit
