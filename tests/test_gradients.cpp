@@ -1,0 +1,153 @@
+// Central-difference gradient checks in double for every layer, for a basic block with
+// each shortcut, for the loss, and for a small whole network. Threshold: max relative
+// error 1e-6 on inputs and parameters (see gradient_check.hpp for the error measure).
+#include <doctest/doctest.h>
+
+#include <cstdio>
+
+#include "gradient_check.hpp"
+
+using namespace netsplit;
+using namespace netsplit::testing;
+
+namespace {
+constexpr double tolerance = 1e-6;
+
+template <class L>
+void expect_gradients(const char* what, L& layer, tensor_shape in, phase p, std::uint64_t seed = 11) {
+  cpu_context ctx(2);
+  rng r(seed);
+  if constexpr (Initializable<L>) layer.initialize(r);
+  // Non-trivial BN parameters so their gradients are exercised away from γ=1, β=0.
+  if constexpr (HasParameters<L>)
+    layer.visit_parameters([&](const std::string& n, auto& w, auto&) {
+      if (n.find("bn") != std::string::npos || n == "weight" || n == "bias")
+        if (w.rank() == 1)
+          for (std::int64_t i = 0; i < w.numel(); ++i) w.data()[i] += 0.3 * r.normal();
+    });
+  const auto rep = check_layer_gradients(layer, ctx, random_tensor(in, r), p, seed);
+  std::printf("gradcheck %-34s input %.2e  params %.2e  (%zu values, worst at %s)\n", what,
+              rep.max_input_error, rep.max_param_error, rep.checked, rep.worst.c_str());
+  CHECK(rep.checked > 0);
+  CHECK(rep.max_input_error <= tolerance);
+  CHECK(rep.max_param_error <= tolerance);
+}
+
+using cpu = cpu_backend;
+}  // namespace
+
+TEST_CASE("conv2d gradients: 3x3 and 1x1, stride 1 and 2, padding") {
+  conv2d_layer<double, cpu, fmap_shape{3, 7, 7}, 4, 3, 1, 1> c3s1;
+  expect_gradients("conv2d 3x3 stride 1 pad 1", c3s1, {3, 3, 7, 7}, phase::train);
+  conv2d_layer<double, cpu, fmap_shape{3, 8, 8}, 5, 3, 2, 1> c3s2;
+  expect_gradients("conv2d 3x3 stride 2 pad 1", c3s2, {2, 3, 8, 8}, phase::train);
+  conv2d_layer<double, cpu, fmap_shape{3, 6, 6}, 4, 3, 1, 0> c3p0;
+  expect_gradients("conv2d 3x3 stride 1 pad 0", c3p0, {2, 3, 6, 6}, phase::train);
+  conv2d_layer<double, cpu, fmap_shape{4, 6, 6}, 3, 1, 1, 0> c1s1;
+  expect_gradients("conv2d 1x1 stride 1", c1s1, {3, 4, 6, 6}, phase::train);
+  conv2d_layer<double, cpu, fmap_shape{4, 6, 6}, 6, 1, 2, 0> c1s2;
+  expect_gradients("conv2d 1x1 stride 2", c1s2, {2, 4, 6, 6}, phase::train);
+}
+
+TEST_CASE("batch_norm gradients in train and eval mode") {
+  batch_norm_layer<double, cpu, fmap_shape{3, 4, 4}> bn;
+  expect_gradients("batch_norm train (batch statistics)", bn, {4, 3, 4, 4}, phase::train);
+  batch_norm_layer<double, cpu, fmap_shape{3, 4, 4}> bn_eval;
+  rng r(3);
+  for (std::int64_t i = 0; i < 3; ++i) {
+    bn_eval.running_mean().data()[i] = r.normal();
+    bn_eval.running_var().data()[i] = 0.5 + r.uniform();
+  }
+  expect_gradients("batch_norm eval (running statistics)", bn_eval, {2, 3, 4, 4}, phase::eval);
+}
+
+TEST_CASE("relu, global average pooling and linear gradients") {
+  relu_layer<double, cpu, fmap_shape{3, 5, 5}> r;
+  expect_gradients("relu", r, {2, 3, 5, 5}, phase::train);
+  global_avg_pool_layer<double, cpu, fmap_shape{4, 3, 3}> gap;
+  expect_gradients("global_avg_pool", gap, {3, 4, 3, 3}, phase::train);
+  linear_layer<double, cpu, fmap_shape{6, 1, 1}, 5> fc;
+  expect_gradients("linear", fc, {4, 6, 1, 1}, phase::train);
+}
+
+TEST_CASE("shortcut gradients: option A scatter and option B projection") {
+  shortcut_a_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2> a;
+  expect_gradients("shortcut A (subsample + zero pad)", a, {2, 4, 6, 6}, phase::train);
+  shortcut_a_layer<double, cpu, fmap_shape{3, 4, 4}, 4, 1> a_map;
+  a_map.set_map(4, {1, 3, 3}, {1.0, 0.5, 0.5});  // a split channel: two halves to one target
+  expect_gradients("shortcut A (general channel map)", a_map, {2, 3, 4, 4}, phase::train);
+  shortcut_b_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2> b;
+  expect_gradients("shortcut B (1x1 conv + BN)", b, {3, 4, 6, 6}, phase::train);
+}
+
+TEST_CASE("basic block gradients with each shortcut") {
+  basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 4, 1, shortcut_a> identity;
+  expect_gradients("basic_block identity shortcut", identity, {3, 4, 6, 6}, phase::train);
+  basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_a> block_a;
+  expect_gradients("basic_block option A, stride 2", block_a, {3, 4, 6, 6}, phase::train);
+  basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_b> block_b;
+  expect_gradients("basic_block option B, stride 2", block_b, {3, 4, 6, 6}, phase::train);
+  basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_b> block_b_eval;
+  expect_gradients("basic_block option B, eval mode", block_b_eval, {2, 4, 6, 6}, phase::eval);
+}
+
+TEST_CASE("softmax cross-entropy gradient") {
+  cpu_context ctx(1);
+  rng r(5);
+  auto logits = random_tensor({4, 7}, r, 2.0);
+  const std::vector<int> labels{0, 6, 3, 3};
+  softmax_cross_entropy<double, cpu> loss;
+  loss.forward(ctx, logits, labels);
+  const cpu_tensor g = loss.backward();
+  double worst = 0;
+  for (std::int64_t i = 0; i < logits.numel(); ++i) {
+    worst = std::max(worst, rel_error(g.data()[i], numeric_derivative(logits.data()[i], [&] {
+                                        return loss.forward(ctx, logits, labels);
+                                      })));
+  }
+  std::printf("gradcheck %-34s logits %.2e\n", "softmax_cross_entropy", worst);
+  CHECK(worst <= tolerance);
+}
+
+TEST_CASE("whole small network gradients through the loss (train-mode BN)") {
+  // A miniature ResNet: every layer kind, both shortcut options, stride changes. The loss is
+  // O(1), so a smaller step (1e-5) keeps perturbations from crossing a ReLU kink.
+  using net_t = sequential_layer<double, cpu, fmap_shape{3, 8, 8}, conv3x3<4>, batch_norm, relu,
+                                 basic_block<4, 1, shortcut_a>, basic_block<6, 2, shortcut_a>,
+                                 basic_block<8, 2, shortcut_b>, global_avg_pool, linear<5>>;
+  net_t net;
+  cpu_context ctx(2);
+  rng r(21);
+  net.initialize(r);
+  auto x = random_tensor({4, 3, 8, 8}, r);
+  const std::vector<int> labels{1, 4, 0, 2};
+  softmax_cross_entropy<double, cpu> loss;
+  auto eval_loss = [&] { return loss.forward(ctx, net.forward(ctx, x, phase::train), labels); };
+  eval_loss();
+  const cpu_tensor dx = net.backward(ctx, loss.backward(), true);
+  std::vector<cpu_tensor> grads;
+  net.visit_parameters([&](const std::string&, auto&, auto& g) { grads.push_back(g); });
+
+  double worst_in = 0, worst_param = 0;
+  for (auto i : sample_indices(x.numel(), 40, r)) {
+    worst_in = std::max(worst_in, rel_error(dx.data()[i], numeric_derivative(x.data()[i], eval_loss, 1e-5)));
+  }
+  std::size_t k = 0, tensors = 0;
+  std::string worst_at;
+  net.visit_parameters([&](const std::string& name, auto& w, auto&) {
+    const auto& g = grads[k++];
+    ++tensors;
+    for (auto i : sample_indices(w.numel(), 12, r)) {
+      const double e = rel_error(g.data()[i], numeric_derivative(w.data()[i], eval_loss, 1e-5));
+      if (e > worst_param) {
+        worst_param = e;
+        worst_at = name + "[" + std::to_string(i) + "]";
+      }
+    }
+  });
+  std::printf("gradcheck %-34s input %.2e  params %.2e  (%zu parameter tensors, worst at %s)\n",
+              "small ResNet + softmax loss", worst_in, worst_param, tensors, worst_at.c_str());
+  CHECK(tensors == 26);
+  CHECK(worst_in <= tolerance);
+  CHECK(worst_param <= tolerance);
+}

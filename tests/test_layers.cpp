@@ -1,0 +1,225 @@
+// Layers and models: batch-norm semantics, architecture fidelity (parameter and
+// multiply-add counts of the reference ResNet20), compile-time concept checks including
+// rejected compositions, parameter naming, and contract errors on bad input.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "netsplit/netsplit.hpp"
+
+using namespace netsplit;
+using cpu = cpu_backend;
+using ftensor = tensor<float, cpu>;
+
+// ---- compile-time checks: every shipped spec, layer and model models its concepts -------------
+static_assert(LayerSpec<conv3x3<16>> && LayerSpec<conv1x1<8, 2>> && LayerSpec<batch_norm> &&
+              LayerSpec<relu> && LayerSpec<global_avg_pool> && LayerSpec<linear<10>> &&
+              LayerSpec<basic_block<16, 1>> && LayerSpec<basic_block<32, 2, shortcut_b>> &&
+              LayerSpec<sequence<conv3x3<4>, relu>>);
+static_assert(Layer<conv2d_layer<float, cpu, fmap_shape{3, 32, 32}, 16, 3, 1, 1>>);
+static_assert(HasParameters<conv2d_layer<float, cpu, fmap_shape{3, 32, 32}, 16, 3, 1, 1>>);
+static_assert(Initializable<conv2d_layer<float, cpu, fmap_shape{3, 32, 32}, 16, 3, 1, 1>>);
+static_assert(CountsMultAdds<conv2d_layer<float, cpu, fmap_shape{3, 32, 32}, 16, 3, 1, 1>>);
+static_assert(Layer<batch_norm_layer<float, cpu, fmap_shape{16, 8, 8}>> &&
+              HasParameters<batch_norm_layer<float, cpu, fmap_shape{16, 8, 8}>> &&
+              HasBuffers<batch_norm_layer<float, cpu, fmap_shape{16, 8, 8}>>);
+static_assert(Layer<relu_layer<float, cpu, fmap_shape{16, 8, 8}>> &&
+              !HasParameters<relu_layer<float, cpu, fmap_shape{16, 8, 8}>>);
+static_assert(Layer<global_avg_pool_layer<double, cpu, fmap_shape{16, 8, 8}>>);
+static_assert(Layer<linear_layer<float, cpu, fmap_shape{64, 1, 1}, 100>> &&
+              HasParameters<linear_layer<float, cpu, fmap_shape{64, 1, 1}, 100>>);
+static_assert(Layer<identity_shortcut_layer<float, cpu, fmap_shape{16, 8, 8}>>);
+static_assert(Layer<shortcut_a_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2>> &&
+              !HasParameters<shortcut_a_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2>>);
+static_assert(Layer<shortcut_b_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2>> &&
+              HasBuffers<shortcut_b_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2>>);
+static_assert(Layer<basic_block_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2, shortcut_a>> &&
+              HasParameters<basic_block_layer<float, cpu, fmap_shape{16, 32, 32}, 32, 2, shortcut_b>>);
+static_assert(ShortcutPolicy<shortcut_a> && ShortcutPolicy<shortcut_b>);
+static_assert(Network<resnet20<>> && Network<resnet20<cpu, 10>> && Network<resnet32<cpu, 100, double>> &&
+              Network<resnet20<cpu, 100, float, shortcut_b>>);
+static_assert(resnet20<>::output_shape == fmap_shape{100, 1, 1});
+static_assert(resnet56<>::block_count == 27);
+
+// ---- ... and broken ones do not -------------------------------------------------------------------
+struct spec_without_shape_rule {
+  static constexpr const char* kind = "broken";
+};
+static_assert(!LayerSpec<spec_without_shape_rule>);
+struct layer_without_backward {
+  using scalar_type = float;
+  using backend_type = cpu;
+  static constexpr fmap_shape input_shape{1, 1, 1}, output_shape{1, 1, 1};
+  const ftensor& forward(cpu_context&, const ftensor& x, phase) { return x; }
+  int in_channels() const { return 1; }
+  int out_channels() const { return 1; }
+};
+static_assert(!Layer<layer_without_backward>);
+static_assert(!ShortcutPolicy<int>);
+static_assert(!Network<conv2d_layer<float, cpu, fmap_shape{3, 32, 32}, 16, 3, 1, 1>>);
+
+// ---- shape rules of composition, tested through the concept -------------------------------------
+static_assert(Composable<fmap_shape{3, 32, 32}, conv3x3<16>, batch_norm, relu, global_avg_pool, linear<10>>);
+static_assert(!Composable<fmap_shape{3, 32, 32}, conv3x3<16>, linear<10>>,
+              "a linear layer needs a 1x1 input: forgot global_avg_pool");
+static_assert(!Composable<fmap_shape{16, 7, 7}, basic_block<32, 2>>, "stride 2 on an odd size");
+static_assert(!Composable<fmap_shape{32, 8, 8}, basic_block<16, 2, shortcut_a>>,
+              "option A cannot shrink the width");
+static_assert(Composable<fmap_shape{32, 8, 8}, basic_block<16, 2, shortcut_b>>);
+static_assert(!Composable<fmap_shape{3, 2, 2}, conv2d<4, 5, 1, 0>>, "kernel larger than the input");
+static_assert(!Composable<fmap_shape{3, 32, 32}, global_avg_pool, conv2d<8, 3, 1, 0>>);
+static_assert(ComposableWith<relu, fmap_shape{4, 4, 4}>);
+
+TEST_CASE("ResNet20 matches the reference architecture's counts") {
+  resnet20<cpu, 100, float, shortcut_a> a(1);
+  resnet20<cpu, 100, float, shortcut_b> b(1);
+  CHECK(count_parameters(a) == 275572);
+  CHECK(count_parameters(b) == 278324);
+  CHECK(a.mult_adds_per_image() == 40550400);
+  resnet20<cpu, 10> ten(1);
+  CHECK(count_parameters(ten) == 275572 - 90 * 64 - 90);
+  resnet56<cpu, 100> deep(1);
+  CHECK(deep.body().size() == 3 + 27 + 2);
+}
+
+TEST_CASE("parameter and buffer names follow the reference PyTorch definition") {
+  resnet20<cpu, 100, float, shortcut_b> net(1);
+  std::vector<std::string> names, buffers;
+  net.visit_parameters([&](const std::string& n, auto& w, auto& g) {
+    names.push_back(n);
+    CHECK(w.shape() == g.shape());
+  });
+  net.visit_buffers([&](const std::string& n, auto&) { buffers.push_back(n); });
+  REQUIRE(names.size() == 1 + 2 + 9 * 6 + 2 * 3 + 2);
+  CHECK(names.front() == "conv1.weight");
+  CHECK(names[1] == "bn1.weight");
+  CHECK(names[3] == "layer1.0.conv1.weight");
+  CHECK(std::find(names.begin(), names.end(), "layer2.0.shortcut.conv.weight") != names.end());
+  CHECK(std::find(names.begin(), names.end(), "layer3.2.bn2.bias") != names.end());
+  CHECK(names.back() == "linear.bias");
+  CHECK(buffers.front() == "bn1.running_mean");
+  CHECK(buffers.size() == 2 * (1 + 9 * 2 + 2));
+}
+
+TEST_CASE("He initialisation: conv weights have std sqrt(2/fan_in), BN starts at identity") {
+  resnet20<> net(3);
+  auto& conv = net.body().get<4>().conv2;  // layer1.1.conv2: fan_in 16*9
+  const auto w = conv.weight().to_host();
+  double sq = 0;
+  for (float v : w) sq += double(v) * v;
+  CHECK(std::sqrt(sq / w.size()) == doctest::Approx(std::sqrt(2.0 / 144)).epsilon(0.05));
+  const auto gamma = net.body().get<1>().gamma().to_host();
+  const auto beta = net.body().get<1>().beta().to_host();
+  for (float g : gamma) CHECK(g == 1.0f);
+  for (float b : beta) CHECK(b == 0.0f);
+  resnet20<> same(3), other(4);
+  CHECK(same.body().get<4>().conv2.weight().to_host() == w);
+  CHECK(other.body().get<4>().conv2.weight().to_host() != w);
+}
+
+TEST_CASE("batch_norm: train uses batch statistics and updates running averages") {
+  cpu_context ctx(2);
+  batch_norm_layer<double, cpu, fmap_shape{2, 3, 3}> bn;
+  rng r(1);
+  tensor<double, cpu> x({4, 2, 3, 3});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 3.0 + 2.0 * r.normal() + (i % 18 >= 9 ? 5 : 0);
+  const auto y = bn.forward(ctx, x, phase::train);
+  for (int c = 0; c < 2; ++c) {
+    double s = 0, sq = 0, xs = 0, xsq = 0;
+    for (int n = 0; n < 4; ++n)
+      for (int i = 0; i < 9; ++i) {
+        const auto k = (n * 2 + c) * 9 + i;
+        s += y.data()[k];
+        sq += y.data()[k] * y.data()[k];
+        xs += x.data()[k];
+        xsq += x.data()[k] * x.data()[k];
+      }
+    CHECK(s / 36 == doctest::Approx(0).epsilon(1e-9).scale(1));
+    CHECK(sq / 36 == doctest::Approx(1).epsilon(1e-4));  // eps=1e-5 shrinks it a little
+    const double mean = xs / 36, unbiased = (xsq - 36 * mean * mean) / 35;
+    CHECK(bn.running_mean().data()[c] == doctest::Approx(0.1 * mean));
+    CHECK(bn.running_var().data()[c] == doctest::Approx(0.9 + 0.1 * unbiased));
+  }
+  // Eval: running statistics, independent of the batch's own statistics.
+  const auto rm = bn.running_mean().data()[0], rv = bn.running_var().data()[0];
+  const auto ye = bn.forward(ctx, x, phase::eval);
+  CHECK(ye.data()[0] == doctest::Approx((x.data()[0] - rm) / std::sqrt(rv + 1e-5)));
+  CHECK(bn.running_mean().data()[0] == rm);  // eval leaves them alone
+  tensor<double, cpu> first({1, 2, 3, 3});
+  std::copy(x.data(), x.data() + 18, first.data());
+  const auto y1 = bn.forward(ctx, first, phase::eval);
+  CHECK(y1.data()[0] == doctest::Approx(ye.data()[0]));  // per-sample in eval mode
+}
+
+TEST_CASE("batch_norm with batch size 1: handled while a channel has >1 value, else rejected") {
+  cpu_context ctx(1);
+  batch_norm_layer<float, cpu, fmap_shape{3, 4, 4}> spatial;
+  ftensor one({1, 3, 4, 4}, 0.f);
+  one.data()[0] = 1.f;
+  CHECK_NOTHROW(spatial.forward(ctx, one, phase::train));
+  batch_norm_layer<float, cpu, fmap_shape{3, 1, 1}> flat;
+  ftensor single({1, 3, 1, 1}, 1.f);
+  CHECK_THROWS_WITH_AS(flat.forward(ctx, single, phase::train),
+                       doctest::Contains("more than one value per channel"), contract_violation);
+  CHECK_NOTHROW(flat.forward(ctx, single, phase::eval));
+}
+
+TEST_CASE("contract errors: wrong shapes, channel mismatch, bad labels, misuse") {
+  cpu_context ctx(1);
+  resnet20<cpu, 10> net(1);
+  ftensor wrong_size({2, 3, 28, 28}, 0.f);
+  CHECK_THROWS_WITH_AS(net.forward(ctx, wrong_size, phase::eval),
+                       doctest::Contains("expects spatial size 32x32, got 28x28"), contract_violation);
+  ftensor wrong_channels({2, 4, 32, 32}, 0.f);
+  CHECK_THROWS_WITH_AS(net.forward(ctx, wrong_channels, phase::eval),
+                       doctest::Contains("expects 3 input channels, got 4"), contract_violation);
+  ftensor flat({2, 3072}, 0.f);
+  CHECK_THROWS_WITH_AS(net.forward(ctx, flat, phase::eval), doctest::Contains("rank 4"), contract_violation);
+  ftensor empty({0, 3, 32, 32});
+  CHECK_THROWS_AS(net.forward(ctx, empty, phase::eval), contract_violation);
+
+  ftensor x({2, 3, 32, 32}, 0.1f);
+  const auto& logits = net.forward(ctx, x, phase::train);
+  softmax_cross_entropy<float, cpu> loss;
+  const std::vector<int> bad{3, 10};
+  CHECK_THROWS_WITH_AS(loss.forward(ctx, logits, bad), doctest::Contains("label 10 of sample 1"),
+                       contract_violation);
+  const std::vector<int> short_labels{1};
+  CHECK_THROWS_AS(loss.forward(ctx, logits, short_labels), contract_violation);
+  ftensor wrong_grad({2, 7, 1, 1}, 0.f);
+  CHECK_THROWS_AS(net.backward(ctx, wrong_grad), contract_violation);
+
+  conv2d_layer<float, cpu, fmap_shape{3, 8, 8}, 4, 3, 1, 1> fresh;
+  ftensor g({1, 4, 8, 8}, 0.f);
+  CHECK_THROWS_WITH_AS(fresh.backward(ctx, g), doctest::Contains("before forward"), contract_violation);
+  shortcut_a_layer<float, cpu, fmap_shape{2, 4, 4}, 4, 2> a;
+  CHECK_THROWS_WITH_AS(a.set_map(4, {0, 4}, {1.f, 1.f}), doctest::Contains("target 4"), contract_violation);
+}
+
+TEST_CASE("ResNet20 forward is identical for 1 and 2 threads; training step lowers the loss") {
+  resnet20<cpu, 10> net1(5), net2(5);
+  cpu_context one(1), two(2);
+  rng r(2);
+  ftensor x({8, 3, 32, 32});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(r.normal());
+  CHECK(net1.forward(one, x, phase::train).to_host() == net2.forward(two, x, phase::train).to_host());
+
+  std::vector<int> labels{0, 1, 2, 3, 4, 5, 6, 7};
+  softmax_cross_entropy<float, cpu> loss;
+  std::vector<ftensor> momentum;
+  net2.visit_parameters([&](const std::string&, auto& w, auto&) { momentum.emplace_back(w.shape(), 0.f); });
+  const double first = loss.forward(two, net2.forward(two, x, phase::train), labels);
+  double last = first;
+  for (int step = 0; step < 5; ++step) {
+    net2.backward(two, loss.backward());
+    std::size_t k = 0;
+    net2.visit_parameters([&](const std::string&, auto& w, auto& g) {
+      auto& m = momentum[k++];
+      cpu::sgd_step(two, w.numel(), w.data(), g.data(), m.data(), 0.05f, 0.9f, 0.f, false);
+    });
+    last = loss.forward(two, net2.forward(two, x, phase::train), labels);
+  }
+  CHECK(last < 0.5 * first);
+}
