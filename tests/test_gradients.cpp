@@ -74,7 +74,8 @@ TEST_CASE("shortcut gradients: option A scatter and option B projection") {
   shortcut_a_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2> a;
   expect_gradients("shortcut A (subsample + zero pad)", a, {2, 4, 6, 6}, phase::train);
   shortcut_a_layer<double, cpu, fmap_shape{3, 4, 4}, 4, 1> a_map;
-  a_map.set_map(4, {1, 3, 3}, {1.0, 0.5, 0.5});  // a split channel: two halves to one target
+  // a split channel (two halves to one target) and a duplicated target
+  a_map.set_map(3, 4, {{0, 1, 1.0}, {1, 3, 0.5}, {2, 3, 0.5}, {0, 2, 1.0}});
   expect_gradients("shortcut A (general channel map)", a_map, {2, 3, 4, 4}, phase::train);
   shortcut_b_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2> b;
   expect_gradients("shortcut B (1x1 conv + BN)", b, {3, 4, 6, 6}, phase::train);

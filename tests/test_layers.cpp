@@ -195,7 +195,8 @@ TEST_CASE("contract errors: wrong shapes, channel mismatch, bad labels, misuse")
   ftensor g({1, 4, 8, 8}, 0.f);
   CHECK_THROWS_WITH_AS(fresh.backward(ctx, g), doctest::Contains("before forward"), contract_violation);
   shortcut_a_layer<float, cpu, fmap_shape{2, 4, 4}, 4, 2> a;
-  CHECK_THROWS_WITH_AS(a.set_map(4, {0, 4}, {1.f, 1.f}), doctest::Contains("target 4"), contract_violation);
+  CHECK_THROWS_WITH_AS(a.set_map(2, 4, {{0, 0, 1.f}, {1, 4, 1.f}}), doctest::Contains("writes output channel 4"),
+                       contract_violation);
 }
 
 TEST_CASE("ResNet20 forward is identical for 1 and 2 threads; training step lowers the loss") {

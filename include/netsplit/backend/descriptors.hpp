@@ -29,11 +29,13 @@ struct batch_norm_desc {
   double momentum = 0.1;  // running = (1 - momentum) * running + momentum * batch statistic
 };
 
-/// Option-A shortcut generalised to arbitrary widths: output channel target[c] receives
-/// coef[c] * (input channel c subsampled by stride); output channels nobody maps to are 0.
+/// Option-A shortcut generalised to arbitrary widths: a list of entries (src, dst, coef);
+/// output channel dst receives coef * (input channel src subsampled by stride), summed over
+/// entries; output channels no entry maps to are 0.
 struct channel_scatter_desc {
   int batch = 0, in_channels = 0, out_channels = 0;
   int in_height = 0, in_width = 0, stride = 1;
+  int entries = 0;
 };
 
 }  // namespace netsplit

@@ -38,6 +38,14 @@ class identity_shortcut_layer {
   int c_ = In.channels;
 };
 
+/// One term of the generalised option-A shortcut: output channel dst += coef * input src.
+template <class T>
+struct scatter_entry {
+  int src = 0, dst = 0;
+  T coef = T(1);
+  bool operator==(const scatter_entry&) const = default;
+};
+
 template <class T, class B, fmap_shape In, int Out, int Stride>
 class shortcut_a_layer {
  public:
@@ -50,39 +58,71 @@ class shortcut_a_layer {
   /// Initial map: input channel c goes to output channel c + (Out - In)/2 (PyTorch's
   /// reference pads (Out - In)/2 zero channels on each side), coefficient 1.
   shortcut_a_layer() {
-    std::vector<int> target(In.channels);
-    std::vector<T> coef(In.channels, T(1));
-    for (int c = 0; c < In.channels; ++c) target[c] = c + (Out - In.channels) / 2;
-    set_map(Out, target, coef);
+    std::vector<scatter_entry<T>> e;
+    for (int c = 0; c < In.channels; ++c) e.push_back({c, c + (Out - In.channels) / 2, T(1)});
+    set_map(In.channels, Out, e);
   }
 
-  int in_channels() const { return static_cast<int>(target_host_.size()); }
+  int in_channels() const { return in_c_; }
   int out_channels() const { return out_c_; }
-  const std::vector<int>& target() const { return target_host_; }
-  const std::vector<T>& coef() const { return coef_host_; }
+  const std::vector<scatter_entry<T>>& entries() const { return entries_; }
 
-  /// Replaces the channel map; every target must lie in [0, out_channels).
-  void set_map(int out_channels, const std::vector<int>& target, const std::vector<T>& coef) {
-    NETSPLIT_EXPECT(target.size() == coef.size() && !target.empty(), "shortcut_a map needs one target and ",
-                    "one coefficient per input channel, got ", target.size(), " and ", coef.size());
-    for (std::size_t c = 0; c < target.size(); ++c)
-      NETSPLIT_EXPECT(target[c] >= 0 && target[c] < out_channels, "shortcut_a target ", target[c],
-                      " of input channel ", c, " is outside [0, ", out_channels, ")");
+  /// Replaces the map; every src must lie in [0, in_channels), every dst in [0, out_channels).
+  void set_map(int in_channels, int out_channels, const std::vector<scatter_entry<T>>& entries) {
+    NETSPLIT_EXPECT(in_channels > 0 && out_channels > 0, "shortcut_a widths must be positive, got ", in_channels,
+                    " -> ", out_channels);
+    std::vector<int> src, dst;
+    std::vector<T> coef;
+    for (std::size_t k = 0; k < entries.size(); ++k) {
+      const auto& e = entries[k];
+      NETSPLIT_EXPECT(e.src >= 0 && e.src < in_channels, "shortcut_a entry ", k, " reads input channel ", e.src,
+                      ", outside [0, ", in_channels, ")");
+      NETSPLIT_EXPECT(e.dst >= 0 && e.dst < out_channels, "shortcut_a entry ", k, " writes output channel ", e.dst,
+                      ", outside [0, ", out_channels, ")");
+      src.push_back(e.src);
+      dst.push_back(e.dst);
+      coef.push_back(e.coef);
+    }
+    in_c_ = in_channels;
     out_c_ = out_channels;
-    target_host_ = target;
-    coef_host_ = coef;
-    const auto n = static_cast<std::int64_t>(target.size());
-    target_.resize({n});
-    target_.from_host(target_host_);
+    entries_ = entries;
+    const auto n = static_cast<std::int64_t>(entries.size());
+    src_.resize({n});
+    dst_.resize({n});
     coef_.resize({n});
-    coef_.from_host(coef_host_);
+    if (n > 0) {
+      src_.from_host(src);
+      dst_.from_host(dst);
+      coef_.from_host(coef);
+    }
+  }
+
+  /// Split support: input channel j gets a copy (new last channel) carrying the same value;
+  /// each entry reading j now reads half from j and half from the copy.
+  void duplicate_input(int j) {
+    NETSPLIT_EXPECT(j >= 0 && j < in_c_, "shortcut_a has no input channel ", j);
+    auto e = entries_;
+    for (std::size_t k = 0, n = e.size(); k < n; ++k)
+      if (e[k].src == j) {
+        e[k].coef /= T(2);
+        e.push_back({in_c_, e[k].dst, e[k].coef});
+      }
+    set_map(in_c_ + 1, out_c_, e);
+  }
+  /// Split support: output channel j gets a copy (new last channel) with the same sources.
+  void duplicate_output(int j) {
+    NETSPLIT_EXPECT(j >= 0 && j < out_c_, "shortcut_a has no output channel ", j);
+    auto e = entries_;
+    for (std::size_t k = 0, n = e.size(); k < n; ++k)
+      if (e[k].dst == j) e.push_back({e[k].src, out_c_, e[k].coef});
+    set_map(in_c_, out_c_ + 1, e);
   }
 
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
-    detail::expect_input(x, In, in_channels(), "shortcut_a");
+    detail::expect_input(x, In, in_c_, "shortcut_a");
     const auto d = desc(static_cast<int>(x.dim(0)));
     out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
-    B::channel_scatter_forward(ctx, d, x.data(), target_.data(), coef_.data(), out_.data());
+    B::channel_scatter_forward(ctx, d, x.data(), src_.data(), dst_.data(), coef_.data(), out_.data());
     return out_;
   }
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
@@ -92,19 +132,18 @@ class shortcut_a_layer {
       return dx_;
     }
     const auto d = desc(static_cast<int>(dy.dim(0)));
-    dx_.resize({dy.dim(0), in_channels(), In.height, In.width});
-    B::channel_scatter_backward(ctx, d, dy.data(), target_.data(), coef_.data(), dx_.data());
+    dx_.resize({dy.dim(0), in_c_, In.height, In.width});
+    B::channel_scatter_backward(ctx, d, dy.data(), src_.data(), dst_.data(), coef_.data(), dx_.data());
     return dx_;
   }
 
  private:
   channel_scatter_desc desc(int batch) const {
-    return {batch, in_channels(), out_c_, In.height, In.width, Stride};
+    return {batch, in_c_, out_c_, In.height, In.width, Stride, static_cast<int>(entries_.size())};
   }
-  int out_c_ = Out;
-  std::vector<int> target_host_;
-  std::vector<T> coef_host_;
-  tensor<int, B> target_;
+  int in_c_ = In.channels, out_c_ = Out;
+  std::vector<scatter_entry<T>> entries_;
+  tensor<int, B> src_, dst_;
   tensor<T, B> coef_, out_, dx_;
 };
 

@@ -27,6 +27,7 @@ template <class N>
 concept Network = Layer<N> && HasParameters<N> && HasBuffers<N> && Initializable<N> &&
                   CountsMultAdds<N> && requires {
                     { N::classes } -> std::convertible_to<int>;
+                    { N::architecture() } -> std::convertible_to<std::string>;
                   };
 
 namespace detail {
@@ -82,6 +83,12 @@ class resnet {
   explicit resnet(std::uint64_t seed) : resnet() {
     rng r(seed);
     initialize(r);
+  }
+
+  /// Architecture name stored in checkpoints, e.g. "resnet20 classes=100 shortcut=A scalar=f32".
+  static std::string architecture() {
+    return "resnet" + std::to_string(Depth) + " classes=" + std::to_string(Classes) + " shortcut=" +
+           Shortcut::name + " scalar=" + (sizeof(T) == 4 ? "f32" : "f64");
   }
 
   int in_channels() const { return body_.in_channels(); }

@@ -244,42 +244,43 @@ struct cpu_backend {
   }
 
   // ---- shortcut, pooling, linear, loss -------------------------------------------------------
+  /// y[n, dst[e]] += coef[e] * x[n, src[e]] subsampled by the stride, for each entry e;
+  /// output channels no entry maps to are zero.
   template <class T>
-  static void channel_scatter_forward(context& ctx, const channel_scatter_desc& d, const T* x,
-                                      const int* target, const T* coef, T* y) {
+  static void channel_scatter_forward(context& ctx, const channel_scatter_desc& d, const T* x, const int* src,
+                                      const int* dst, const T* coef, T* y) {
     const int ho = (d.in_height - 1) / d.stride + 1, wo = (d.in_width - 1) / d.stride + 1;
     const std::int64_t out_plane = std::int64_t{ho} * wo, in_plane = std::int64_t{d.in_height} * d.in_width;
     ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t n = b; n < e; ++n) {
         T* yn = y + n * d.out_channels * out_plane;
         std::fill(yn, yn + d.out_channels * out_plane, T(0));
-        for (int c = 0; c < d.in_channels; ++c) {
-          const T* xc = x + (n * d.in_channels + c) * in_plane;
-          T* yc = yn + std::int64_t{target[c]} * out_plane;
-          const T k = coef[c];
+        for (int k = 0; k < d.entries; ++k) {
+          const T* xc = x + (n * d.in_channels + src[k]) * in_plane;
+          T* yc = yn + std::int64_t{dst[k]} * out_plane;
+          const T c = coef[k];
           for (int oy = 0; oy < ho; ++oy)
-            for (int ox = 0; ox < wo; ++ox)
-              yc[oy * wo + ox] += k * xc[oy * d.stride * d.in_width + ox * d.stride];
+            for (int ox = 0; ox < wo; ++ox) yc[oy * wo + ox] += c * xc[oy * d.stride * d.in_width + ox * d.stride];
         }
       }
     });
   }
+  /// Adjoint of channel_scatter_forward: dx (overwritten) gathers coef * dy at the sampled pixels.
   template <class T>
-  static void channel_scatter_backward(context& ctx, const channel_scatter_desc& d, const T* dy,
-                                       const int* target, const T* coef, T* dx) {
+  static void channel_scatter_backward(context& ctx, const channel_scatter_desc& d, const T* dy, const int* src,
+                                       const int* dst, const T* coef, T* dx) {
     const int ho = (d.in_height - 1) / d.stride + 1, wo = (d.in_width - 1) / d.stride + 1;
     const std::int64_t out_plane = std::int64_t{ho} * wo, in_plane = std::int64_t{d.in_height} * d.in_width;
     ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t n = b; n < e; ++n) {
         T* dxn = dx + n * d.in_channels * in_plane;
         std::fill(dxn, dxn + d.in_channels * in_plane, T(0));
-        for (int c = 0; c < d.in_channels; ++c) {
-          const T* dyc = dy + (n * d.out_channels + target[c]) * out_plane;
-          T* dxc = dxn + c * in_plane;
-          const T k = coef[c];
+        for (int k = 0; k < d.entries; ++k) {
+          const T* dyc = dy + (n * d.out_channels + dst[k]) * out_plane;
+          T* dxc = dxn + std::int64_t{src[k]} * in_plane;
+          const T c = coef[k];
           for (int oy = 0; oy < ho; ++oy)
-            for (int ox = 0; ox < wo; ++ox)
-              dxc[oy * d.stride * d.in_width + ox * d.stride] = k * dyc[oy * wo + ox];
+            for (int ox = 0; ox < wo; ++ox) dxc[oy * d.stride * d.in_width + ox * d.stride] += c * dyc[oy * wo + ox];
         }
       }
     });
