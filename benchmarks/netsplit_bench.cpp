@@ -1,0 +1,242 @@
+// Benchmarks of the CPU backend at ResNet20's shapes, batch 128: every distinct conv2d
+// shape forward and backward (GFLOP/s counter), batch norm, element-wise ops, a basic block,
+// and the whole network's training step (forward, softmax CE, backward, SGD) and inference
+// in images/s. Threads: NETSPLIT_THREADS (default 2). Times are wall-clock (UseRealTime),
+// because the work runs on the pool's threads, not only on the benchmark's.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "netsplit/netsplit.hpp"
+
+using namespace netsplit;
+using cpu = cpu_backend;
+using ftensor = tensor<float, cpu>;
+
+namespace {
+
+constexpr int batch = 128;
+
+int thread_count() {
+  if (const char* s = std::getenv("NETSPLIT_THREADS"); s && std::atoi(s) > 0) return std::atoi(s);
+  return 2;
+}
+
+cpu_context& context() {
+  static cpu_context ctx(thread_count());
+  return ctx;
+}
+
+ftensor random_tensor(tensor_shape s, std::uint64_t seed) {
+  rng r(seed);
+  std::vector<float> v(static_cast<std::size_t>(s.numel()));
+  for (auto& x : v) x = static_cast<float>(r.normal());
+  return ftensor::from_host(s, v);
+}
+
+const char* simd_level() {
+#if defined(__AVX512F__)
+  return "avx512f";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "avx2+fma";
+#else
+  return "generic";
+#endif
+}
+
+// ---- convolution ---------------------------------------------------------------------------
+// args: in_channels, out_channels, input size, stride
+conv2d_desc conv_desc(const benchmark::State& st) {
+  return {batch, static_cast<int>(st.range(0)), static_cast<int>(st.range(1)), static_cast<int>(st.range(2)),
+          static_cast<int>(st.range(2)), 3, static_cast<int>(st.range(3)), 1};
+}
+
+void conv_label(benchmark::State& st, const conv2d_desc& d) {
+  st.SetLabel(std::to_string(d.in_channels) + "->" + std::to_string(d.out_channels) + " " +
+              std::to_string(d.in_height) + "x" + std::to_string(d.in_width) + " s" +
+              std::to_string(d.stride));
+}
+
+void BM_conv2d_forward(benchmark::State& st) {
+  auto& ctx = context();
+  const auto d = conv_desc(st);
+  auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
+  auto w = random_tensor({d.out_channels, d.in_channels, 3, 3}, 2);
+  ftensor y({d.batch, d.out_channels, d.out_height(), d.out_width()});
+  for (auto _ : st) {
+    cpu::conv2d_forward(ctx, d, x.data(), w.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(d.mult_adds()) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetItemsProcessed(st.iterations() * d.batch);
+  conv_label(st, d);
+}
+
+// The stem (3 input channels) does not compute dx in training; every other layer does.
+void BM_conv2d_backward(benchmark::State& st) {
+  auto& ctx = context();
+  const auto d = conv_desc(st);
+  const bool input_grad = d.in_channels != 3;
+  auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
+  auto w = random_tensor({d.out_channels, d.in_channels, 3, 3}, 2);
+  auto dy = random_tensor({d.batch, d.out_channels, d.out_height(), d.out_width()}, 3);
+  ftensor dx(x.shape()), dw(w.shape());
+  for (auto _ : st) {
+    cpu::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), input_grad ? dx.data() : nullptr, dw.data());
+    benchmark::DoNotOptimize(dw.data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter((input_grad ? 4.0 : 2.0) * static_cast<double>(d.mult_adds()) * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetItemsProcessed(st.iterations() * d.batch);
+  conv_label(st, d);
+}
+
+void conv_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"cin", "cout", "hw", "s"});
+  b->Args({3, 16, 32, 1});
+  b->Args({16, 16, 32, 1});
+  b->Args({16, 32, 32, 2});
+  b->Args({32, 32, 16, 1});
+  b->Args({32, 64, 16, 2});
+  b->Args({64, 64, 8, 1});
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_conv2d_forward)->Apply(conv_shapes);
+BENCHMARK(BM_conv2d_backward)->Apply(conv_shapes);
+
+// ---- batch norm and element-wise ---------------------------------------------------------------
+// args: channels, spatial size
+struct bn_state {
+  batch_norm_desc d;
+  ftensor x, y, dy, dx, gamma, beta, mean, invstd, rmean, rvar, dgamma, dbeta;
+  explicit bn_state(const benchmark::State& st)
+      : d{batch, static_cast<int>(st.range(0)), static_cast<int>(st.range(1) * st.range(1))},
+        x(random_tensor({batch, d.channels, st.range(1), st.range(1)}, 4)),
+        y(x.shape()),
+        dy(random_tensor(x.shape(), 5)),
+        dx(x.shape()),
+        gamma({d.channels}, 1.0f), beta({d.channels}, 0.0f), mean({d.channels}), invstd({d.channels}),
+        rmean({d.channels}, 0.0f), rvar({d.channels}, 1.0f), dgamma({d.channels}), dbeta({d.channels}) {}
+};
+
+void bn_label(benchmark::State& st, const batch_norm_desc& d) {
+  st.SetLabel(std::to_string(d.channels) + "ch " + std::to_string(d.spatial) + "px");
+  st.SetBytesProcessed(st.iterations() * std::int64_t{d.batch} * d.channels * d.spatial * 4);
+}
+
+void BM_batch_norm_forward_train(benchmark::State& st) {
+  bn_state s(st);
+  for (auto _ : st)
+    cpu::batch_norm_forward_train(context(), s.d, s.x.data(), s.gamma.data(), s.beta.data(), s.y.data(),
+                                  s.mean.data(), s.invstd.data(), s.rmean.data(), s.rvar.data());
+  bn_label(st, s.d);
+}
+void BM_batch_norm_backward(benchmark::State& st) {
+  bn_state s(st);
+  cpu::batch_norm_forward_train(context(), s.d, s.x.data(), s.gamma.data(), s.beta.data(), s.y.data(),
+                                s.mean.data(), s.invstd.data(), s.rmean.data(), s.rvar.data());
+  for (auto _ : st)
+    cpu::batch_norm_backward(context(), s.d, true, s.x.data(), s.gamma.data(), s.mean.data(), s.invstd.data(),
+                             s.dy.data(), s.dx.data(), s.dgamma.data(), s.dbeta.data());
+  bn_label(st, s.d);
+}
+void bn_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"c", "hw"});
+  b->Args({16, 32})->Args({32, 16})->Args({64, 8});
+  b->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK(BM_batch_norm_forward_train)->Apply(bn_shapes);
+BENCHMARK(BM_batch_norm_backward)->Apply(bn_shapes);
+
+void BM_relu_backward(benchmark::State& st) {
+  bn_state s(st);
+  for (auto _ : st) cpu::relu_backward(context(), s.x.numel(), s.x.data(), s.dy.data(), s.dx.data());
+  bn_label(st, s.d);
+}
+void BM_add_relu_forward(benchmark::State& st) {
+  bn_state s(st);
+  for (auto _ : st) cpu::add_relu_forward(context(), s.x.numel(), s.x.data(), s.dy.data(), s.y.data());
+  bn_label(st, s.d);
+}
+BENCHMARK(BM_relu_backward)->Args({16, 32})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_add_relu_forward)->Args({16, 32})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// ---- a basic block (16 channels, 32x32, identity shortcut) -------------------------------------
+void BM_basic_block_train(benchmark::State& st) {
+  auto& ctx = context();
+  basic_block_layer<float, cpu, fmap_shape{16, 32, 32}, 16, 1, shortcut_a> block;
+  rng r(7);
+  block.initialize(r);
+  auto x = random_tensor({batch, 16, 32, 32}, 8);
+  auto dy = random_tensor({batch, 16, 32, 32}, 9);
+  for (auto _ : st) {
+    block.forward(ctx, x, phase::train);
+    benchmark::DoNotOptimize(block.backward(ctx, dy, true).data());
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(6.0 * static_cast<double>(block.mult_adds_per_image()) * batch * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetItemsProcessed(st.iterations() * batch);
+}
+BENCHMARK(BM_basic_block_train)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ---- whole ResNet20 (100 classes) ---------------------------------------------------------------
+struct resnet_fixture {
+  resnet20<cpu, 100, float> net{42};
+  ftensor x = random_tensor({batch, 3, 32, 32}, 10);
+  std::vector<int> labels;
+  softmax_cross_entropy<float, cpu> loss;
+  std::vector<ftensor> momentum;
+  resnet_fixture() {
+    rng r(11);
+    for (int i = 0; i < batch; ++i) labels.push_back(static_cast<int>(r.uniform_int(100)));
+    net.visit_parameters([&](const std::string&, ftensor& p, ftensor&) { momentum.emplace_back(p.shape(), 0.0f); });
+  }
+  void train_step(cpu_context& ctx) {
+    const auto& logits = net.forward(ctx, x, phase::train);
+    loss.forward(ctx, logits, labels);
+    net.backward(ctx, loss.backward());
+    std::size_t i = 0;
+    net.visit_parameters([&](const std::string&, ftensor& p, ftensor& g) {
+      cpu::sgd_step(ctx, p.numel(), p.data(), g.data(), momentum[i++].data(), 0.01f, 0.9f, 5e-4f, false);
+    });
+  }
+};
+
+void BM_resnet20_train_step(benchmark::State& st) {
+  auto& ctx = context();
+  resnet_fixture f;
+  f.train_step(ctx);  // warm-up: sizes every tensor and scratch buffer
+  for (auto _ : st) f.train_step(ctx);
+  st.counters["GFLOP/s"] = benchmark::Counter(6.0 * static_cast<double>(f.net.mult_adds_per_image()) * batch * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetItemsProcessed(st.iterations() * batch);
+}
+BENCHMARK(BM_resnet20_train_step)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+
+void BM_resnet20_inference(benchmark::State& st) {
+  auto& ctx = context();
+  resnet_fixture f;
+  f.net.forward(ctx, f.x, phase::eval);
+  for (auto _ : st) benchmark::DoNotOptimize(f.net.forward(ctx, f.x, phase::eval).data());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(f.net.mult_adds_per_image()) * batch * 1e-9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  st.SetItemsProcessed(st.iterations() * batch);
+}
+BENCHMARK(BM_resnet20_inference)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("netsplit_backend", cpu::name);
+  benchmark::AddCustomContext("netsplit_threads", std::to_string(thread_count()));
+  benchmark::AddCustomContext("netsplit_build_type", NETSPLIT_BUILD_TYPE);
+  benchmark::AddCustomContext("netsplit_simd", simd_level());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
