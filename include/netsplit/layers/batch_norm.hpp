@@ -40,6 +40,19 @@ class batch_norm_layer {
   }
   void initialize(rng&) { initialize_state(); }
 
+  /// Adopts the width of γ after a split replaced the per-channel tensors (values kept).
+  void sync_widths() {
+    const auto c = gamma_.numel();
+    NETSPLIT_EXPECT(c > 0 && beta_.numel() == c && running_mean_.numel() == c && running_var_.numel() == c,
+                    "batch_norm per-channel tensors disagree: gamma ", gamma_.shape(), ", beta ", beta_.shape(),
+                    ", running mean ", running_mean_.shape(), ", running var ", running_var_.shape());
+    c_ = static_cast<int>(c);
+    for (auto* t : {&dgamma_, &dbeta_, &save_mean_, &save_invstd_}) {
+      t->resize({c});
+      t->fill(T(0));
+    }
+  }
+
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
     detail::expect_input(x, In, c_, "batch_norm");
     input_ = &x;

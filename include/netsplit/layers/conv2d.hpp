@@ -38,6 +38,20 @@ class conv2d_layer {
     grad_.fill(T(0));
   }
 
+  /// Adopts the widths of the current weight tensor after a split replaced it (weights are
+  /// kept; the gradient is reshaped and zeroed).
+  void sync_widths() {
+    NETSPLIT_EXPECT(weight_.rank() == 4 && weight_.dim(2) == Kernel && weight_.dim(3) == Kernel,
+                    "conv2d weight must be [out, in, ", Kernel, ", ", Kernel, "], got ", weight_.shape());
+    out_c_ = static_cast<int>(weight_.dim(0));
+    in_c_ = static_cast<int>(weight_.dim(1));
+    grad_.resize(weight_.shape());
+    grad_.fill(T(0));
+  }
+
+  /// dL/dx of the last backward (empty if it was not requested).
+  const tensor<T, B>& input_grad() const { return dx_; }
+
   /// He (Kaiming) normal initialisation, fan-in mode: std = sqrt(2 / (in * k * k)).
   void initialize(rng& r) {
     const double std = std::sqrt(2.0 / (double(in_c_) * Kernel * Kernel));

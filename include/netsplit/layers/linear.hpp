@@ -37,6 +37,16 @@ class linear_layer {
     for (auto* t : {&weight_, &dweight_, &bias_, &dbias_}) t->fill(T(0));
   }
 
+  /// Adopts the input width of the current weight after a split replaced it (values kept).
+  void sync_widths() {
+    NETSPLIT_EXPECT(weight_.rank() == 2 && weight_.dim(0) == Out && bias_.numel() == Out,
+                    "linear weight must be [", Out, ", in] with ", Out, " biases, got ", weight_.shape());
+    in_ = static_cast<int>(weight_.dim(1));
+    dweight_.resize(weight_.shape());
+    dweight_.fill(T(0));
+    dbias_.fill(T(0));
+  }
+
   /// He normal weights (std = sqrt(2 / in)), zero bias.
   void initialize(rng& r) {
     const double std = std::sqrt(2.0 / in_);

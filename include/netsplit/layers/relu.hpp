@@ -30,6 +30,7 @@ class relu_layer {
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(has_output_, "relu backward called before forward");
     detail::expect_grad(dy, out_, "relu");
+    dy_ = &dy;
     if (!input_grad) {
       dx_.resize({});
       return dx_;
@@ -39,10 +40,15 @@ class relu_layer {
     return dx_;
   }
 
+  /// Output of the last forward and the gradient its last backward received (TPM signals).
+  const tensor<T, B>& output() const { return out_; }
+  const tensor<T, B>* output_grad() const { return dy_; }
+
  private:
   int c_ = In.channels;
   bool has_output_ = false;
   tensor<T, B> out_, dx_;
+  const tensor<T, B>* dy_ = nullptr;
 };
 
 struct relu {

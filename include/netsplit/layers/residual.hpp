@@ -50,6 +50,7 @@ class basic_block_layer {
 
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::expect_grad(dy, out_, "residual block");
+    dy_ = &dy;
     dsum_.resize(dy.shape());
     B::relu_backward(ctx, dy.numel(), out_.data(), dy.data(), dsum_.data());
     const auto& dmain =
@@ -62,6 +63,19 @@ class basic_block_layer {
     dx_ = dmain;
     B::axpy(ctx, dx_.numel(), T(1), dshort.data(), dx_.data());
     return dx_;
+  }
+
+  /// Output of the last forward and the gradient its last backward received (TPM signals).
+  const tensor<T, B>& output() const { return out_; }
+  const tensor<T, B>* output_grad() const { return dy_; }
+
+  /// Adopts widths from the members' tensors after a split replaced them.
+  void sync_widths() {
+    conv1.sync_widths();
+    bn1.sync_widths();
+    conv2.sync_widths();
+    bn2.sync_widths();
+    if constexpr (requires { shortcut.sync_widths(); }) shortcut.sync_widths();
   }
 
   template <class V>
@@ -106,6 +120,7 @@ class basic_block_layer {
 
  private:
   tensor<T, B> out_, dsum_, dx_;
+  const tensor<T, B>* dy_ = nullptr;
 };
 
 /// Basic residual block spec: Out channels, first conv with Stride, shortcut policy.

@@ -128,6 +128,13 @@ class sequential_layer {
         l.visit_buffers([&](const std::string& n, auto& b) { v(name + "." + n, b); });
     });
   }
+  /// Lets every child adopt the widths of its tensors after a split replaced them.
+  void sync_widths() {
+    for_each_layer([&](const std::string&, auto& l) {
+      if constexpr (requires { l.sync_widths(); }) l.sync_widths();
+    });
+  }
+
   void initialize(rng& r) {
     for_each_layer([&](const std::string&, auto& l) {
       if constexpr (Initializable<std::decay_t<decltype(l)>>) l.initialize(r);

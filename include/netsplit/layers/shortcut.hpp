@@ -181,6 +181,10 @@ class shortcut_b_layer {
     bn.initialize(r);
   }
   std::int64_t mult_adds_per_image() const { return conv.mult_adds_per_image(); }
+  void sync_widths() {
+    conv.sync_widths();
+    bn.sync_widths();
+  }
 
   conv_type conv;
   bn_type bn;

@@ -105,6 +105,8 @@ class resnet {
   template <class V>
   void visit_buffers(V&& v) { body_.visit_buffers(std::forward<V>(v)); }
   void initialize(rng& r) { body_.initialize(r); }
+  /// After a split replaced parameter tensors: every layer adopts its new widths.
+  void sync_widths() { body_.sync_widths(); }
   std::int64_t mult_adds_per_image() const { return body_.mult_adds_per_image(); }
 
   body_type& body() { return body_; }
