@@ -1,0 +1,77 @@
+// The trainer program's command line: presets, overrides, and clear errors (exit code 2
+// in the program) for unknown or malformed flags.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "../examples/cifar100_resnet20/cli.hpp"
+
+using cifar_cli::cli_error;
+using cifar_cli::parse_options;
+
+namespace {
+cifar_cli::options parse(std::vector<std::string> args) {
+  std::vector<const char*> argv{"cifar100_resnet20"};
+  for (auto& a : args) argv.push_back(a.c_str());
+  return parse_options(static_cast<int>(argv.size()), argv.data());
+}
+}  // namespace
+
+TEST_CASE("presets set the recipe; flags override them in any order") {
+  const auto seed = parse({"--preset", "seed"});
+  CHECK(seed.max_iter == 64000);
+  CHECK(seed.batch_size == 128);
+  CHECK(seed.schedule.lr(31999) == doctest::Approx(0.1));
+  CHECK(seed.schedule.lr(32000) == doctest::Approx(0.01));
+  CHECK(seed.schedule.lr(48000) == doctest::Approx(0.001));
+  CHECK(seed.weight_decay == doctest::Approx(1e-4));
+  CHECK(seed.out_dir == "runs/seed");
+  const auto q = parse({"--max-iter", "100", "--preset=quick", "--test-interval", "7"});
+  CHECK(q.preset == "quick");
+  CHECK(q.max_iter == 100);
+  CHECK(q.test_interval == 7);
+  CHECK(q.nesterov);
+  const auto d = parse({});
+  CHECK(d.preset == "default");
+  CHECK(d.max_iter > 0);
+  const auto s = parse({"--snapshot-at", "10,20,30", "--resume", "x.safetensors", "--threads", "2", "--seed", "9",
+                        "--out-dir", "o", "--dataset", "cifar10", "--shortcut", "B", "--nesterov", "off",
+                        "--lr-schedule", "multistep 0.2 0.5 10 20"});
+  CHECK(s.snapshot_at == std::vector<std::int64_t>{10, 20, 30});
+  CHECK(s.resume == "x.safetensors");
+  CHECK(s.threads == 2);
+  CHECK(s.seed == 9);
+  CHECK(s.out_dir == "o");
+  CHECK(s.dataset == "cifar10");
+  CHECK(s.shortcut == "B");
+  CHECK(!s.nesterov);
+  CHECK(s.schedule.lr(15) == doctest::Approx(0.1));
+  CHECK(parse({"--help"}).help);
+}
+
+TEST_CASE("bad flags are errors that say what was expected") {
+  auto fails = [](std::vector<std::string> args, const char* needle) {
+    INFO(needle);
+    CHECK_THROWS_WITH_AS(parse(std::move(args)), doctest::Contains(needle), cli_error);
+  };
+  fails({"--frobnicate", "1"}, "unknown flag '--frobnicate'");
+  fails({"--max-iter"}, "--max-iter needs a value");
+  fails({"--max-iter", "ten"}, "--max-iter expects an integer");
+  fails({"--max-iter", "-5"}, "--max-iter expects an integer");
+  fails({"--max-iter", "5x"}, "got '5x'");
+  fails({"--batch-size", "0"}, "--batch-size expects an integer in [1");
+  fails({"--preset", "huge"}, "unknown preset 'huge'");
+  fails({"--dataset", "mnist"}, "--dataset expects cifar100, cifar10 or auto");
+  fails({"--momentum", "1.5"}, "--momentum expects a number");
+  fails({"--momentum", "nan"}, "--momentum expects a number");
+  fails({"--weight-decay", ""}, "--weight-decay expects a number");
+  fails({"--nesterov", "maybe"}, "--nesterov expects on or off");
+  fails({"--snapshot-at", "10,,20"}, "--snapshot-at expects an integer");
+  fails({"--snapshot-at", "0"}, "--snapshot-at expects an integer in [1");
+  fails({"--lr-schedule", "zigzag"}, "--lr-schedule");
+  fails({"--shortcut", "C"}, "--shortcut expects A or B");
+  fails({"stray"}, "unexpected argument 'stray'");
+  fails({"--threads", "99999"}, "--threads expects an integer");
+  fails({"--seed", "18446744073709551616"}, "--seed expects an integer");
+}

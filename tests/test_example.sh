@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# End-to-end test of the trainer program on a tiny slice of the real CIFAR-10:
+# help, bad flags (exit 2), a short run with logs/metrics/checkpoints, resume, bad data.
+# Usage: test_example.sh PROGRAM SHARED_CIFAR10_DIR
+set -u
+prog=$1
+data=$2
+if [ ! -f "$data/data_batch_1.bin" ]; then echo "shared CIFAR-10 not found; skipping"; exit 77; fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$prog" --help | grep -q -- "--preset NAME" || fail "--help does not list --preset"
+"$prog" --bogus 1 2>"$out/err"; [ $? -eq 2 ] || fail "unknown flag must exit 2"
+grep -q "unknown flag '--bogus'" "$out/err" || fail "unknown flag message"
+"$prog" --max-iter abc 2>/dev/null; [ $? -eq 2 ] || fail "bad value must exit 2"
+
+common=(--dataset cifar10 --data-dir "$data" --preset smoke --train-limit 256 --test-limit 100 --batch-size 32 --threads 2 --no-progress)
+"$prog" "${common[@]}" --max-iter 6 --test-interval 3 --snapshot-every 3 --out-dir "$out/run" >"$out/stdout" 2>&1 \
+  || { cat "$out/stdout"; fail "short run failed"; }
+for f in train.log metrics.jsonl resnet20_iter_3.safetensors resnet20_iter_6.safetensors; do
+  [ -f "$out/run/$f" ] || fail "missing $f"
+done
+grep -q "Test net output #0: Accuracy = 0\.[0-9]\{4\}" "$out/run/train.log" || fail "Caffe-form test line missing"
+python3 - "$out/run/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+train = [r for r in rows if r["type"] == "train"]
+test = [r for r in rows if r["type"] == "test"]
+assert len(train) == 6 and all({"iter", "loss", "lr", "img_per_s"} <= r.keys() for r in train), train
+assert [r["iter"] for r in test] == [3, 6] and all({"top1", "top5", "test_loss"} <= r.keys() for r in test), test
+PY
+
+# Resume from iteration 3 to 6 gives the same final checkpoint tensors as the straight run.
+"$prog" "${common[@]}" --max-iter 6 --test-interval 3 --out-dir "$out/resumed" --resume "$out/run/resnet20_iter_3.safetensors" \
+  >"$out/stdout2" 2>&1 || { cat "$out/stdout2"; fail "resume failed"; }
+grep -q "resumed from .* at iteration 3" "$out/stdout2" || fail "resume not reported"
+python3 - "$out/run/resnet20_iter_6.safetensors" "$out/resumed/resnet20_iter_6.safetensors" <<'PY' || fail "resumed run differs"
+import json, struct, sys
+def tensors(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    return {k: b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]] for k, v in h.items()}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a), [k for k in a if a[k] != b.get(k)][:5]
+PY
+
+# Bad data: a missing folder and a truncated file are reported, exit 1.
+"$prog" --dataset cifar10 --data-dir "$out/nowhere" --preset smoke --out-dir "$out/x" 2>"$out/err"; [ $? -eq 1 ] || fail "missing data must exit 1"
+grep -q "does not exist" "$out/err" || fail "missing data message: $(cat "$out/err")"
+mkdir -p "$out/bad" && cp "$data"/*.txt "$out/bad/" && for f in "$data"/*.bin; do head -c 30000 "$f" > "$out/bad/$(basename "$f")"; done
+"$prog" --dataset cifar10 --data-dir "$out/bad" --preset smoke --out-dir "$out/y" 2>"$out/err"; [ $? -eq 1 ] || fail "truncated data must exit 1"
+grep -q "not a multiple of the record size" "$out/err" || fail "truncated data message: $(cat "$out/err")"
+# A corrupt checkpoint is refused.
+head -c 5000 "$out/run/resnet20_iter_3.safetensors" > "$out/broken.safetensors"
+"$prog" "${common[@]}" --max-iter 6 --out-dir "$out/z" --resume "$out/broken.safetensors" 2>"$out/err" >/dev/null; [ $? -eq 1 ] || fail "corrupt checkpoint must exit 1"
+echo "example end-to-end: ok"
