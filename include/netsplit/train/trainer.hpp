@@ -20,6 +20,8 @@
 #include "netsplit/core/errors.hpp"
 #include "netsplit/data/data.hpp"
 #include "netsplit/models/resnet.hpp"
+#include "netsplit/split/apply.hpp"
+#include "netsplit/split/history.hpp"
 #include "netsplit/train/checkpoint.hpp"
 #include "netsplit/train/evaluate.hpp"
 #include "netsplit/train/events.hpp"
@@ -83,6 +85,10 @@ class trainer {
   sgd<T, B>& optimizer() { return opt_; }
   context_type& context() { return ctx_; }
   batch_loader& train_loader() { return train_; }
+
+  /// Every split applied to this network so far (saved in checkpoints, replayed on load).
+  const std::vector<split_record>& history() const { return history_; }
+  void add_history(split_record r) { history_.push_back(std::move(r)); }
 
   /// Runs until config().max_iter, testing and snapshotting on schedule.
   void run() {
@@ -155,6 +161,7 @@ class trainer {
     f.metadata["netsplit.seed"] = std::to_string(cfg_.seed);
     f.metadata["netsplit.batch_size"] = std::to_string(cfg_.batch_size);
     f.metadata["netsplit.dataset"] = train_set_.name;
+    f.metadata["netsplit.splits"] = serialize_history(history_);
     if (save_extension) save_extension(f);
     io::write_file_atomic(path, f);
   }
@@ -168,12 +175,30 @@ class trainer {
     const auto iter = checkpoint::parse_int(checkpoint::meta(f, "netsplit.iteration", where), "iteration", where);
     checkpoint::expect_meta(f, "netsplit.dataset", train_set_.name, where);
     checkpoint::expect_meta(f, "netsplit.batch_size", std::to_string(cfg_.batch_size), where);
-    checkpoint::check_compatible(f, net_, where);
-    batch_loader probe = train_;
-    probe.load_state(checkpoint::meta(f, "netsplit.loader", where));
+    // A grown checkpoint: validate its split history on a fresh network first, so nothing
+    // changes unless the whole file fits; then grow this network the same way.
+    const auto hist_it = f.metadata.find("netsplit.splits");
+    const auto history = hist_it == f.metadata.end() ? std::vector<split_record>{} : parse_history(hist_it->second, where);
+    const bool replay = history != history_;
+    if (replay) {
+      if (!history_.empty())
+        detail::raise<io_error>("netsplit: checkpoint ", where, " has a different split history than this network (",
+                                history.size(), " vs ", history_.size(), " splits)");
+      Net fresh;
+      replay_history(fresh, history, where);
+      checkpoint::check_compatible(f, fresh, where);
+    } else {
+      checkpoint::check_compatible(f, net_, where);
+    }
+    batch_loader loader = train_;
+    loader.load_state(checkpoint::meta(f, "netsplit.loader", where));
     if (load_extension) load_extension(f);
+    if (replay) {
+      replay_history(net_, history, where);
+      history_ = history;
+    }
     checkpoint::restore(f, net_, opt_, where);
-    train_ = probe;
+    train_ = loader;
     iter_ = iter;
   }
 
@@ -203,6 +228,7 @@ class trainer {
   tensor<float, cpu_backend> host_images_;
   std::vector<int> labels_;
   std::int64_t iter_ = 0;
+  std::vector<split_record> history_;
 };
 
 }  // namespace netsplit

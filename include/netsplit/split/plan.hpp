@@ -1,0 +1,72 @@
+// netsplit/split/plan.hpp — "split K filters now": scores from a TPM recorder, a selector,
+// a strategy; applied to a training network together with its optimizer state, recorded
+// in the trainer's history, reported as a split_event.
+#pragma once
+
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "netsplit/split/apply.hpp"
+#include "netsplit/split/selector.hpp"
+#include "netsplit/tpm/recorder.hpp"
+#include "netsplit/train/trainer.hpp"
+
+namespace netsplit {
+
+/// Which sites may be split: "all", "inner", "stream", or a comma-separated list of site
+/// names (unknown names are a contract_violation listing the known ones).
+template <class T, class B>
+std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, const std::string& which) {
+  std::vector<bool> ok(sites.size(), false);
+  if (which == "all" || which == "inner" || which == "stream") {
+    for (std::size_t s = 0; s < sites.size(); ++s)
+      ok[s] = which == "all" || (which == "inner") == (sites[s].kind == site_kind::inner);
+    return ok;
+  }
+  std::size_t start = 0;
+  while (start <= which.size()) {
+    const auto comma = which.find(',', start);
+    ok[find_site(sites, which.substr(start, comma == std::string::npos ? std::string::npos : comma - start))] = true;
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return ok;
+}
+
+/// Splits the filters `selector` picks from the recorder's scores (restricted to
+/// `which` sites) at the trainer's current iteration. Returns the records added.
+template <class Net, Selector Sel, SplitStrategy S>
+std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, const Sel& selector, const S& strategy,
+                                    std::uint64_t seed, const std::string& which = "all") {
+  const auto& sites = rec.sites();
+  const auto ok = eligible_sites(sites, which);
+  auto all = rec.scores();
+  std::vector<site_scores> eligible;
+  std::vector<std::size_t> map;
+  for (std::size_t s = 0; s < all.size(); ++s)
+    if (ok[s]) {
+      eligible.push_back(all[s]);
+      map.push_back(s);
+    }
+  const auto choices = selector.select(eligible);
+  std::vector<split_record> out;
+  std::ostringstream desc;
+  for (std::size_t k = 0; k < choices.size(); ++k) {
+    const auto& c = choices[k];
+    const auto& site = sites[map[c.site]];
+    auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + tr.history().size()).next_u64(),
+                          &tr.optimizer(), [&](const std::string& t, int f) { return rec.direction(t, f); });
+    r.iteration = tr.iteration();
+    r.score = c.score;
+    tr.add_history(r);
+    out.push_back(r);
+    desc << (k ? "\n" : "") << "split " << r.site << " filter " << r.filter << " -> " << r.new_index << " (score "
+         << r.score << ", " << r.strategy << ", eps " << r.eps << ")";
+  }
+  if (tr.events.on_split) tr.events.on_split({tr.iteration(), desc.str()});
+  return out;
+}
+
+}  // namespace netsplit

@@ -1,0 +1,59 @@
+// netsplit/tpm/metric.hpp — the TpmMetric concept: a per-filter split score accumulated
+// over an iteration window [begin, end).
+// A metric declares the signals it needs (weights, weight gradients, activation x
+// gradient), so the recorder gathers only those; it keeps all its state in a
+// metric_state (named vectors of doubles) owned by the recorder, so state is saved in
+// checkpoints generically and a run resumed mid-window gives the same scores.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace netsplit {
+
+/// The iteration window [begin, end) in which a metric accumulates.
+struct tpm_window {
+  std::int64_t begin = 0, end = 0;
+  bool contains(std::int64_t iter) const { return iter >= begin && iter < end; }
+  std::int64_t length() const { return end - begin; }
+};
+
+namespace tpm_signal {
+inline constexpr unsigned weights = 1u;         // producer conv weights
+inline constexpr unsigned gradients = 2u;       // their mini-batch gradients
+inline constexpr unsigned taylor = 4u;          // per-channel |activation x gradient| of the site's output
+}  // namespace tpm_signal
+
+/// What a metric sees of one site at one iteration. Rows are per filter: filter f's row is
+/// the concatenation of its incoming weights in every producer of the site (row_length
+/// values), so a coupled group's filter is scored as one unit.
+struct site_signals {
+  std::int64_t iter = 0;
+  int filters = 0;
+  int row_length = 0;
+  std::span<const float> weights;  // filters * row_length, when requested
+  std::span<const float> gradients;
+  std::span<const double> taylor;  // filters, when requested
+  std::uint64_t site_seed = 0;     // for the random control: derived from seed and site
+};
+
+using metric_state = std::map<std::string, std::vector<double>>;
+
+/// Requires: name(); needs() (a mask of tpm_signal bits); observe(state, signals) adds one
+/// iteration and returns a summary of this iteration (mean over filters of its
+/// instantaneous contribution) for the "where learning happens" curve; scores(state,
+/// signals) gives the per-filter scores from the accumulated state (non-negative; larger
+/// means split first). observe must be deterministic.
+template <class M>
+concept TpmMetric = requires(const M& m, metric_state& st, const metric_state& cst, const site_signals& s) {
+  { m.name() } -> std::convertible_to<std::string>;
+  { m.needs() } -> std::convertible_to<unsigned>;
+  { m.observe(st, s) } -> std::convertible_to<double>;
+  { m.scores(cst, s) } -> std::same_as<std::vector<double>>;
+};
+
+}  // namespace netsplit

@@ -1,0 +1,214 @@
+// netsplit/tpm/recorder.hpp — records a TPM metric for every split site of a network
+// inside an iteration window. Hook observe(iter) into the trainer's after_backward: the
+// gradients of the iteration are available and the update has not happened. Outside
+// [begin, end) it does nothing. Its whole state (metric state per site, observed count)
+// goes into checkpoints, so a run resumed mid-window ends with the same scores.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "netsplit/core/errors.hpp"
+#include "netsplit/io/safetensors.hpp"
+#include "netsplit/split/apply.hpp"
+#include "netsplit/split/selector.hpp"
+#include "netsplit/split/site.hpp"
+#include "netsplit/tpm/metrics.hpp"
+
+namespace netsplit {
+
+/// One iteration's summary: per site, the mean over filters of the metric's contribution.
+struct tpm_summary {
+  std::int64_t iter = 0;
+  std::string metric;
+  std::vector<double> per_site;
+};
+
+template <class Net>
+class tpm_recorder {
+ public:
+  using T = typename Net::scalar_type;
+  using B = typename Net::backend_type;
+
+  tpm_recorder(Net& net, any_tpm_metric metric, tpm_window window, std::uint64_t seed)
+      : net_(net), metric_(std::move(metric)), window_(window), seed_(seed), sites_(derive_sites(net)) {
+    NETSPLIT_EXPECT(window.begin >= 0 && window.end > window.begin, "TPM window [", window.begin, ", ", window.end,
+                    ") is empty or negative");
+    state_.resize(sites_.size());
+  }
+
+  std::function<void(const tpm_summary&)> on_summary;
+
+  const tpm_window& window() const { return window_; }
+  const any_tpm_metric& metric() const { return metric_; }
+  std::int64_t observed() const { return observed_; }
+  const std::vector<split_site<T, B>>& sites() const { return sites_; }
+
+  /// Adds iteration `iter` if it lies in the window.
+  void observe(std::int64_t iter) {
+    if (!window_.contains(iter)) return;
+    tpm_summary summary{iter, metric_.name(), {}};
+    for (std::size_t s = 0; s < sites_.size(); ++s) {
+      gather(s, iter, metric_.needs());
+      summary.per_site.push_back(metric_.observe(state_[s], signals_));
+    }
+    ++observed_;
+    if (on_summary) on_summary(summary);
+  }
+
+  /// Per-site scores at the network's current widths.
+  std::vector<site_scores> scores() {
+    std::vector<site_scores> out;
+    for (std::size_t s = 0; s < sites_.size(); ++s) {
+      gather(s, window_.end, 0);
+      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_)});
+    }
+    return out;
+  }
+
+  /// The disagreement direction of `filter` in producer tensor `tensor` (empty when the
+  /// metric does not track one or nothing was observed).
+  std::vector<double> direction(const std::string& tensor, int filter) const {
+    for (std::size_t s = 0; s < sites_.size(); ++s) {
+      const auto& site = sites_[s];
+      const auto it = state_[s].find("direction");
+      if (it == state_[s].end() || it->second.empty()) continue;
+      detail::tensor_index<Net> idx(net_);
+      const int filters = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
+      std::size_t offset = 0, row = 0;
+      for (const auto& n : site.producer_weights) row += static_cast<std::size_t>(idx.param(n).numel() / filters);
+      for (const auto& n : site.producer_weights) {
+        const auto len = static_cast<std::size_t>(idx.param(n).numel() / filters);
+        if (n == tensor) {
+          if (static_cast<std::size_t>(filter + 1) * row > it->second.size()) return {};
+          const auto* base = it->second.data() + static_cast<std::size_t>(filter) * row + offset;
+          return {base, base + len};
+        }
+        offset += len;
+      }
+    }
+    return {};
+  }
+
+  /// Stores the recorder's state as tensors "tpm/<site>/<key>" and a metadata entry.
+  void save(io::safetensors_file& f) const {
+    f.metadata["netsplit.tpm"] = "metric=" + metric_.name() + ";begin=" + std::to_string(window_.begin) +
+                                 ";end=" + std::to_string(window_.end) + ";observed=" + std::to_string(observed_) +
+                                 ";seed=" + std::to_string(seed_);
+    for (std::size_t s = 0; s < sites_.size(); ++s)
+      for (const auto& [key, v] : state_[s])
+        f.tensors["tpm/" + sites_[s].name + "/" + key] =
+            io::tensor_record::from<double>({static_cast<std::int64_t>(v.size())}, std::span<const double>(v));
+  }
+
+  /// Restores state saved by save() with the same metric and window; io_error otherwise.
+  void load(const io::safetensors_file& f, const std::string& where) {
+    const auto it = f.metadata.find("netsplit.tpm");
+    if (it == f.metadata.end()) {
+      if (observed_ == 0) return;  // a checkpoint written before the window: nothing to restore
+      detail::raise<io_error>("netsplit: checkpoint ", where, " has no TPM state");
+    }
+    const std::string expect_prefix = "metric=" + metric_.name() + ";begin=" + std::to_string(window_.begin) +
+                                      ";end=" + std::to_string(window_.end) + ";observed=";
+    if (it->second.rfind(expect_prefix, 0) != 0)
+      detail::raise<io_error>("netsplit: checkpoint ", where, " holds TPM state '", it->second,
+                              "' but this run records ", metric_.name(), " over [", window_.begin, ", ", window_.end, ")");
+    const auto rest = it->second.substr(expect_prefix.size());
+    std::int64_t observed = 0;
+    const auto semi = rest.find(';');
+    try {
+      observed = std::stoll(rest.substr(0, semi));
+    } catch (const std::exception&) {
+      detail::raise<io_error>("netsplit: checkpoint ", where, " has a bad TPM observed count in '", it->second, "'");
+    }
+    std::vector<metric_state> state(sites_.size());
+    for (const auto& [name, rec] : f.tensors) {
+      if (name.rfind("tpm/", 0) != 0) continue;
+      const auto slash = name.find('/', 4);
+      if (slash == std::string::npos)
+        detail::raise<io_error>("netsplit: checkpoint ", where, " has a malformed TPM tensor name '", name, "'");
+      const auto site = name.substr(4, slash - 4);
+      std::size_t s = sites_.size();
+      for (std::size_t k = 0; k < sites_.size(); ++k)
+        if (sites_[k].name == site) s = k;
+      if (s == sites_.size())
+        detail::raise<io_error>("netsplit: checkpoint ", where, " has TPM state for unknown site '", site, "'");
+      state[s][name.substr(slash + 1)] = rec.template as<double>();
+    }
+    state_ = std::move(state);
+    observed_ = observed;
+  }
+
+ private:
+  void gather(std::size_t s, std::int64_t iter, unsigned needs) {
+    const auto& site = sites_[s];
+    detail::tensor_index<Net> idx(net_);
+    std::map<std::string, tensor<T, B>*> grads;
+    if (needs & tpm_signal::gradients)
+      net_.visit_parameters([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
+    const int filters = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
+    int row = 0;
+    for (const auto& n : site.producer_weights) row += static_cast<int>(idx.param(n).numel() / filters);
+    signals_ = {};
+    signals_.iter = iter;
+    signals_.filters = filters;
+    signals_.row_length = row;
+    signals_.site_seed = rng::derive(seed_, 1000 + s).next_u64();
+    auto assemble = [&](std::vector<float>& out, auto get) {
+      out.assign(static_cast<std::size_t>(filters) * row, 0.f);
+      std::size_t offset = 0;
+      for (const auto& n : site.producer_weights) {
+        const auto host = get(n).to_host();
+        const std::size_t len = host.size() / static_cast<std::size_t>(filters);
+        for (std::size_t f = 0; f < static_cast<std::size_t>(filters); ++f)
+          for (std::size_t i = 0; i < len; ++i) out[f * row + offset + i] = static_cast<float>(host[f * len + i]);
+        offset += len;
+      }
+    };
+    if (needs & tpm_signal::weights) {
+      assemble(weights_, [&](const std::string& n) -> tensor<T, B>& { return idx.param(n); });
+      signals_.weights = weights_;
+    }
+    if (needs & tpm_signal::gradients) {
+      assemble(gradients_, [&](const std::string& n) -> tensor<T, B>& { return *grads.at(n); });
+      signals_.gradients = gradients_;
+    }
+    if (needs & tpm_signal::taylor) {
+      taylor_.assign(static_cast<std::size_t>(filters), 0.0);
+      for (const auto& tap : site.taps) {
+        const auto* a = tap.activation();
+        const auto* g = tap.gradient();
+        NETSPLIT_EXPECT(a && g && a->shape() == g->shape() && a->dim(1) == filters,
+                        "TPM: site '", site.name, "' has no activation/gradient of ", filters,
+                        " channels to read (observe must follow a training backward pass)");
+        const auto ah = a->to_host(), gh = g->to_host();
+        const std::int64_t n = a->dim(0), plane = a->dim(2) * a->dim(3);
+        for (std::int64_t b = 0; b < n; ++b)
+          for (int c = 0; c < filters; ++c) {
+            double acc = 0;
+            const auto base = (b * filters + c) * plane;
+            for (std::int64_t i = 0; i < plane; ++i) acc += double(ah[base + i]) * double(gh[base + i]);
+            taylor_[c] += std::abs(acc / plane) / n;
+          }
+      }
+      signals_.taylor = taylor_;
+    }
+  }
+
+  Net& net_;
+  any_tpm_metric metric_;
+  tpm_window window_;
+  std::uint64_t seed_;
+  std::vector<split_site<T, B>> sites_;
+  std::vector<metric_state> state_;
+  std::int64_t observed_ = 0;
+  site_signals signals_;
+  std::vector<float> weights_, gradients_;
+  std::vector<double> taylor_;
+};
+
+}  // namespace netsplit

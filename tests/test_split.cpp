@@ -1,0 +1,426 @@
+// Splitting: sites derived from structure, function preservation (every site, every
+// coupled group, both shortcut options, eval and train mode, k=9 at once), O(eps^2)
+// symmetry breaking, gradients after a split, momentum rule, selectors, TPM metrics on
+// hand-computable cases, window boundaries, resume mid-window, grown checkpoints.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "gradient_check.hpp"
+#include "netsplit/netsplit.hpp"
+
+using namespace netsplit;
+namespace fs = std::filesystem;
+using cpu = cpu_backend;
+
+namespace {
+using net_a = resnet20<cpu, 10, float, shortcut_a>;
+using net_b = resnet20<cpu, 10, float, shortcut_b>;
+
+tensor<float, cpu> random_images(int n, std::uint64_t seed) {
+  rng r(seed);
+  tensor<float, cpu> x({n, 3, 32, 32});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(r.normal());
+  return x;
+}
+
+/// A network with non-trivial BN running statistics and weights (a few train-mode passes).
+template <class Net>
+void warm_up(Net& net, cpu_context& ctx) {
+  for (int i = 0; i < 3; ++i) net.forward(ctx, random_images(8, 100 + i), phase::train);
+  rng r(4);
+  net.visit_parameters([&](const std::string& n, auto& w, auto&) {
+    if (w.rank() == 1 && n.find("bn") != std::string::npos)
+      for (std::int64_t i = 0; i < w.numel(); ++i) w.data()[i] += 0.2f * static_cast<float>(r.normal());
+  });
+}
+
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0, m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, double(std::abs(a[i] - b[i])));
+    m = std::max(m, double(std::abs(b[i])));
+  }
+  return d / std::max(m, 1e-12);
+}
+
+template <class Net>
+std::pair<std::vector<float>, std::vector<float>> outputs(Net& net, cpu_context& ctx, const tensor<float, cpu>& x) {
+  auto eval = net.forward(ctx, x, phase::eval).to_host();
+  // train mode updates running statistics; keep them as they were
+  std::vector<std::vector<float>> saved;
+  net.visit_buffers([&](const std::string&, auto& b) { saved.push_back(b.to_host()); });
+  auto train = net.forward(ctx, x, phase::train).to_host();
+  std::size_t k = 0;
+  net.visit_buffers([&](const std::string&, auto& b) { b.from_host(saved[k++]); });
+  return {eval, train};
+}
+
+template <class Net>
+void expect_preserved(const char* what, Net& net, cpu_context& ctx, const std::vector<std::pair<std::string, int>>& splits,
+                      double eps = 0) {
+  const auto x = random_images(6, 77);
+  const auto [e0, t0] = outputs(net, ctx, x);
+  auto sites = derive_sites(net);
+  std::uint64_t seed = 1;
+  for (const auto& [site, filter] : splits) split_filter(net, sites[find_site(sites, site)], filter, net2wider{eps}, seed++);
+  const auto [e1, t1] = outputs(net, ctx, x);
+  const double de = max_rel_diff(e1, e0), dt = max_rel_diff(t1, t0);
+  std::printf("preservation %-44s eval %.2e  train %.2e\n", what, de, dt);
+  CHECK(de <= 1e-5);
+  CHECK(dt <= 1e-5);
+}
+}  // namespace
+
+TEST_CASE("sites are derived from the structure: 9 inner sites (336 filters) and 3 coupled groups") {
+  for (int option = 0; option < 2; ++option) {
+    net_a a(1);
+    net_b b(1);
+    const auto sites = option == 0 ? derive_sites(a) : std::vector<split_site<float, cpu>>{};
+    const auto sites_b = derive_sites(b);
+    const auto& s = option == 0 ? sites : sites_b;
+    REQUIRE(s.size() == 12);
+    int inner_filters = 0, inner = 0;
+    for (const auto& site : s)
+      if (site.kind == site_kind::inner) {
+        ++inner;
+        inner_filters += option == 0 ? site_width(a, site) : site_width(b, site);
+      }
+    CHECK(inner == 9);
+    CHECK(inner_filters == 336);
+    CHECK(s[0].name == "layer1.0.conv1");
+    CHECK(s[9].name == "stage1");
+    CHECK(s[11].name == "stage3");
+    CHECK(s[9].producer_weights.front() == "conv1.weight");
+    // stage 1's stream feeds every stage-1 block, the stage-2 opener and nothing else
+    CHECK(std::count(s[9].consumer_weights.begin(), s[9].consumer_weights.end(), "layer2.0.conv1.weight") == 1);
+    CHECK(s[11].consumer_weights.back() == "linear.weight");
+  }
+  net_b b(1);
+  const auto s = derive_sites(b);
+  CHECK(std::count(s[10].producer_weights.begin(), s[10].producer_weights.end(), "layer2.0.shortcut.conv.weight") == 1);
+  CHECK(std::count(s[9].consumer_weights.begin(), s[9].consumer_weights.end(), "layer2.0.shortcut.conv.weight") == 1);
+}
+
+TEST_CASE("net2wider with eps=0 preserves the function at every site, eval and train mode, both shortcuts") {
+  cpu_context ctx(2);
+  for (int option = 0; option < 2; ++option) {
+    auto run = [&](auto& proto) {
+      warm_up(proto, ctx);
+      const auto sites = derive_sites(proto);
+      for (const auto& site : sites) {
+        auto net = proto;  // a fresh copy per site
+        const int f = site_width(net, site) / 2 + 1;
+        const std::string what = std::string(option ? "B " : "A ") + site.name + " filter " + std::to_string(f);
+        expect_preserved(what.c_str(), net, ctx, {{site.name, f}});
+      }
+    };
+    if (option == 0) {
+      net_a a(3);
+      run(a);
+    } else {
+      net_b b(3);
+      run(b);
+    }
+  }
+}
+
+TEST_CASE("nine mixed splits at once (inner and coupled, repeated site, a grown filter) preserve the function") {
+  cpu_context ctx(2);
+  net_a a(5);
+  warm_up(a, ctx);
+  expect_preserved("A: 9 mixed splits", a, ctx,
+                   {{"layer1.0.conv1", 3}, {"stage1", 5}, {"layer2.1.conv1", 0}, {"stage2", 31}, {"stage3", 2},
+                    {"layer3.2.conv1", 63}, {"stage1", 16}, {"layer1.0.conv1", 16}, {"stage2", 7}});
+  net_b b(5);
+  warm_up(b, ctx);
+  expect_preserved("B: 9 mixed splits", b, ctx,
+                   {{"layer1.0.conv1", 3}, {"stage1", 5}, {"layer2.1.conv1", 0}, {"stage2", 31}, {"stage3", 2},
+                    {"layer3.2.conv1", 63}, {"stage1", 16}, {"layer1.0.conv1", 16}, {"stage2", 7}});
+  CHECK(count_parameters(b) > 278324 - 2752 * 0);
+}
+
+TEST_CASE("symmetric noise changes the output by O(eps^2), not O(eps)") {
+  cpu_context ctx(2);
+  net_a proto(7);
+  warm_up(proto, ctx);
+  const auto x = random_images(4, 9);
+  const auto base = proto.forward(ctx, x, phase::eval).to_host();
+  auto change = [&](double eps) {
+    auto net = proto;
+    auto sites = derive_sites(net);
+    split_filter(net, sites[find_site(sites, "layer2.0.conv1")], 4, net2wider{eps}, 42);
+    split_filter(net, sites[find_site(sites, "stage2")], 9, net2wider{eps}, 43);
+    return max_rel_diff(net.forward(ctx, x, phase::eval).to_host(), base);
+  };
+  const double d1 = change(0.02), d2 = change(0.04);
+  std::printf("noise: eps 0.02 -> %.3e, eps 0.04 -> %.3e, ratio %.2f (2 = linear, 4 = quadratic)\n", d1, d2, d2 / d1);
+  CHECK(d1 > 0);
+  CHECK(d1 < 0.02 * 0.1);  // far below a first-order change
+  CHECK(d2 / d1 > 3.0);
+  CHECK(d2 / d1 < 5.0);
+}
+
+TEST_CASE("random_init control preserves the function; gradient_direction needs recorded directions") {
+  cpu_context ctx(1);
+  net_a net(2);
+  warm_up(net, ctx);
+  const auto x = random_images(4, 3);
+  const auto before = net.forward(ctx, x, phase::eval).to_host();
+  auto sites = derive_sites(net);
+  split_filter(net, sites[find_site(sites, "stage3")], 1, random_init{}, 5);
+  split_filter(net, sites[find_site(sites, "layer1.1.conv1")], 2, random_init{}, 6);
+  CHECK(max_rel_diff(net.forward(ctx, x, phase::eval).to_host(), before) <= 1e-5);
+  const auto params = count_parameters(net);
+  CHECK_THROWS_WITH_AS(split_filter(net, sites[0], 1, gradient_direction{0.01}, 7),
+                       doctest::Contains("needs the gradient-disagreement direction"), contract_violation);
+  CHECK(count_parameters(net) == params);  // nothing changed
+  CHECK_THROWS_WITH_AS(split_filter(net, sites[0], 16, net2wider{}, 7), doctest::Contains("has 16 filters"),
+                       contract_violation);
+  CHECK_THROWS_WITH_AS(find_site(sites, "layer9.0.conv1"), doctest::Contains("unknown split site"), contract_violation);
+  CHECK(count_parameters(net) == params);
+}
+
+TEST_CASE("momentum is carried by the documented rule") {
+  cpu_context ctx(1);
+  net_a net(2);
+  sgd<float, cpu> opt({0.9, 0.0, false});
+  softmax_cross_entropy<float, cpu> loss;
+  const auto x = random_images(4, 5);
+  const std::vector<int> y{1, 2, 3, 4};
+  loss.forward(ctx, net.forward(ctx, x, phase::train), y);
+  net.backward(ctx, loss.backward());
+  opt.step(ctx, net, 0.1);
+  const auto m_in = opt.momentum().at("layer1.0.conv1.weight").to_host();
+  const auto m_out = opt.momentum().at("layer1.0.conv2.weight").to_host();
+  auto sites = derive_sites(net);
+  split_filter(net, sites[find_site(sites, "layer1.0.conv1")], 3, net2wider{0.01}, 1, &opt);
+  const auto& mi = opt.momentum().at("layer1.0.conv1.weight");
+  const auto& mo = opt.momentum().at("layer1.0.conv2.weight");
+  REQUIRE(mi.shape() == tensor_shape{17, 16, 3, 3});
+  REQUIRE(mo.shape() == tensor_shape{16, 17, 3, 3});
+  const auto hi = mi.to_host(), ho = mo.to_host();
+  for (int i = 0; i < 144; ++i) CHECK(hi[16 * 144 + i] == m_in[3 * 144 + i]);  // copied, no noise
+  for (int k = 0; k < 9; ++k) {
+    CHECK(ho[(0 * 17 + 3) * 9 + k] == doctest::Approx(0.5 * m_out[(0 * 16 + 3) * 9 + k]));
+    CHECK(ho[(0 * 17 + 16) * 9 + k] == doctest::Approx(0.5 * m_out[(0 * 16 + 3) * 9 + k]));
+  }
+  // the next step runs on the grown network
+  loss.forward(ctx, net.forward(ctx, x, phase::train), y);
+  net.backward(ctx, loss.backward());
+  CHECK_NOTHROW(opt.step(ctx, net, 0.1));
+}
+
+TEST_CASE("gradient checks still pass on a grown network (double)") {
+  using namespace netsplit::testing;
+  using small = sequential_layer<double, cpu, fmap_shape{3, 8, 8}, conv3x3<4>, batch_norm, relu,
+                                 basic_block<4, 1, shortcut_a>, basic_block<6, 2, shortcut_a>,
+                                 basic_block<8, 2, shortcut_b>, global_avg_pool, linear<5>>;
+  small net;
+  rng r(3);
+  net.initialize(r);
+  auto sites = derive_sites(net);
+  REQUIRE(sites.size() == 6);
+  // a plain sequential is split through the same generic surgery as a model
+  split_filter(net, sites[find_site(sites, "stage1")], 1, net2wider{0.05}, 1);
+  split_filter(net, sites[find_site(sites, "stage2")], 0, net2wider{0.05}, 2);
+  split_filter(net, sites[find_site(sites, "stage3")], 7, net2wider{0.05}, 3);
+  split_filter(net, sites[find_site(sites, "3.conv1")], 2, net2wider{0.05}, 4);
+  CHECK(net.get<3>().in_channels() == 5);
+  CHECK(net.get<5>().out_channels() == 9);
+  cpu_context ctx(2);
+  const auto rep = check_layer_gradients(net, ctx, random_tensor({3, 3, 8, 8}, r), phase::train, 5, 40);
+  std::printf("gradcheck after splits: input %.2e params %.2e\n", rep.max_input_error, rep.max_param_error);
+  CHECK(rep.max_input_error <= 1e-6);
+  CHECK(rep.max_param_error <= 1e-6);
+}
+
+TEST_CASE("selectors: global top-k, per-site caps, thresholds, deterministic ties, impossible requests") {
+  const std::vector<site_scores> s{{"a", {0.5, 0.9, 0.1}}, {"b", {0.9, 0.2}}, {"c", {0.7}}};
+  const auto t = top_k{3}.select(s);
+  REQUIRE(t.size() == 3);
+  CHECK(t[0] == split_choice{0, 1, 0.9});  // tie at 0.9: lower site first
+  CHECK(t[1] == split_choice{1, 0, 0.9});
+  CHECK(t[2] == split_choice{2, 0, 0.7});
+  CHECK(top_k{3}.select(s) == t);
+  const auto c = capped_top_k{3, 1}.select(s);
+  CHECK(c[2] == split_choice{2, 0, 0.7});
+  const auto c2 = capped_top_k{4, 1}.select(std::vector<site_scores>{{"a", {1, 2}}, {"b", {3}}, {"c", {0}}, {"d", {5}}});
+  CHECK(c2.size() == 4);
+  CHECK(threshold{0.6, 10}.select(s).size() == 3);
+  CHECK(threshold{0.6, 2}.select(s).size() == 2);
+  CHECK_THROWS_WITH_AS(top_k{7}.select(s), doctest::Contains("only 6 are eligible"), contract_violation);
+  CHECK_THROWS_AS((top_k{0}.select(s)), contract_violation);
+  CHECK_THROWS_AS((capped_top_k{4, 1}.select(s)), contract_violation);
+}
+
+TEST_CASE("TPM metrics match hand-computed values") {
+  // two filters of row length 2
+  site_signals s;
+  s.filters = 2;
+  s.row_length = 2;
+  metric_state st;
+  // taylor: mean of per-iteration values
+  std::vector<double> t1{1.0, 2.0}, t2{3.0, 0.0};
+  s.taylor = t1;
+  taylor{}.observe(st, s);
+  s.taylor = t2;
+  taylor{}.observe(st, s);
+  CHECK(taylor{}.scores(st, s) == std::vector<double>{2.0, 1.0});
+  // weight motion: distance between first and last observed weights
+  metric_state wm;
+  std::vector<float> w1{0, 0, 1, 1}, w2{3, 4, 1, 1};
+  s.weights = w1;
+  weight_motion{}.observe(wm, s);
+  s.weights = w2;
+  weight_motion{}.observe(wm, s);
+  CHECK(weight_motion{}.scores(wm, s) == std::vector<double>{5.0, 0.0});
+  CHECK(weight_motion_between(w1, w2, 2) == std::vector<double>{5.0, 0.0});
+  // gradient disagreement: summed per-element variance
+  metric_state gd;
+  std::vector<float> g1{1, 0, 2, 2}, g2{3, 0, 2, 2}, g3{2, 3, 2, 2};
+  for (auto* g : {&g1, &g2, &g3}) {
+    s.gradients = *g;
+    grad_disagreement{}.observe(gd, s);
+  }
+  // filter 0: element 0 values 1,3,2 -> var 2/3; element 1 values 0,0,3 -> var 2; filter 1 constant
+  const auto v = grad_disagreement{}.scores(gd, s);
+  CHECK(v[0] == doctest::Approx(2.0 / 3.0 + 2.0));
+  CHECK(v[1] == doctest::Approx(0.0));
+  CHECK(gd.at("direction").size() == 4);
+  // L1 norm of the last weights
+  metric_state l1;
+  s.weights = w2;
+  l1_norm{}.observe(l1, s);
+  CHECK(l1_norm{}.scores(l1, s) == std::vector<double>{7.0, 2.0});
+  // random: deterministic per seed, different across sites
+  s.site_seed = 5;
+  const auto r1 = random_score{}.scores(st, s), r2 = random_score{}.scores(st, s);
+  CHECK(r1 == r2);
+  s.site_seed = 6;
+  CHECK(random_score{}.scores(st, s) != r1);
+  CHECK_THROWS_AS(make_tpm_metric("entropy"), contract_violation);
+  CHECK(make_tpm_metric("grad_disagreement").name() == "grad_disagreement");
+}
+
+namespace {
+fs::path cifar10_dir() { return fs::path(NETSPLIT_SOURCE_DIR) / ".." / "shared" / "data" / "cifar10-jpeg" / "cifar-10-batches-bin"; }
+struct small_cifar {
+  dataset train, test;
+  channel_stats stats;
+  small_cifar() {
+    train = subset(load_cifar10(cifar10_dir(), split::train), 0, 256);
+    test = subset(load_cifar10(cifar10_dir(), split::test), 0, 64);
+    stats = compute_channel_stats(train);
+  }
+};
+train_config cfg_for(const fs::path& dir) {
+  train_config c;
+  c.max_iter = 10;
+  c.batch_size = 16;
+  c.schedule = constant_lr{0.02};
+  c.snapshot_final = false;
+  c.snapshot_dir = dir;
+  c.seed = 4;
+  return c;
+}
+template <class Net>
+std::vector<std::vector<float>> state_of(Net& net) {
+  std::vector<std::vector<float>> out;
+  net.visit_parameters([&](const std::string&, auto& w, auto&) { out.push_back(w.to_host()); });
+  net.visit_buffers([&](const std::string&, auto& b) { out.push_back(b.to_host()); });
+  return out;
+}
+}  // namespace
+
+TEST_CASE("the recorder honours the window exactly and resumes mid-window with identical scores") {
+  if (!fs::exists(cifar10_dir())) return;
+  small_cifar d;
+  const auto dir = fs::temp_directory_path() / ("netsplit_tpm_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  for (const char* metric : {"taylor", "grad_disagreement", "weight_motion"}) {
+    INFO(metric);
+    net_a straight(8);
+    trainer<net_a> a(ctx, straight, d.train, d.test, d.stats, cfg_for(dir));
+    tpm_recorder<net_a> ra(straight, make_tpm_metric(metric), {3, 7}, 11);
+    std::vector<std::int64_t> seen;
+    ra.on_summary = [&](const tpm_summary& s) { seen.push_back(s.iter); };
+    a.after_backward = [&](std::int64_t it) { ra.observe(it); };
+    for (int i = 0; i < 9; ++i) a.step();
+    CHECK(seen == std::vector<std::int64_t>{3, 4, 5, 6});
+    CHECK(ra.observed() == 4);
+
+    net_a first(8);
+    trainer<net_a> b(ctx, first, d.train, d.test, d.stats, cfg_for(dir));
+    tpm_recorder<net_a> rb(first, make_tpm_metric(metric), {3, 7}, 11);
+    b.after_backward = [&](std::int64_t it) { rb.observe(it); };
+    b.save_extension = [&](io::safetensors_file& f) { rb.save(f); };
+    for (int i = 0; i < 5; ++i) b.step();
+    b.save(dir / "mid.safetensors");
+
+    net_a resumed(1);
+    trainer<net_a> c(ctx, resumed, d.train, d.test, d.stats, cfg_for(dir));
+    tpm_recorder<net_a> rc(resumed, make_tpm_metric(metric), {3, 7}, 11);
+    c.after_backward = [&](std::int64_t it) { rc.observe(it); };
+    c.load_extension = [&](const io::safetensors_file& f) { rc.load(f, "mid"); };
+    c.load(dir / "mid.safetensors");
+    for (int i = 0; i < 4; ++i) c.step();
+    const auto sa = ra.scores(), sc = rc.scores();
+    REQUIRE(sa.size() == sc.size());
+    for (std::size_t s = 0; s < sa.size(); ++s) CHECK(sa[s].scores == sc[s].scores);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("split_now grows a training network; grown checkpoints round-trip with their history") {
+  if (!fs::exists(cifar10_dir())) return;
+  small_cifar d;
+  const auto dir = fs::temp_directory_path() / ("netsplit_grow_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  net_a net(3);
+  trainer<net_a> t(ctx, net, d.train, d.test, d.stats, cfg_for(dir));
+  tpm_recorder<net_a> rec(net, make_tpm_metric("grad_disagreement"), {0, 4}, 2);
+  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  for (int i = 0; i < 4; ++i) t.step();
+  const auto before = count_parameters(net);
+  const auto recs = split_now(t, rec, top_k{9}, gradient_direction{0.01}, 99);
+  CHECK(recs.size() == 9);
+  CHECK(t.history().size() == 9);
+  CHECK(count_parameters(net) > before);
+  for (int i = 0; i < 2; ++i) t.step();  // trains on
+  t.save(dir / "grown.safetensors");
+
+  net_a fresh(77);
+  trainer<net_a> u(ctx, fresh, d.train, d.test, d.stats, cfg_for(dir));
+  u.load(dir / "grown.safetensors");
+  CHECK(u.history() == t.history());
+  CHECK(count_parameters(fresh) == count_parameters(net));
+  CHECK(state_of(fresh) == state_of(net));
+  t.step();
+  u.step();
+  CHECK(state_of(fresh) == state_of(net));  // and continues identically
+
+  // a corrupt history is an io_error and changes nothing
+  auto f = io::read_file(dir / "grown.safetensors");
+  f.metadata["netsplit.splits"] = "4\tstage9\t1\t64\t0.5\tnet2wider\t0\t1\n";
+  io::write_file_atomic(dir / "bad.safetensors", f);
+  net_a other(5);
+  trainer<net_a> v(ctx, other, d.train, d.test, d.stats, cfg_for(dir));
+  const auto st = state_of(other);
+  CHECK_THROWS_WITH_AS(v.load(dir / "bad.safetensors"), doctest::Contains("unknown site 'stage9'"), io_error);
+  f.metadata["netsplit.splits"] = "4\tstage1\tone\t16\t0.5\tnet2wider\t0\t1\n";
+  io::write_file_atomic(dir / "bad.safetensors", f);
+  CHECK_THROWS_WITH_AS(v.load(dir / "bad.safetensors"), doctest::Contains("bad filter"), io_error);
+  CHECK(state_of(other) == st);
+  fs::remove_all(dir);
+}
