@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "netsplit/tpm/metrics.hpp"
 #include "netsplit/train/lr_schedule.hpp"
 
 namespace cifar_cli {
@@ -44,6 +45,24 @@ struct options {
   std::string out_dir = "runs/default";
   bool help = false;
   bool progress = true;  // a live progress line when stdout is a terminal
+  // growing by splits (study and derived runs)
+  std::string mode = "train";  // train: one run; study: baseline -> snapshot -> scores -> splits -> derived
+  std::string tpm = "taylor";
+  std::int64_t tpm_begin = -1, tpm_end = -1;  // -1: from the preset's fractions of max_iter
+  double tpm_begin_frac = 0.6, tpm_end_frac = 0.8;
+  std::int64_t split_at = -1;  // -1: the window's end (study) / no split (train)
+  bool split_at_given = false;
+  int splits = 9;
+  std::string strategy = "net2wider";
+  double split_eps = 0.01;
+  std::string select = "top_k";
+  int select_cap = 1;
+  double select_threshold = 0.0;
+  std::string split_sites = "all";
+  std::string from_snapshot;
+  std::vector<std::uint64_t> seeds{1};
+  std::vector<std::string> controls{"random"};
+  bool tpm_curve = true;  // study baseline: also log the metric's summary over the whole run
 };
 
 struct preset_info {
@@ -54,7 +73,7 @@ inline const std::vector<preset_info>& presets() {
   static const std::vector<preset_info> p{
       {"seed", "the study's recipe: 64k iterations, batch 128, lr 0.1 x0.1 at 32k/48k, momentum 0.9, wd 1e-4"},
       {"quick", "10 epochs (3910 iterations), batch 128, Nesterov 0.9, wd 5e-4, 1 warm-up epoch then cosine"},
-      {"default", "about 10 minutes on 2 cores: 1200 iterations, batch 128, warm-up + cosine, wd 5e-4"},
+      {"default", "about 10 minutes on 2 cores: 800 iterations, batch 128, warm-up + cosine, wd 5e-4"},
       {"smoke", "seconds: 30 iterations on 2560 training and 1000 test images (for tests)"},
   };
   return p;
@@ -71,6 +90,8 @@ inline void apply_preset(options& o, std::string_view name) {
     o.nesterov = false;
     o.test_interval = 1000;
     o.snapshot_every = 10000;
+    o.tpm_begin_frac = 40000.0 / 64000;  // the study: TPM over 40k-50k, split at 50k
+    o.tpm_end_frac = 50000.0 / 64000;
   } else if (name == "quick") {
     o.max_iter = 3910;
     o.batch_size = 128;
@@ -80,15 +101,19 @@ inline void apply_preset(options& o, std::string_view name) {
     o.nesterov = true;
     o.test_interval = 391;
     o.snapshot_every = 1955;
+    o.tpm_begin_frac = 0.6;
+    o.tpm_end_frac = 0.8;
   } else if (name == "default") {
-    o.max_iter = 1200;
+    o.max_iter = 800;
     o.batch_size = 128;
-    o.schedule = cosine_lr{0.1, 100, 1200, 0.0};
+    o.schedule = cosine_lr{0.1, 80, 800, 0.0};
     o.momentum = 0.9;
     o.weight_decay = 5e-4;
     o.nesterov = true;
-    o.test_interval = 400;
-    o.snapshot_every = 600;
+    o.test_interval = 160;
+    o.snapshot_every = 400;
+    o.tpm_begin_frac = 0.6;
+    o.tpm_end_frac = 0.8;
   } else if (name == "smoke") {
     o.max_iter = 30;
     o.batch_size = 64;
@@ -100,6 +125,8 @@ inline void apply_preset(options& o, std::string_view name) {
     o.snapshot_every = 15;
     o.train_limit = 2560;
     o.test_limit = 1000;
+    o.tpm_begin_frac = 1.0 / 3;
+    o.tpm_end_frac = 2.0 / 3;
   } else {
     std::string known;
     for (const auto& p : presets()) known += std::string(known.empty() ? "" : ", ") + p.name;
@@ -132,6 +159,22 @@ inline std::string usage() {
       "  --seed N                          initialisation, data order and augmentation seed\n"
       "  --out-dir DIR                     logs, metrics and checkpoints (default runs/<preset>)\n"
       "  --no-progress                     plain lines even on a terminal\n"
+      "growing (TPM scores, splits):\n"
+      "  --mode train|study                study: for each seed, baseline -> snapshot at the split iteration ->\n"
+      "                                    TPM scores -> K splits -> derived run, plus controls; writes a report\n"
+      "  --tpm METRIC                      taylor | weight_motion | grad_disagreement | l1_norm | random (default taylor)\n"
+      "  --tpm-window BEGIN:END            iterations whose signals the score accumulates (default: preset's 60%-80%)\n"
+      "  --tpm-curve on|off                study baseline: log the metric's summary over the whole run (default on)\n"
+      "  --split-at ITER                   split then (default: the window's end); in train mode enables splitting\n"
+      "  --splits K                        filters to split together (default 9)\n"
+      "  --strategy S                      net2wider | gradient_direction | random_init (default net2wider)\n"
+      "  --split-eps X                     symmetry-breaking noise, relative to the filter norm (default 0.01)\n"
+      "  --select S                        top_k | capped_top_k | threshold (default top_k)\n"
+      "  --select-cap N, --select-threshold X   for capped_top_k / threshold\n"
+      "  --split-sites all|inner|stream|NAMES   which sites may be split (default all)\n"
+      "  --from-snapshot FILE              start a derived run from a baseline snapshot (splits at its iteration)\n"
+      "  --seeds N[,N..]                   study seeds (default 1)\n"
+      "  --controls random,static|none     study controls: random splits; a static net of the grown size\n"
       "  --help\n\npresets:\n";
   for (const auto& p : presets()) s += "  " + std::string(p.name) + ": " + p.summary + "\n";
   return s;
@@ -246,9 +289,84 @@ inline options parse_options(int argc, const char* const* argv) {
       o.out_dir = v;
       out_dir_given = true;
     } else if (f == "--no-progress") o.progress = false;
-    else throw cli_error("unknown flag '" + f + "' (see --help)");
+    else if (f == "--mode") {
+      if (v != "train" && v != "study") throw cli_error("--mode expects train or study, got '" + v + "'");
+      o.mode = v;
+    } else if (f == "--tpm") {
+      bool known = false;
+      for (const auto& n : netsplit::tpm_metric_names()) known = known || n == v;
+      if (!known) throw cli_error("--tpm expects taylor, weight_motion, grad_disagreement, l1_norm or random, got '" + v + "'");
+      o.tpm = v;
+    } else if (f == "--tpm-window") {
+      const auto colon = v.find(':');
+      if (colon == std::string::npos) throw cli_error("--tpm-window expects BEGIN:END, got '" + v + "'");
+      o.tpm_begin = parse_int<std::int64_t>(f, v.substr(0, colon), 0, big);
+      o.tpm_end = parse_int<std::int64_t>(f, v.substr(colon + 1), 0, big);
+      if (o.tpm_end <= o.tpm_begin) throw cli_error("--tpm-window " + v + " is empty: END must be larger than BEGIN");
+    } else if (f == "--tpm-curve") o.tpm_curve = detail::parse_bool(f, v);
+    else if (f == "--split-at") {
+      o.split_at = parse_int<std::int64_t>(f, v, 0, big);
+      o.split_at_given = true;
+    } else if (f == "--splits") o.splits = parse_int<int>(f, v, 1, 100000);
+    else if (f == "--strategy") {
+      if (v != "net2wider" && v != "gradient_direction" && v != "random_init")
+        throw cli_error("--strategy expects net2wider, gradient_direction or random_init, got '" + v + "'");
+      o.strategy = v;
+    } else if (f == "--split-eps") o.split_eps = detail::parse_real(f, v, 0.0, 10.0);
+    else if (f == "--select") {
+      if (v != "top_k" && v != "capped_top_k" && v != "threshold")
+        throw cli_error("--select expects top_k, capped_top_k or threshold, got '" + v + "'");
+      o.select = v;
+    } else if (f == "--select-cap") o.select_cap = parse_int<int>(f, v, 1, 100000);
+    else if (f == "--select-threshold") o.select_threshold = detail::parse_real(f, v, -1e300, 1e300);
+    else if (f == "--split-sites") {
+      if (v.empty()) throw cli_error("--split-sites needs all, inner, stream or site names");
+      o.split_sites = v;
+    } else if (f == "--from-snapshot") {
+      if (v.empty()) throw cli_error("--from-snapshot needs a checkpoint file");
+      o.from_snapshot = v;
+    } else if (f == "--seeds") {
+      o.seeds.clear();
+      std::size_t start = 0;
+      while (start <= v.size()) {
+        const auto comma = v.find(',', start);
+        o.seeds.push_back(parse_int<std::uint64_t>(f, v.substr(start, comma == std::string::npos ? std::string::npos : comma - start), 0, ~std::uint64_t{0}));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+    } else if (f == "--controls") {
+      o.controls.clear();
+      if (v != "none") {
+        std::size_t start = 0;
+        while (start <= v.size()) {
+          const auto comma = v.find(',', start);
+          const auto c = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+          if (c != "random" && c != "static") throw cli_error("--controls expects random, static or none, got '" + c + "'");
+          o.controls.push_back(c);
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+      }
+    } else throw cli_error("unknown flag '" + f + "' (see --help)");
   }
-  if (!out_dir_given) o.out_dir = "runs/" + o.preset;
+  if (!out_dir_given) o.out_dir = "runs/" + o.preset + (o.mode == "study" ? "-study" : "");
+  // Resolve the TPM window and split iteration, and check they fit in the run.
+  if (o.tpm_begin < 0) {
+    o.tpm_begin = static_cast<std::int64_t>(o.tpm_begin_frac * static_cast<double>(o.max_iter));
+    o.tpm_end = static_cast<std::int64_t>(o.tpm_end_frac * static_cast<double>(o.max_iter));
+  }
+  if (o.split_at < 0) o.split_at = o.tpm_end;
+  const bool grows = o.mode == "study" || o.split_at_given;
+  if (grows) {
+    if (o.tpm_end <= o.tpm_begin || o.tpm_end > o.max_iter)
+      throw cli_error("TPM window " + std::to_string(o.tpm_begin) + ":" + std::to_string(o.tpm_end) +
+                      " does not fit in a run of " + std::to_string(o.max_iter) + " iterations");
+    if (o.split_at < o.tpm_end || o.split_at >= o.max_iter)
+      throw cli_error("--split-at " + std::to_string(o.split_at) + " must be at or after the TPM window's end (" +
+                      std::to_string(o.tpm_end) + ") and before --max-iter (" + std::to_string(o.max_iter) + ")");
+  }
+  if (o.mode == "study" && (!o.resume.empty() || !o.from_snapshot.empty()))
+    throw cli_error("--mode study runs its own baselines; --resume and --from-snapshot are for train mode");
   return o;
 }
 

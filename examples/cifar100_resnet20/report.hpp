@@ -28,10 +28,13 @@ class run_log {
     if (!human_ || !metrics_) throw std::runtime_error("cannot write logs in " + dir.string());
   }
 
+  /// Printed before every stdout line (e.g. "[seed 1 derived] ") in multi-run studies.
+  std::string prefix;
+
   /// A line for people: stdout and train.log, Caffe-style prefix in the log.
   void line(const std::string& text) {
     clear_live();
-    std::printf("%s\n", text.c_str());
+    std::printf("%s%s\n", prefix.c_str(), text.c_str());
     std::fflush(stdout);
     human_ << stamp() << text << '\n';
     human_.flush();
@@ -54,7 +57,7 @@ class run_log {
                   static_cast<long long>(e.iter), static_cast<long long>(e.max_iter), e.loss, e.lr, smoothed_,
                   duration(eta).c_str());
     if (live_) {
-      std::printf("\r%s\033[K", buf);
+      std::printf("\r%s%s\033[K", prefix.c_str(), buf);
       std::fflush(stdout);
       live_shown_ = true;
     }

@@ -1,0 +1,129 @@
+// examples/cifar100_resnet20/plot.hpp — dependency-free SVG charts for the study report:
+// line charts (loss / accuracy / TPM curves) and bar charts (where the splits went).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cifar_cli {
+
+struct series {
+  std::string name;
+  std::string color;
+  std::vector<std::pair<double, double>> points;
+  bool dashed = false;
+};
+
+namespace svg {
+inline std::string esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '<') o += "&lt;";
+    else if (c == '>') o += "&gt;";
+    else if (c == '&') o += "&amp;";
+    else o += c;
+  }
+  return o;
+}
+inline std::string num(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4g", v);
+  return b;
+}
+inline void save(const std::string& path, const std::string& content) {
+  std::ofstream f(path, std::ios::trunc);
+  f << content;
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+}  // namespace svg
+
+/// A line chart with axes, ticks and a legend; empty series are skipped.
+inline std::string line_chart(const std::string& title, const std::string& xlabel, const std::string& ylabel,
+                              const std::vector<series>& all) {
+  const double W = 720, H = 420, L = 70, R = 170, T = 40, B = 50;
+  double x0 = std::numeric_limits<double>::max(), x1 = -x0, y0 = x0, y1 = -x0;
+  for (const auto& s : all)
+    for (auto [x, y] : s.points) {
+      if (!std::isfinite(y)) continue;
+      x0 = std::min(x0, x);
+      x1 = std::max(x1, x);
+      y0 = std::min(y0, y);
+      y1 = std::max(y1, y);
+    }
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  const double pad = (y1 - y0) * 0.05;
+  y0 -= pad;
+  y1 += pad;
+  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  auto py = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << svg::esc(title) << "</text>\n";
+  o << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
+  o << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B << "' stroke='black'/>\n";
+  for (int i = 0; i <= 5; ++i) {
+    const double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
+    o << "<text x='" << px(xv) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << svg::num(xv) << "</text>\n";
+    o << "<text x='" << L - 6 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << svg::num(yv) << "</text>\n";
+    o << "<line x1='" << L << "' y1='" << py(yv) << "' x2='" << W - R << "' y2='" << py(yv)
+      << "' stroke='#ddd'/>\n";
+  }
+  o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 12 << "' text-anchor='middle'>" << svg::esc(xlabel)
+    << "</text>\n";
+  o << "<text transform='translate(16," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>"
+    << svg::esc(ylabel) << "</text>\n";
+  int k = 0;
+  for (const auto& s : all) {
+    if (s.points.empty()) continue;
+    o << "<polyline fill='none' stroke='" << s.color << "' stroke-width='1.6'"
+      << (s.dashed ? " stroke-dasharray='5,3'" : "") << " points='";
+    for (auto [x, y] : s.points)
+      if (std::isfinite(y)) o << px(x) << "," << py(y) << " ";
+    o << "'/>\n";
+    const double ly = T + 14 + 18 * k++;
+    o << "<line x1='" << W - R + 10 << "' y1='" << ly << "' x2='" << W - R + 30 << "' y2='" << ly << "' stroke='"
+      << s.color << "' stroke-width='2'" << (s.dashed ? " stroke-dasharray='5,3'" : "") << "/>\n";
+    o << "<text x='" << W - R + 34 << "' y='" << ly + 4 << "'>" << svg::esc(s.name) << "</text>\n";
+  }
+  o << "</svg>\n";
+  return o.str();
+}
+
+/// A vertical bar chart of labelled counts.
+inline std::string bar_chart(const std::string& title, const std::string& ylabel,
+                             const std::vector<std::pair<std::string, double>>& bars) {
+  const double W = 720, H = 420, L = 60, R = 20, T = 40, B = 110;
+  double ymax = 1;
+  for (const auto& b : bars) ymax = std::max(ymax, b.second);
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='11'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << svg::esc(title) << "</text>\n";
+  o << "<text transform='translate(16," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>"
+    << svg::esc(ylabel) << "</text>\n";
+  const double slot = bars.empty() ? 1 : (W - L - R) / bars.size();
+  for (std::size_t i = 0; i < bars.size(); ++i) {
+    const double h = bars[i].second / ymax * (H - T - B), x = L + slot * i;
+    o << "<rect x='" << x + slot * 0.15 << "' y='" << H - B - h << "' width='" << slot * 0.7 << "' height='" << h
+      << "' fill='#4477aa'/>\n";
+    o << "<text x='" << x + slot / 2 << "' y='" << H - B - h - 4 << "' text-anchor='middle'>"
+      << svg::num(bars[i].second) << "</text>\n";
+    o << "<text transform='translate(" << x + slot / 2 << "," << H - B + 10 << ") rotate(60)'>"
+      << svg::esc(bars[i].first) << "</text>\n";
+  }
+  o << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
+  o << "</svg>\n";
+  return o.str();
+}
+
+}  // namespace cifar_cli

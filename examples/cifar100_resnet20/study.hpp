@@ -1,0 +1,353 @@
+// examples/cifar100_resnet20/study.hpp — one training run of any kind (plain, baseline,
+// derived from a snapshot, random-split control, static grown-size control), and the
+// study report (markdown + CSV table, SVG plots).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "cli.hpp"
+#include "netsplit/netsplit.hpp"
+#include "plot.hpp"
+#include "report.hpp"
+
+namespace cifar_cli {
+
+namespace fs = std::filesystem;
+
+struct data_env {
+  netsplit::dataset train, test;
+  netsplit::channel_stats stats;
+  std::string source;  // folder, for the log
+};
+
+/// What to run. kind: train | baseline | derived | random | static.
+struct run_spec {
+  std::string kind = "train";
+  std::uint64_t seed = 1;
+  fs::path dir;
+  std::string snapshot;  // derived / random: start here
+  std::vector<netsplit::split_record> grown;  // static: widths to build
+};
+
+struct run_result {
+  std::string kind;
+  std::uint64_t seed = 0;
+  double final_top1 = 0, final_top5 = 0, best_top1 = -1;
+  std::int64_t best_iter = 0, final_iter = 0;
+  std::int64_t params = 0, macs = 0;
+  double seconds = 0;
+  std::vector<std::pair<double, double>> loss, top1, tpm;
+  std::vector<netsplit::split_record> splits;
+  fs::path split_snapshot;  // baseline: the snapshot derived runs start from
+  int exit_code = 0;
+};
+
+using strategy_variant = std::variant<netsplit::net2wider, netsplit::gradient_direction, netsplit::random_init>;
+using selector_variant = std::variant<netsplit::top_k, netsplit::capped_top_k, netsplit::threshold>;
+
+inline strategy_variant make_strategy(const options& o) {
+  if (o.strategy == "gradient_direction") return netsplit::gradient_direction{o.split_eps};
+  if (o.strategy == "random_init") return netsplit::random_init{};
+  return netsplit::net2wider{o.split_eps};
+}
+inline selector_variant make_selector(const options& o) {
+  if (o.select == "capped_top_k") return netsplit::capped_top_k{o.splits, o.select_cap};
+  if (o.select == "threshold") return netsplit::threshold{o.select_threshold, o.splits};
+  return netsplit::top_k{o.splits};
+}
+
+inline std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+/// Runs one training run as `spec` says; reports through `log`. Throws netsplit errors.
+template <class Net>
+run_result execute(const options& o, const run_spec& spec, const data_env& data, run_log& log) {
+  using namespace netsplit;
+  run_result res;
+  res.kind = spec.kind;
+  res.seed = spec.seed;
+  cpu_context ctx(o.threads);
+  Net net(rng::derive(spec.seed, 0).next_u64());
+  train_config cfg;
+  cfg.max_iter = o.max_iter;
+  cfg.batch_size = o.batch_size;
+  cfg.schedule = o.schedule;
+  cfg.optimizer = {o.momentum, o.weight_decay, o.nesterov};
+  cfg.test_interval = o.test_interval;
+  cfg.snapshot_every = o.snapshot_every;
+  cfg.snapshot_at = o.snapshot_at;
+  cfg.snapshot_dir = spec.dir;
+  cfg.snapshot_prefix = "resnet20";
+  cfg.seed = spec.seed;
+  const bool grows = spec.kind == "derived" || spec.kind == "random" ||
+                     (spec.kind == "train" && (o.split_at_given || !o.from_snapshot.empty()));
+  const bool records = spec.kind == "baseline" || (spec.kind == "train" && grows);
+  if (spec.kind == "baseline") cfg.snapshot_at.push_back(o.split_at);
+  trainer<Net> tr(ctx, net, data.train, data.test, data.stats, cfg);
+
+  if (spec.kind == "static") {
+    // A static network of the grown size: the same widths, trained from scratch.
+    replay_history(net, spec.grown, "the derived run");
+    rng r(rng::derive(spec.seed, 7).next_u64());
+    net.initialize(r);
+  }
+
+  // TPM: the score recorder (window) and, for a baseline, a whole-run summary curve.
+  const std::string metric = spec.kind == "random" ? "random" : o.tpm;
+  tpm_recorder<Net> rec(net, make_tpm_metric(metric), {o.tpm_begin, o.tpm_end}, spec.seed);
+  std::unique_ptr<tpm_recorder<Net>> curve;
+  if (spec.kind == "baseline" && o.tpm_curve && o.tpm != "random")
+    curve = std::make_unique<tpm_recorder<Net>>(net, make_tpm_metric(o.tpm), tpm_window{0, o.max_iter}, spec.seed);
+  auto on_summary = [&](const tpm_summary& s) {
+    const double mean = std::accumulate(s.per_site.begin(), s.per_site.end(), 0.0) / std::max<std::size_t>(1, s.per_site.size());
+    std::ostringstream js;
+    js.precision(7);
+    js << "{\"type\":\"tpm\",\"iter\":" << s.iter << ",\"metric\":\"" << s.metric << "\",\"mean\":" << mean
+       << ",\"per_site\":[";
+    for (std::size_t i = 0; i < s.per_site.size(); ++i) js << (i ? "," : "") << s.per_site[i];
+    js << "]}";
+    log.json(js.str());
+    res.tpm.emplace_back(double(s.iter), mean);
+  };
+  if (curve) curve->on_summary = on_summary;
+  else rec.on_summary = on_summary;
+  if (records || curve)
+    tr.after_backward = [&](std::int64_t it) {
+      if (records) rec.observe(it);
+      if (curve) curve->observe(it);
+    };
+  if (records) tr.save_extension = [&](io::safetensors_file& f) { rec.save(f); };
+  if (spec.kind == "derived" || (spec.kind == "train" && records))
+    tr.load_extension = [&](const io::safetensors_file& f) { rec.load(f, f.source); };
+
+  const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
+  if (!start.empty()) {
+    tr.load(start);
+    log.line((o.resume.empty() ? "started from snapshot " : "resumed from ") + start + " at iteration " +
+             std::to_string(tr.iteration()));
+  }
+  std::int64_t split_at = o.split_at;
+  if (!o.split_at_given && (spec.kind == "derived" || spec.kind == "random" || !o.from_snapshot.empty()))
+    split_at = tr.iteration();
+  if (grows) {
+    NETSPLIT_EXPECT(split_at >= tr.iteration(), "the split iteration ", split_at, " is before the run's start (iteration ",
+                    tr.iteration(), ")");
+    tr.before_iteration = [&, split_at](std::int64_t it) {
+      if (it != split_at) return;
+      const auto before = count_parameters(net);
+      std::visit(
+          [&](const auto& sel) {
+            std::visit([&](const auto& st) { res.splits = split_now(tr, rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites); },
+                       make_strategy(o));
+          },
+          make_selector(o));
+      log.line("Iteration " + std::to_string(it) + ": split " + std::to_string(res.splits.size()) + " filters (" +
+               metric + " scores, " + o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
+               " -> " + std::to_string(count_parameters(net)));
+    };
+    tr.events.on_split = [&](const split_event& e) {
+      std::istringstream lines(e.description);
+      std::string l;
+      while (std::getline(lines, l)) log.line("  " + l);
+      std::ostringstream js;
+      js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << res.splits.size() << "}";
+      log.json(js.str());
+    };
+  }
+
+  log.line("netsplit " + Net::architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
+           std::to_string(count_parameters(net)) + " parameters, " + fmt("%.2f", net.mult_adds_per_image() / 1e6) +
+           " M conv multiply-adds per image");
+  const std::int64_t display = std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 20));
+  std::int64_t last_loss_iter = -1;
+  double loss_sum = 0;
+  int loss_n = 0;
+  tr.events.on_iteration = [&](const iteration_event& e) {
+    log.on_iteration(e, display);
+    loss_sum += e.loss;
+    ++loss_n;
+    if (e.iter % display == 0 || e.iter == e.max_iter) {  // curve: mean loss per display interval
+      res.loss.emplace_back(double(e.iter), loss_sum / loss_n);
+      loss_sum = 0;
+      loss_n = 0;
+      last_loss_iter = e.iter;
+    }
+  };
+  tr.events.on_test = [&](const test_event& e) {
+    log.on_test(e);
+    res.top1.emplace_back(double(e.iter), e.top1);
+    if (e.top1 > res.best_top1) {
+      res.best_top1 = e.top1;
+      res.best_iter = e.iter;
+    }
+    res.final_top1 = e.top1;
+    res.final_top5 = e.top5;
+    res.final_iter = e.iter;
+  };
+  fs::path last_snapshot;
+  tr.events.on_snapshot = [&](const snapshot_event& e) {
+    last_snapshot = e.path;
+    if (spec.kind == "baseline" && e.iter == o.split_at) res.split_snapshot = e.path;
+    log.line("Snapshotting to " + e.path.string());
+  };
+  const double t0 = log.elapsed();
+  const auto first_iter = tr.iteration();
+  try {
+    tr.run();
+  } catch (const divergence_error& e) {
+    log.line(std::string("error: ") + e.what());
+    log.line(last_snapshot.empty() ? "no checkpoint was written before the divergence"
+                                   : "last good checkpoint: " + last_snapshot.string());
+    res.exit_code = 3;
+    return res;
+  }
+  res.seconds = log.elapsed() - t0;
+  res.params = count_parameters(net);
+  res.macs = net.mult_adds_per_image();
+  const double imgs = double(tr.iteration() - first_iter) * o.batch_size;
+  log.line("done: final top-1 " + fmt("%.4f", res.final_top1) + " (top-5 " + fmt("%.4f", res.final_top5) +
+           ") at iteration " + std::to_string(res.final_iter) + "; best top-1 " + fmt("%.4f", res.best_top1) +
+           " at iteration " + std::to_string(res.best_iter) + " (best is picked on the test set: report the final one)");
+  log.line("time: " + run_log::duration(res.seconds) + ", " + fmt("%.1f", res.seconds > 0 ? imgs / res.seconds : 0) +
+           " img/s including evaluation; logs in " + spec.dir.string());
+  std::ostringstream js;
+  js << "{\"type\":\"summary\",\"kind\":\"" << spec.kind << "\",\"seed\":" << spec.seed
+     << ",\"final_top1\":" << res.final_top1 << ",\"final_top5\":" << res.final_top5 << ",\"best_top1\":" << res.best_top1
+     << ",\"best_iter\":" << res.best_iter << ",\"iter\":" << tr.iteration() << ",\"params\":" << res.params
+     << ",\"macs\":" << res.macs << ",\"seconds\":" << res.seconds << "}";
+  log.json(js.str());
+  (void)last_loss_iter;
+  return res;
+}
+
+struct mean_std {
+  double mean = 0, std = 0;
+  std::size_t n = 0;
+};
+inline mean_std stats_of(const std::vector<double>& v) {
+  mean_std m;
+  m.n = v.size();
+  if (v.empty()) return m;
+  m.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
+  if (v.size() > 1) {
+    double s = 0;
+    for (double x : v) s += (x - m.mean) * (x - m.mean);
+    m.std = std::sqrt(s / (v.size() - 1));  // sample standard deviation
+  }
+  return m;
+}
+inline std::string pm(const mean_std& m, double scale = 100) {
+  return fmt("%.2f", m.mean * scale) + (m.n > 1 ? " ± " + fmt("%.2f", m.std * scale) : "") + " (n=" + std::to_string(m.n) + ")";
+}
+
+/// Writes report.md, results.csv and the SVG plots into `dir`; returns the markdown table.
+inline std::string write_report(const options& o, const std::string& command, const std::string& dataset_note,
+                                const std::vector<run_result>& runs, const fs::path& dir) {
+  std::ostringstream md, csv;
+  csv << "kind,seed,final_top1,final_top5,best_top1,best_iter,params,conv_macs_per_image,seconds,splits\n";
+  for (const auto& r : runs)
+    csv << r.kind << ',' << r.seed << ',' << r.final_top1 << ',' << r.final_top5 << ',' << r.best_top1 << ','
+        << r.best_iter << ',' << r.params << ',' << r.macs << ',' << r.seconds << ',' << r.splits.size() << '\n';
+  svg::save((dir / "results.csv").string(), csv.str());
+
+  std::vector<std::string> kinds;
+  for (const auto& r : runs)
+    if (std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) kinds.push_back(r.kind);
+  std::ostringstream table;
+  table << "| run | final top-1 % (mean ± std) | best top-1 % (mean ± std) | params | conv MACs/image | seeds |\n"
+        << "|---|---|---|---|---|---|\n";
+  for (const auto& k : kinds) {
+    std::vector<double> fin, best;
+    std::int64_t params = 0, macs = 0;
+    std::string seeds;
+    for (const auto& r : runs)
+      if (r.kind == k) {
+        fin.push_back(r.final_top1);
+        best.push_back(r.best_top1);
+        params = r.params;
+        macs = r.macs;
+        seeds += (seeds.empty() ? "" : ",") + std::to_string(r.seed);
+      }
+    table << "| " << k << " | " << pm(stats_of(fin)) << " | " << pm(stats_of(best)) << " | " << params << " | "
+          << fmt("%.2f M", macs / 1e6) << " | " << seeds << " |\n";
+  }
+  // Paired differences against the baseline of the same seed (final top-1).
+  std::ostringstream paired;
+  for (const auto& k : kinds) {
+    if (k == "baseline") continue;
+    std::vector<double> d;
+    std::string per;
+    for (const auto& r : runs)
+      if (r.kind == k)
+        for (const auto& b : runs)
+          if (b.kind == "baseline" && b.seed == r.seed) {
+            d.push_back(r.final_top1 - b.final_top1);
+            per += (per.empty() ? "" : ", ") + ("seed " + std::to_string(r.seed) + ": " + fmt("%+.2f", 100 * d.back()));
+          }
+    if (!d.empty()) paired << "| " << k << " − baseline | " << pm(stats_of(d)) << " | " << per << " |\n";
+  }
+
+  // Plots: curves of the first seed's runs, TPM, where splits went.
+  const std::vector<std::string> colors{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
+  std::vector<series> loss, acc;
+  const auto first_seed = runs.empty() ? 0 : runs.front().seed;
+  std::size_t c = 0;
+  for (const auto& r : runs)
+    if (r.seed == first_seed) {
+      loss.push_back({r.kind, colors[c % colors.size()], r.loss, r.kind != "baseline"});
+      acc.push_back({r.kind, colors[c % colors.size()], r.top1, r.kind != "baseline"});
+      ++c;
+    }
+  svg::save((dir / "loss.svg").string(), line_chart("training loss (seed " + std::to_string(first_seed) + ")", "iteration", "mean mini-batch loss", loss));
+  svg::save((dir / "accuracy.svg").string(), line_chart("test top-1 (seed " + std::to_string(first_seed) + ")", "iteration", "top-1", acc));
+  std::vector<series> tpm;
+  c = 0;
+  for (const auto& r : runs)
+    if (r.kind == "baseline" && !r.tpm.empty())
+      tpm.push_back({"seed " + std::to_string(r.seed), colors[c++ % colors.size()], r.tpm, false});
+  svg::save((dir / "tpm.svg").string(), line_chart("TPM (" + o.tpm + ") per iteration, mean over sites and filters", "iteration", "score", tpm));
+  std::map<std::string, double> where;
+  for (const auto& r : runs)
+    if (r.kind == "derived")
+      for (const auto& s : r.splits) where[s.site] += 1;
+  std::vector<std::pair<std::string, double>> bars(where.begin(), where.end());
+  svg::save((dir / "splits.svg").string(), bar_chart("where the " + o.tpm + " splits went (all seeds)", "splits", bars));
+
+  md << "# netsplit study report\n\n"
+     << "Command: `" << command << "`\n\n" << dataset_note << "\n\n"
+     << "Recipe: preset `" << o.preset << "`, " << o.max_iter << " iterations of batch " << o.batch_size << ", lr `"
+     << o.schedule.describe() << "`, momentum " << o.momentum << (o.nesterov ? " (Nesterov)" : "") << ", weight decay "
+     << o.weight_decay << ". TPM `" << o.tpm << "` over iterations [" << o.tpm_begin << ", " << o.tpm_end
+     << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, `" << o.strategy
+     << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n"
+     << "## Test top-1\n\n" << table.str() << "\n"
+     << "## Paired difference of final top-1 (same seed)\n\n| comparison | mean ± std (points) | per seed |\n|---|---|---|\n"
+     << paired.str() << "\n"
+     << "How to read this: *final* is the accuracy after the last iteration and is the number to compare; *best* "
+        "is the maximum over the test evaluations and is picked on the test set, so it is optimistic. Nothing in "
+        "this study was tuned on the test set: filters are selected from training-batch signals (TPM) only. "
+        "`random` splits the same number of filters chosen at random (same strategy); `static` trains a network "
+        "of the grown widths from scratch. With n seeds, a difference smaller than about two standard deviations "
+        "of the paired differences is not evidence of an effect.\n\n"
+     << "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n\n"
+     << "## Runs\n\n| run | seed | final top-1 | best top-1 (iter) | params | time |\n|---|---|---|---|---|---|\n";
+  for (const auto& r : runs)
+    md << "| " << r.kind << " | " << r.seed << " | " << fmt("%.4f", r.final_top1) << " | " << fmt("%.4f", r.best_top1)
+       << " (" << r.best_iter << ") | " << r.params << " | " << run_log::duration(r.seconds) << " |\n";
+  svg::save((dir / "report.md").string(), md.str());
+  return table.str() + "\n" + (paired.str().empty() ? "" : "| comparison | mean ± std (points) | per seed |\n|---|---|---|\n" + paired.str());
+}
+
+}  // namespace cifar_cli
