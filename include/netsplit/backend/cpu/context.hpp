@@ -39,9 +39,9 @@ class cpu_context {
   int threads() const { return pool_.size(); }
   thread_pool& pool() { return pool_; }
 
-  static constexpr int scratch_slots = 4;
+  static constexpr int scratch_slots = 8;
 
-  /// Scratch memory private to one thread of the pool: slot `slot` (0..3) holds at least
+  /// Scratch memory private to one thread of the pool: slot `slot` (0..7) holds at least
   /// `count` elements of T, valid until the next call with the same thread and slot.
   template <class T>
   T* scratch(int thread, int slot, std::size_t count) {

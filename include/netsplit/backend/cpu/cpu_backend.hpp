@@ -1,8 +1,8 @@
 // netsplit/backend/cpu/cpu_backend.hpp — the CPU backend: models Backend on Eigen.
-// Activations are NCHW. Convolutions lower each image to a column matrix (im2col) and
-// multiply with Eigen's GEMM; work is split over the batch by the context's thread pool.
-// Weight gradients keep one partial per thread, summed in thread order, so results are
-// bit-reproducible for a given thread count.
+// Activations are NCHW. Convolutions run as implicit GEMMs over padded plane buffers with
+// SIMD micro-kernels (conv_kernels.hpp); work is split over the batch by the context's
+// thread pool. Weight gradients keep one partial per thread, summed in thread order, so
+// results are bit-reproducible for a given thread count.
 #pragma once
 
 #include <Eigen/Core>
@@ -12,7 +12,9 @@
 #include <cstring>
 #include <limits>
 
+#include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
+#include "netsplit/backend/cpu/conv_kernels.hpp"
 #include "netsplit/backend/descriptors.hpp"
 #include "netsplit/core/errors.hpp"
 
@@ -51,8 +53,10 @@ struct cpu_backend {
   // ---- element-wise ------------------------------------------------------------------------
   /// y += a * x
   template <class T>
-  static void axpy(context&, std::int64_t n, T a, const T* x, T* y) {
-    for (std::int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+  static void axpy(context& ctx, std::int64_t n, T a, const T* x, T* y) {
+    parallel_elementwise(ctx, n, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) y[i] += a * x[i];
+    });
   }
   /// y = max(x, 0)
   template <class T>
@@ -65,7 +69,11 @@ struct cpu_backend {
   template <class T>
   static void relu_backward(context& ctx, std::int64_t n, const T* y, const T* dy, T* dx) {
     ctx.pool().parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-      for (std::ptrdiff_t i = b; i < e; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+      // dy is read unconditionally so the select vectorises (a conditional load does not)
+      for (std::ptrdiff_t i = b; i < e; ++i) {
+        const T g = dy[i];
+        dx[i] = y[i] > T(0) ? g : T(0);
+      }
     });
   }
   /// y = max(a + b, 0): the residual sum followed by its ReLU.
@@ -87,63 +95,17 @@ struct cpu_backend {
   }
 
   // ---- convolution -------------------------------------------------------------------------
+  /// y = conv(x, w): implicit GEMM over padded plane buffers (see conv_kernels.hpp).
   template <class T>
   static void conv2d_forward(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
-    const int ho = d.out_height(), wo = d.out_width();
-    const std::int64_t in_img = std::int64_t{d.in_channels} * d.in_height * d.in_width;
-    const std::int64_t out_img = std::int64_t{d.out_channels} * ho * wo;
-    const std::int64_t rows = std::int64_t{d.in_channels} * d.kernel * d.kernel;
-    const bool direct = is_pointwise(d);
-    const MapC<T> W(w, d.out_channels, rows);
-    ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-      T* col = direct ? nullptr : ctx.scratch<T>(t, 0, static_cast<std::size_t>(rows * ho * wo));
-      for (std::ptrdiff_t n = b; n < e; ++n) {
-        const T* xn = x + n * in_img;
-        if (!direct) im2col(d, xn, col);
-        MapM<T> Y(y + n * out_img, d.out_channels, std::int64_t{ho} * wo);
-        Y.noalias() = W * MapC<T>(direct ? xn : col, rows, std::int64_t{ho} * wo);
-      }
-    });
+    detail::cpu_conv::forward(ctx, d, x, w, y);
   }
 
   /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null.
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w,
                               const T* dy, T* dx, T* dw) {
-    const int ho = d.out_height(), wo = d.out_width();
-    const std::int64_t hw_out = std::int64_t{ho} * wo;
-    const std::int64_t in_img = std::int64_t{d.in_channels} * d.in_height * d.in_width;
-    const std::int64_t out_img = std::int64_t{d.out_channels} * hw_out;
-    const std::int64_t rows = std::int64_t{d.in_channels} * d.kernel * d.kernel;
-    const bool direct = is_pointwise(d);
-    const MapC<T> W(w, d.out_channels, rows);
-    const auto wcount = static_cast<std::size_t>(d.weight_count());
-    const int used = std::min(d.batch, ctx.threads());
-    ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-      T* col = direct ? nullptr : ctx.scratch<T>(t, 0, static_cast<std::size_t>(rows * hw_out));
-      T* dcol = direct ? nullptr : ctx.scratch<T>(t, 1, static_cast<std::size_t>(rows * hw_out));
-      T* dw_part = t == 0 ? dw : ctx.scratch<T>(t, 2, wcount);
-      MapM<T> dW(dw_part, d.out_channels, rows);
-      dW.setZero();
-      for (std::ptrdiff_t n = b; n < e; ++n) {
-        const T* xn = x + n * in_img;
-        const MapC<T> dY(dy + n * out_img, d.out_channels, hw_out);
-        if (!direct) im2col(d, xn, col);
-        dW.noalias() += dY * MapC<T>(direct ? xn : col, rows, hw_out).transpose();
-        if (dx) {
-          if (direct) {
-            MapM<T>(dx + n * in_img, rows, hw_out).noalias() = W.transpose() * dY;
-          } else {
-            MapM<T>(dcol, rows, hw_out).noalias() = W.transpose() * dY;
-            col2im(d, dcol, dx + n * in_img);
-          }
-        }
-      }
-    });
-    for (int t = 1; t < used; ++t) {
-      const T* part = ctx.scratch<T>(t, 2, wcount);
-      for (std::size_t i = 0; i < wcount; ++i) dw[i] += part[i];
-    }
+    detail::cpu_conv::backward(ctx, d, x, w, dy, dx, dw);
   }
 
   // ---- batch normalisation -----------------------------------------------------------------
@@ -156,25 +118,18 @@ struct cpu_backend {
     const std::int64_t m = std::int64_t{d.batch} * d.spatial;
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
-        double sum = 0;
-        for_channel(d, c, [&](std::int64_t off) {
-          for (int i = 0; i < d.spatial; ++i) sum += x[off + i];
-        });
-        const double mean = sum / static_cast<double>(m);
-        double sq = 0;
-        for_channel(d, c, [&](std::int64_t off) {
-          for (int i = 0; i < d.spatial; ++i) {
-            const double v = x[off + i] - mean;
-            sq += v * v;
-          }
-        });
+        const T k = x[c * std::int64_t{d.spatial}];  // shift: a value of this channel
+        double s1 = 0, s2 = 0;
+        detail::cpu_bn::shifted_sums(x + c * std::int64_t{d.spatial}, d.batch, std::int64_t{d.channels} * d.spatial,
+                                     d.spatial, k, s1, s2);
+        const double shifted_mean = s1 / static_cast<double>(m);
+        const double mean = k + shifted_mean;
+        const double sq = std::max(0.0, s2 - s1 * shifted_mean);  // sum of squared deviations
         const double var = sq / static_cast<double>(m);
         const double invstd = 1.0 / std::sqrt(var + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
         const T shift = static_cast<T>(beta[c] - mean * gamma[c] * invstd);
-        for_channel(d, c, [&](std::int64_t off) {
-          for (int i = 0; i < d.spatial; ++i) y[off + i] = x[off + i] * scale + shift;
-        });
+        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::scale_shift(x + off, d.spatial, scale, shift, y + off); });
         save_mean[c] = static_cast<T>(mean);
         save_invstd[c] = static_cast<T>(invstd);
         const double unbiased = sq / static_cast<double>(m - 1);
@@ -195,9 +150,7 @@ struct cpu_backend {
         const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
         const T shift = static_cast<T>(beta[c] - running_mean[c] * gamma[c] * invstd);
-        for_channel(d, c, [&](std::int64_t off) {
-          for (int i = 0; i < d.spatial; ++i) y[off + i] = x[off + i] * scale + shift;
-        });
+        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::scale_shift(x + off, d.spatial, scale, shift, y + off); });
         save_mean[c] = running_mean[c];
         save_invstd[c] = static_cast<T>(invstd);
       }
@@ -213,32 +166,21 @@ struct cpu_backend {
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
-        const double mean = save_mean[c], invstd = save_invstd[c];
-        double sdy = 0, sdyx = 0;
-        for_channel(d, c, [&](std::int64_t off) {
-          for (int i = 0; i < d.spatial; ++i) {
-            sdy += dy[off + i];
-            sdyx += dy[off + i] * ((x[off + i] - mean) * invstd);
-          }
-        });
+        const double invstd = save_invstd[c];
+        const T mean = save_mean[c];
+        double sdy = 0, sdyc = 0;  // sum dy, sum dy * (x - mean)
+        const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
+        detail::cpu_bn::gradient_sums(dy + first, x + first, d.batch, stride, d.spatial, mean, sdy, sdyc);
+        const double sdyx = sdyc * invstd;  // sum dy * xhat
         dgamma[c] = static_cast<T>(sdyx);
         dbeta[c] = static_cast<T>(sdy);
         if (!dx) continue;
         const double g = gamma[c] * invstd;
-        if (batch_stats) {
-          const double a = sdy / m, bcoef = sdyx / m;
-          for_channel(d, c, [&](std::int64_t off) {
-            for (int i = 0; i < d.spatial; ++i) {
-              const double xhat = (x[off + i] - mean) * invstd;
-              dx[off + i] = static_cast<T>(g * (dy[off + i] - a - xhat * bcoef));
-            }
-          });
-        } else {
-          const T gt = static_cast<T>(g);
-          for_channel(d, c, [&](std::int64_t off) {
-            for (int i = 0; i < d.spatial; ++i) dx[off + i] = gt * dy[off + i];
-          });
-        }
+        // train: dx = g * (dy - sdy/m - xhat * sdyx/m); eval: dx = g * dy
+        const T cx = batch_stats ? static_cast<T>(-g * invstd * sdyx / m) : T(0);
+        const T c0 = batch_stats ? static_cast<T>(-g * sdy / m) : T(0);
+        const T gt = static_cast<T>(g);
+        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::input_gradient(dy + off, x + off, d.spatial, gt, cx, mean, c0, dx + off); });
       }
     });
   }
@@ -354,68 +296,27 @@ struct cpu_backend {
   }
 
  private:
+  /// Runs f(begin, end) over [0, n) on the pool; small ranges run inline, where waking the
+  /// pool would cost more than the work.
+  template <class F>
+  static void parallel_elementwise(context& ctx, std::int64_t n, F&& f) {
+    if (n < 32768) {
+      f(std::int64_t{0}, n);
+      return;
+    }
+    ctx.pool().parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) { f(b, e); });
+  }
+
   template <class T>
   using MapM = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
   template <class T>
   using MapC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-
-  static bool is_pointwise(const conv2d_desc& d) {
-    return d.kernel == 1 && d.stride == 1 && d.pad == 0;
-  }
 
   template <class F>
   static void for_channel(const batch_norm_desc& d, std::int64_t c, F&& f) {
     for (int n = 0; n < d.batch; ++n) f((std::int64_t{n} * d.channels + c) * d.spatial);
   }
 
-  /// col[(c*k + ky)*k + kx][oy*wo + ox] = x[c][oy*s - pad + ky][ox*s - pad + kx] (0 outside).
-  template <class T>
-  static void im2col(const conv2d_desc& d, const T* x, T* col) {
-    const int ho = d.out_height(), wo = d.out_width(), k = d.kernel, s = d.stride;
-    for (int c = 0; c < d.in_channels; ++c) {
-      const T* xc = x + std::int64_t{c} * d.in_height * d.in_width;
-      for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx) {
-          T* row = col + ((std::int64_t{c} * k + ky) * k + kx) * ho * wo;
-          for (int oy = 0; oy < ho; ++oy) {
-            const int iy = oy * s - d.pad + ky;
-            T* out = row + std::int64_t{oy} * wo;
-            if (iy < 0 || iy >= d.in_height) {
-              std::fill(out, out + wo, T(0));
-              continue;
-            }
-            const T* xr = xc + std::int64_t{iy} * d.in_width;
-            for (int ox = 0; ox < wo; ++ox) {
-              const int ix = ox * s - d.pad + kx;
-              out[ox] = (ix >= 0 && ix < d.in_width) ? xr[ix] : T(0);
-            }
-          }
-        }
-    }
-  }
-  /// Adjoint of im2col: dx (overwritten) = sum of dcol entries at their source pixels.
-  template <class T>
-  static void col2im(const conv2d_desc& d, const T* col, T* dx) {
-    const int ho = d.out_height(), wo = d.out_width(), k = d.kernel, s = d.stride;
-    std::fill(dx, dx + std::int64_t{d.in_channels} * d.in_height * d.in_width, T(0));
-    for (int c = 0; c < d.in_channels; ++c) {
-      T* xc = dx + std::int64_t{c} * d.in_height * d.in_width;
-      for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx) {
-          const T* row = col + ((std::int64_t{c} * k + ky) * k + kx) * ho * wo;
-          for (int oy = 0; oy < ho; ++oy) {
-            const int iy = oy * s - d.pad + ky;
-            if (iy < 0 || iy >= d.in_height) continue;
-            T* xr = xc + std::int64_t{iy} * d.in_width;
-            const T* in = row + std::int64_t{oy} * wo;
-            for (int ox = 0; ox < wo; ++ox) {
-              const int ix = ox * s - d.pad + kx;
-              if (ix >= 0 && ix < d.in_width) xr[ix] += in[ox];
-            }
-          }
-        }
-    }
-  }
 };
 
 }  // namespace netsplit

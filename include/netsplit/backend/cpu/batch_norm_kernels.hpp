@@ -1,0 +1,118 @@
+// netsplit/backend/cpu/batch_norm_kernels.hpp — per-channel reductions of the CPU backend's
+// batch normalisation. Each contiguous run (one image's plane of a channel) is summed in
+// the lanes of a 64-byte vector of T; lanes and runs are combined in double, in a fixed
+// order, so results are deterministic. Forward statistics
+// are taken about a shift (the channel's first value), which keeps E[v^2] - E[v]^2 well
+// conditioned when the mean is large against the spread.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace netsplit::detail::cpu_bn {
+
+// Sums over one channel: `runs` contiguous runs of n values, run r starting at r * stride.
+
+/// s1 += sum(p - k), s2 += sum((p - k)^2) over the channel's values p.
+template <class T>
+void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64_t n, T k, double& s1,
+                  double& s2) {
+  for (std::int64_t r = 0; r < runs; ++r)
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double v = static_cast<double>(p[r * stride + i] - k);
+      s1 += v;
+      s2 += v * v;
+    }
+}
+/// s1 += sum(dy), s2 += sum(dy * (x - mean)) over the channel's values.
+template <class T>
+void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stride, std::int64_t n, T mean,
+                   double& s1, double& s2) {
+  for (std::int64_t r = 0; r < runs; ++r)
+    for (std::int64_t i = 0; i < n; ++i) {
+      s1 += dy[r * stride + i];
+      s2 += static_cast<double>(dy[r * stride + i]) * (x[r * stride + i] - mean);
+    }
+}
+
+#if defined(__GNUC__)
+// float and double: lane accumulators in one 64-byte vector (GCC/Clang vector extension,
+// split into smaller registers where the target has none this wide), moved into double
+// every `flush` values per lane at most. Written out because GCC 12 vectorises a plain
+// loop of lane accumulators badly (the outer loop, with gathers).
+#define NETSPLIT_BN_VECTOR_SUMS(T)                                                          \
+  inline void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64_t n, \
+                           T k, double& s1, double& s2) {                                   \
+    typedef T v64 __attribute__((vector_size(64)));                                         \
+    constexpr std::int64_t w = 64 / sizeof(T), flush = 256 * w;                             \
+    const std::int64_t body = n / w * w;                                                    \
+    v64 a1 = {}, a2 = {}, v;                                                                \
+    std::int64_t pending = 0;                                                               \
+    for (std::int64_t r = 0; r < runs; ++r) {                                               \
+      const T* q = p + r * stride;                                                          \
+      for (std::int64_t i = 0; i < body; i += w) {                                          \
+        std::memcpy(&v, q + i, sizeof v);                                                   \
+        v -= k;                                                                             \
+        a1 += v;                                                                            \
+        a2 += v * v;                                                                        \
+      }                                                                                     \
+      if (body < n) shifted_sums<T>(q + body, 1, 0, n - body, k, s1, s2);                   \
+      pending += body;                                                                      \
+      if (pending >= flush || r + 1 == runs) {                                              \
+        for (std::int64_t j = 0; j < w; ++j) {                                              \
+          s1 += a1[j];                                                                      \
+          s2 += a2[j];                                                                      \
+        }                                                                                   \
+        a1 = v64{};                                                                         \
+        a2 = v64{};                                                                         \
+        pending = 0;                                                                        \
+      }                                                                                     \
+    }                                                                                       \
+  }                                                                                         \
+  inline void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stride, \
+                            std::int64_t n, T mean, double& s1, double& s2) {               \
+    typedef T v64 __attribute__((vector_size(64)));                                         \
+    constexpr std::int64_t w = 64 / sizeof(T), flush = 256 * w;                             \
+    const std::int64_t body = n / w * w;                                                    \
+    v64 a1 = {}, a2 = {}, g, v;                                                             \
+    std::int64_t pending = 0;                                                               \
+    for (std::int64_t r = 0; r < runs; ++r) {                                               \
+      const T* gq = dy + r * stride;                                                        \
+      const T* xq = x + r * stride;                                                         \
+      for (std::int64_t i = 0; i < body; i += w) {                                          \
+        std::memcpy(&g, gq + i, sizeof g);                                                  \
+        std::memcpy(&v, xq + i, sizeof v);                                                  \
+        a1 += g;                                                                            \
+        a2 += g * (v - mean);                                                               \
+      }                                                                                     \
+      if (body < n) gradient_sums<T>(gq + body, xq + body, 1, 0, n - body, mean, s1, s2);   \
+      pending += body;                                                                      \
+      if (pending >= flush || r + 1 == runs) {                                              \
+        for (std::int64_t j = 0; j < w; ++j) {                                              \
+          s1 += a1[j];                                                                      \
+          s2 += a2[j];                                                                      \
+        }                                                                                   \
+        a1 = v64{};                                                                         \
+        a2 = v64{};                                                                         \
+        pending = 0;                                                                        \
+      }                                                                                     \
+    }                                                                                       \
+  }
+NETSPLIT_BN_VECTOR_SUMS(float)
+NETSPLIT_BN_VECTOR_SUMS(double)
+#undef NETSPLIT_BN_VECTOR_SUMS
+#endif
+
+/// y = x * scale + shift over [0, n).
+template <class T>
+void scale_shift(const T* x, std::int64_t n, T scale, T shift, T* y) {
+  for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
+}
+
+/// dx = g * dy + c * (x - mean) + c0 over [0, n).
+template <class T>
+void input_gradient(const T* dy, const T* x, std::int64_t n, T g, T c, T mean, T c0, T* dx) {
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = g * dy[i] + c * (x[i] - mean) + c0;
+}
+
+}  // namespace netsplit::detail::cpu_bn

@@ -1,0 +1,254 @@
+// The CPU backend's convolution engine against the original simple implementation (per-image
+// im2col + Eigen GEMM, kept here as the reference) over every ResNet20 shape and odd ones:
+// 7x7, 5x5, pad 0, pad larger than the kernel needs, stride 2 and 3 on even and odd sizes,
+// 1x1 stride 2, non-square images, channel counts that are not tile multiples, batch 1 and 3
+// on two threads. Float results must match the double reference within 1e-4 of the largest
+// reference magnitude; double within 1e-10. Results must be bit-identical between runs.
+#include <doctest/doctest.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "netsplit/netsplit.hpp"
+
+using namespace netsplit;
+
+namespace reference {
+// The implementation the engine replaced: per image, im2col then one GEMM; single-threaded.
+template <class T>
+using MapM = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+template <class T>
+using MapC = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+template <class T>
+void im2col(const conv2d_desc& d, const T* x, T* col) {
+  const int ho = d.out_height(), wo = d.out_width(), k = d.kernel, s = d.stride;
+  for (int c = 0; c < d.in_channels; ++c) {
+    const T* xc = x + std::int64_t{c} * d.in_height * d.in_width;
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        T* row = col + ((std::int64_t{c} * k + ky) * k + kx) * ho * wo;
+        for (int oy = 0; oy < ho; ++oy) {
+          const int iy = oy * s - d.pad + ky;
+          T* out = row + std::int64_t{oy} * wo;
+          if (iy < 0 || iy >= d.in_height) {
+            std::fill(out, out + wo, T(0));
+            continue;
+          }
+          const T* xr = xc + std::int64_t{iy} * d.in_width;
+          for (int ox = 0; ox < wo; ++ox) {
+            const int ix = ox * s - d.pad + kx;
+            out[ox] = (ix >= 0 && ix < d.in_width) ? xr[ix] : T(0);
+          }
+        }
+      }
+  }
+}
+template <class T>
+void col2im(const conv2d_desc& d, const T* col, T* dx) {
+  const int ho = d.out_height(), wo = d.out_width(), k = d.kernel, s = d.stride;
+  std::fill(dx, dx + std::int64_t{d.in_channels} * d.in_height * d.in_width, T(0));
+  for (int c = 0; c < d.in_channels; ++c) {
+    T* xc = dx + std::int64_t{c} * d.in_height * d.in_width;
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        const T* row = col + ((std::int64_t{c} * k + ky) * k + kx) * ho * wo;
+        for (int oy = 0; oy < ho; ++oy) {
+          const int iy = oy * s - d.pad + ky;
+          if (iy < 0 || iy >= d.in_height) continue;
+          T* xr = xc + std::int64_t{iy} * d.in_width;
+          const T* in = row + std::int64_t{oy} * wo;
+          for (int ox = 0; ox < wo; ++ox) {
+            const int ix = ox * s - d.pad + kx;
+            if (ix >= 0 && ix < d.in_width) xr[ix] += in[ox];
+          }
+        }
+      }
+  }
+}
+template <class T>
+void conv2d_forward(const conv2d_desc& d, const T* x, const T* w, T* y) {
+  const std::int64_t hw = std::int64_t{d.out_height()} * d.out_width();
+  const std::int64_t in_img = std::int64_t{d.in_channels} * d.in_height * d.in_width;
+  const std::int64_t rows = std::int64_t{d.in_channels} * d.kernel * d.kernel;
+  std::vector<T> col(static_cast<std::size_t>(rows * hw));
+  const MapC<T> W(w, d.out_channels, rows);
+  for (int n = 0; n < d.batch; ++n) {
+    im2col(d, x + n * in_img, col.data());
+    MapM<T>(y + n * d.out_channels * hw, d.out_channels, hw).noalias() = W * MapC<T>(col.data(), rows, hw);
+  }
+}
+template <class T>
+void conv2d_backward(const conv2d_desc& d, const T* x, const T* w, const T* dy, T* dx, T* dw) {
+  const std::int64_t hw = std::int64_t{d.out_height()} * d.out_width();
+  const std::int64_t in_img = std::int64_t{d.in_channels} * d.in_height * d.in_width;
+  const std::int64_t rows = std::int64_t{d.in_channels} * d.kernel * d.kernel;
+  std::vector<T> col(static_cast<std::size_t>(rows * hw)), dcol(col.size());
+  const MapC<T> W(w, d.out_channels, rows);
+  MapM<T> dW(dw, d.out_channels, rows);
+  dW.setZero();
+  for (int n = 0; n < d.batch; ++n) {
+    const MapC<T> dY(dy + n * d.out_channels * hw, d.out_channels, hw);
+    im2col(d, x + n * in_img, col.data());
+    dW.noalias() += dY * MapC<T>(col.data(), rows, hw).transpose();
+    MapM<T>(dcol.data(), rows, hw).noalias() = W.transpose() * dY;
+    col2im(d, dcol.data(), dx + n * in_img);
+  }
+}
+}  // namespace reference
+
+namespace {
+
+struct conv_case {
+  conv2d_desc d;
+  const char* what;
+};
+
+std::string describe(const conv2d_desc& d) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "batch %d, %d->%d, %dx%d, k%d s%d p%d", d.batch, d.in_channels,
+                d.out_channels, d.in_height, d.in_width, d.kernel, d.stride, d.pad);
+  return buf;
+}
+
+std::vector<double> random_values(std::int64_t n, std::uint64_t seed) {
+  rng r(seed);
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = r.normal();
+  return v;
+}
+
+/// max |a - ref| / max |ref|
+template <class T>
+double relative_error(const std::vector<T>& a, const std::vector<double>& ref) {
+  double err = 0, scale = 1e-30;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    err = std::max(err, std::abs(static_cast<double>(a[i]) - ref[i]));
+    scale = std::max(scale, std::abs(ref[i]));
+  }
+  return err / scale;
+}
+
+template <class T>
+struct conv_run {
+  std::vector<T> y, dx, dw, dw_only;
+};
+
+template <class T>
+conv_run<T> run_engine(cpu_context& ctx, const conv2d_desc& d, const std::vector<T>& x, const std::vector<T>& w,
+                       const std::vector<T>& dy) {
+  conv_run<T> r;
+  r.y.assign(static_cast<std::size_t>(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width()), T(-7));
+  r.dx.assign(x.size(), T(-7));
+  r.dw.assign(w.size(), T(-7));
+  r.dw_only.assign(w.size(), T(-7));
+  cpu_backend::conv2d_forward(ctx, d, x.data(), w.data(), r.y.data());
+  cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data());
+  cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), static_cast<T*>(nullptr), r.dw_only.data());
+  return r;
+}
+
+template <class T>
+void check_case(const conv2d_desc& d, const char* what, double tolerance) {
+  const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 1);
+  const auto ws = random_values(d.weight_count(), 2);
+  const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 3);
+  // inputs rounded to T, so the double reference sees exactly what the engine sees
+  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
+  std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()), dyd(dy.begin(), dy.end());
+  std::vector<double> y_ref(dys.size()), dx_ref(xs.size()), dw_ref(ws.size());
+  reference::conv2d_forward(d, xd.data(), wd.data(), y_ref.data());
+  reference::conv2d_backward(d, xd.data(), wd.data(), dyd.data(), dx_ref.data(), dw_ref.data());
+
+  cpu_context ctx(2);
+  const auto a = run_engine(ctx, d, x, w, dy);
+  const double ey = relative_error(a.y, y_ref), edx = relative_error(a.dx, dx_ref),
+               edw = relative_error(a.dw, dw_ref), edw2 = relative_error(a.dw_only, dw_ref);
+  INFO(what, ": ", describe(d), "  errors y ", ey, " dx ", edx, " dw ", edw, " dw(no dx) ", edw2);
+  CHECK(ey <= tolerance);
+  CHECK(edx <= tolerance);
+  CHECK(edw <= tolerance);
+  CHECK(edw2 <= tolerance);
+
+  // bit-identical on a second run with the same context and with a fresh one (same threads)
+  const auto b = run_engine(ctx, d, x, w, dy);
+  cpu_context ctx2(2);
+  const auto c = run_engine(ctx2, d, x, w, dy);
+  for (const auto* o : {&b, &c}) {
+    CHECK(std::memcmp(a.y.data(), o->y.data(), a.y.size() * sizeof(T)) == 0);
+    CHECK(std::memcmp(a.dx.data(), o->dx.data(), a.dx.size() * sizeof(T)) == 0);
+    CHECK(std::memcmp(a.dw.data(), o->dw.data(), a.dw.size() * sizeof(T)) == 0);
+  }
+}
+
+// {batch, in_channels, out_channels, in_height, in_width, kernel, stride, pad}
+const conv_case resnet20_cases[] = {
+    {{8, 3, 16, 32, 32, 3, 1, 1}, "stem 3->16 32x32"},
+    {{8, 16, 16, 32, 32, 3, 1, 1}, "stage 1 16->16 32x32"},
+    {{8, 16, 32, 32, 32, 3, 2, 1}, "stage 2 entry 16->32 s2"},
+    {{8, 32, 32, 16, 16, 3, 1, 1}, "stage 2 32->32 16x16"},
+    {{8, 32, 64, 16, 16, 3, 2, 1}, "stage 3 entry 32->64 s2"},
+    {{8, 64, 64, 8, 8, 3, 1, 1}, "stage 3 64->64 8x8"},
+    {{37, 64, 64, 8, 8, 3, 1, 1}, "64->64 8x8, several chunks per thread"},
+    {{21, 16, 16, 32, 32, 3, 1, 1}, "16->16 32x32, several chunks per thread"},
+    {{4, 16, 32, 32, 32, 1, 2, 0}, "option-B shortcut 1x1 s2"},
+};
+
+const conv_case odd_cases[] = {
+    {{3, 3, 5, 16, 16, 7, 2, 3}, "7x7 s2 p3 even size"},
+    {{3, 3, 5, 15, 15, 7, 2, 3}, "7x7 s2 p3 odd size"},
+    {{2, 4, 6, 11, 11, 7, 1, 0}, "7x7 pad 0"},
+    {{3, 5, 7, 9, 9, 3, 1, 0}, "3x3 pad 0"},
+    {{3, 5, 7, 15, 15, 3, 2, 1}, "3x3 s2 odd size"},
+    {{3, 5, 7, 8, 8, 3, 2, 0}, "3x3 s2 pad 0 even size"},
+    {{3, 6, 9, 7, 7, 1, 2, 0}, "1x1 s2 odd size"},
+    {{3, 6, 9, 8, 8, 1, 2, 0}, "1x1 s2 even size"},
+    {{3, 6, 9, 5, 7, 1, 1, 0}, "1x1 s1 non-square"},
+    {{3, 4, 5, 6, 6, 1, 1, 1}, "1x1 with padding"},
+    {{3, 5, 3, 10, 13, 5, 1, 2}, "5x5 same padding, non-square"},
+    {{3, 5, 3, 10, 10, 5, 1, 1}, "5x5 pad 1"},
+    {{3, 4, 4, 10, 11, 3, 3, 1}, "3x3 stride 3"},
+    {{3, 4, 4, 9, 9, 2, 2, 0}, "2x2 stride 2"},
+    {{3, 17, 19, 6, 6, 3, 1, 1}, "17->19 channels (tile remainders)"},
+    {{1, 16, 16, 32, 32, 3, 1, 1}, "batch 1 on two threads"},
+    {{3, 16, 32, 32, 32, 3, 2, 1}, "batch 3 on two threads"},
+    {{1, 1, 1, 1, 1, 3, 1, 1}, "single pixel"},
+    {{2, 2, 3, 3, 2, 3, 2, 1}, "tiny 3x2 s2"},
+};
+
+}  // namespace
+
+TEST_CASE("conv engine matches the im2col reference on ResNet20 shapes (float and double)") {
+  for (const auto& c : resnet20_cases) {
+    check_case<float>(c.d, c.what, 1e-4);
+    check_case<double>(c.d, c.what, 1e-10);
+  }
+}
+
+TEST_CASE("conv engine matches the im2col reference on odd shapes (float and double)") {
+  for (const auto& c : odd_cases) {
+    check_case<float>(c.d, c.what, 1e-4);
+    check_case<double>(c.d, c.what, 1e-10);
+  }
+}
+
+TEST_CASE("conv engine results agree across thread counts") {
+  const conv2d_desc d{13, 16, 32, 32, 32, 3, 2, 1};
+  const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 4);
+  const auto ws = random_values(d.weight_count(), 5);
+  const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 6);
+  std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
+  cpu_context one(1), three(3);
+  const auto a = run_engine(one, d, x, w, dy);
+  const auto b = run_engine(three, d, x, w, dy);
+  // forward and input gradient do not reduce across threads: identical
+  CHECK(std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(a.dx.data(), b.dx.data(), a.dx.size() * sizeof(float)) == 0);
+  std::vector<double> dw1(a.dw.begin(), a.dw.end());
+  CHECK(relative_error(b.dw, dw1) <= 1e-5);
+}
