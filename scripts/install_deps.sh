@@ -2,7 +2,7 @@
 # Installs the Debian packages netsplit builds with, only those that are missing.
 # Usage: scripts/install_deps.sh [extra-package ...]
 set -euo pipefail
-packages=(cmake ninja-build g++ libeigen3-dev doctest-dev libbenchmark-dev "$@")
+packages=(cmake ninja-build g++ curl python3 libeigen3-dev doctest-dev libbenchmark-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
