@@ -10,8 +10,10 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "netsplit/backend/cpu/cpu_backend.hpp"
 #include "netsplit/core/errors.hpp"
 #include "netsplit/io/safetensors.hpp"
 #include "netsplit/split/apply.hpp"
@@ -48,15 +50,32 @@ class tpm_recorder {
   std::int64_t observed() const { return observed_; }
   const std::vector<split_site<T, B>>& sites() const { return sites_; }
 
-  /// Adds iteration `iter` if it lies in the window.
+  /// Also report summaries (without accumulating) every `stride` iterations of `range`,
+  /// e.g. the whole run, to draw where learning happens beyond the window.
+  void set_summary_range(tpm_window range, std::int64_t stride) {
+    NETSPLIT_EXPECT(stride >= 1, "TPM summary stride must be at least 1, got ", stride);
+    summary_range_ = range;
+    summary_stride_ = stride;
+  }
+
+  /// Adds iteration `iter` if it lies in the window (and reports its summary); outside the
+  /// window, only reports a summary when the summary range asks for one.
   void observe(std::int64_t iter) {
-    if (!window_.contains(iter)) return;
+    const bool accumulate = window_.contains(iter);
+    const bool summarize =
+        summary_range_.contains(iter) && (iter - summary_range_.begin) % summary_stride_ == 0;
+    if (!accumulate && !summarize) return;
     tpm_summary summary{iter, metric_.name(), {}};
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(s, iter, metric_.needs());
-      summary.per_site.push_back(metric_.observe(state_[s], signals_));
+      if (accumulate) {
+        summary.per_site.push_back(metric_.observe(state_[s], signals_));
+      } else {
+        metric_state scratch;
+        summary.per_site.push_back(metric_.observe(scratch, signals_));
+      }
     }
-    ++observed_;
+    if (accumulate) ++observed_;
     if (on_summary) on_summary(summary);
   }
 
@@ -185,14 +204,23 @@ class tpm_recorder {
         NETSPLIT_EXPECT(a && g && a->shape() == g->shape() && a->dim(1) == filters,
                         "TPM: site '", site.name, "' has no activation/gradient of ", filters,
                         " channels to read (observe must follow a training backward pass)");
-        const auto ah = a->to_host(), gh = g->to_host();
+        // Host backends are read in place; others are copied once.
+        std::vector<T> ah, gh;
+        const T* ap = a->data();
+        const T* gp = g->data();
+        if constexpr (!std::is_same_v<B, cpu_backend>) {
+          ah = a->to_host();
+          gh = g->to_host();
+          ap = ah.data();
+          gp = gh.data();
+        }
         const std::int64_t n = a->dim(0), plane = a->dim(2) * a->dim(3);
         for (std::int64_t b = 0; b < n; ++b)
           for (int c = 0; c < filters; ++c) {
-            double acc = 0;
+            float acc = 0;  // a plane has at most 1024 values: float accumulation suffices
             const auto base = (b * filters + c) * plane;
-            for (std::int64_t i = 0; i < plane; ++i) acc += double(ah[base + i]) * double(gh[base + i]);
-            taylor_[c] += std::abs(acc / plane) / n;
+            for (std::int64_t i = 0; i < plane; ++i) acc += static_cast<float>(ap[base + i] * gp[base + i]);
+            taylor_[c] += std::abs(double(acc) / plane) / n;
           }
       }
       signals_.taylor = taylor_;
@@ -206,6 +234,8 @@ class tpm_recorder {
   std::vector<split_site<T, B>> sites_;
   std::vector<metric_state> state_;
   std::int64_t observed_ = 0;
+  tpm_window summary_range_{0, 0};
+  std::int64_t summary_stride_ = 1;
   site_signals signals_;
   std::vector<float> weights_, gradients_;
   std::vector<double> taylor_;
