@@ -156,6 +156,41 @@ struct kernels<float> {
 };
 #endif
 
+#if defined(__AVX512F__)
+// Row moves for float with masked loads and stores: one or two instructions for a short
+// row, where the generic loops run scalar (ResNet20's rows are 8-34 values).
+inline __mmask16 first_lanes(i64 n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+inline void copy_row(float* dst, const float* src, i64 n) {
+  for (i64 i = 0; i < n; i += 16) {
+    const __mmask16 m = first_lanes(n - i);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+  }
+}
+inline void zero_row(float* dst, i64 n) {
+  for (i64 i = 0; i < n; i += 16) _mm512_mask_storeu_ps(dst + i, first_lanes(n - i), _mm512_setzero_ps());
+}
+inline void gather_even(float* dst, const float* src, i64 n) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (i64 i = 0; i < n; i += 16) {
+    const i64 m = std::min<i64>(16, n - i), need = 2 * m - 1;  // reads src[2i, 2i + need)
+    const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(need), src + 2 * i);
+    const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(std::max<i64>(0, need - 16)), src + 2 * i + 16);
+    _mm512_mask_storeu_ps(dst + i, first_lanes(m), _mm512_permutex2var_ps(lo, even, hi));
+  }
+}
+inline void interleave_row(float* dst, const float* even, const float* odd, i64 n) {
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (i64 i = 0; i < n; i += 32) {  // dst[i, i + 32) from even/odd[i/2, i/2 + 16)
+    const i64 m = std::min<i64>(32, n - i);
+    const __m512 e = _mm512_maskz_loadu_ps(first_lanes((m + 1) / 2), even + i / 2);
+    const __m512 o = _mm512_maskz_loadu_ps(first_lanes(m / 2), odd + i / 2);
+    _mm512_mask_storeu_ps(dst + i, first_lanes(m), _mm512_permutex2var_ps(e, lo_idx, o));
+    if (m > 16) _mm512_mask_storeu_ps(dst + i + 16, first_lanes(m - 16), _mm512_permutex2var_ps(e, hi_idx, o));
+  }
+}
+#endif
+
 // ---- geometry -----------------------------------------------------------------------------------
 /// Layout of the plane buffers for one convolution.
 /// Each (channel, phase) row holds `lead` zeros, then image blocks of hs x ws positions, then
@@ -200,6 +235,42 @@ struct geometry {
 };
 
 // ---- packing ------------------------------------------------------------------------------------
+// Rows are short (8-34 values at ResNet20's sizes): copies are inlined in 64-byte pieces,
+// since a library memcpy call per row costs as much as the copy.
+
+/// dst[i] = src[i] for i < n.
+template <class T>
+inline void copy_row(T* dst, const T* src, i64 n) {
+  constexpr i64 w = 64 / sizeof(T);
+  i64 i = 0;
+  for (; i + w <= n; i += w) {
+    T piece[w];
+    std::memcpy(piece, src + i, sizeof piece);
+    std::memcpy(dst + i, piece, sizeof piece);
+  }
+  for (; i < n; ++i) dst[i] = src[i];
+}
+/// dst[i] = 0 for i < n.
+template <class T>
+inline void zero_row(T* dst, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = T(0);
+}
+/// dst[i] = src[2 * i] for i < n (one stride-2 phase of a row).
+template <class T>
+inline void gather_even(T* dst, const T* src, i64 n) {
+  for (i64 i = 0; i < n; ++i) dst[i] = src[2 * i];
+}
+/// dst[2i] = even[i], dst[2i + 1] = odd[i]: merges two stride-2 phases into a row of n.
+template <class T>
+inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
+  const i64 pairs = n / 2;
+  for (i64 i = 0; i < pairs; ++i) {
+    dst[2 * i] = even[i];
+    dst[2 * i + 1] = odd[i];
+  }
+  if (n % 2) dst[n - 1] = even[pairs];
+}
+
 /// Copies images [0, count) of x (NCHW, `channels` channels) into the phase planes.
 template <class T>
 void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs) {
@@ -219,17 +290,19 @@ void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf,
           for (int a = 0; a < g.hs; ++a, dst += g.ws) {
             const int iy = g.s * a + py - g.pad;
             if (iy < 0 || iy >= g.h) {
-              std::fill(dst, dst + g.ws, T(0));
+              zero_row(dst, g.ws);
               continue;
             }
-            std::fill(dst, dst + b_lo, T(0));
+            zero_row(dst, b_lo);
             const T* xr = xc + i64{iy} * g.w + (g.s * b_lo + px - g.pad);
             if (g.s == 1) {
-              std::memcpy(dst + b_lo, xr, sizeof(T) * (b_hi - b_lo));
+              copy_row(dst + b_lo, xr, b_hi - b_lo);
+            } else if (g.s == 2) {
+              gather_even(dst + b_lo, xr, b_hi - b_lo);
             } else {
               for (int b = 0; b < b_hi - b_lo; ++b) dst[b_lo + b] = xr[g.s * b];
             }
-            std::fill(dst + b_hi, dst + g.ws, T(0));
+            zero_row(dst + b_hi, g.ws - b_hi);
           }
         }
         std::fill(row + g.lead + count * g.block, row + rs, T(0));
@@ -252,8 +325,8 @@ void pack_grad(const geometry& g, int channels, int rows, int count, const T* dy
       const T* src = dy + (i64{n} * channels + c) * plane;
       T* dst = row + g.lead + n * g.block;
       for (int a = 0; a < g.ho; ++a, dst += g.ws, src += g.wo) {
-        std::memcpy(dst, src, sizeof(T) * g.wo);
-        std::fill(dst + g.wo, dst + g.ws, T(0));
+        copy_row(dst, src, g.wo);
+        zero_row(dst + g.wo, g.ws - g.wo);
       }
       std::fill(dst, row + g.lead + (n + 1) * g.block, T(0));
     }
@@ -327,8 +400,7 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
       for (int n = 0; n < count; ++n)
         for (int m = 0; m < M; ++m)
           for (int oy = 0; oy < g.ho; ++oy)
-            std::memcpy(yn + ((i64{n} * M + m) * g.ho + oy) * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws,
-                        sizeof(T) * g.wo);
+            copy_row(yn + ((i64{n} * M + m) * g.ho + oy) * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
     }
   });
 }
@@ -349,7 +421,7 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
   const i64 wg_kpad = round_up(K, kern::wg_kr);
   const int dx_mtiles = (cin + kern::fwd_mr - 1) / kern::fwd_mr;
   const int per_thread = (d.batch + ctx.threads() - 1) / ctx.threads();
-  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + cout + (dx ? cin : 0), per_thread);
+  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + cout + (dx ? cin * s * s : 0), per_thread);
   const i64 rs = std::max(g.row_stride(nb, kern::fwd_qt), g.row_stride(nb, kern::wg_step));
   const i64 ors = round_up(nb * g.block + kern::fwd_qt, 16);
 
@@ -391,13 +463,16 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
         }
   }
 
+  const i64 out_phase = i64{dx_mtiles} * kern::fwd_mr * ors;  // input-gradient buffer of one phase
+  // stride 2 with every phase non-empty and in range: merge column phases row by row
+  const bool merge2 = s == 2 && kk >= 2 && (d.in_height - 1 + g.pad) / 2 < g.hs && (d.in_width - 1 + g.pad) / 2 < g.ws;
   const i64 in_img = i64{cin} * d.in_height * d.in_width, out_img = i64{cout} * g.ho * g.wo;
   const i64 dw_rows = i64{wg_mtiles} * kern::wg_mr;
   const int used = std::min(d.batch, ctx.threads());
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* gb = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(std::max<i64>(dw_rows, cout) * rs));
-    T* out = dx ? ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(dx_mtiles * kern::fwd_mr * ors)) : nullptr;
+    T* out = dx ? ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(nphases * out_phase)) : nullptr;
     T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(dw_rows * wg_kpad));
     std::fill(part, part + dw_rows * wg_kpad, T(0));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
@@ -406,7 +481,7 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
       pack_planes(g, cin, count, x + n0 * in_img, src, rs);
       pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs);
       // weight gradient, in position blocks that keep g and src rows in L1/L2
-      constexpr i64 qblock = 1024;
+      constexpr i64 qblock = 2048;
       const T* sbase = src + g.lead;
       const T* gbase = gb + g.lead;
       const i64 qend = round_up(q_used, kern::wg_step);
@@ -418,40 +493,46 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
                              part + mt * kern::wg_mr * wg_kpad + kt, wg_kpad);
       }
       if (!dx) continue;
-      // input gradient, one stride phase at a time
+      // input gradient: every stride phase into its own buffer, then merged into dx rows
       T* dxn = dx + n0 * in_img;
       const i64 qr = round_up(q_used, kern::fwd_qt);
       for (int pi = 0; pi < nphases; ++pi) {
         const auto& p = ph[pi];
         const i64 kp = i64{cout} * p.ny * p.nx;
         if (kp > 0)
-          run_fwd(gbase, dx_off + p.k_offset, kp, apack + p.k_offset * dx_mtiles * kern::fwd_mr, dx_mtiles, out,
-                  ors, qr);
-        // dx pixel (iy, ix) of this phase is position (A, B) = ((iy+pad-ry)/s, (ix+pad-rx)/s)
-        const int iy0 = ((p.ry - g.pad) % s + s) % s, ix0 = ((p.rx - g.pad) % s + s) % s;
-        for (int n = 0; n < count; ++n)
-          for (int ci = 0; ci < cin; ++ci) {
-            T* dxc = dxn + (i64{n} * cin + ci) * d.in_height * d.in_width;
-            const T* oc = out ? out + ci * ors + n * g.block : nullptr;
-            for (int iy = iy0; iy < d.in_height; iy += s) {
-              const int A = (iy + g.pad - p.ry) / s;
+          run_fwd(gbase, dx_off + p.k_offset, kp, apack + p.k_offset * dx_mtiles * kern::fwd_mr, dx_mtiles,
+                  out + pi * out_phase, ors, qr);
+      }
+      const i64 plane = i64{d.in_height} * d.in_width;
+      for (int n = 0; n < count; ++n)
+        for (int ci = 0; ci < cin; ++ci) {
+          T* dxc = dxn + (i64{n} * cin + ci) * plane;
+          const T* oc = out + ci * ors + n * g.block;
+          if (s == 1) {
+            for (int iy = 0; iy < d.in_height; ++iy)
+              copy_row(dxc + i64{iy} * d.in_width, oc + i64{iy + g.pad} * g.ws + g.pad, d.in_width);
+          } else if (merge2) {
+            // row iy comes from row phase (iy+pad)&1; even columns from column phase pad&1
+            for (int iy = 0; iy < d.in_height; ++iy) {
+              const int ry = (iy + g.pad) & 1;
+              const T* orow = oc + i64{(iy + g.pad) >> 1} * g.ws;
+              interleave_row(dxc + i64{iy} * d.in_width, orow + (ry * 2 + (g.pad & 1)) * out_phase + (g.pad >> 1),
+                             orow + (ry * 2 + ((g.pad + 1) & 1)) * out_phase + ((g.pad + 1) >> 1), d.in_width);
+            }
+          } else {
+            // dx pixel (iy, ix) is position (A, B) = ((iy+pad-ry)/s, (ix+pad-rx)/s) of phase (ry, rx)
+            for (int iy = 0; iy < d.in_height; ++iy) {
+              const int ry = (iy + g.pad) % s, A = (iy + g.pad) / s;
               T* dr = dxc + i64{iy} * d.in_width;
-              if (kp == 0 || A >= g.hs) {
-                for (int ix = ix0; ix < d.in_width; ix += s) dr[ix] = T(0);
-                continue;
-              }
-              const T* orow = oc + i64{A} * g.ws;
-              if (s == 1) {
-                std::memcpy(dr, orow + g.pad, sizeof(T) * d.in_width);
-                continue;
-              }
-              for (int ix = ix0; ix < d.in_width; ix += s) {
-                const int B = (ix + g.pad - p.rx) / s;
-                dr[ix] = B < g.ws ? orow[B] : T(0);
+              for (int ix = 0; ix < d.in_width; ++ix) {
+                const int rx = (ix + g.pad) % s, B = (ix + g.pad) / s;
+                const auto& p = ph[ry * s + rx];
+                dr[ix] = (p.ny * p.nx > 0 && A < g.hs && B < g.ws) ? oc[(ry * s + rx) * out_phase + i64{A} * g.ws + B]
+                                                                  : T(0);
               }
             }
           }
-      }
+        }
     }
   });
   // weight gradient: per-thread partials summed in thread order
