@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# scripts/gpu_check.sh — one command for a machine with an NVIDIA GPU: builds netsplit's
+# CUDA backend with nvcc, runs the GPU-labelled tests, and measures ResNet20 (100 classes,
+# batch 128, fp32) training and inference throughput for netsplit and, in the same run,
+# for PyTorch on the same GPU. Needs no internet. Finishes in well under 8 minutes.
+#
+# Dependencies: nvcc + cuBLAS (CUDA toolkit), CMake >= 3.20, a python3 with torch (for the
+# PyTorch half; skipped if missing). cuDNN is used when found: in the toolkit, under
+# $CUDNN_ROOT, or in the python nvidia-cudnn wheel next to torch.
+# Header-only dependencies (Eigen, doctest) are taken from the system or, when absent,
+# from a project-local folder ($NETSPLIT_DEPS, default .deps/) that a developer fills on
+# a machine that has them, before shipping the working tree to the GPU machine:
+#     mkdir -p .deps && cp -r /usr/include/eigen3 /usr/include/doctest .deps/
+# (.deps/ is git-ignored: name it in the device tool's `carry`.)
+#
+# Environment: NETSPLIT_DEPS, NETSPLIT_GPU_BUILD (build folder, default build/gpu),
+# CMAKE_CUDA_ARCHITECTURES (default 90), CUDNN_ROOT, NETSPLIT_TORCH_PYTHON (default python3),
+# NETSPLIT_BENCH_ITERS (timed steps per measurement, default 100),
+# NETSPLIT_GPU_CHECK_CONFIGURE_ONLY=1 (stop after configuring: checks the set-up anywhere).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+start=$(date +%s)
+elapsed() { echo "$(( $(date +%s) - start )) s"; }
+deps=${NETSPLIT_DEPS:-$root/.deps}
+build=${NETSPLIT_GPU_BUILD:-build/gpu}
+arch=${CMAKE_CUDA_ARCHITECTURES:-90}
+py=${NETSPLIT_TORCH_PYTHON:-python3}
+iters=${NETSPLIT_BENCH_ITERS:-100}
+jobs=$(nproc 2>/dev/null || echo 4)
+status=0
+
+echo "== gpu_check: $(date -u +%FT%TZ) in $root"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+nvcc=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+if [ ! -x "$nvcc" ]; then
+  echo "gpu_check: no nvcc found (set CUDACXX)"; exit 1
+fi
+"$nvcc" --version | tail -2
+
+cmake_args=(-DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
+            -DCMAKE_CUDA_ARCHITECTURES="$arch" -DNETSPLIT_BUILD_TESTS=OFF -DNETSPLIT_BUILD_EXAMPLES=OFF
+            -DNETSPLIT_BUILD_BENCHMARKS=OFF -DNETSPLIT_NATIVE=OFF)
+command -v ninja >/dev/null && cmake_args+=(-G Ninja)
+
+# Eigen and doctest from the project-local folder: CMake package shims pointing into it.
+if [ -d "$deps/eigen3/Eigen" ] || [ -f "$deps/doctest/doctest.h" ]; then
+  shims="$root/$build/dep-shims"
+  mkdir -p "$shims"
+  if [ -d "$deps/eigen3/Eigen" ]; then
+    cat > "$shims/Eigen3Config.cmake" <<CMAKE
+if(NOT TARGET Eigen3::Eigen)
+  add_library(Eigen3::Eigen INTERFACE IMPORTED)
+  set_target_properties(Eigen3::Eigen PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "$deps/eigen3")
+endif()
+CMAKE
+    cat > "$shims/Eigen3ConfigVersion.cmake" <<'CMAKE'
+set(PACKAGE_VERSION 3.4.0)
+if(PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+else()
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+endif()
+CMAKE
+    cmake_args+=(-DEigen3_DIR="$shims")
+    echo "gpu_check: Eigen from $deps/eigen3"
+  fi
+  if [ -f "$deps/doctest/doctest.h" ]; then
+    cat > "$shims/doctestConfig.cmake" <<CMAKE
+if(NOT TARGET doctest::doctest)
+  add_library(doctest::doctest INTERFACE IMPORTED)
+  set_target_properties(doctest::doctest PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "$deps")
+endif()
+CMAKE
+    cmake_args+=(-Ddoctest_DIR="$shims")
+    echo "gpu_check: doctest from $deps/doctest"
+  fi
+fi
+
+# cuDNN: toolkit, $CUDNN_ROOT, or the wheel that ships with torch.
+cuda_home=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+if [ -z "${CUDNN_ROOT:-}" ] && [ ! -f "$cuda_home/include/cudnn.h" ]; then
+  wheel=$("$py" -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])' 2>/dev/null || true)
+  if [ -n "$wheel" ] && [ -f "$wheel/include/cudnn.h" ]; then
+    export CUDNN_ROOT=$wheel
+  fi
+fi
+if [ -n "${CUDNN_ROOT:-}" ]; then
+  echo "gpu_check: cuDNN from $CUDNN_ROOT"
+  cmake_args+=(-DNETSPLIT_CUDNN_ROOT="$CUDNN_ROOT")
+  export LD_LIBRARY_PATH="$CUDNN_ROOT/lib:$CUDNN_ROOT/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
+echo "== configure and build ($(elapsed))"
+mkdir -p "$build"
+if ! cmake -S . -B "$build" "${cmake_args[@]}" >"$build/configure.log" 2>&1; then
+  tail -40 "$build/configure.log"; echo "gpu_check: configure failed"; exit 1
+fi
+grep -E "netsplit:|CUDA compiler identification" "$build/configure.log" || true
+[ -n "${NETSPLIT_GPU_CHECK_CONFIGURE_ONLY:-}" ] && { echo "gpu_check: configured ($build)"; exit 0; }
+if ! timeout 360 cmake --build "$build" -j "$jobs" --target test_cuda_backend gpu_throughput 2>&1 | tail -25; then
+  echo "gpu_check: build failed"; exit 1
+fi
+[ -x "$build/tests/cuda/test_cuda_backend" ] || { echo "gpu_check: build failed"; exit 1; }
+echo "built in $(elapsed)"
+
+echo "== GPU-labelled tests ($(elapsed))"
+if ! timeout 240 ctest --test-dir "$build" -L gpu --output-on-failure -V 2>&1 | grep -vE "^(UpdateCTestConfiguration|Parse Config|Constructing|Updating test list|Checking test dependency|Test project|test [0-9]+$|    Start)"; then
+  status=1
+  echo "gpu_check: GPU tests FAILED"
+fi
+
+echo "== throughput: ResNet20, 100 classes, batch 128, fp32 ($(elapsed))"
+results=$(mktemp)
+for flag in "" --tf32; do
+  if ! timeout 120 "$build/tests/cuda/gpu_throughput" --batch 128 --iters "$iters" $flag | tee -a "$results"; then
+    status=1
+    echo "gpu_check: netsplit throughput run ${flag:-fp32} failed"
+  fi
+done
+
+if "$py" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  NETSPLIT_ROOT=$root ITERS=$iters timeout 240 "$py" - <<'PY' | tee -a "$results" || status=1
+import json, os, sys, time
+import torch
+import torch.nn.functional as F
+sys.path.insert(0, os.path.join(os.environ["NETSPLIT_ROOT"], "scripts"))
+from pytorch_parity import ResNet  # the reference ResNet20 (option-A shortcuts) of the parity test
+
+iters = int(os.environ["ITERS"])
+torch.backends.cudnn.benchmark = True
+torch.backends.cuda.matmul.allow_tf32 = False
+dev = torch.device("cuda")
+print(f"# torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)}", file=sys.stderr)
+
+def measure(tf32):
+    torch.backends.cudnn.allow_tf32 = tf32  # PyTorch's default is True for convolutions
+    torch.manual_seed(1)
+    model = ResNet([3, 3, 3], 100, "A").to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(128, 3, 32, 32, device=dev)
+    y = torch.randint(0, 100, (128,), device=dev)
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()  # the loss comes back to the host every step, as in netsplit
+
+    def timed(step):
+        for _ in range(15):
+            step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    model.train()
+    t = timed(train_step)
+    print(json.dumps({"impl": "pytorch", "mode": "train", "batch": 128, "iters": iters, "tf32": tf32,
+                      "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
+    model.eval()
+    with torch.no_grad():
+        t = timed(lambda: model(x))
+    print(json.dumps({"impl": "pytorch", "mode": "inference", "batch": 128, "iters": iters, "tf32": tf32,
+                      "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
+    sys.stdout.flush()
+
+measure(False)  # strict fp32, like netsplit's default
+measure(True)   # PyTorch's default (TF32 convolutions)
+PY
+else
+  echo "gpu_check: no python3 with torch and a GPU: PyTorch half skipped"
+fi
+
+echo "== summary (images/s) ($(elapsed))"
+"${py}" - "$results" <<'PY' 2>/dev/null || cat "$results"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+get = lambda i, m, t: next((r["images_per_s"] for r in rows if r["impl"] == i and r["mode"] == m and r["tf32"] == t), None)
+print(f"{'':24}{'netsplit':>12}{'pytorch':>12}{'ratio':>8}")
+for m in ("train", "inference"):
+    for t in (False, True):
+        a, b = get("netsplit", m, t), get("pytorch", m, t)
+        ratio = f"{a / b:.2f}" if a and b else "-"
+        print(f"{m + (' tf32' if t else ' fp32'):24}{a or '-':>12}{b or '-':>12}{ratio:>8}")
+PY
+rm -f "$results"
+echo "gpu_check: done in $(elapsed), status $status"
+exit $status
