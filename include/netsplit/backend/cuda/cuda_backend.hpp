@@ -45,6 +45,15 @@ struct cuda_backend {
   using context = cuda_context;
   static constexpr const char* name = "cuda";
 
+  /// Policy of the context-free memory operations: the legacy default stream, no host wait.
+  static auto default_policy() {
+#if NETSPLIT_CUDA_DEVICE
+    return thrust::cuda::par_nosync.on(cudaStreamLegacy);
+#else
+    return thrust::cpp::par;
+#endif
+  }
+
   // ---- memory (static: no context; see the ordering note above) ------------------------------
   template <class T>
   static T* allocate(std::size_t n) {
@@ -384,15 +393,6 @@ struct cuda_backend {
 
  private:
   static thrust::counting_iterator<std::int64_t> count(std::int64_t i) { return thrust::counting_iterator<std::int64_t>(i); }
-
-  /// Policy of the context-free memory operations: the legacy default stream, no host wait.
-  static auto default_policy() {
-#if NETSPLIT_CUDA_DEVICE
-    return thrust::cuda::par_nosync.on(cudaStreamLegacy);
-#else
-    return thrust::cpp::par;
-#endif
-  }
 
   static bool pointwise(const conv2d_desc& d) { return d.kernel == 1 && d.stride == 1 && d.pad == 0; }
 

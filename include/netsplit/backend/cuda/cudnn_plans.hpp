@@ -99,7 +99,7 @@ struct conv_plan {
       cudnnConvolutionFwdAlgoPerf_t r[max_algos];
       NETSPLIT_CUDA_CHECK(cudnnFindConvolutionForwardAlgorithm(h, x.d, w.d, conv.d, y.d, max_algos, &n, r));
       const auto* p = pick(r, n, allow_tf32);
-      if (!p) fail("cudnnFindConvolutionForwardAlgorithm", no_algorithm(d), __FILE__, __LINE__);
+      if (!p) ::netsplit::detail::cuda::fail("cudnnFindConvolutionForwardAlgorithm", no_algorithm(d), __FILE__, __LINE__);
       forward = p->algo;
       forward_math = p->mathType;
       workspace = std::max(workspace, p->memory);
@@ -108,7 +108,7 @@ struct conv_plan {
       cudnnConvolutionBwdDataAlgoPerf_t r[max_algos];
       NETSPLIT_CUDA_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, w.d, y.d, conv.d, x.d, max_algos, &n, r));
       const auto* p = pick(r, n, allow_tf32);
-      if (!p) fail("cudnnFindConvolutionBackwardDataAlgorithm", no_algorithm(d), __FILE__, __LINE__);
+      if (!p) ::netsplit::detail::cuda::fail("cudnnFindConvolutionBackwardDataAlgorithm", no_algorithm(d), __FILE__, __LINE__);
       backward_data = p->algo;
       backward_data_math = p->mathType;
       workspace = std::max(workspace, p->memory);
@@ -117,7 +117,7 @@ struct conv_plan {
       cudnnConvolutionBwdFilterAlgoPerf_t r[max_algos];
       NETSPLIT_CUDA_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, x.d, y.d, conv.d, w.d, max_algos, &n, r));
       const auto* p = pick(r, n, allow_tf32);
-      if (!p) fail("cudnnFindConvolutionBackwardFilterAlgorithm", no_algorithm(d), __FILE__, __LINE__);
+      if (!p) ::netsplit::detail::cuda::fail("cudnnFindConvolutionBackwardFilterAlgorithm", no_algorithm(d), __FILE__, __LINE__);
       backward_filter = p->algo;
       backward_filter_math = p->mathType;
       workspace = std::max(workspace, p->memory);
