@@ -105,9 +105,15 @@ fi
 echo "built in $(elapsed)"
 
 echo "== GPU-labelled tests ($(elapsed))"
-if ! timeout 240 ctest --test-dir "$build" -L gpu --output-on-failure -V 2>&1 | grep -vE "^(UpdateCTestConfiguration|Parse Config|Constructing|Updating test list|Checking test dependency|Test project|test [0-9]+$|    Start)"; then
+ctest_log="$build/ctest-gpu.log"
+if ! timeout 240 ctest --test-dir "$build" -L gpu --output-on-failure -V >"$ctest_log" 2>&1; then
   status=1
   echo "gpu_check: GPU tests FAILED"
+fi
+grep -vE "^(UpdateCTestConfiguration|Parse Config|Constructing|Updating test list|Checking test dependency|Test project|test [0-9]+$|    Start)" "$ctest_log"
+if grep -q "Skipped\|Not Run" "$ctest_log"; then
+  status=1
+  echo "gpu_check: GPU tests were SKIPPED (no usable CUDA device?)"
 fi
 
 echo "== throughput: ResNet20, 100 classes, batch 128, fp32 ($(elapsed))"
