@@ -74,4 +74,32 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"stray"}, "unexpected argument 'stray'");
   fails({"--threads", "99999"}, "--threads expects an integer");
   fails({"--seed", "18446744073709551616"}, "--seed expects an integer");
+  fails({"--seeds", "1,,2"}, "--seeds expects an integer");
+  fails({"--controls", "random,bogus"}, "--controls expects random, static or none, got 'bogus'");
+  fails({"--tpm", "entropy"}, "--tpm expects taylor");
+  fails({"--tpm-window", "9:3"}, "is empty");
+  fails({"--tpm-window", "9"}, "--tpm-window expects BEGIN:END");
+  fails({"--mode", "study", "--preset", "smoke", "--tpm-window", "5:40"}, "does not fit in a run of 30 iterations");
+  fails({"--preset", "smoke", "--tpm-window", "5:10", "--split-at", "7"}, "must be at or after the TPM window's end");
+  fails({"--preset", "smoke", "--tpm-window", "5:10", "--split-at", "30"}, "before --max-iter");
+  fails({"--strategy", "clone"}, "--strategy expects net2wider");
+  fails({"--select", "best"}, "--select expects top_k");
+  fails({"--splits", "0"}, "--splits expects an integer in [1");
+  fails({"--mode", "study", "--resume", "x.safetensors"}, "--resume and --from-snapshot are for train mode");
+  fails({"--mode", "evolve"}, "--mode expects train or study");
+}
+
+TEST_CASE("study flags and windows resolved from the preset") {
+  const auto s = parse({"--mode", "study", "--preset", "seed"});
+  CHECK(s.tpm_begin == 40000);
+  CHECK(s.tpm_end == 50000);
+  CHECK(s.split_at == 50000);
+  CHECK(s.out_dir == "runs/seed-study");
+  const auto q = parse({"--mode", "study", "--preset", "quick", "--seeds", "1,2,3", "--controls", "random,static",
+                        "--tpm", "grad_disagreement", "--strategy", "gradient_direction", "--splits", "5"});
+  CHECK(q.seeds == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(q.controls == std::vector<std::string>{"random", "static"});
+  CHECK(q.tpm_end == 3128);
+  CHECK(q.splits == 5);
+  CHECK(parse({"--controls", "none"}).controls.empty());
 }

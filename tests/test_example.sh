@@ -56,4 +56,46 @@ grep -q "not a multiple of the record size" "$out/err" || fail "truncated data m
 # A corrupt checkpoint is refused.
 head -c 5000 "$out/run/resnet20_iter_3.safetensors" > "$out/broken.safetensors"
 "$prog" "${common[@]}" --max-iter 6 --out-dir "$out/z" --resume "$out/broken.safetensors" 2>"$out/err" >/dev/null; [ $? -eq 1 ] || fail "corrupt checkpoint must exit 1"
+
+# Growing: a study (baseline -> snapshot -> scores -> splits -> derived, random and static controls).
+"$prog" "${common[@]}" --mode study --max-iter 9 --test-interval 3 --tpm grad_disagreement --tpm-window 3:6 --split-at 6 \
+  --splits 4 --strategy gradient_direction --controls random,static --out-dir "$out/study" >"$out/study.out" 2>&1 \
+  || { tail -30 "$out/study.out"; fail "study failed"; }
+for f in report.md results.csv loss.svg accuracy.svg tpm.svg splits.svg seed1/baseline/metrics.jsonl seed1/derived/train.log; do
+  [ -s "$out/study/$f" ] || fail "study output $f missing"
+done
+grep -q "^| derived − baseline |" "$out/study/report.md" || fail "no paired difference in the report"
+grep -q "split .* filter .* -> " "$out/study/seed1/derived/train.log" || fail "derived log does not list the splits"
+python3 - "$out/study/results.csv" <<'PY' || fail "results.csv"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+kinds = [r["kind"] for r in rows]
+assert kinds == ["baseline", "derived", "random", "static"], kinds
+base, der, rnd, sta = rows
+assert int(der["params"]) > int(base["params"]) and der["params"] == sta["params"], rows
+assert der["splits"] == "4" and rnd["splits"] == "4", rows
+PY
+# A derived run from the baseline's snapshot in train mode reproduces the study's derived run.
+"$prog" "${common[@]}" --max-iter 9 --test-interval 3 --tpm grad_disagreement --tpm-window 3:6 --splits 4 \
+  --strategy gradient_direction --from-snapshot "$out/study/seed1/baseline/resnet20_iter_6.safetensors" \
+  --out-dir "$out/derived" >"$out/derived.out" 2>&1 || { tail -20 "$out/derived.out"; fail "derived run failed"; }
+python3 - "$out/study/seed1/derived/resnet20_iter_9.safetensors" "$out/derived/resnet20_iter_9.safetensors" <<'PY' || fail "derived run differs"
+import json, struct, sys
+def tensors(p):
+    b = open(p, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    h.pop("__metadata__", None)
+    return {k: b[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]] for k, v in h.items() if not k.startswith("tpm/")}
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+assert a.keys() == b.keys() and all(a[k] == b[k] for k in a)
+PY
+# Impossible split requests: a window outside the run, a split before the window ends (exit 2),
+# more splits than filters (exit 1, reported at the split).
+"$prog" "${common[@]}" --mode study --max-iter 9 --tpm-window 5:20 2>"$out/err"; [ $? -eq 2 ] || fail "window outside the run must exit 2"
+grep -q "does not fit in a run of 9 iterations" "$out/err" || fail "window message: $(cat "$out/err")"
+"$prog" "${common[@]}" --max-iter 9 --tpm-window 3:6 --split-at 4 2>"$out/err"; [ $? -eq 2 ] || fail "split inside the window must exit 2"
+"$prog" "${common[@]}" --max-iter 6 --tpm-window 1:3 --split-at 3 --splits 5000 --out-dir "$out/toomany" >/dev/null 2>"$out/err"
+[ $? -eq 1 ] || fail "too many splits must exit 1"
+grep -q "cannot select 5000 filters" "$out/err" || fail "too-many-splits message: $(cat "$out/err")"
 echo "example end-to-end: ok"

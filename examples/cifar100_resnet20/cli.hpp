@@ -204,6 +204,17 @@ inline double parse_real(std::string_view flag, std::string_view v, double lo, d
                     "], got '" + s + "'");
   return out;
 }
+/// Splits "a,b,c" into its parts (empty parts included, so "1,,2" is caught by the caller).
+inline std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  for (;;) {
+    const auto comma = v.find(',', start);
+    parts.push_back(v.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) return parts;
+    start = comma + 1;
+  }
+}
 inline bool parse_bool(std::string_view flag, std::string_view v) {
   if (v == "on" || v == "true" || v == "1") return true;
   if (v == "off" || v == "false" || v == "0") return false;
@@ -270,14 +281,7 @@ inline options parse_options(int argc, const char* const* argv) {
       o.shortcut = v;
     } else if (f == "--snapshot-at") {
       o.snapshot_at.clear();
-      std::size_t start = 0;
-      while (start <= v.size()) {
-        const auto comma = v.find(',', start);
-        const auto part = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        o.snapshot_at.push_back(parse_int<std::int64_t>(f, part, 1, big));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
+      for (const auto& part : detail::split_list(v)) o.snapshot_at.push_back(parse_int<std::int64_t>(f, part, 1, big));
     } else if (f == "--snapshot-every") o.snapshot_every = parse_int<std::int64_t>(f, v, 0, big);
     else if (f == "--resume") {
       if (v.empty()) throw cli_error("--resume needs a checkpoint file");
@@ -327,26 +331,14 @@ inline options parse_options(int argc, const char* const* argv) {
       o.from_snapshot = v;
     } else if (f == "--seeds") {
       o.seeds.clear();
-      std::size_t start = 0;
-      while (start <= v.size()) {
-        const auto comma = v.find(',', start);
-        o.seeds.push_back(parse_int<std::uint64_t>(f, v.substr(start, comma == std::string::npos ? std::string::npos : comma - start), 0, ~std::uint64_t{0}));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
+      for (const auto& part : detail::split_list(v)) o.seeds.push_back(parse_int<std::uint64_t>(f, part, 0, ~std::uint64_t{0}));
     } else if (f == "--controls") {
       o.controls.clear();
-      if (v != "none") {
-        std::size_t start = 0;
-        while (start <= v.size()) {
-          const auto comma = v.find(',', start);
-          const auto c = v.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (v != "none")
+        for (const auto& c : detail::split_list(v)) {
           if (c != "random" && c != "static") throw cli_error("--controls expects random, static or none, got '" + c + "'");
           o.controls.push_back(c);
-          if (comma == std::string::npos) break;
-          start = comma + 1;
         }
-      }
     } else throw cli_error("unknown flag '" + f + "' (see --help)");
   }
   if (!out_dir_given) o.out_dir = "runs/" + o.preset + (o.mode == "study" ? "-study" : "");

@@ -72,8 +72,6 @@ template <class Net>
 int run_train(const options& o, const data_env& data, run_log& log) {
   log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
            " training, " + std::to_string(data.test.size()) + " test images");
-  std::string seeds;
-  for (auto s : o.seeds) seeds += " " + std::to_string(s);
   log.line(recipe_line(o) + " " + std::to_string(o.seed));
   run_spec spec;
   spec.seed = o.seed;

@@ -104,9 +104,12 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     net.initialize(r);
   }
 
-  // TPM: the score recorder (window) and, for a baseline, a whole-run summary curve.
+  // TPM: the score recorder (window) and, for a baseline, a whole-run summary curve. The
+  // random control selects with random scores but keeps the recorded state, so a strategy
+  // that needs it (gradient_direction) works the same way as in the derived run.
   const std::string metric = spec.kind == "random" ? "random" : o.tpm;
-  tpm_recorder<Net> rec(net, make_tpm_metric(metric), {o.tpm_begin, o.tpm_end}, spec.seed);
+  tpm_recorder<Net> rec(net, make_tpm_metric(o.tpm), {o.tpm_begin, o.tpm_end}, spec.seed);
+  tpm_recorder<Net> random_scores(net, make_tpm_metric("random"), {o.tpm_begin, o.tpm_end}, spec.seed);
   // A baseline also reports the metric's summary over the whole run (every display
   // interval outside the window, every iteration inside), for the "where learning
   // happens" curve; summaries outside the window do not touch the scores.
@@ -126,7 +129,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   rec.on_summary = on_summary;
   if (records) tr.after_backward = [&](std::int64_t it) { rec.observe(it); };
   if (records) tr.save_extension = [&](io::safetensors_file& f) { rec.save(f); };
-  if (spec.kind == "derived" || (spec.kind == "train" && records))
+  if (spec.kind == "derived" || spec.kind == "random" || (spec.kind == "train" && grows))
     tr.load_extension = [&](const io::safetensors_file& f) { rec.load(f, f.source); };
 
   const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
@@ -146,8 +149,13 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       const auto before = count_parameters(net);
       std::visit(
           [&](const auto& sel) {
-            std::visit([&](const auto& st) { res.splits = split_now(tr, rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites); },
-                       make_strategy(o));
+            std::visit(
+                [&](const auto& st) {
+                  const auto rs = spec.kind == "random" ? random_scores.scores() : std::vector<site_scores>{};
+                  res.splits = split_now(tr, rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
+                                         spec.kind == "random" ? &rs : nullptr);
+                },
+                make_strategy(o));
           },
           make_selector(o));
       log.line("Iteration " + std::to_string(it) + ": split " + std::to_string(res.splits.size()) + " filters (" +

@@ -36,13 +36,18 @@ std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, con
 }
 
 /// Splits the filters `selector` picks from the recorder's scores (restricted to
-/// `which` sites) at the trainer's current iteration. Returns the records added.
+/// `which` sites) at the trainer's current iteration. `scores`, when given, replaces the
+/// recorder's scores for selection (e.g. random scores for a control) while the recorder
+/// still supplies what the strategy needs (disagreement directions). Returns the records.
 template <class Net, Selector Sel, SplitStrategy S>
 std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, const Sel& selector, const S& strategy,
-                                    std::uint64_t seed, const std::string& which = "all") {
+                                    std::uint64_t seed, const std::string& which = "all",
+                                    const std::vector<site_scores>* scores = nullptr) {
   const auto& sites = rec.sites();
   const auto ok = eligible_sites(sites, which);
-  auto all = rec.scores();
+  auto all = scores ? *scores : rec.scores();
+  NETSPLIT_EXPECT(all.size() == sites.size(), "split_now got scores for ", all.size(), " sites, the network has ",
+                  sites.size());
   std::vector<site_scores> eligible;
   std::vector<std::size_t> map;
   for (std::size_t s = 0; s < all.size(); ++s)

@@ -8,8 +8,10 @@
 #include <cstdint>
 #include <numeric>
 #include <span>
+#include <type_traits>
 #include <vector>
 
+#include "netsplit/backend/cpu/cpu_backend.hpp"
 #include "netsplit/core/errors.hpp"
 #include "netsplit/core/tensor.hpp"
 #include "netsplit/layers/layer.hpp"
@@ -63,12 +65,21 @@ classification_totals score_logits(std::span<const T> logits, std::span<const in
 template <class Net, class Loader>
 classification_totals evaluate(typename Net::context_type& ctx, Net& net, Loader& loader) {
   using T = typename Net::scalar_type;
-  tensor<T, typename Net::backend_type> images;
+  using B = typename Net::backend_type;
+  tensor<T, B> images;
+  tensor<float, cpu_backend> staged;  // loaders fill host float tensors; other backends copy once
   std::vector<int> labels;
   classification_totals total;
   const auto batches = loader.batches_per_epoch();
   for (std::int64_t b = 0; b < static_cast<std::int64_t>(batches); ++b) {
-    loader.next(images, labels);
+    if constexpr (std::is_same_v<B, cpu_backend> && std::is_same_v<T, float>) {
+      loader.next(images, labels);
+    } else {
+      loader.next(staged, labels);
+      const auto host = staged.to_host();
+      images.resize(staged.shape());
+      images.from_host(std::vector<T>(host.begin(), host.end()));
+    }
     const auto host = net.forward(ctx, images, phase::eval).to_host();
     total.add(score_logits<T>(host, labels, Net::classes));
   }

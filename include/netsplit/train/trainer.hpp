@@ -109,8 +109,9 @@ class trainer {
       train_.next(images_, labels_);
     } else {
       train_.next(host_images_, labels_);
+      const auto host = host_images_.to_host();
       images_.resize(host_images_.shape());
-      images_.from_host(host_images_.to_host());
+      images_.from_host(std::vector<T>(host.begin(), host.end()));
     }
     const double loss = loss_.forward(ctx_, net_.forward(ctx_, images_, phase::train), labels_);
     if (!std::isfinite(loss))
