@@ -227,6 +227,49 @@ void BM_resnet20_inference(benchmark::State& st) {
 }
 BENCHMARK(BM_resnet20_inference)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
+// ---- growth: TPM recording overhead and the split itself ------------------------------------------
+/// A training step with a TPM recorder observing every iteration (compare with
+/// BM_resnet20_train_step: the difference is the recording overhead). Arg: metric index.
+void BM_resnet20_train_step_tpm(benchmark::State& st) {
+  auto& ctx = context();
+  resnet_fixture f;
+  const auto name = tpm_metric_names()[static_cast<std::size_t>(st.range(0))];
+  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1);
+  std::int64_t it = 0;
+  f.train_step(ctx);
+  rec.observe(it++);
+  for (auto _ : st) {
+    f.train_step(ctx);
+    rec.observe(it++);
+  }
+  st.SetLabel(name);
+  st.SetItemsProcessed(st.iterations() * batch);
+}
+BENCHMARK(BM_resnet20_train_step_tpm)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+
+/// Nine filters split together (global top-9 of Taylor scores over all sites, net2wider
+/// with noise), on a freshly trained copy each time; the copy is not timed.
+void BM_split_nine(benchmark::State& st) {
+  auto& ctx = context();
+  resnet_fixture f;
+  f.train_step(ctx);
+  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric("taylor"), {0, 1}, 1);
+  rec.observe(0);
+  const auto choices = top_k{9}.select(rec.scores());
+  sgd<float, cpu> opt({0.9, 5e-4, false});
+  opt.step(ctx, f.net, 0.0);  // momentum buffers exist, as in training
+  for (auto _ : st) {
+    st.PauseTiming();
+    auto net = f.net;
+    auto o = opt;
+    auto sites = derive_sites(net);
+    st.ResumeTiming();
+    for (std::size_t k = 0; k < choices.size(); ++k)
+      split_filter(net, sites[choices[k].site], choices[k].filter, net2wider{0.01}, k, &o);
+  }
+}
+BENCHMARK(BM_split_nine)->Unit(benchmark::kMillisecond)->Iterations(20);
+
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -108,7 +108,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   // random control selects with random scores but keeps the recorded state, so a strategy
   // that needs it (gradient_direction) works the same way as in the derived run.
   const std::string metric = spec.kind == "random" ? "random" : o.tpm;
-  tpm_recorder<Net> rec(net, make_tpm_metric(o.tpm), {o.tpm_begin, o.tpm_end}, spec.seed);
+  tpm_recorder<Net> rec(net, make_tpm_metric(o.tpm), {o.tpm_begin, o.tpm_end}, spec.seed, &ctx);
   tpm_recorder<Net> random_scores(net, make_tpm_metric("random"), {o.tpm_begin, o.tpm_end}, spec.seed);
   // A baseline also reports the metric's summary over the whole run (every display
   // interval outside the window, every iteration inside), for the "where learning

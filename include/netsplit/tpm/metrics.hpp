@@ -1,8 +1,8 @@
 // netsplit/tpm/metrics.hpp — the shipped TpmMetric models and any_tpm_metric, a value
 // type holding one of them (chosen at run time).
 //  * taylor: first-order Taylor saliency (Molchanov et al. 2017): per sample, the absolute
-//    spatial mean of activation x gradient of the channel, averaged over the batch, then
-//    over the window's iterations.
+//    spatial mean of activation x gradient of the channel, averaged over the samples the
+//    recorder reads (the first 32 of each shuffled mini-batch), then over the window.
 //  * weight_motion: ||w_last - w_first|| of the filter's incoming weights over the window
 //    (also computable offline from two checkpoints: weight_motion_between).
 //  * grad_disagreement: sum over the filter's weights of the variance of its mini-batch
