@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -108,13 +109,16 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   // random control selects with random scores but keeps the recorded state, so a strategy
   // that needs it (gradient_direction) works the same way as in the derived run.
   const std::string metric = spec.kind == "random" ? "random" : o.tpm;
-  tpm_recorder<Net> rec(net, make_tpm_metric(o.tpm), {o.tpm_begin, o.tpm_end}, spec.seed, &ctx);
-  tpm_recorder<Net> random_scores(net, make_tpm_metric("random"), {o.tpm_begin, o.tpm_end}, spec.seed);
+  // Recorders exist only in runs that record or split: a plain run has no window to check.
+  std::optional<tpm_recorder<Net>> rec, random_scores;
+  const bool uses_tpm = records || grows;
+  if (uses_tpm) rec.emplace(net, make_tpm_metric(o.tpm), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed, &ctx);
+  if (spec.kind == "random") random_scores.emplace(net, make_tpm_metric("random"), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed);
   // A baseline also reports the metric's summary over the whole run (every display
   // interval outside the window, every iteration inside), for the "where learning
   // happens" curve; summaries outside the window do not touch the scores.
   if (spec.kind == "baseline" && o.tpm_curve)
-    rec.set_summary_range({0, o.max_iter}, std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 40)));
+    rec->set_summary_range({0, o.max_iter}, std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 40)));
   auto on_summary = [&](const tpm_summary& s) {
     const double mean = std::accumulate(s.per_site.begin(), s.per_site.end(), 0.0) / std::max<std::size_t>(1, s.per_site.size());
     std::ostringstream js;
@@ -126,11 +130,10 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     log.json(js.str());
     res.tpm.emplace_back(double(s.iter), mean);
   };
-  rec.on_summary = on_summary;
-  if (records) tr.after_backward = [&](std::int64_t it) { rec.observe(it); };
-  if (records) tr.save_extension = [&](io::safetensors_file& f) { rec.save(f); };
-  if (spec.kind == "derived" || spec.kind == "random" || (spec.kind == "train" && grows))
-    tr.load_extension = [&](const io::safetensors_file& f) { rec.load(f, f.source); };
+  if (rec) rec->on_summary = on_summary;
+  if (records) tr.after_backward = [&](std::int64_t it) { rec->observe(it); };
+  if (records) tr.save_extension = [&](io::safetensors_file& f) { rec->save(f); };
+  if (grows) tr.load_extension = [&](const io::safetensors_file& f) { rec->load(f, f.source); };
 
   const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
   if (!start.empty()) {
@@ -151,8 +154,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
           [&](const auto& sel) {
             std::visit(
                 [&](const auto& st) {
-                  const auto rs = spec.kind == "random" ? random_scores.scores() : std::vector<site_scores>{};
-                  res.splits = split_now(tr, rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
+                  const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
+                  res.splits = split_now(tr, *rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
                 make_strategy(o));

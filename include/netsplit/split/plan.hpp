@@ -45,6 +45,9 @@ std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, co
                                     const std::vector<site_scores>* scores = nullptr) {
   const auto& sites = rec.sites();
   const auto ok = eligible_sites(sites, which);
+  NETSPLIT_EXPECT(scores || rec.observed() > 0, "no TPM scores to split on: the ", rec.metric().name(), " window [",
+                  rec.window().begin, ", ", rec.window().end, ") observed no iteration (the run never reached it, or ",
+                  "resumed past it from a checkpoint without its TPM state)");
   auto all = scores ? *scores : rec.scores();
   NETSPLIT_EXPECT(all.size() == sites.size(), "split_now got scores for ", all.size(), " sites, the network has ",
                   sites.size());

@@ -106,9 +106,10 @@ inline lr_schedule parse_lr_schedule(const std::string& text) {
                                       "'; expected 'constant LR', 'multistep LR GAMMA M1 M2 ...' or "
                                       "'cosine LR WARMUP TOTAL FLOOR'");
   };
+  auto at_end = [&] { return (is >> std::ws).eof(); };
   if (kind == "constant") {
     constant_lr s;
-    if (!(is >> s.base)) return bad();
+    if (!(is >> s.base) || !at_end()) return bad();
     return s;
   }
   if (kind == "multistep") {
@@ -122,7 +123,7 @@ inline lr_schedule parse_lr_schedule(const std::string& text) {
   }
   if (kind == "cosine") {
     cosine_lr s;
-    if (!(is >> s.base >> s.warmup >> s.total >> s.floor) || s.total <= 0 || s.warmup < 0) return bad();
+    if (!(is >> s.base >> s.warmup >> s.total >> s.floor) || !at_end() || s.total <= 0 || s.warmup < 0) return bad();
     return s;
   }
   return bad();
