@@ -149,7 +149,7 @@ while not finished:
         mode = "mid-write"  # kills that cost no progress, so the goals are met before the end
     log = open(os.path.join(out, "attempt_%02d.log" % attempts), "w+")
     child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    tmp_prefix_suffix = ".tmp.%d" % child.pid
+    my_temp_suffix = ".tmp.%d" % child.pid
     before = set(listing(run)[0])
     killed, landed = False, None
     if mode == "random":
@@ -174,7 +174,7 @@ while not finished:
                 child.send_signal(signal.SIGKILL)
                 killed, landed = True, "after-snapshot"
                 break
-            mine = [t for t in temps if t.endswith(tmp_prefix_suffix)]
+            mine = [t for t in temps if t.endswith(my_temp_suffix)]
             if mode == "mid-write" and done >= skip and mine:
                 child.send_signal(signal.SIGKILL)
                 child.wait()

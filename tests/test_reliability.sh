@@ -43,7 +43,7 @@ run() {
 has() { grep -qF -- "$2" "$out/$1.out" "$out/$1.err"; }
 show() { echo "--- stdout"; tail -5 "$out/$1.out"; echo "--- stderr"; cat "$out/$1.err"; }
 # loads FILE: the program itself loads the checkpoint (no training) and reports its iteration
-# (--tpm-window 0:1: see finding 3 in docs/reliability.md, runs under 3 iterations need a window)
+# (--tpm-window 0:1: runs too short for the preset's TPM window need one; finding 3, docs/reliability.md)
 loads() {
   "$prog" "${common[@]}" --max-iter 0 --tpm-window 0:1 --out-dir "$out/loadcheck" --resume "$1" >"$out/load.out" 2>&1 &&
     grep -q "resumed from $1 at iteration" "$out/load.out"
@@ -247,9 +247,15 @@ split_run split_before "is before the run's start (iteration 4)" "split before t
 # after the window closed. Required: refused, naming the window; nothing split on zero scores.
 split_run split_unobserved "[0, 2)" "TPM window before the checkpoint the run resumes from" \
   --max-iter 4 --tpm-window 0:2 --split-at 3 --resume "$ck2"
-if grep -q "split [0-9]* filters" "$out/split_unobserved.out"; then
-  echo "  (observed: the program split $(sed -n 's/.*split \([0-9]*\) filters.*/\1/p' "$out/split_unobserved.out" | head -1) filters on scores of a window it never observed)"
-fi
+# ... and one it observes only in part: resumed inside the window [1, 3) from a checkpoint
+# (iteration 2) without TPM state, so iteration 1 is missing from the scores.
+split_run split_partial "[1, 3)" "TPM window the run resumes inside of, from a checkpoint without its TPM state" \
+  --max-iter 4 --tpm-window 1:3 --split-at 3 --resume "$ck2"
+for name in split_unobserved split_partial; do
+  if grep -q "split [0-9]* filters" "$out/$name.out"; then
+    echo "  (observed: the program split $(sed -n 's/.*split \([0-9]*\) filters.*/\1/p' "$out/$name.out" | head -1) filters on incomplete scores)"
+  fi
+done
 
 # ---- command-line values that must be refused (exit 2) -------------------------------------
 for bad in "constant 0.1 junk" "cosine 0.1 5 30 0 extra" "constant nan" "constant inf" "constant 1e999" "multistep 0.1"; do
