@@ -133,11 +133,21 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   if (rec) rec->on_summary = on_summary;
   if (records) tr.after_backward = [&](std::int64_t it) { rec->observe(it); };
   if (records) tr.save_extension = [&](io::safetensors_file& f) { rec->save(f); };
-  if (grows) tr.load_extension = [&](const io::safetensors_file& f) { rec->load(f, f.source); };
+  if (grows)
+    tr.load_extension = [&](const io::safetensors_file& f) {
+      // The more direct error first: a split requested before the checkpoint's iteration.
+      const auto it = f.metadata.find("netsplit.iteration");
+      const auto start_iter = it == f.metadata.end() ? 0 : checkpoint::parse_int(it->second, "iteration", f.source);
+      NETSPLIT_EXPECT(!o.split_at_given || o.split_at >= start_iter, "the split iteration ", o.split_at,
+                      " is before the run's start (iteration ", start_iter, ")");
+      rec->load(f, f.source);
+    };
 
+  fs::path last_snapshot_start;  // a resumed run's last good checkpoint is where it started
   const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
   if (!start.empty()) {
     tr.load(start);
+    last_snapshot_start = start;
     log.line((o.resume.empty() ? "started from snapshot " : "resumed from ") + start + " at iteration " +
              std::to_string(tr.iteration()));
   }
@@ -145,6 +155,14 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   if (!o.split_at_given && (spec.kind == "derived" || spec.kind == "random" || !o.from_snapshot.empty()))
     split_at = tr.iteration();
   if (grows) {
+    // Impossible requests fail now, not at the split iteration: unknown sites, too many filters.
+    {
+      const auto ok = eligible_sites(rec->sites(), o.split_sites);
+      std::vector<site_scores> zeros;
+      for (std::size_t s = 0; s < ok.size(); ++s)
+        if (ok[s]) zeros.push_back({rec->sites()[s].name, std::vector<double>(static_cast<std::size_t>(site_width(net, rec->sites()[s])), 0.0)});
+      std::visit([&](const auto& sel) { (void)sel.select(zeros); }, make_selector(o));
+    }
     NETSPLIT_EXPECT(split_at >= tr.iteration(), "the split iteration ", split_at, " is before the run's start (iteration ",
                     tr.iteration(), ")");
     tr.before_iteration = [&, split_at](std::int64_t it) {
@@ -204,7 +222,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     res.final_top5 = e.top5;
     res.final_iter = e.iter;
   };
-  fs::path last_snapshot;
+  fs::path last_snapshot = last_snapshot_start;
   tr.events.on_snapshot = [&](const snapshot_event& e) {
     last_snapshot = e.path;
     if (spec.kind == "baseline" && e.iter == o.split_at) res.split_snapshot = e.path;

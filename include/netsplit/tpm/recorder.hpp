@@ -135,8 +135,20 @@ class tpm_recorder {
   void load(const io::safetensors_file& f, const std::string& where) {
     const auto it = f.metadata.find("netsplit.tpm");
     if (it == f.metadata.end()) {
-      if (observed_ == 0) return;  // a checkpoint written before the window: nothing to restore
-      detail::raise<io_error>("netsplit: checkpoint ", where, " has no TPM state");
+      // Without TPM state, only a checkpoint from before the window can be continued:
+      // resuming inside or after it would score the window from part of its iterations.
+      const auto iter_it = f.metadata.find("netsplit.iteration");
+      std::int64_t iter = 0;
+      try {
+        iter = iter_it == f.metadata.end() ? 0 : std::stoll(iter_it->second);
+      } catch (const std::exception&) {
+        detail::raise<io_error>("netsplit: checkpoint ", where, " has a bad iteration '", iter_it->second, "'");
+      }
+      if (observed_ == 0 && iter <= window_.begin) return;
+      detail::raise<io_error>("netsplit: checkpoint ", where, " at iteration ", iter, " has no TPM state, but the ",
+                              metric_.name(), " window [", window_.begin, ", ", window_.end,
+                              ") starts before it: its scores would miss iterations (resume from a checkpoint "
+                              "written by a run that recorded this window, or from one before it)");
     }
     const std::string expect_prefix = "metric=" + metric_.name() + ";begin=" + std::to_string(window_.begin) +
                                       ";end=" + std::to_string(window_.end) + ";observed=";

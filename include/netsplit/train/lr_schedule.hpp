@@ -104,18 +104,18 @@ inline lr_schedule parse_lr_schedule(const std::string& text) {
   auto bad = [&]() -> lr_schedule {
     detail::raise<contract_violation>("netsplit: cannot read learning-rate schedule '", text,
                                       "'; expected 'constant LR', 'multistep LR GAMMA M1 M2 ...' or "
-                                      "'cosine LR WARMUP TOTAL FLOOR'");
+                                      "'cosine LR WARMUP TOTAL FLOOR' with non-negative rates");
   };
   auto at_end = [&] { return (is >> std::ws).eof(); };
   if (kind == "constant") {
     constant_lr s;
-    if (!(is >> s.base) || !at_end()) return bad();
+    if (!(is >> s.base) || !at_end() || !(s.base >= 0)) return bad();
     return s;
   }
   if (kind == "multistep") {
     multistep_lr s;
     s.milestones.clear();
-    if (!(is >> s.base >> s.gamma)) return bad();
+    if (!(is >> s.base >> s.gamma) || !(s.base >= 0) || !(s.gamma >= 0)) return bad();
     std::int64_t m;
     while (is >> m) s.milestones.push_back(m);
     if (!is.eof()) return bad();
@@ -123,7 +123,8 @@ inline lr_schedule parse_lr_schedule(const std::string& text) {
   }
   if (kind == "cosine") {
     cosine_lr s;
-    if (!(is >> s.base >> s.warmup >> s.total >> s.floor) || !at_end() || s.total <= 0 || s.warmup < 0) return bad();
+    if (!(is >> s.base >> s.warmup >> s.total >> s.floor) || !at_end() || s.total <= 0 || s.warmup < 0 ||
+        !(s.base >= 0) || !(s.floor >= 0)) return bad();
     return s;
   }
   return bad();
