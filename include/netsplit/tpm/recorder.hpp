@@ -73,8 +73,9 @@ class tpm_recorder {
         summary_range_.contains(iter) && (iter - summary_range_.begin) % summary_stride_ == 0;
     if (!accumulate && !summarize) return;
     tpm_summary summary{iter, metric_.name(), {}};
+    const detail::tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
-      gather(s, iter, metric_.needs());
+      gather(idx, s, iter, metric_.needs());
       if (accumulate) {
         summary.per_site.push_back(metric_.observe(state_[s], signals_));
       } else {
@@ -89,8 +90,9 @@ class tpm_recorder {
   /// Per-site scores at the network's current widths.
   std::vector<site_scores> scores() {
     std::vector<site_scores> out;
+    const detail::tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
-      gather(s, window_.end, 0);
+      gather(idx, s, window_.end, 0);
       out.push_back({sites_[s].name, metric_.scores(state_[s], signals_)});
     }
     return out;
@@ -182,9 +184,8 @@ class tpm_recorder {
   }
 
  private:
-  void gather(std::size_t s, std::int64_t iter, unsigned needs) {
+  void gather(const detail::tensor_index<Net>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
     const auto& site = sites_[s];
-    detail::tensor_index<Net> idx(net_);
     std::map<std::string, tensor<T, B>*> grads;
     if (needs & tpm_signal::gradients)
       net_.visit_parameters([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
