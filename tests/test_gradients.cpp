@@ -61,6 +61,41 @@ TEST_CASE("batch_norm gradients in train and eval mode") {
   expect_gradients("batch_norm eval (running statistics)", bn_eval, {2, 3, 4, 4}, phase::eval);
 }
 
+namespace {
+/// batch_norm's fused form y = max(bn(x), 0) seen as a layer (forward_relu / backward_relu).
+template <class T, fmap_shape In>
+struct bn_relu_view {
+  using scalar_type = T;
+  using backend_type = cpu;
+  using context_type = cpu::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = In;
+  batch_norm_layer<T, cpu, In> bn;
+  int in_channels() const { return bn.in_channels(); }
+  int out_channels() const { return bn.out_channels(); }
+  const tensor<T, cpu>& forward(context_type& ctx, const tensor<T, cpu>& x, phase p) { return bn.forward_relu(ctx, x, p); }
+  const tensor<T, cpu>& backward(context_type& ctx, const tensor<T, cpu>& dy, bool g = true) {
+    return bn.backward_relu(ctx, dy, g);
+  }
+  template <class V>
+  void visit_parameters(V&& v) { bn.visit_parameters(v); }
+};
+}  // namespace
+
+TEST_CASE("fused batch_norm + relu gradients in train and eval mode") {
+  // β shifted by the test's noise puts about half of the values on each side of the kink;
+  // the central differences stay away from it with overwhelming probability at h = 1e-4.
+  bn_relu_view<double, fmap_shape{3, 4, 4}> f;
+  expect_gradients("batch_norm+relu train", f, {4, 3, 4, 4}, phase::train);
+  bn_relu_view<double, fmap_shape{3, 4, 4}> fe;
+  rng r(5);
+  for (std::int64_t i = 0; i < 3; ++i) {
+    fe.bn.running_mean().data()[i] = 0.2 * r.normal();
+    fe.bn.running_var().data()[i] = 0.5 + r.uniform();
+  }
+  expect_gradients("batch_norm+relu eval", fe, {2, 3, 4, 4}, phase::eval);
+}
+
 TEST_CASE("relu, global average pooling and linear gradients") {
   relu_layer<double, cpu, fmap_shape{3, 5, 5}> r;
   expect_gradients("relu", r, {2, 3, 5, 5}, phase::train);

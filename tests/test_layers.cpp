@@ -153,6 +153,56 @@ TEST_CASE("batch_norm: train uses batch statistics and updates running averages"
   CHECK(y1.data()[0] == doctest::Approx(ye.data()[0]));  // per-sample in eval mode
 }
 
+TEST_CASE("fused batch_norm + relu (+ residual) equals batch_norm, then the residual sum, then relu") {
+  // 5 channels of 6x6 = 36 values: vector bodies and scalar tails; both modes; with and
+  // without the residual; forward outputs, running statistics and every gradient.
+  cpu_context ctx(2);
+  rng r(4);
+  ftensor x({3, 5, 6, 6}), res({3, 5, 6, 6}), dy({3, 5, 6, 6});
+  for (auto* t : {&x, &res, &dy})
+    for (std::int64_t i = 0; i < t->numel(); ++i) t->data()[i] = static_cast<float>(r.normal());
+  auto close = [](const ftensor& a, const ftensor& b) {
+    REQUIRE(a.shape() == b.shape());
+    double worst = 0;
+    for (std::int64_t i = 0; i < a.numel(); ++i)
+      worst = std::max(worst, std::abs(double(a.data()[i]) - b.data()[i]) / std::max(1.0, std::abs(double(b.data()[i]))));
+    return worst;
+  };
+  for (const phase p : {phase::train, phase::eval})
+    for (const bool with_residual : {false, true}) {
+      CAPTURE(p == phase::train);
+      CAPTURE(with_residual);
+      using bn_t = batch_norm_layer<float, cpu, fmap_shape{5, 6, 6}>;
+      bn_t fused, plain;
+      for (bn_t* b : {&fused, &plain})
+        for (int c = 0; c < 5; ++c) {  // same non-trivial parameters and statistics in both
+          rng q(100 + c);
+          b->gamma().data()[c] = static_cast<float>(1 + 0.3 * q.normal());
+          b->beta().data()[c] = static_cast<float>(0.3 * q.normal());
+          b->running_mean().data()[c] = static_cast<float>(0.2 * q.normal());
+          b->running_var().data()[c] = static_cast<float>(0.5 + q.uniform());
+        }
+      relu_layer<float, cpu, fmap_shape{5, 6, 6}> act;
+      const auto& yf = fused.forward_relu(ctx, x, p, with_residual ? &res : nullptr);
+      ftensor sum = plain.forward(ctx, x, p);
+      if (with_residual) cpu::axpy(ctx, sum.numel(), 1.0f, res.data(), sum.data());
+      const auto& yp = act.forward(ctx, sum, p);
+      CHECK(close(yf, yp) < 1e-6);
+      CHECK(close(fused.running_mean(), plain.running_mean()) == 0);
+      CHECK(close(fused.running_var(), plain.running_var()) == 0);
+      if (with_residual) continue;  // the block masks the residual form's gradient itself
+      const auto& dxf = fused.backward_relu(ctx, dy);
+      CHECK(fused.output_grad() == &dy);
+      const auto& dxp = plain.backward(ctx, act.backward(ctx, dy));
+      CHECK(close(dxf, dxp) < 1e-5);
+      fused.visit_parameters([&](const std::string& n, auto&, auto& gf) {
+        plain.visit_parameters([&](const std::string& m, auto&, auto& gp) {
+          if (n == m) CHECK(close(gf, gp) < 1e-5);
+        });
+      });
+    }
+}
+
 TEST_CASE("batch_norm with batch size 1: handled while a channel has >1 value, else rejected") {
   cpu_context ctx(1);
   batch_norm_layer<float, cpu, fmap_shape{3, 4, 4}> spatial;

@@ -87,7 +87,12 @@ int run_study(const options& o, const data_env& data, const std::string& command
   std::string table;
   for (const auto seed : o.seeds) {
     const fs::path sdir = root / ("seed" + std::to_string(seed));
-    auto run = [&](run_spec spec) {
+    // kind; for derived and random the snapshot to start from; for static the grown widths.
+    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {}) {
+      run_spec spec;
+      spec.kind = std::move(kind);
+      spec.snapshot = std::move(snapshot);
+      spec.grown = std::move(grown);
       spec.seed = seed;
       spec.dir = sdir / spec.kind;
       run_log log(spec.dir, o.progress);
@@ -102,12 +107,12 @@ int run_study(const options& o, const data_env& data, const std::string& command
       table = write_report(o, command, note, runs, root);
       return r;
     };
-    const auto base = run({"baseline"});
+    const auto base = run("baseline");
     if (base.split_snapshot.empty()) throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
-    const auto derived = run({"derived", 0, {}, base.split_snapshot.string()});
+    const auto derived = run("derived", base.split_snapshot.string());
     for (const auto& c : o.controls) {
-      if (c == "random") run({"random", 0, {}, base.split_snapshot.string()});
-      if (c == "static") run({"static", 0, {}, "", derived.splits});
+      if (c == "random") run("random", base.split_snapshot.string());
+      if (c == "static") run("static", "", derived.splits);
     }
   }
   std::printf("\n%s\nreport: %s (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n", table.c_str(),

@@ -14,9 +14,9 @@
 namespace netsplit {
 
 /// Requires: a context type; allocate/deallocate/copy/fill and host transfers for the
-/// scalar T; the layer operations (convolution, batch norm, ReLU, residual sum, channel
-/// scatter, pooling, linear, softmax cross-entropy) and the SGD update, all taking the
-/// context first. Guarantees (documented per backend): results are deterministic for a
+/// scalar T; the layer operations (convolution, batch norm, ReLU, residual sum, batch norm
+/// fused with the ReLU and residual sum after it, channel scatter, pooling, linear,
+/// softmax cross-entropy) and the SGD update, all taking the context first. Guarantees (documented per backend): results are deterministic for a
 /// fixed context configuration.
 template <class B, class T = float>
 concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const int* ip,
@@ -34,12 +34,16 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   B::relu_forward(ctx, len, cp, p);
   B::relu_backward(ctx, len, cp, cp, p);
   B::add_relu_forward(ctx, len, cp, cp, p);
+  B::add(ctx, len, cp, cp, p);
   { B::all_finite(ctx, len, cp) } -> std::same_as<bool>;
   B::conv2d_forward(ctx, cd, cp, cp, p);
   B::conv2d_backward(ctx, cd, cp, cp, cp, p, p);
   B::batch_norm_forward_train(ctx, bd, cp, cp, cp, p, p, p, p, p);
   B::batch_norm_forward_eval(ctx, bd, cp, cp, cp, cp, cp, p, p, p);
   B::batch_norm_backward(ctx, bd, true, cp, cp, cp, cp, cp, p, p, p);
+  B::batch_norm_relu_forward_train(ctx, bd, cp, cp, cp, cp, p, p, p, p, p);
+  B::batch_norm_relu_forward_eval(ctx, bd, cp, cp, cp, cp, cp, cp, p, p, p);
+  B::batch_norm_relu_backward(ctx, bd, true, cp, cp, cp, cp, cp, cp, p, p, p);
   B::channel_scatter_forward(ctx, sd, cp, ip, ip, cp, p);
   B::channel_scatter_backward(ctx, sd, cp, ip, ip, cp, p);
   B::global_avg_pool_forward(ctx, len, 1, cp, p);

@@ -60,9 +60,7 @@ class batch_norm_layer {
     out_.resize(x.shape());
     const auto d = desc(static_cast<int>(x.dim(0)));
     if (p == phase::train) {
-      NETSPLIT_EXPECT(std::int64_t{d.batch} * d.spatial > 1,
-                      "batch_norm in train mode needs more than one value per channel, got batch ",
-                      d.batch, " of ", In.height, "x", In.width, " (use eval mode or a larger batch)");
+      expect_batch(d);
       B::batch_norm_forward_train(ctx, d, x.data(), gamma_.data(), beta_.data(), out_.data(),
                                   save_mean_.data(), save_invstd_.data(), running_mean_.data(),
                                   running_var_.data());
@@ -73,6 +71,48 @@ class batch_norm_layer {
     }
     return out_;
   }
+
+  /// Fused with what follows batch norm in a residual network: y = max(bn(x) + r, 0), or
+  /// max(bn(x), 0) when r is null; r has x's shape. Differentiate with backward_relu
+  /// (no r) or, for the residual form, mask the gradient and call backward.
+  const tensor<T, B>& forward_relu(context_type& ctx, const tensor<T, B>& x, phase p,
+                                   const tensor<T, B>* r = nullptr) {
+    detail::expect_input(x, In, c_, "batch_norm");
+    NETSPLIT_EXPECT(!r || r->shape() == x.shape(), "batch_norm: residual ", r ? r->shape() : x.shape(),
+                    " does not match the input ", x.shape());
+    input_ = &x;
+    phase_ = p;
+    out_.resize(x.shape());
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    const T* rp = r ? r->data() : nullptr;
+    if (p == phase::train) {
+      expect_batch(d);
+      B::batch_norm_relu_forward_train(ctx, d, x.data(), gamma_.data(), beta_.data(), rp, out_.data(),
+                                       save_mean_.data(), save_invstd_.data(), running_mean_.data(),
+                                       running_var_.data());
+    } else {
+      B::batch_norm_relu_forward_eval(ctx, d, x.data(), gamma_.data(), beta_.data(), running_mean_.data(),
+                                      running_var_.data(), rp, out_.data(), save_mean_.data(),
+                                      save_invstd_.data());
+    }
+    return out_;
+  }
+  /// Backward of forward_relu without a residual: dy is dL/d(max(bn(x), 0)).
+  const tensor<T, B>& backward_relu(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    detail::has_input(input_, "batch_norm");
+    detail::expect_grad(dy, out_, "batch_norm");
+    dy_ = &dy;
+    if (input_grad) dx_.resize(dy.shape());
+    B::batch_norm_relu_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train, input_->data(),
+                                out_.data(), gamma_.data(), save_mean_.data(), save_invstd_.data(), dy.data(),
+                                input_grad ? dx_.data() : nullptr, dgamma_.data(), dbeta_.data());
+    if (!input_grad) dx_.resize({});
+    return dx_;
+  }
+  /// Output of the last forward and the gradient its last backward_relu received: with the
+  /// fused ReLU these are the ReLU's output and its gradient (TPM signals).
+  const tensor<T, B>& output() const { return out_; }
+  const tensor<T, B>* output_grad() const { return dy_; }
 
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::has_input(input_, "batch_norm");
@@ -107,6 +147,11 @@ class batch_norm_layer {
   tensor<T, B>& running_var() { return running_var_; }
 
  private:
+  static void expect_batch(const batch_norm_desc& d) {
+    NETSPLIT_EXPECT(std::int64_t{d.batch} * d.spatial > 1,
+                    "batch_norm in train mode needs more than one value per channel, got batch ", d.batch,
+                    " of ", In.height, "x", In.width, " (use eval mode or a larger batch)");
+  }
   void initialize_state() {
     gamma_.fill(T(1));
     beta_.fill(T(0));
@@ -120,6 +165,7 @@ class batch_norm_layer {
   tensor<T, B> gamma_, beta_, dgamma_, dbeta_, running_mean_, running_var_, save_mean_, save_invstd_;
   tensor<T, B> out_, dx_;
   const tensor<T, B>* input_ = nullptr;
+  const tensor<T, B>* dy_ = nullptr;
 };
 
 /// Batch normalisation spec: accepts any non-empty feature map, keeps its shape.

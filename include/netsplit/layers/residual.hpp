@@ -11,7 +11,6 @@
 
 #include "netsplit/layers/batch_norm.hpp"
 #include "netsplit/layers/conv2d.hpp"
-#include "netsplit/layers/relu.hpp"
 #include "netsplit/layers/shortcut.hpp"
 
 namespace netsplit {
@@ -25,7 +24,6 @@ class basic_block_layer {
   using conv1_type = conv2d_layer<T, B, In, Out, 3, Stride, 1>;
   static constexpr fmap_shape mid_shape = conv1_type::output_shape;
   using bn1_type = batch_norm_layer<T, B, mid_shape>;
-  using relu1_type = relu_layer<T, B, mid_shape>;
   using conv2_type = conv2d_layer<T, B, mid_shape, Out, 3, 1, 1>;
   using bn2_type = batch_norm_layer<T, B, mid_shape>;
   static constexpr bool identity = In.channels == Out && Stride == 1;
@@ -38,36 +36,40 @@ class basic_block_layer {
   int in_channels() const { return conv1.in_channels(); }
   int out_channels() const { return conv2.out_channels(); }
 
+  // bn1 carries the ReLU after it and bn2 the residual sum and final ReLU (fused passes,
+  // two fewer activation tensors per block); the arithmetic is the unfused block's.
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
-    const auto& h = bn2.forward(ctx, conv2.forward(ctx, relu1.forward(ctx, bn1.forward(ctx, conv1.forward(ctx, x, p), p), p), p), p);
+    const auto& h = conv2.forward(ctx, bn1.forward_relu(ctx, conv1.forward(ctx, x, p), p), p);
     const auto& s = shortcut.forward(ctx, x, p);
     NETSPLIT_EXPECT(s.shape() == h.shape(), "residual block: shortcut output ", s.shape(),
                     " does not match the main path ", h.shape());
-    out_.resize(h.shape());
-    B::add_relu_forward(ctx, h.numel(), h.data(), s.data(), out_.data());
-    return out_;
+    return bn2.forward_relu(ctx, h, p, &s);
   }
 
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
-    detail::expect_grad(dy, out_, "residual block");
+    const auto& out = bn2.output();
+    detail::expect_grad(dy, out, "residual block");
     dy_ = &dy;
     dsum_.resize(dy.shape());
-    B::relu_backward(ctx, dy.numel(), out_.data(), dy.data(), dsum_.data());
+    B::relu_backward(ctx, dy.numel(), out.data(), dy.data(), dsum_.data());
     const auto& dmain =
-        conv1.backward(ctx, bn1.backward(ctx, relu1.backward(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_)))), input_grad);
+        conv1.backward(ctx, bn1.backward_relu(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_))), input_grad);
     const auto& dshort = shortcut.backward(ctx, dsum_, input_grad);
     if (!input_grad) {
       dx_.resize({});
       return dx_;
     }
-    dx_ = dmain;
-    B::axpy(ctx, dx_.numel(), T(1), dshort.data(), dx_.data());
+    dx_.resize(dmain.shape());
+    B::add(ctx, dx_.numel(), dmain.data(), dshort.data(), dx_.data());
     return dx_;
   }
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
-  const tensor<T, B>& output() const { return out_; }
+  const tensor<T, B>& output() const { return bn2.output(); }
   const tensor<T, B>* output_grad() const { return dy_; }
+  /// The first ReLU's output (fused into bn1) and the gradient it received (TPM signals).
+  const tensor<T, B>& inner_output() const { return bn1.output(); }
+  const tensor<T, B>* inner_output_grad() const { return bn1.output_grad(); }
 
   /// Adopts widths from the members' tensors after a split replaced them.
   void sync_widths() {
@@ -113,13 +115,12 @@ class basic_block_layer {
 
   conv1_type conv1;
   bn1_type bn1;
-  relu1_type relu1;
   conv2_type conv2;
   bn2_type bn2;
   shortcut_type shortcut;
 
  private:
-  tensor<T, B> out_, dsum_, dx_;
+  tensor<T, B> dsum_, dx_;
   const tensor<T, B>* dy_ = nullptr;
 };
 

@@ -128,7 +128,7 @@ std::vector<split_site<T, B>> derive_sites(sequential_layer<T, B, In, Specs...>&
       inner.producer_params = {p + "bn1.weight", p + "bn1.bias"};
       inner.producer_buffers = {p + "bn1.running_mean", p + "bn1.running_var"};
       inner.consumer_weights = {p + "conv2.weight"};
-      inner.taps.push_back({[&l] { return &l.relu1.output(); }, [&l] { return l.relu1.output_grad(); }});
+      inner.taps.push_back({[&l] { return &l.inner_output(); }, [&l] { return l.inner_output_grad(); }});
       // The block consumes the open stream through conv1 and its shortcut.
       stream.consumer_weights.push_back(p + "conv1.weight");
       using S = std::decay_t<decltype(l.shortcut)>;

@@ -109,6 +109,31 @@ void scale_shift(const T* x, std::int64_t n, T scale, T shift, T* y) {
   for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] * scale + shift;
 }
 
+/// y = max(x * scale + shift, 0) over [0, n).
+template <class T>
+void scale_shift_relu(const T* x, std::int64_t n, T scale, T shift, T* y) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T v = x[i] * scale + shift;
+    y[i] = v > T(0) ? v : T(0);
+  }
+}
+/// y = max(x * scale + shift + r, 0) over [0, n).
+template <class T>
+void scale_shift_add_relu(const T* x, std::int64_t n, T scale, T shift, const T* r, T* y) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T v = x[i] * scale + shift + r[i];
+    y[i] = v > T(0) ? v : T(0);
+  }
+}
+/// out = dy where y > 0, else 0, over [0, n).
+template <class T>
+void relu_mask(const T* dy, const T* y, std::int64_t n, T* out) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T g = dy[i];
+    out[i] = y[i] > T(0) ? g : T(0);
+  }
+}
+
 /// dx = g * dy + c * (x - mean) + c0 over [0, n).
 template <class T>
 void input_gradient(const T* dy, const T* x, std::int64_t n, T g, T c, T mean, T c0, T* dx) {

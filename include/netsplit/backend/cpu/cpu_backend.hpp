@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
@@ -86,6 +87,13 @@ struct cpu_backend {
       }
     });
   }
+  /// y = a + b
+  template <class T>
+  static void add(context& ctx, std::int64_t n, const T* a, const T* b, T* y) {
+    parallel_elementwise(ctx, n, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) y[i] = a[i] + b[i];
+    });
+  }
   /// True when every element is finite.
   template <class T>
   static bool all_finite(context&, std::int64_t n, const T* x) {
@@ -115,6 +123,25 @@ struct cpu_backend {
   static void batch_norm_forward_train(context& ctx, const batch_norm_desc& d, const T* x,
                                        const T* gamma, const T* beta, T* y, T* save_mean,
                                        T* save_invstd, T* running_mean, T* running_var) {
+    bn_forward_train(ctx, d, x, gamma, beta, static_cast<const T*>(nullptr), false, y, save_mean, save_invstd,
+                     running_mean, running_var);
+  }
+  /// Training-mode batch norm fused with what follows it in a residual network:
+  /// y = max(bn(x) + r, 0), or max(bn(x), 0) when r is null. Statistics, saved values and
+  /// running averages exactly as batch_norm_forward_train; one pass over y instead of three.
+  template <class T>
+  static void batch_norm_relu_forward_train(context& ctx, const batch_norm_desc& d, const T* x,
+                                            const T* gamma, const T* beta, const T* r, T* y,
+                                            T* save_mean, T* save_invstd, T* running_mean,
+                                            T* running_var) {
+    bn_forward_train(ctx, d, x, gamma, beta, r, true, y, save_mean, save_invstd, running_mean, running_var);
+  }
+
+ private:
+  template <class T>
+  static void bn_forward_train(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
+                               const T* beta, const T* r, bool relu, T* y, T* save_mean,
+                               T* save_invstd, T* running_mean, T* running_var) {
     const std::int64_t m = std::int64_t{d.batch} * d.spatial;
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
@@ -129,7 +156,7 @@ struct cpu_backend {
         const double invstd = 1.0 / std::sqrt(var + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
         const T shift = static_cast<T>(beta[c] - mean * gamma[c] * invstd);
-        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::scale_shift(x + off, d.spatial, scale, shift, y + off); });
+        for_channel(d, c, [&](std::int64_t off) { normalize(x + off, d.spatial, scale, shift, r ? r + off : nullptr, relu, y + off); });
         save_mean[c] = static_cast<T>(mean);
         save_invstd[c] = static_cast<T>(invstd);
         const double unbiased = sq / static_cast<double>(m - 1);
@@ -142,35 +169,92 @@ struct cpu_backend {
   /// Evaluation mode: normalise with running statistics; also writes the mean and inverse
   /// standard deviation used, so batch_norm_backward can differentiate this mode too.
   template <class T>
+  static void normalize(const T* x, std::int64_t n, T scale, T shift, const T* r, bool relu, T* y) {
+    if (!relu)
+      detail::cpu_bn::scale_shift(x, n, scale, shift, y);
+    else if (r)
+      detail::cpu_bn::scale_shift_add_relu(x, n, scale, shift, r, y);
+    else
+      detail::cpu_bn::scale_shift_relu(x, n, scale, shift, y);
+  }
+
+ public:
+  template <class T>
   static void batch_norm_forward_eval(context& ctx, const batch_norm_desc& d, const T* x,
                                       const T* gamma, const T* beta, const T* running_mean,
                                       const T* running_var, T* y, T* save_mean, T* save_invstd) {
+    bn_forward_eval(ctx, d, x, gamma, beta, running_mean, running_var, static_cast<const T*>(nullptr), false, y,
+                    save_mean, save_invstd);
+  }
+  /// Evaluation-mode counterpart of batch_norm_relu_forward_train: y = max(bn(x) + r, 0).
+  template <class T>
+  static void batch_norm_relu_forward_eval(context& ctx, const batch_norm_desc& d, const T* x,
+                                           const T* gamma, const T* beta, const T* running_mean,
+                                           const T* running_var, const T* r, T* y, T* save_mean,
+                                           T* save_invstd) {
+    bn_forward_eval(ctx, d, x, gamma, beta, running_mean, running_var, r, true, y, save_mean, save_invstd);
+  }
+
+ private:
+  template <class T>
+  static void bn_forward_eval(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
+                              const T* beta, const T* running_mean, const T* running_var, const T* r,
+                              bool relu, T* y, T* save_mean, T* save_invstd) {
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
         const T shift = static_cast<T>(beta[c] - running_mean[c] * gamma[c] * invstd);
-        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::scale_shift(x + off, d.spatial, scale, shift, y + off); });
+        for_channel(d, c, [&](std::int64_t off) { normalize(x + off, d.spatial, scale, shift, r ? r + off : nullptr, relu, y + off); });
         save_mean[c] = running_mean[c];
         save_invstd[c] = static_cast<T>(invstd);
       }
     });
   }
 
+ public:
   /// Gradients of either mode. With batch_stats the mean and variance depend on x (train
   /// mode); without, they are constants (eval mode). dgamma/dbeta are overwritten.
   template <class T>
   static void batch_norm_backward(context& ctx, const batch_norm_desc& d, bool batch_stats,
                                   const T* x, const T* gamma, const T* save_mean,
                                   const T* save_invstd, const T* dy, T* dx, T* dgamma, T* dbeta) {
+    bn_backward(ctx, d, batch_stats, x, static_cast<const T*>(nullptr), gamma, save_mean, save_invstd, dy, dx,
+                dgamma, dbeta);
+  }
+  /// Gradients of y = max(bn(x), 0) given dL/dy and the forward output y: batch_norm_backward
+  /// of dy masked by y > 0, without materialising the masked gradient.
+  template <class T>
+  static void batch_norm_relu_backward(context& ctx, const batch_norm_desc& d, bool batch_stats,
+                                       const T* x, const T* y, const T* gamma, const T* save_mean,
+                                       const T* save_invstd, const T* dy, T* dx, T* dgamma, T* dbeta) {
+    bn_backward(ctx, d, batch_stats, x, y, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+  }
+
+ private:
+  /// y non-null: dy is masked by y > 0 first, one image plane at a time into a per-thread
+  /// buffer that stays in L1.
+  template <class T>
+  static void bn_backward(context& ctx, const batch_norm_desc& d, bool batch_stats, const T* x, const T* y,
+                          const T* gamma, const T* save_mean, const T* save_invstd, const T* dy_in, T* dx,
+                          T* dgamma, T* dbeta) {
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+      std::vector<T> masked(y ? static_cast<std::size_t>(d.spatial) : 0);
+      auto plane = [&](std::int64_t off) -> const T* {
+        if (!y) return dy_in + off;
+        detail::cpu_bn::relu_mask(dy_in + off, y + off, d.spatial, masked.data());
+        return masked.data();
+      };
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = save_invstd[c];
         const T mean = save_mean[c];
         double sdy = 0, sdyc = 0;  // sum dy, sum dy * (x - mean)
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
-        detail::cpu_bn::gradient_sums(dy + first, x + first, d.batch, stride, d.spatial, mean, sdy, sdyc);
+        if (y)
+          for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::gradient_sums(plane(off), x + off, 1, 0, d.spatial, mean, sdy, sdyc); });
+        else
+          detail::cpu_bn::gradient_sums(dy_in + first, x + first, d.batch, stride, d.spatial, mean, sdy, sdyc);
         const double sdyx = sdyc * invstd;  // sum dy * xhat
         dgamma[c] = static_cast<T>(sdyx);
         dbeta[c] = static_cast<T>(sdy);
@@ -180,10 +264,12 @@ struct cpu_backend {
         const T cx = batch_stats ? static_cast<T>(-g * invstd * sdyx / m) : T(0);
         const T c0 = batch_stats ? static_cast<T>(-g * sdy / m) : T(0);
         const T gt = static_cast<T>(g);
-        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::input_gradient(dy + off, x + off, d.spatial, gt, cx, mean, c0, dx + off); });
+        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::input_gradient(plane(off), x + off, d.spatial, gt, cx, mean, c0, dx + off); });
       }
     });
   }
+
+ public:
 
   // ---- shortcut, pooling, linear, loss -------------------------------------------------------
   /// y[n, dst[e]] += coef[e] * x[n, src[e]] subsampled by the stride, for each entry e;

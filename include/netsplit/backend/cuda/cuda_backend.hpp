@@ -24,6 +24,7 @@
 #include <thrust/device_ptr.h>
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
+#include <thrust/functional.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/logical.h>
 #include <thrust/reduce.h>
@@ -112,6 +113,11 @@ struct cuda_backend {
   static void add_relu_forward(context& ctx, std::int64_t n, const T* a, const T* b, T* y) {
     NETSPLIT_THRUST("thrust::transform(add_relu)",
                     thrust::transform(ctx.policy(), a, a + n, b, y, detail::cuda_kernels::add_relu_f<T>{}));
+  }
+  /// y = a + b
+  template <class T>
+  static void add(context& ctx, std::int64_t n, const T* a, const T* b, T* y) {
+    NETSPLIT_THRUST("thrust::transform(add)", thrust::transform(ctx.policy(), a, a + n, b, y, thrust::plus<T>{}));
   }
   /// True when every element is finite (waits for the context's queued work).
   template <class T>
@@ -238,6 +244,36 @@ struct cuda_backend {
                                                   s2, dgamma, dbeta, g, cx, c0});
       if (dx) thrust::transform(ctx.policy(), count(0), count(planes * d.spatial), dx,
                                 k::bn_input_grad_f<T>{x, dy, save_mean, g, cx, c0, d.channels, d.spatial}));
+  }
+
+  // Batch norm fused with the ReLU (and residual sum) after it, as the CPU backend has them.
+  // Here they are compositions of the plain operations: cuDNN's batch norm, then an
+  // in-place element-wise pass (one extra pass on the device; same results).
+  /// y = max(bn(x) + r, 0), or max(bn(x), 0) when r is null; training mode.
+  template <class T>
+  static void batch_norm_relu_forward_train(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
+                                            const T* beta, const T* r, T* y, T* save_mean, T* save_invstd,
+                                            T* running_mean, T* running_var) {
+    batch_norm_forward_train(ctx, d, x, gamma, beta, y, save_mean, save_invstd, running_mean, running_var);
+    relu_epilogue(ctx, d, r, y);
+  }
+  /// Evaluation mode of batch_norm_relu_forward_train.
+  template <class T>
+  static void batch_norm_relu_forward_eval(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
+                                           const T* beta, const T* running_mean, const T* running_var, const T* r,
+                                           T* y, T* save_mean, T* save_invstd) {
+    batch_norm_forward_eval(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd);
+    relu_epilogue(ctx, d, r, y);
+  }
+  /// Gradients of y = max(bn(x), 0) given dL/dy and y: dy masked by y > 0, then batch norm's.
+  template <class T>
+  static void batch_norm_relu_backward(context& ctx, const batch_norm_desc& d, bool batch_stats, const T* x,
+                                       const T* y, const T* gamma, const T* save_mean, const T* save_invstd,
+                                       const T* dy, T* dx, T* dgamma, T* dbeta) {
+    const std::int64_t n = std::int64_t{d.batch} * d.channels * d.spatial;
+    T* masked = ctx.scratch<T>(0, static_cast<std::size_t>(n));
+    relu_backward(ctx, n, y, dy, masked);
+    batch_norm_backward(ctx, d, batch_stats, x, gamma, save_mean, save_invstd, masked, dx, dgamma, dbeta);
   }
 
   // ---- shortcut, pooling, linear, loss -------------------------------------------------------
@@ -392,6 +428,15 @@ struct cuda_backend {
   }
 
  private:
+  template <class T>
+  static void relu_epilogue(context& ctx, const batch_norm_desc& d, const T* r, T* y) {
+    const std::int64_t n = std::int64_t{d.batch} * d.channels * d.spatial;
+    if (r)
+      add_relu_forward(ctx, n, y, r, y);
+    else
+      relu_forward(ctx, n, y, y);
+  }
+
   static thrust::counting_iterator<std::int64_t> count(std::int64_t i) { return thrust::counting_iterator<std::int64_t>(i); }
 
   static bool pointwise(const conv2d_desc& d) { return d.kernel == 1 && d.stride == 1 && d.pad == 0; }
