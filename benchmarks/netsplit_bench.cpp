@@ -234,7 +234,7 @@ void BM_resnet20_train_step_tpm(benchmark::State& st) {
   auto& ctx = context();
   resnet_fixture f;
   const auto name = tpm_metric_names()[static_cast<std::size_t>(st.range(0))];
-  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1);
+  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1, &ctx);
   std::int64_t it = 0;
   f.train_step(ctx);
   rec.observe(it++);
@@ -246,6 +246,27 @@ void BM_resnet20_train_step_tpm(benchmark::State& st) {
   st.SetItemsProcessed(st.iterations() * batch);
 }
 BENCHMARK(BM_resnet20_train_step_tpm)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+
+/// The recorder's observe alone, after an untimed training step each iteration (as the
+/// program calls it: on the training context's pool). Less exposed to a shared machine's
+/// drift than the difference of two step benchmarks: overhead = this / BM_resnet20_train_step.
+void BM_tpm_observe(benchmark::State& st) {
+  auto& ctx = context();
+  resnet_fixture f;
+  const auto name = tpm_metric_names()[static_cast<std::size_t>(st.range(0))];
+  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1, &ctx);
+  std::int64_t it = 0;
+  f.train_step(ctx);
+  rec.observe(it++);
+  for (auto _ : st) {
+    st.PauseTiming();
+    f.train_step(ctx);
+    st.ResumeTiming();
+    rec.observe(it++);
+  }
+  st.SetLabel(name);
+}
+BENCHMARK(BM_tpm_observe)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(30);
 
 /// Nine filters split together (global top-9 of Taylor scores over all sites, net2wider
 /// with noise), on a freshly trained copy each time; the copy is not timed.
