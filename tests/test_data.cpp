@@ -732,10 +732,11 @@ TEST_CASE("malformed or foreign loader state is rejected with io_error, loader u
       {replace("augment_rng", "1 2 3"), "bad rng state"},
       {replace("augment_rng", "1 2 3 zz"), "bad rng state"},
   };
-  for (const auto& [text, why] : bad) {
+  for (const auto& entry : bad) {  // not a structured binding: clang 14 cannot capture those
+    const std::string& text = entry.first;
     INFO("state: ", text);
     const std::string msg = message_of<io_error>([&] { l.load_state(text); });
-    check_mentions(msg, {why});
+    check_mentions(msg, {entry.second});
     CHECK(l.save_state() == good);
   }
   batch_loader fresh(d, 8, some_stats(), true, 42);

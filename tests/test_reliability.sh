@@ -95,6 +95,9 @@ expect_write_failure() {
   if ! grep -qF "cannot write '$target'" "$out/$name.err" || ! grep -qF "$reason" "$out/$name.err"; then
     fail "$what: stderr does not name '$target' and '$reason'"; show "$name"; return
   fi
+  if [ "${6:-}" = log ] && ! grep -qF "$reason" "$dir/train.log"; then
+    fail "$what: train.log does not end with the reason"; show "$name"; return
+  fi
   if ! no_temp_files "$dir"; then fail "$what: temporary file left: $(ls "$dir")"; return; fi
   if ! cmp -s "$dir/resnet20_iter_2.safetensors" "$ck2" || ! loads "$dir/resnet20_iter_2.safetensors"; then
     fail "$what: the previous checkpoint was damaged"; return
@@ -107,7 +110,7 @@ expect_write_failure() {
 d=$out/fsize; mkdir -p "$d"; cp "$ck2" "$d/"; cp "$ck4" "$d/"
 (trap '' XFSZ; ulimit -f 1024; "$prog" "${common[@]}" --max-iter 4 --snapshot-every 2 --lr-schedule "constant 0.01" \
   --out-dir "$d" --resume "$d/resnet20_iter_2.safetensors" >"$out/fsize.out" 2>"$out/fsize.err"); rc=$?
-expect_write_failure fsize "$d" "$d/resnet20_iter_4.safetensors" "File too large" "ulimit -f 1024 (EFBIG)"
+expect_write_failure fsize "$d" "$d/resnet20_iter_4.safetensors" "File too large" "ulimit -f 1024 (EFBIG)" log
 cmp -s "$d/resnet20_iter_4.safetensors" "$ck4" || fail "EFBIG: the older file of the same name was changed"
 
 # Full device: the temporary file's name (known: the program's pid, kept by exec) points at
@@ -115,7 +118,7 @@ cmp -s "$d/resnet20_iter_4.safetensors" "$ck4" || fail "EFBIG: the older file of
 d=$out/devfull; mkdir -p "$d"
 bash -c 'ln -s /dev/full "$1/resnet20_iter_4.safetensors.tmp.$$"; shift; exec "$@"' _ "$d" \
   "$prog" "${common[@]}" --max-iter 4 --snapshot-every 2 --out-dir "$d" >"$out/devfull.out" 2>"$out/devfull.err"; rc=$?
-expect_write_failure devfull "$d" "$d/resnet20_iter_4.safetensors" "No space left on device" "full device via /dev/full (ENOSPC)"
+expect_write_failure devfull "$d" "$d/resnet20_iter_4.safetensors" "No space left on device" "full device via /dev/full (ENOSPC)" log
 
 # A real full file system and a read-only one (tmpfs; needs permission to mount).
 d=$out/tmpfs; mkdir -p "$d"

@@ -76,7 +76,7 @@ int run_train(const options& o, const data_env& data, run_log& log) {
   run_spec spec;
   spec.seed = o.seed;
   spec.dir = o.out_dir;
-  return execute<Net>(o, spec, data, log).exit_code;
+  return execute_logged<Net>(o, spec, data, log).exit_code;
 }
 
 template <class Net>
@@ -101,7 +101,7 @@ int run_study(const options& o, const data_env& data, const std::string& command
       log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
                " training, " + std::to_string(data.test.size()) + " test images");
       log.line(recipe_line(o) + " " + std::to_string(seed));
-      auto r = execute<Net>(o, spec, data, log);
+      auto r = execute_logged<Net>(o, spec, data, log);
       if (r.exit_code != 0) throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
       runs.push_back(r);
       table = write_report(o, command, note, runs, root);

@@ -39,6 +39,12 @@ class run_log {
     human_ << stamp() << text << '\n';
     human_.flush();
   }
+  /// A line for train.log only (the program reports errors on stderr itself): best effort,
+  /// a log that cannot be written (full disk) loses the line, never the error.
+  void file_line(const std::string& text) {
+    human_ << stamp() << text << '\n';
+    human_.flush();
+  }
   void json(const std::string& object) {
     metrics_ << object << '\n';
     metrics_.flush();

@@ -258,6 +258,18 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   return res;
 }
 
+/// execute, and an error that stops the run is also written to its train.log before it
+/// propagates (the program prints it on stderr), so a log ends with the reason.
+template <class Net>
+run_result execute_logged(const options& o, const run_spec& spec, const data_env& data, run_log& log) {
+  try {
+    return execute<Net>(o, spec, data, log);
+  } catch (const std::exception& e) {
+    log.file_line(std::string("error: ") + e.what());
+    throw;
+  }
+}
+
 struct mean_std {
   double mean = 0, std = 0;
   std::size_t n = 0;
