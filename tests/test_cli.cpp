@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../examples/cifar100_resnet20/cli.hpp"
+#include "../examples/cifar100_resnet20/stats.hpp"
 
 using cifar_cli::cli_error;
 using cifar_cli::parse_options;
@@ -102,4 +103,22 @@ TEST_CASE("study flags and windows resolved from the preset") {
   CHECK(q.tpm_end == 3128);
   CHECK(q.splits == 5);
   CHECK(parse({"--controls", "none"}).controls.empty());
+}
+
+TEST_CASE("report statistics: sample std, Student-t 95% interval of a paired mean") {
+  using namespace cifar_cli;
+  const auto m = stats_of({0.001, -0.002, 0.004});  // hand: mean 0.001, sample std 0.003
+  CHECK(m.n == 3);
+  CHECK(m.mean == doctest::Approx(0.001));
+  CHECK(m.std == doctest::Approx(0.003));
+  const auto c = ci95(m);  // t(0.975, 2) = 4.303: 0.001 +- 4.303 * 0.003 / sqrt(3)
+  CHECK(c.lo == doctest::Approx(0.001 - 4.303 * 0.003 / std::sqrt(3.0)));
+  CHECK(c.hi == doctest::Approx(0.001 + 4.303 * 0.003 / std::sqrt(3.0)));
+  CHECK(ci_text(m) == "[-0.65, +0.85]");
+  CHECK(ci_text(stats_of({0.01})) == "—");  // one seed: no interval
+  CHECK(pm(stats_of({0.01})) == "1.00 (n=1)");
+  CHECK(t_quantile_975(1) == doctest::Approx(12.706));
+  CHECK(t_quantile_975(30) == doctest::Approx(2.042));
+  CHECK(t_quantile_975(60) == doctest::Approx(2.000).epsilon(0.002));  // exact 2.0003
+  CHECK(t_quantile_975(120) == doctest::Approx(1.980).epsilon(0.002));  // exact 1.9799
 }

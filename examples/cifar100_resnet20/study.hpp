@@ -19,6 +19,7 @@
 #include "netsplit/netsplit.hpp"
 #include "plot.hpp"
 #include "report.hpp"
+#include "stats.hpp"
 
 namespace cifar_cli {
 
@@ -66,11 +67,6 @@ inline selector_variant make_selector(const options& o) {
   return netsplit::top_k{o.splits};
 }
 
-inline std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 /// Runs one training run as `spec` says; reports through `log`. Throws netsplit errors.
 template <class Net>
@@ -270,26 +266,6 @@ run_result execute_logged(const options& o, const run_spec& spec, const data_env
   }
 }
 
-struct mean_std {
-  double mean = 0, std = 0;
-  std::size_t n = 0;
-};
-inline mean_std stats_of(const std::vector<double>& v) {
-  mean_std m;
-  m.n = v.size();
-  if (v.empty()) return m;
-  m.mean = std::accumulate(v.begin(), v.end(), 0.0) / v.size();
-  if (v.size() > 1) {
-    double s = 0;
-    for (double x : v) s += (x - m.mean) * (x - m.mean);
-    m.std = std::sqrt(s / (v.size() - 1));  // sample standard deviation
-  }
-  return m;
-}
-inline std::string pm(const mean_std& m, double scale = 100) {
-  return fmt("%.2f", m.mean * scale) + (m.n > 1 ? " ± " + fmt("%.2f", m.std * scale) : "") + " (n=" + std::to_string(m.n) + ")";
-}
-
 /// Writes report.md, results.csv and the SVG plots into `dir`; returns the markdown table.
 inline std::string write_report(const options& o, const std::string& command, const std::string& dataset_note,
                                 const std::vector<run_result>& runs, const fs::path& dir) {
@@ -322,6 +298,8 @@ inline std::string write_report(const options& o, const std::string& command, co
           << fmt("%.2f M", macs / 1e6) << " | " << seeds << " |\n";
   }
   // Paired differences against the baseline of the same seed (final top-1).
+  const std::string paired_header =
+      "| comparison | mean ± std (points) | 95% interval of the mean (points) | per seed |\n|---|---|---|---|\n";
   std::ostringstream paired;
   for (const auto& k : kinds) {
     if (k == "baseline") continue;
@@ -334,7 +312,8 @@ inline std::string write_report(const options& o, const std::string& command, co
             d.push_back(r.final_top1 - b.final_top1);
             per += (per.empty() ? "" : ", ") + ("seed " + std::to_string(r.seed) + ": " + fmt("%+.2f", 100 * d.back()));
           }
-    if (!d.empty()) paired << "| " << k << " − baseline | " << pm(stats_of(d)) << " | " << per << " |\n";
+    if (!d.empty())
+      paired << "| " << k << " − baseline | " << pm(stats_of(d)) << " | " << ci_text(stats_of(d)) << " | " << per << " |\n";
   }
 
   // Plots: curves of the first seed's runs, TPM, where splits went.
@@ -371,21 +350,22 @@ inline std::string write_report(const options& o, const std::string& command, co
      << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, `" << o.strategy
      << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n"
      << "## Test top-1\n\n" << table.str() << "\n"
-     << "## Paired difference of final top-1 (same seed)\n\n| comparison | mean ± std (points) | per seed |\n|---|---|---|\n"
+     << "## Paired difference of final top-1 (same seed)\n\n" << paired_header
      << paired.str() << "\n"
      << "How to read this: *final* is the accuracy after the last iteration and is the number to compare; *best* "
         "is the maximum over the test evaluations and is picked on the test set, so it is optimistic. Nothing in "
         "this study was tuned on the test set: filters are selected from training-batch signals (TPM) only. "
         "`random` splits the same number of filters chosen at random (same strategy); `static` trains a network "
-        "of the grown widths from scratch. With n seeds, a difference smaller than about two standard deviations "
-        "of the paired differences is not evidence of an effect.\n\n"
+        "of the grown widths from scratch. The 95% interval is Student's t on the n paired differences "
+        "(n − 1 degrees of freedom): an interval that contains 0 is not evidence of an effect, and with few "
+        "seeds it is wide.\n\n"
      << "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n\n"
      << "## Runs\n\n| run | seed | final top-1 | best top-1 (iter) | params | time |\n|---|---|---|---|---|---|\n";
   for (const auto& r : runs)
     md << "| " << r.kind << " | " << r.seed << " | " << fmt("%.4f", r.final_top1) << " | " << fmt("%.4f", r.best_top1)
        << " (" << r.best_iter << ") | " << r.params << " | " << run_log::duration(r.seconds) << " |\n";
   svg::save((dir / "report.md").string(), md.str());
-  return table.str() + "\n" + (paired.str().empty() ? "" : "| comparison | mean ± std (points) | per seed |\n|---|---|---|\n" + paired.str());
+  return table.str() + "\n" + (paired.str().empty() ? "" : paired_header + paired.str());
 }
 
 }  // namespace cifar_cli
