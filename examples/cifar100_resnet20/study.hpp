@@ -284,18 +284,23 @@ inline std::string write_report(const options& o, const std::string& command, co
         << "|---|---|---|---|---|---|\n";
   for (const auto& k : kinds) {
     std::vector<double> fin, best;
-    std::int64_t params = 0, macs = 0;
+    std::int64_t pmin = 0, pmax = 0, mmin = 0, mmax = 0;  // grown sizes differ between seeds
     std::string seeds;
     for (const auto& r : runs)
       if (r.kind == k) {
+        const bool first = fin.empty();
         fin.push_back(r.final_top1);
         best.push_back(r.best_top1);
-        params = r.params;
-        macs = r.macs;
+        pmin = first ? r.params : std::min(pmin, r.params);
+        pmax = first ? r.params : std::max(pmax, r.params);
+        mmin = first ? r.macs : std::min(mmin, r.macs);
+        mmax = first ? r.macs : std::max(mmax, r.macs);
         seeds += (seeds.empty() ? "" : ",") + std::to_string(r.seed);
       }
-    table << "| " << k << " | " << pm(stats_of(fin)) << " | " << pm(stats_of(best)) << " | " << params << " | "
-          << fmt("%.2f M", macs / 1e6) << " | " << seeds << " |\n";
+    const auto range = [](std::string lo, std::string hi) { return lo == hi ? lo : lo + "–" + hi; };
+    table << "| " << k << " | " << pm(stats_of(fin)) << " | " << pm(stats_of(best)) << " | "
+          << range(std::to_string(pmin), std::to_string(pmax)) << " | "
+          << range(fmt("%.2f", mmin / 1e6), fmt("%.2f", mmax / 1e6)) << " M | " << seeds << " |\n";
   }
   // Paired differences against the baseline of the same seed (final top-1).
   const std::string paired_header =
