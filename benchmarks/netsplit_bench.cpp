@@ -228,43 +228,48 @@ void BM_resnet20_inference(benchmark::State& st) {
 BENCHMARK(BM_resnet20_inference)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 // ---- growth: TPM recording overhead and the split itself ------------------------------------------
+/// A ResNet20 with a TPM recorder (metric by index, window covering every iteration, on
+/// the context's pool as the program uses it), after one warm-up step and observe.
+struct tpm_fixture {
+  resnet_fixture f;
+  std::string name;
+  tpm_recorder<resnet20<cpu, 100, float>> rec;
+  std::int64_t it = 0;
+  tpm_fixture(cpu_context& ctx, std::int64_t metric)
+      : name(tpm_metric_names()[static_cast<std::size_t>(metric)]),
+        rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1, &ctx) {
+    f.train_step(ctx);
+    rec.observe(it++);
+  }
+};
+
 /// A training step with a TPM recorder observing every iteration (compare with
 /// BM_resnet20_train_step: the difference is the recording overhead). Arg: metric index.
 void BM_resnet20_train_step_tpm(benchmark::State& st) {
   auto& ctx = context();
-  resnet_fixture f;
-  const auto name = tpm_metric_names()[static_cast<std::size_t>(st.range(0))];
-  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1, &ctx);
-  std::int64_t it = 0;
-  f.train_step(ctx);
-  rec.observe(it++);
+  tpm_fixture t(ctx, st.range(0));
   for (auto _ : st) {
-    f.train_step(ctx);
-    rec.observe(it++);
+    t.f.train_step(ctx);
+    t.rec.observe(t.it++);
   }
-  st.SetLabel(name);
+  st.SetLabel(t.name);
   st.SetItemsProcessed(st.iterations() * batch);
 }
 BENCHMARK(BM_resnet20_train_step_tpm)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
 
-/// The recorder's observe alone, after an untimed training step each iteration (as the
-/// program calls it: on the training context's pool). Less exposed to a shared machine's
-/// drift than the difference of two step benchmarks: overhead = this / BM_resnet20_train_step.
+/// The recorder's observe alone, after an untimed training step each iteration. Less
+/// exposed to a shared machine's drift than the difference of two step benchmarks:
+/// overhead = this / BM_resnet20_train_step.
 void BM_tpm_observe(benchmark::State& st) {
   auto& ctx = context();
-  resnet_fixture f;
-  const auto name = tpm_metric_names()[static_cast<std::size_t>(st.range(0))];
-  tpm_recorder<resnet20<cpu, 100, float>> rec(f.net, make_tpm_metric(name), {0, 1 << 30}, 1, &ctx);
-  std::int64_t it = 0;
-  f.train_step(ctx);
-  rec.observe(it++);
+  tpm_fixture t(ctx, st.range(0));
   for (auto _ : st) {
     st.PauseTiming();
-    f.train_step(ctx);
+    t.f.train_step(ctx);
     st.ResumeTiming();
-    rec.observe(it++);
+    t.rec.observe(t.it++);
   }
-  st.SetLabel(name);
+  st.SetLabel(t.name);
 }
 BENCHMARK(BM_tpm_observe)->DenseRange(0, 3)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(30);
 
