@@ -45,7 +45,7 @@ command -v ninja >/dev/null && cmake_args+=(-G Ninja)
 
 # Eigen and doctest from the project-local folder: CMake package shims pointing into it.
 if [ -d "$deps/eigen3/Eigen" ] || [ -f "$deps/doctest/doctest.h" ]; then
-  shims="$root/$build/dep-shims"
+  case $build in /*) shims="$build/dep-shims" ;; *) shims="$root/$build/dep-shims" ;; esac
   mkdir -p "$shims"
   if [ -d "$deps/eigen3/Eigen" ]; then
     cat > "$shims/Eigen3Config.cmake" <<CMAKE

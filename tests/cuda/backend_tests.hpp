@@ -58,6 +58,19 @@ inline double max_rel(const std::vector<float>& got, const std::vector<float>& w
   return d / std::max(m, 1e-12);
 }
 
+/// max |got - want| / max(max |want|, scale): for results that are small differences of terms of
+/// size `scale` (rounding in those terms is what the comparison can resolve).
+inline double max_rel_to(const std::vector<float>& got, const std::vector<float>& want, double scale) {
+  REQUIRE(got.size() == want.size());
+  double d = 0, m = scale;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    const double diff = std::abs(double(got[i]) - double(want[i]));
+    d = std::isnan(diff) ? INFINITY : std::max(d, diff);
+    m = std::max(m, std::abs(double(want[i])));
+  }
+  return d / std::max(m, 1e-12);
+}
+
 #define NETSPLIT_CHECK_CLOSE(got, want, tol)               \
   do {                                                     \
     const double rel_ = ::netsplit_test::max_rel(got, want); \

@@ -170,7 +170,20 @@ void batch_norm_ops() {
       NETSPLIT_CHECK_CLOSE(g.invstd.to_host(), c.invstd.to_host(), op_tol);
       NETSPLIT_CHECK_CLOSE(g.rm.to_host(), c.rm.to_host(), op_tol);
       NETSPLIT_CHECK_CLOSE(g.rv.to_host(), c.rv.to_host(), op_tol);
-      NETSPLIT_CHECK_CLOSE(g.dx.to_host(), c.dx.to_host(), op_tol);
+      // In train mode dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)): with few values per
+      // channel (2 in the 2x3x1 case, where dx is O(eps / var) of its terms) it is mostly cancellation,
+      // so it is compared relative to the size of those terms, max |gamma * invstd * dy|.
+      double terms = 0;
+      {
+        const auto gh = c.gamma.to_host(), ih = c.invstd.to_host(), dh = c.dy.to_host();
+        for (std::size_t i = 0; i < dh.size(); ++i) {
+          const auto ch = (i / static_cast<std::size_t>(d.spatial)) % static_cast<std::size_t>(d.channels);
+          terms = std::max(terms, std::abs(double(gh[ch]) * ih[ch] * dh[i]));
+        }
+      }
+      const double rel_dx = max_rel_to(g.dx.to_host(), c.dx.to_host(), terms);
+      INFO("dx difference " << rel_dx << " relative to max |gamma * invstd * dy| = " << terms);
+      CHECK(rel_dx <= op_tol);
       NETSPLIT_CHECK_CLOSE(g.dgamma.to_host(), c.dgamma.to_host(), op_tol);
       NETSPLIT_CHECK_CLOSE(g.dbeta.to_host(), c.dbeta.to_host(), op_tol);
       NETSPLIT_CHECK_CLOSE(g.dgamma2.to_host(), c.dgamma.to_host(), op_tol);
