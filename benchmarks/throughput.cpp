@@ -1,7 +1,8 @@
 // benchmarks/throughput.cpp — ResNet20 training and inference throughput of netsplit for
 // the side-by-side comparison with PyTorch (compare_pytorch.sh), plus a measurement of the
 // machine's FP32 FMA peak. Synthetic input, 100 classes, batch 128. Prints one JSON object:
-// per-window img/s, medians, achieved GFLOP/s, peak resident memory.
+// per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's multiply-adds,
+// whichever algorithm ran), peak resident memory. --conv direct turns Winograd off.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -66,19 +67,24 @@ double fma_peak_gflops(int threads, double seconds) {
 
 int main(int argc, char** argv) {
   int threads = 2, batch = 128, windows = 5, steps = 4;
+  std::string conv = "fastest";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
-    if (a == "--threads") threads = v;
+    if (a == "--conv" && (std::string(argv[i + 1]) == "fastest" || std::string(argv[i + 1]) == "direct")) conv = argv[i + 1];
+    else if (a == "--threads") threads = v;
     else if (a == "--batch") batch = v;
     else if (a == "--windows") windows = v;
     else if (a == "--steps") steps = v;
     else {
-      std::fprintf(stderr, "usage: netsplit_throughput [--threads N] [--batch N] [--windows N] [--steps N]\n");
+      std::fprintf(stderr,
+                   "usage: netsplit_throughput [--threads N] [--batch N] [--windows N] [--steps N] "
+                   "[--conv fastest|direct]\n");
       return 2;
     }
   }
   cpu_context ctx(threads);
+  ctx.set_conv_algorithm(conv == "direct" ? cpu_conv_algorithm::direct : cpu_conv_algorithm::fastest);
   resnet20<cpu_backend, 100> net(1);
   rng r(7);
   tensor<float, cpu_backend> x({batch, 3, 32, 32});
@@ -115,10 +121,10 @@ int main(int argc, char** argv) {
     return "[" + s + "]";
   };
   std::printf(
-      "{\"framework\":\"netsplit\",\"threads\":%d,\"batch\":%d,\"train_img_s\":%s,\"train_median\":%.1f,"
+      "{\"framework\":\"netsplit\",\"conv\":\"%s\",\"threads\":%d,\"batch\":%d,\"train_img_s\":%s,\"train_median\":%.1f,"
       "\"infer_img_s\":%s,\"infer_median\":%.1f,\"train_gflop_per_image\":%.4f,\"infer_gflop_per_image\":%.4f,"
       "\"fma_peak_gflops\":%.1f,\"peak_rss_mb\":%.1f}\n",
-      threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer), 3 * fwd_gflop, fwd_gflop,
+      conv.c_str(), threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer), 3 * fwd_gflop, fwd_gflop,
       peak, ru.ru_maxrss / 1024.0);
   return 0;
 }

@@ -2,8 +2,13 @@
 // im2col + Eigen GEMM, kept here as the reference) over every ResNet20 shape and odd ones:
 // 7x7, 5x5, pad 0, pad larger than the kernel needs, stride 2 and 3 on even and odd sizes,
 // 1x1 stride 2, non-square images, channel counts that are not tile multiples, batch 1 and 3
-// on two threads. Float results must match the double reference within 1e-4 of the largest
-// reference magnitude; double within 1e-10. Results must be bit-identical between runs.
+// on two threads, and the shapes that exercise the Winograd path's vector and scalar
+// transforms (widths 2-64, tile counts that are not multiples of 16, non-square). Every case
+// runs with each of the context's algorithms: `fastest` (Winograd F(2x2, 3x3) with vector
+// transforms where they exist), `direct`, and `winograd` (Winograd wherever it applies,
+// including its portable transforms and double). Float results must match the double
+// reference within 1e-4 of the largest reference magnitude; double within 1e-10. Results
+// must be bit-identical between runs.
 #include <doctest/doctest.h>
 
 #include <Eigen/Core>
@@ -154,7 +159,7 @@ conv_run<T> run_engine(cpu_context& ctx, const conv2d_desc& d, const std::vector
 }
 
 template <class T>
-void check_case(const conv2d_desc& d, const char* what, double tolerance) {
+void check_case(const conv2d_desc& d, const char* what, double tolerance, cpu_conv_algorithm algorithm) {
   const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 1);
   const auto ws = random_values(d.weight_count(), 2);
   const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 3);
@@ -166,6 +171,7 @@ void check_case(const conv2d_desc& d, const char* what, double tolerance) {
   reference::conv2d_backward(d, xd.data(), wd.data(), dyd.data(), dx_ref.data(), dw_ref.data());
 
   cpu_context ctx(2);
+  ctx.set_conv_algorithm(algorithm);
   const auto a = run_engine(ctx, d, x, w, dy);
   const double ey = relative_error(a.y, y_ref), edx = relative_error(a.dx, dx_ref),
                edw = relative_error(a.dw, dw_ref), edw2 = relative_error(a.dw_only, dw_ref);
@@ -178,11 +184,22 @@ void check_case(const conv2d_desc& d, const char* what, double tolerance) {
   // bit-identical on a second run with the same context and with a fresh one (same threads)
   const auto b = run_engine(ctx, d, x, w, dy);
   cpu_context ctx2(2);
+  ctx2.set_conv_algorithm(algorithm);
   const auto c = run_engine(ctx2, d, x, w, dy);
   for (const auto* o : {&b, &c}) {
     CHECK(std::memcmp(a.y.data(), o->y.data(), a.y.size() * sizeof(T)) == 0);
     CHECK(std::memcmp(a.dx.data(), o->dx.data(), a.dx.size() * sizeof(T)) == 0);
     CHECK(std::memcmp(a.dw.data(), o->dw.data(), a.dw.size() * sizeof(T)) == 0);
+  }
+}
+
+template <class T>
+void check_case(const conv2d_desc& d, const char* what, double tolerance) {
+  for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd}) {
+    INFO((algorithm == cpu_conv_algorithm::fastest  ? "fastest"
+          : algorithm == cpu_conv_algorithm::direct ? "direct"
+                                                    : "winograd"));
+    check_case<T>(d, what, tolerance, algorithm);
   }
 }
 
@@ -219,6 +236,15 @@ const conv_case odd_cases[] = {
     {{3, 16, 32, 32, 32, 3, 2, 1}, "batch 3 on two threads"},
     {{1, 1, 1, 1, 1, 3, 1, 1}, "single pixel"},
     {{2, 2, 3, 3, 2, 3, 2, 1}, "tiny 3x2 s2"},
+    // 3x3 stride-1 same: the Winograd path (tile widths TW = W/2)
+    {{2, 3, 9, 6, 64, 3, 1, 1}, "Winograd TW 32 (vector, part of a row per vector)"},
+    {{3, 5, 7, 8, 16, 3, 1, 1}, "Winograd non-square 8x16"},
+    {{3, 5, 7, 6, 8, 3, 1, 1}, "Winograd 12 tiles per image (masked tail)"},
+    {{3, 5, 7, 4, 8, 3, 1, 1}, "Winograd 8 tiles per image"},
+    {{2, 3, 9, 10, 24, 3, 1, 1}, "Winograd TW 12 (scalar transforms)"},
+    {{2, 3, 9, 6, 4, 3, 1, 1}, "Winograd TW 2 (scalar transforms)"},
+    {{2, 3, 9, 2, 2, 3, 1, 1}, "Winograd one tile"},
+    {{3, 5, 7, 7, 8, 3, 1, 1}, "3x3 same, odd height (direct)"},
 };
 
 }  // namespace
@@ -238,17 +264,21 @@ TEST_CASE("conv engine matches the im2col reference on odd shapes (float and dou
 }
 
 TEST_CASE("conv engine results agree across thread counts") {
-  const conv2d_desc d{13, 16, 32, 32, 32, 3, 2, 1};
-  const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 4);
-  const auto ws = random_values(d.weight_count(), 5);
-  const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 6);
-  std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
-  cpu_context one(1), three(3);
-  const auto a = run_engine(one, d, x, w, dy);
-  const auto b = run_engine(three, d, x, w, dy);
-  // forward and input gradient do not reduce across threads: identical
-  CHECK(std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(a.dx.data(), b.dx.data(), a.dx.size() * sizeof(float)) == 0);
-  std::vector<double> dw1(a.dw.begin(), a.dw.end());
-  CHECK(relative_error(b.dw, dw1) <= 1e-5);
+  for (const conv2d_desc d : {conv2d_desc{13, 16, 32, 32, 32, 3, 2, 1}, conv2d_desc{13, 16, 16, 16, 16, 3, 1, 1}}) {
+    INFO(describe(d));
+    const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 4);
+    const auto ws = random_values(d.weight_count(), 5);
+    const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 6);
+    std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
+    cpu_context one(1), three(3);
+    one.set_conv_algorithm(cpu_conv_algorithm::winograd);
+    three.set_conv_algorithm(cpu_conv_algorithm::winograd);
+    const auto a = run_engine(one, d, x, w, dy);
+    const auto b = run_engine(three, d, x, w, dy);
+    // forward and input gradient do not reduce across threads: identical
+    CHECK(std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(a.dx.data(), b.dx.data(), a.dx.size() * sizeof(float)) == 0);
+    std::vector<double> dw1(a.dw.begin(), a.dw.end());
+    CHECK(relative_error(b.dw, dw1) <= 1e-5);
+  }
 }

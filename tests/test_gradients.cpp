@@ -14,8 +14,10 @@ namespace {
 constexpr double tolerance = 1e-6;
 
 template <class L>
-void expect_gradients(const char* what, L& layer, tensor_shape in, phase p, std::uint64_t seed = 11) {
+void expect_gradients(const char* what, L& layer, tensor_shape in, phase p, std::uint64_t seed = 11,
+                      cpu_conv_algorithm algorithm = cpu_conv_algorithm::fastest) {
   cpu_context ctx(2);
+  ctx.set_conv_algorithm(algorithm);
   rng r(seed);
   if constexpr (Initializable<L>) layer.initialize(r);
   // Non-trivial BN parameters so their gradients are exercised away from γ=1, β=0.
@@ -47,6 +49,9 @@ TEST_CASE("conv2d gradients: 3x3 and 1x1, stride 1 and 2, padding") {
   expect_gradients("conv2d 1x1 stride 1", c1s1, {3, 4, 6, 6}, phase::train);
   conv2d_layer<double, cpu, fmap_shape{4, 6, 6}, 6, 1, 2, 0> c1s2;
   expect_gradients("conv2d 1x1 stride 2", c1s2, {2, 4, 6, 6}, phase::train);
+  // Winograd F(2x2, 3x3): forward, input gradient and weight gradient (even sizes)
+  conv2d_layer<double, cpu, fmap_shape{3, 8, 6}, 4, 3, 1, 1> wino;
+  expect_gradients("conv2d 3x3 same, Winograd", wino, {3, 3, 8, 6}, phase::train, 11, cpu_conv_algorithm::winograd);
 }
 
 TEST_CASE("batch_norm gradients in train and eval mode") {
@@ -119,6 +124,9 @@ TEST_CASE("shortcut gradients: option A scatter and option B projection") {
 TEST_CASE("basic block gradients with each shortcut") {
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 4, 1, shortcut_a> identity;
   expect_gradients("basic_block identity shortcut", identity, {3, 4, 6, 6}, phase::train);
+  basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 4, 1, shortcut_a> identity_winograd;
+  expect_gradients("basic_block identity, Winograd", identity_winograd, {3, 4, 6, 6}, phase::train, 11,
+                   cpu_conv_algorithm::winograd);
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_a> block_a;
   expect_gradients("basic_block option A, stride 2", block_a, {3, 4, 6, 6}, phase::train);
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_b> block_b;

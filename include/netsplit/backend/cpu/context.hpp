@@ -29,6 +29,15 @@ inline void* aligned_bytes(std::size_t bytes) {
 }
 }  // namespace detail
 
+/// How the CPU backend computes convolutions (winograd.hpp, conv_kernels.hpp):
+/// `fastest` takes Winograd F(2x2, 3x3) for 3x3 stride-1 "same" convolutions where it was
+/// measured faster (float with AVX-512 vector transforms, widths 8, 16, 32, 64, ...) and the
+/// direct engine elsewhere; `direct` takes the direct engine for all (a choice for users who
+/// want the direct form's rounding); `winograd` takes Winograd wherever it applies, any type
+/// and instruction set (its portable transforms are slower than the direct engine: for tests
+/// and comparisons).
+enum class cpu_conv_algorithm { fastest, direct, winograd };
+
 class cpu_context {
  public:
   /// threads <= 0 means all hardware threads.
@@ -38,6 +47,9 @@ class cpu_context {
 
   int threads() const { return pool_.size(); }
   thread_pool& pool() { return pool_; }
+
+  cpu_conv_algorithm conv_algorithm() const { return conv_algorithm_; }
+  void set_conv_algorithm(cpu_conv_algorithm a) { conv_algorithm_ = a; }
 
   static constexpr int scratch_slots = 8;
 
@@ -61,6 +73,7 @@ class cpu_context {
   };
   thread_pool pool_;
   std::vector<buffer> scratch_;
+  cpu_conv_algorithm conv_algorithm_ = cpu_conv_algorithm::fastest;
 };
 
 }  // namespace netsplit

@@ -349,8 +349,11 @@ void run_fwd(const T* base, const i64* off, i64 K, const T* apack, int mtiles, T
 
 /// Scratch slots of the context used by the engine: per thread 0 (input planes),
 /// 1 (gradient planes or forward output), 2 (input-gradient output), 3 (weight-gradient
-/// partial); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all.
-enum slot : int { slot_src = 0, slot_grad = 1, slot_out = 2, slot_dw = 3, slot_weights = 4, slot_offsets = 5 };
+/// partial); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
+/// slot 6 the transposed weights of winograd.hpp's input gradient.
+enum slot : int {
+  slot_src = 0, slot_grad = 1, slot_out = 2, slot_dw = 3, slot_weights = 4, slot_offsets = 5, slot_rotated = 6
+};
 
 /// Images per chunk: the chunk's buffers should stay in the per-core L2 cache.
 inline int chunk_images(const geometry& g, i64 floats_per_position, int images) {

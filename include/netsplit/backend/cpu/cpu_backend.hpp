@@ -16,6 +16,7 @@
 #include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
 #include "netsplit/backend/cpu/conv_kernels.hpp"
+#include "netsplit/backend/cpu/winograd.hpp"
 #include "netsplit/backend/descriptors.hpp"
 #include "netsplit/core/errors.hpp"
 
@@ -103,19 +104,42 @@ struct cpu_backend {
   }
 
   // ---- convolution -------------------------------------------------------------------------
-  /// y = conv(x, w): implicit GEMM over padded plane buffers (see conv_kernels.hpp).
+  /// y = conv(x, w): Winograd F(2x2, 3x3) for 3x3 stride-1 "same" convolutions as the
+  /// context's cpu_conv_algorithm says (winograd.hpp), else implicit GEMM over padded plane
+  /// buffers (conv_kernels.hpp).
   template <class T>
   static void conv2d_forward(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
-    detail::cpu_conv::forward(ctx, d, x, w, y);
+    if (use_winograd<T>(ctx, d))
+      detail::cpu_conv::winograd_forward(ctx, d, x, w, y);
+    else
+      detail::cpu_conv::forward(ctx, d, x, w, y);
   }
 
-  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null.
+  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null; Winograd where
+  /// the forward is.
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w,
                               const T* dy, T* dx, T* dw) {
-    detail::cpu_conv::backward(ctx, d, x, w, dy, dx, dw);
+    if (use_winograd<T>(ctx, d)) {
+      detail::cpu_conv::winograd_backward_weights(ctx, d, x, dy, dw);
+      if (dx) detail::cpu_conv::winograd_backward_data(ctx, d, w, dy, dx);
+    } else {
+      detail::cpu_conv::backward(ctx, d, x, w, dy, dx, dw);
+    }
   }
 
+ private:
+  template <class T>
+  static bool use_winograd(const context& ctx, const conv2d_desc& d) {
+    if (!detail::cpu_conv::winograd_applicable(d)) return false;
+    switch (ctx.conv_algorithm()) {
+      case cpu_conv_algorithm::winograd: return true;
+      case cpu_conv_algorithm::fastest: return detail::cpu_conv::winograd_vectorised<T>(d);
+      default: return false;
+    }
+  }
+
+ public:
   // ---- batch normalisation -----------------------------------------------------------------
   /// Training mode: normalise with batch statistics (biased variance), save mean and
   /// 1/sqrt(var + eps) for backward, update running statistics with unbiased variance.

@@ -1,0 +1,535 @@
+// netsplit/backend/cpu/winograd.hpp — 3x3 stride-1 "same" convolutions by Winograd's
+// minimal filtering F(2x2, 3x3) (Lavin & Gray, 2015).
+// Each 2x2 output tile comes from a 4x4 input tile d: Y = A^T [(G g G^T) . (B^T d B)] A, so
+// the 9 multiplies per output of the direct form become 16 / 4 = 4, at the price of three
+// linear transforms (the weights', once per call; the input's and the output's, by adds).
+// The 16 element-wise products, summed over input channels, are 16 independent matrix
+// products  M[e] (out x tiles) = U[e] (out x in) * V[e] (in x tiles), computed by the direct
+// engine's register-blocked micro-kernel (conv_kernels.hpp) with "tap offsets" that step
+// over the input-channel rows of V[e].
+// Used for the forward pass, the input gradient (a 3x3 stride-1 "same" convolution of dy with
+// the weights transposed and rotated) and the weight gradient (dU[e] = sum over tiles of
+// (A dY A^T)[e] (B^T d B)[e], then dw = G^T dU G, by the direct engine's weight-gradient
+// micro-kernel).
+// Numerics: the transforms only add, subtract and halve (exact in binary floating point up
+// to the rounding of each sum), so results differ from the direct form by a few ulps of the
+// sums' magnitudes; summation order depends only on shapes and thread count (reproducible).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "netsplit/backend/cpu/conv_kernels.hpp"
+
+namespace netsplit::detail::cpu_conv {
+
+/// True for the convolutions this file computes: 3x3, stride 1, padding 1, even sizes.
+inline bool winograd_applicable(const conv2d_desc& d) {
+  return d.kernel == 3 && d.stride == 1 && d.pad == 1 && d.in_height % 2 == 0 && d.in_width % 2 == 0 &&
+         d.in_height >= 2 && d.in_width >= 2;
+}
+
+/// True where Winograd has vector transforms (float, AVX-512, widths whose tile rows pack
+/// into 16 lanes): where cpu_conv_algorithm::fastest takes it.
+template <class T>
+bool winograd_vectorised(const conv2d_desc& d);
+
+namespace winograd {
+
+/// U[e][m][c] = (G g[m][c] G^T)[e], G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]],
+/// packed per element e for the micro-kernel: u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r;
+/// this call fills rows m in [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
+template <class T>
+void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
+  const T h = T(0.5);
+  for (int m = m_begin; m < m_end; ++m)
+    for (int c = 0; c < C; ++c) {
+      T gg[4][3], out[4][4];
+      if (m < M) {
+        const T* g = w + (i64{m} * C + c) * 9;
+        for (int j = 0; j < 3; ++j) {  // G g: rows
+          gg[0][j] = g[j];
+          gg[1][j] = h * (g[j] + g[3 + j] + g[6 + j]);
+          gg[2][j] = h * (g[j] - g[3 + j] + g[6 + j]);
+          gg[3][j] = g[6 + j];
+        }
+        for (int i = 0; i < 4; ++i) {  // (G g) G^T: columns
+          out[i][0] = gg[i][0];
+          out[i][1] = h * (gg[i][0] + gg[i][1] + gg[i][2]);
+          out[i][2] = h * (gg[i][0] - gg[i][1] + gg[i][2]);
+          out[i][3] = gg[i][2];
+        }
+      } else {
+        for (auto& row : out) std::fill(row, row + 4, T(0));
+      }
+      const int mt = m / mr, r = m % mr;
+      for (int e = 0; e < 16; ++e) u[((i64{e} * mtiles + mt) * C + c) * mr + r] = out[e / 4][e % 4];
+    }
+}
+
+/// Images per chunk of one thread, such that the chunk's 16 transformed planes of `rows`
+/// rows (input channels plus products) stay within about 1.5 MB of the core's L2, and the
+/// chunk's row length in tiles, rounded up to `multiple`.
+struct chunk_plan {
+  int images;
+  i64 tpad;
+};
+inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::size_t elem_bytes, i64 multiple) {
+  constexpr i64 budget_bytes = 1536 * 1024;
+  const i64 tiles = i64{d.in_height / 2} * (d.in_width / 2);
+  const int per_thread = (d.batch + threads - 1) / threads;
+  const i64 per_image = 16 * rows * tiles * static_cast<i64>(elem_bytes);
+  const int images = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
+  return {images, round_up(images * tiles, multiple)};
+}
+
+/// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx].
+template <class T>
+void transpose_rotate(const T* w, int M, int C, T* wt) {
+  for (int m = 0; m < M; ++m)
+    for (int c = 0; c < C; ++c)
+      for (int k = 0; k < 9; ++k) wt[(i64{c} * M + m) * 9 + k] = w[(i64{m} * C + c) * 9 + (8 - k)];
+}
+
+/// V[e][c][t] = (B^T d B)[e] for the 4x4 input tile d of tile t = (n*TH + ty)*TW + tx at rows
+/// 2ty-1.., columns 2tx-1.. (zero outside), B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]].
+/// `row` is scratch of 4 * (H + 2) * TW + W + 4 values.
+template <class T>
+void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad, T* row) {
+  const int TH = H / 2, TW = W / 2;
+  const i64 tiles = i64{TH} * TW;
+  T* a = row;                                // a[j][r][tx], r = padded row 0..H+1
+  T* line = row + 4 * i64{H + 2} * TW;       // one input row with a zero on each side
+  const i64 jstride = i64{H + 2} * TW;
+  for (int j = 0; j < 4; ++j) {
+    std::fill(a + j * jstride, a + j * jstride + TW, T(0));                      // row -1
+    std::fill(a + j * jstride + i64{H + 1} * TW, a + (j + 1) * jstride, T(0));  // row H
+  }
+  line[0] = T(0);
+  line[W + 1] = line[W + 2] = line[W + 3] = T(0);
+  for (int c = 0; c < C; ++c)
+    for (int n = 0; n < count; ++n) {
+      const T* xc = x + (i64{n} * C + c) * H * W;
+      for (int r = 0; r < H; ++r) {  // along columns: d_j = line[2tx + j]
+        std::copy(xc + i64{r} * W, xc + i64{r + 1} * W, line + 1);
+        T* a0 = a + i64{r + 1} * TW;
+        T* a1 = a0 + jstride;
+        T* a2 = a1 + jstride;
+        T* a3 = a2 + jstride;
+        for (int tx = 0; tx < TW; ++tx) {
+          const T d0 = line[2 * tx], d1 = line[2 * tx + 1], d2 = line[2 * tx + 2], d3 = line[2 * tx + 3];
+          a0[tx] = d0 - d2;
+          a1[tx] = d1 + d2;
+          a2[tx] = d2 - d1;
+          a3[tx] = d1 - d3;
+        }
+      }
+      for (int j = 0; j < 4; ++j)  // along rows: tile row ty reads padded rows 2ty..2ty+3
+        for (int ty = 0; ty < TH; ++ty) {
+          const T* r0 = a + j * jstride + i64{2 * ty} * TW;
+          const T* r1 = r0 + TW;
+          const T* r2 = r1 + TW;
+          const T* r3 = r2 + TW;
+          T* out = v + (i64{j} * C + c) * tpad + n * tiles + i64{ty} * TW;
+          const i64 es = 4 * i64{C} * tpad;  // e = i*4 + j: i steps by 4 elements
+          for (int tx = 0; tx < TW; ++tx) {
+            out[tx] = r0[tx] - r2[tx];
+            out[es + tx] = r1[tx] + r2[tx];
+            out[2 * es + tx] = r2[tx] - r1[tx];
+            out[3 * es + tx] = r1[tx] - r3[tx];
+          }
+        }
+    }
+}
+
+/// y[n][m][2ty+a][2tx+b] = (A^T M A)[a][b], A^T = [[1,1,1,0], [0,1,-1,-1]], from
+/// M[e][m][t] (rows of stride tpad, elements e of stride es).
+template <class T>
+void transform_output(const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row) {
+  const int TH = H / 2, TW = W / 2;
+  const i64 tiles = i64{TH} * TW;
+  T* s = row;  // s[a][j][tx]
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      T* ym = y + (i64{n} * M + m) * H * W;
+      for (int ty = 0; ty < TH; ++ty) {
+        const T* base = mm + i64{m} * tpad + n * tiles + i64{ty} * TW;
+        for (int j = 0; j < 4; ++j) {
+          const T* m0 = base + j * es;
+          const T* m1 = m0 + 4 * es;
+          const T* m2 = m1 + 4 * es;
+          const T* m3 = m2 + 4 * es;
+          T* s0 = s + i64{j} * TW;
+          T* s1 = s + i64{4 + j} * TW;
+          for (int tx = 0; tx < TW; ++tx) {
+            s0[tx] = m0[tx] + m1[tx] + m2[tx];
+            s1[tx] = m1[tx] - m2[tx] - m3[tx];
+          }
+        }
+        for (int a = 0; a < 2; ++a) {
+          const T* q0 = s + i64{4 * a} * TW;
+          const T* q1 = q0 + TW;
+          const T* q2 = q1 + TW;
+          const T* q3 = q2 + TW;
+          T* out = ym + i64{2 * ty + a} * W;
+          for (int tx = 0; tx < TW; ++tx) {
+            out[2 * tx] = q0[tx] + q1[tx] + q2[tx];
+            out[2 * tx + 1] = q1[tx] - q2[tx] - q3[tx];
+          }
+        }
+      }
+    }
+}
+
+/// The products' gradient dM[e][m][t] = (A dY A^T)[e] from the output gradient's 2x2 tile
+/// dY of tile t (rows of stride tpad, elements e of stride es), A = [[1,0], [1,1], [1,-1], [0,-1]].
+template <class T>
+void transform_output_grad(const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
+  const int TH = H / 2, TW = W / 2;
+  const i64 tiles = i64{TH} * TW;
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      const T* g = dy + (i64{n} * M + m) * H * W;
+      T* out = dm + i64{m} * tpad + n * tiles;
+      for (int ty = 0; ty < TH; ++ty)
+        for (int tx = 0; tx < TW; ++tx) {
+          const T* r0 = g + i64{2 * ty} * W + 2 * tx;
+          const T* r1 = r0 + W;
+          const T p[4][2] = {{r0[0], r0[1]}, {r0[0] + r1[0], r0[1] + r1[1]}, {r0[0] - r1[0], r0[1] - r1[1]}, {-r1[0], -r1[1]}};
+          const i64 t = i64{ty} * TW + tx;
+          for (int i = 0; i < 4; ++i) {
+            out[(4 * i) * es + t] = p[i][0];
+            out[(4 * i + 1) * es + t] = p[i][0] + p[i][1];
+            out[(4 * i + 2) * es + t] = p[i][0] - p[i][1];
+            out[(4 * i + 3) * es + t] = -p[i][1];
+          }
+        }
+    }
+}
+
+/// dw[m][c] (3x3) = G^T dU[m][c] G from dU[e][m][c] at du[(e * rows + m) * ld + c].
+template <class T>
+void weight_grad_from(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
+  const T h = T(0.5);
+  for (int m = 0; m < M; ++m)
+    for (int c = 0; c < C; ++c) {
+      T u[4][4], t[3][4];
+      for (int e = 0; e < 16; ++e) u[e / 4][e % 4] = du[(e * rows + m) * ld + c];
+      for (int j = 0; j < 4; ++j) {  // G^T dU: G^T = [[1,1/2,1/2,0], [0,1/2,-1/2,0], [0,1/2,1/2,1]]
+        t[0][j] = u[0][j] + h * (u[1][j] + u[2][j]);
+        t[1][j] = h * (u[1][j] - u[2][j]);
+        t[2][j] = h * (u[1][j] + u[2][j]) + u[3][j];
+      }
+      T* o = dw + (i64{m} * C + c) * 9;
+      for (int i = 0; i < 3; ++i) {  // (G^T dU) G
+        o[3 * i] = t[i][0] + h * (t[i][1] + t[i][2]);
+        o[3 * i + 1] = h * (t[i][1] - t[i][2]);
+        o[3 * i + 2] = h * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+}
+
+#if defined(__AVX512F__)
+// Float transforms on 16 tiles at a time. Tiles are numbered g = ty*TW + tx within an image;
+// a vector of 16 consecutive tiles spans 16/TW tile rows (TW dividing 16) or part of one
+// (TW a multiple of 16). Needs W % 8 == 0 so that groups of 4 tiles never cross a row.
+inline bool vector_transforms(int W) {
+  const int tw = W / 2;
+  return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
+}
+/// base[start + i] for lanes with 0 <= start + i < n, zero elsewhere.
+inline __m512 load_in(const float* base, i64 start, i64 n) {
+  const i64 lo = std::max<i64>(0, -start), hi = std::min<i64>(16, n - start);
+  if (lo >= hi) return _mm512_setzero_ps();
+  const __mmask16 m = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
+  return _mm512_maskz_loadu_ps(m, base + start);
+}
+/// Lanes of the 16 tiles from flat tile g0 whose column tx is 0 (`last` false) or TW-1.
+inline __mmask16 column_mask(int tw, i64 g0, bool last) {
+  if (tw >= 16) return (g0 + (last ? 16 : 0)) % tw == 0 ? __mmask16(last ? 0x8000 : 0x0001) : __mmask16(0);
+  unsigned m = 0;
+  for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
+  return static_cast<__mmask16>(m);
+}
+
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+  const int TH = H / 2, TW = W / 2;
+  const i64 tiles = i64{TH} * TW, plane = i64{H} * W, flat = i64{H} * TW;
+  const i64 jstride = i64{H + 2} * TW + 32;  // padded rows, then room for a 32-wide read
+  const i64 es = 4 * i64{C} * tpad;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  // stage B gathers tile row ty0 + k from padded row 2(ty0 + k) + i: lane l reads 2l - l % TW
+  alignas(64) int gidx[16];
+  for (int l = 0; l < 16; ++l) gidx[l] = TW >= 16 ? l : 2 * l - l % TW;
+  const __m512i rows_idx = _mm512_load_si512(gidx);
+  float* a = row;
+  for (int j = 0; j < 4; ++j) {
+    std::fill(a + j * jstride, a + j * jstride + TW, 0.f);                      // row -1
+    std::fill(a + j * jstride + i64{H + 1} * TW, a + (j + 1) * jstride, 0.f);  // row H and slack
+  }
+  for (int c = 0; c < C; ++c)
+    for (int n = 0; n < count; ++n) {
+      const float* xc = x + (i64{n} * C + c) * plane;
+      // stage A, along columns, flat over f = r*TW + tx: d_j = x[r][2tx + j - 1] = xc[2f + j - 1]
+      for (i64 f0 = 0; f0 < flat; f0 += 16) {
+        const i64 s = 2 * f0;
+        const __mmask16 first = static_cast<__mmask16>(~column_mask(TW, f0, false));
+        const __mmask16 last = static_cast<__mmask16>(~column_mask(TW, f0, true));
+        const __m512 p0 = load_in(xc, s - 2, plane), p1 = load_in(xc, s + 14, plane);
+        const __m512 c0 = load_in(xc, s, plane), c1 = load_in(xc, s + 16, plane);
+        const __m512 n0 = load_in(xc, s + 2, plane), n1 = load_in(xc, s + 18, plane);
+        const __m512 d0 = _mm512_maskz_permutex2var_ps(first, p0, odd, p1);
+        const __m512 d1 = _mm512_permutex2var_ps(c0, even, c1);
+        const __m512 d2 = _mm512_permutex2var_ps(c0, odd, c1);
+        const __m512 d3 = _mm512_maskz_permutex2var_ps(last, n0, even, n1);
+        const __mmask16 valid = static_cast<__mmask16>(flat - f0 >= 16 ? 0xFFFF : (1u << (flat - f0)) - 1);
+        float* dst = a + TW + f0;
+        _mm512_mask_storeu_ps(dst, valid, _mm512_sub_ps(d0, d2));
+        _mm512_mask_storeu_ps(dst + jstride, valid, _mm512_add_ps(d1, d2));
+        _mm512_mask_storeu_ps(dst + 2 * jstride, valid, _mm512_sub_ps(d2, d1));
+        _mm512_mask_storeu_ps(dst + 3 * jstride, valid, _mm512_sub_ps(d1, d3));
+      }
+      // stage B, along rows: tile (ty, tx) reads padded rows 2ty + i
+      float* out = v + i64{c} * tpad + n * tiles;
+      for (i64 g0 = 0, ty0 = 0, tx0 = 0; g0 < tiles; g0 += 16) {
+        const __mmask16 valid = static_cast<__mmask16>(tiles - g0 >= 16 ? 0xFFFF : (1u << (tiles - g0)) - 1);
+        for (int j = 0; j < 4; ++j) {
+          __m512 r[4];
+          for (int i = 0; i < 4; ++i) {
+            const float* src = a + j * jstride + (2 * ty0 + i) * TW + tx0;
+            r[i] = TW >= 16 ? _mm512_loadu_ps(src)
+                            : _mm512_permutex2var_ps(_mm512_loadu_ps(src), rows_idx, _mm512_loadu_ps(src + 16));
+          }
+          float* o = out + i64{j} * C * tpad + g0;
+          _mm512_mask_storeu_ps(o, valid, _mm512_sub_ps(r[0], r[2]));
+          _mm512_mask_storeu_ps(o + es, valid, _mm512_add_ps(r[1], r[2]));
+          _mm512_mask_storeu_ps(o + 2 * es, valid, _mm512_sub_ps(r[2], r[1]));
+          _mm512_mask_storeu_ps(o + 3 * es, valid, _mm512_sub_ps(r[1], r[3]));
+        }
+        if (TW >= 16) {  // next 16 tiles: further along the row, or the next row
+          if ((tx0 += 16) == TW) tx0 = 0, ++ty0;
+        } else {
+          ty0 += 16 / TW;
+        }
+      }
+    }
+}
+
+inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y) {
+  const int TW = W / 2;
+  const i64 tiles = i64{H / 2} * TW;
+  const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      float* ym = y + (i64{n} * M + m) * H * W;
+      const float* base = mm + i64{m} * tpad + n * tiles;
+      for (i64 g0 = 0, ty0 = 0, tx0 = 0; g0 < tiles; g0 += 16) {
+        __m512 s0[4], s1[4];
+        for (int j = 0; j < 4; ++j) {
+          const float* p = base + j * es + g0;
+          const __m512 m0 = _mm512_loadu_ps(p), m1 = _mm512_loadu_ps(p + 4 * es);
+          const __m512 m2 = _mm512_loadu_ps(p + 8 * es), m3 = _mm512_loadu_ps(p + 12 * es);
+          s0[j] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+          s1[j] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        const __m512* s[2] = {s0, s1};
+        for (int a = 0; a < 2; ++a) {
+          const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
+          const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+          const __m512 z[2] = {_mm512_permutex2var_ps(y0, lo_idx, y1), _mm512_permutex2var_ps(y0, hi_idx, y1)};
+          // groups of 4 tiles (8 outputs) lie in one row: tile (ty, tx) -> row 2ty + a, column 2tx
+          i64 ty = ty0, tx = tx0;
+          for (int q = 0; q < 4 && g0 + 4 * q < tiles; ++q) {
+            float* dst = ym + (2 * ty + a) * W + 2 * tx;
+            if (q & 1)
+              _mm512_mask_storeu_ps(dst - 8, __mmask16(0xFF00), z[q >> 1]);
+            else
+              _mm512_mask_storeu_ps(dst, __mmask16(0x00FF), z[q >> 1]);
+            if ((tx += 4) == TW) tx = 0, ++ty;
+          }
+        }
+        if ((tx0 += 16) >= TW) ty0 += tx0 / TW, tx0 %= TW;
+      }
+    }
+}
+
+inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
+  const int TW = W / 2;
+  const i64 tiles = i64{H / 2} * TW;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      const float* g = dy + (i64{n} * M + m) * H * W;
+      float* out = dm + i64{m} * tpad + n * tiles;
+      for (i64 g0 = 0, ty0 = 0, tx0 = 0; g0 < tiles; g0 += 16) {
+        // rows a = 0, 1 of 16 tiles: groups of 4 tiles (8 values) lie in one row
+        __m512 z[2][2];
+        for (int a = 0; a < 2; ++a) {
+          z[a][0] = z[a][1] = _mm512_setzero_ps();
+          i64 ty = ty0, tx = tx0;
+          for (int q = 0; q < 4 && g0 + 4 * q < tiles; ++q) {
+            const float* src = g + (2 * ty + a) * W + 2 * tx;
+            z[a][q >> 1] = (q & 1) ? _mm512_mask_loadu_ps(z[a][q >> 1], __mmask16(0xFF00), src - 8)
+                                   : _mm512_mask_loadu_ps(z[a][q >> 1], __mmask16(0x00FF), src);
+            if ((tx += 4) == TW) tx = 0, ++ty;
+          }
+        }
+        const __m512 a0 = _mm512_permutex2var_ps(z[0][0], even, z[0][1]), a1 = _mm512_permutex2var_ps(z[0][0], odd, z[0][1]);
+        const __m512 b0 = _mm512_permutex2var_ps(z[1][0], even, z[1][1]), b1 = _mm512_permutex2var_ps(z[1][0], odd, z[1][1]);
+        const __m512 p[4][2] = {{a0, a1},
+                                {_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1)},
+                                {_mm512_sub_ps(a0, b0), _mm512_sub_ps(a1, b1)},
+                                {_mm512_sub_ps(_mm512_setzero_ps(), b0), _mm512_sub_ps(_mm512_setzero_ps(), b1)}};
+        const __mmask16 valid = static_cast<__mmask16>(tiles - g0 >= 16 ? 0xFFFF : (1u << (tiles - g0)) - 1);
+        for (int i = 0; i < 4; ++i) {
+          float* o = out + 4 * i * es + g0;
+          _mm512_mask_storeu_ps(o, valid, p[i][0]);
+          _mm512_mask_storeu_ps(o + es, valid, _mm512_add_ps(p[i][0], p[i][1]));
+          _mm512_mask_storeu_ps(o + 2 * es, valid, _mm512_sub_ps(p[i][0], p[i][1]));
+          _mm512_mask_storeu_ps(o + 3 * es, valid, _mm512_sub_ps(_mm512_setzero_ps(), p[i][1]));
+        }
+        if ((tx0 += 16) >= TW) ty0 += tx0 / TW, tx0 %= TW;
+      }
+    }
+}
+#endif
+
+}  // namespace winograd
+
+template <class T>
+bool winograd_vectorised(const conv2d_desc& d) {
+#if defined(__AVX512F__)
+  return std::is_same_v<T, float> && winograd_applicable(d) && winograd::vector_transforms(d.in_width);
+#else
+  (void)d;
+  return false;
+#endif
+}
+
+/// y = conv(x, w) for a convolution with winograd_applicable(d).
+template <class T>
+void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
+  using kern = kernels<T>;
+  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
+  const i64 tiles = i64{H / 2} * (W / 2);
+  const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
+  const i64 mpad = i64{mtiles} * kern::fwd_mr;
+  const auto [nb, tpad] = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt);
+
+  T* u = ctx.scratch<T>(0, slot_weights, static_cast<std::size_t>(16 * mpad * C));
+  ctx.pool().parallel_for(mpad, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    winograd::transform_weights(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
+  });
+  i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(C));
+  for (int c = 0; c < C; ++c) off[c] = c * tpad;
+
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
+  [[maybe_unused]] const bool vector = winograd_vectorised<T>(d);
+  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
+    T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * mpad * tpad));
+    T* row = ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2)));
+    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
+      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+      const i64 used = count * tiles, qr = round_up(used, kern::fwd_qt);
+      const T* xs = x + n0 * in_img;
+      T* ys = y + n0 * out_img;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>)
+        if (vector) winograd::transform_input(xs, C, H, W, count, v, tpad, row);
+      if (!vector)
+#endif
+        winograd::transform_input<T>(xs, C, H, W, count, v, tpad, row);
+      for (int el = 0; el < 16; ++el) {
+        T* ve = v + i64{el} * C * tpad;
+        for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
+        run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mpad * tpad, tpad, qr);
+      }
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>)
+        if (vector) winograd::transform_output(mm, mpad * tpad, tpad, M, H, W, count, ys);
+      if (!vector)
+#endif
+        winograd::transform_output<T>(mm, mpad * tpad, tpad, M, H, W, count, ys, row);
+    }
+  });
+}
+
+/// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d):
+/// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel),
+/// then dw = G^T dU G. Per-thread partial sums are added in thread order.
+template <class T>
+void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
+  using kern = kernels<T>;
+  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
+  const i64 tiles = i64{H / 2} * (W / 2);
+  const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
+  const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
+  const auto [nb, tpad] =
+      winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, kern::wg_step));
+  i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(cpad));
+  for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
+  [[maybe_unused]] const bool vector = winograd_vectorised<T>(d);
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = 16 * rows * cpad;
+  const int used = std::min(d.batch, ctx.threads());
+  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
+    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * rows * tpad));
+    T* row = ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2)));
+    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
+    std::fill(part, part + part_size, T(0));
+    for (int el = 0; el < 16; ++el)  // gradient rows past M stay zero
+      std::fill(dm + (el * rows + M) * tpad, dm + (el + 1) * rows * tpad, T(0));
+    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
+      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+      const i64 q_used = count * tiles, qend = round_up(q_used, kern::wg_step);
+      const T* xs = x + n0 * in_img;
+      const T* gs = dy + n0 * out_img;
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>)
+        if (vector) {
+          winograd::transform_input(xs, C, H, W, count, v, tpad, row);
+          winograd::transform_output_grad(gs, M, H, W, count, dm, rows * tpad, tpad);
+        }
+      if (!vector)
+#endif
+      {
+        winograd::transform_input<T>(xs, C, H, W, count, v, tpad, row);
+        winograd::transform_output_grad<T>(gs, M, H, W, count, dm, rows * tpad, tpad);
+      }
+      for (int el = 0; el < 16; ++el) {
+        T* ve = v + i64{el} * C * tpad;
+        T* ge = dm + i64{el} * rows * tpad;
+        for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + q_used, ve + c * tpad + qend, T(0));
+        for (int m = 0; m < M; ++m) std::fill(ge + m * tpad + q_used, ge + m * tpad + qend, T(0));
+        for (int mt = 0; mt < mtiles; ++mt)
+          for (i64 ct = 0; ct < cpad; ct += kern::wg_kr)
+            kern::wgrad_tile(ge + mt * kern::wg_mr * tpad, tpad, ve, off + ct, 0, qend,
+                             part + (el * rows + mt * kern::wg_mr) * cpad + ct, cpad);
+      }
+    }
+  });
+  T* total = ctx.scratch<T>(0, slot_dw, 0);
+  for (int t = 1; t < used; ++t) {
+    const T* part = ctx.scratch<T>(t, slot_dw, 0);
+    for (i64 i = 0; i < part_size; ++i) total[i] += part[i];
+  }
+  winograd::weight_grad_from(total, rows, cpad, M, C, dw);
+}
+
+/// dx = dL/dx of a convolution with winograd_applicable(d), from dy: the "same" 3x3
+/// convolution of dy with the transposed, rotated weights.
+template <class T>
+void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, const T* w, const T* dy, T* dx) {
+  conv2d_desc t = d;
+  std::swap(t.in_channels, t.out_channels);
+  T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));
+  winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt);
+  winograd_forward(ctx, t, dy, wt, dx);
+}
+
+}  // namespace netsplit::detail::cpu_conv
