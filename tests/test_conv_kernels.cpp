@@ -241,6 +241,7 @@ const conv_case odd_cases[] = {
     {{3, 5, 7, 8, 16, 3, 1, 1}, "Winograd non-square 8x16"},
     {{3, 5, 7, 6, 8, 3, 1, 1}, "Winograd 12 tiles per image (masked tail)"},
     {{3, 5, 7, 4, 8, 3, 1, 1}, "Winograd 8 tiles per image"},
+    {{3, 5, 7, 6, 16, 3, 1, 1}, "Winograd TW 8, 24 tiles per image (masked tail)"},
     {{2, 3, 9, 10, 24, 3, 1, 1}, "Winograd TW 12 (scalar transforms)"},
     {{2, 3, 9, 6, 4, 3, 1, 1}, "Winograd TW 2 (scalar transforms)"},
     {{2, 3, 9, 2, 2, 3, 1, 1}, "Winograd one tile"},

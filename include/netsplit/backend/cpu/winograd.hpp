@@ -131,13 +131,16 @@ void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad,
           const T* r1 = r0 + TW;
           const T* r2 = r1 + TW;
           const T* r3 = r2 + TW;
-          T* out = v + (i64{j} * C + c) * tpad + n * tiles + i64{ty} * TW;
           const i64 es = 4 * i64{C} * tpad;  // e = i*4 + j: i steps by 4 elements
+          T* __restrict o0 = v + (i64{j} * C + c) * tpad + n * tiles + i64{ty} * TW;
+          T* __restrict o1 = o0 + es;
+          T* __restrict o2 = o1 + es;
+          T* __restrict o3 = o2 + es;
           for (int tx = 0; tx < TW; ++tx) {
-            out[tx] = r0[tx] - r2[tx];
-            out[es + tx] = r1[tx] + r2[tx];
-            out[2 * es + tx] = r2[tx] - r1[tx];
-            out[3 * es + tx] = r1[tx] - r3[tx];
+            o0[tx] = r0[tx] - r2[tx];
+            o1[tx] = r1[tx] + r2[tx];
+            o2[tx] = r2[tx] - r1[tx];
+            o3[tx] = r1[tx] - r3[tx];
           }
         }
     }
@@ -192,19 +195,24 @@ void transform_output_grad(const T* dy, int M, int H, int W, int count, T* dm, i
     for (int m = 0; m < M; ++m) {
       const T* g = dy + (i64{n} * M + m) * H * W;
       T* out = dm + i64{m} * tpad + n * tiles;
-      for (int ty = 0; ty < TH; ++ty)
+      for (int ty = 0; ty < TH; ++ty) {
+        const T* __restrict r0 = g + i64{2 * ty} * W;
+        const T* __restrict r1 = r0 + W;
+        T* o[16];
+        for (int e = 0; e < 16; ++e) o[e] = out + e * es + i64{ty} * TW;
+        // rows a = 0, 1, columns b = 0, 1 of each tile: p_i = (A dY)[i] per column, then A^T
         for (int tx = 0; tx < TW; ++tx) {
-          const T* r0 = g + i64{2 * ty} * W + 2 * tx;
-          const T* r1 = r0 + W;
-          const T p[4][2] = {{r0[0], r0[1]}, {r0[0] + r1[0], r0[1] + r1[1]}, {r0[0] - r1[0], r0[1] - r1[1]}, {-r1[0], -r1[1]}};
-          const i64 t = i64{ty} * TW + tx;
+          const T a0 = r0[2 * tx], a1 = r0[2 * tx + 1], b0 = r1[2 * tx], b1 = r1[2 * tx + 1];
+          const T p0[2] = {a0, a1}, p1[2] = {a0 + b0, a1 + b1}, p2[2] = {a0 - b0, a1 - b1}, p3[2] = {-b0, -b1};
+          const T* p[4] = {p0, p1, p2, p3};
           for (int i = 0; i < 4; ++i) {
-            out[(4 * i) * es + t] = p[i][0];
-            out[(4 * i + 1) * es + t] = p[i][0] + p[i][1];
-            out[(4 * i + 2) * es + t] = p[i][0] - p[i][1];
-            out[(4 * i + 3) * es + t] = -p[i][1];
+            o[4 * i][tx] = p[i][0];
+            o[4 * i + 1][tx] = p[i][0] + p[i][1];
+            o[4 * i + 2][tx] = p[i][0] - p[i][1];
+            o[4 * i + 3][tx] = -p[i][1];
           }
         }
+      }
     }
 }
 
@@ -269,17 +277,33 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     std::fill(a + j * jstride, a + j * jstride + TW, 0.f);                      // row -1
     std::fill(a + j * jstride + i64{H + 1} * TW, a + (j + 1) * jstride, 0.f);  // row H and slack
   }
-  for (int c = 0; c < C; ++c)
-    for (int n = 0; n < count; ++n) {
+  // column masks: the same for every vector when TW divides 16
+  const __mmask16 first_c = static_cast<__mmask16>(~column_mask(TW, 0, false));
+  const __mmask16 last_c = static_cast<__mmask16>(~column_mask(TW, 0, true));
+  for (int n = 0; n < count; ++n)
+    for (int c = 0; c < C; ++c) {  // planes in memory order
       const float* xc = x + (i64{n} * C + c) * plane;
+      const float* next = xc + plane;  // the next plane, prefetched while this one is read
+      const bool prefetch = n + 1 < count || c + 1 < C;
       // stage A, along columns, flat over f = r*TW + tx: d_j = x[r][2tx + j - 1] = xc[2f + j - 1]
       for (i64 f0 = 0; f0 < flat; f0 += 16) {
         const i64 s = 2 * f0;
-        const __mmask16 first = static_cast<__mmask16>(~column_mask(TW, f0, false));
-        const __mmask16 last = static_cast<__mmask16>(~column_mask(TW, f0, true));
-        const __m512 p0 = load_in(xc, s - 2, plane), p1 = load_in(xc, s + 14, plane);
-        const __m512 c0 = load_in(xc, s, plane), c1 = load_in(xc, s + 16, plane);
-        const __m512 n0 = load_in(xc, s + 2, plane), n1 = load_in(xc, s + 18, plane);
+        if (prefetch) {
+          _mm_prefetch(reinterpret_cast<const char*>(next + s), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(next + s + 16), _MM_HINT_T0);
+        }
+        const __mmask16 first = TW < 16 ? first_c : static_cast<__mmask16>(~column_mask(TW, f0, false));
+        const __mmask16 last = TW < 16 ? last_c : static_cast<__mmask16>(~column_mask(TW, f0, true));
+        __m512 p0, p1, c0, c1, n0, n1;
+        if (s >= 2 && s + 34 <= plane) {  // interior: plain loads
+          p0 = _mm512_loadu_ps(xc + s - 2), p1 = _mm512_loadu_ps(xc + s + 14);
+          c0 = _mm512_loadu_ps(xc + s), c1 = _mm512_loadu_ps(xc + s + 16);
+          n0 = _mm512_loadu_ps(xc + s + 2), n1 = _mm512_loadu_ps(xc + s + 18);
+        } else {
+          p0 = load_in(xc, s - 2, plane), p1 = load_in(xc, s + 14, plane);
+          c0 = load_in(xc, s, plane), c1 = load_in(xc, s + 16, plane);
+          n0 = load_in(xc, s + 2, plane), n1 = load_in(xc, s + 18, plane);
+        }
         const __m512 d0 = _mm512_maskz_permutex2var_ps(first, p0, odd, p1);
         const __m512 d1 = _mm512_permutex2var_ps(c0, even, c1);
         const __m512 d2 = _mm512_permutex2var_ps(c0, odd, c1);
@@ -340,8 +364,18 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
           const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
           const __m512 z[2] = {_mm512_permutex2var_ps(y0, lo_idx, y1), _mm512_permutex2var_ps(y0, hi_idx, y1)};
-          // groups of 4 tiles (8 outputs) lie in one row: tile (ty, tx) -> row 2ty + a, column 2tx
+          // tile (ty, tx) -> row 2ty + a, column 2tx; groups of 8 tiles (16 outputs) lie in one
+          // row when TW >= 8, groups of 4 always
           i64 ty = ty0, tx = tx0;
+          if (TW >= 8) {
+            for (int q = 0; q < 2 && g0 + 8 * q < tiles; ++q) {
+              const i64 left = 2 * (tiles - g0 - 8 * q);
+              _mm512_mask_storeu_ps(ym + (2 * ty + a) * W + 2 * tx, left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1),
+                                    z[q]);
+              if ((tx += 8) == TW) tx = 0, ++ty;
+            }
+            continue;
+          }
           for (int q = 0; q < 4 && g0 + 4 * q < tiles; ++q) {
             float* dst = ym + (2 * ty + a) * W + 2 * tx;
             if (q & 1)
@@ -371,6 +405,15 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         for (int a = 0; a < 2; ++a) {
           z[a][0] = z[a][1] = _mm512_setzero_ps();
           i64 ty = ty0, tx = tx0;
+          if (TW >= 8) {  // groups of 8 tiles (16 values) lie in one row
+            for (int q = 0; q < 2 && g0 + 8 * q < tiles; ++q) {
+              const i64 left = 2 * (tiles - g0 - 8 * q);
+              z[a][q] = _mm512_maskz_loadu_ps(left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1),
+                                              g + (2 * ty + a) * W + 2 * tx);
+              if ((tx += 8) == TW) tx = 0, ++ty;
+            }
+            continue;
+          }
           for (int q = 0; q < 4 && g0 + 4 * q < tiles; ++q) {
             const float* src = g + (2 * ty + a) * W + 2 * tx;
             z[a][q >> 1] = (q & 1) ? _mm512_mask_loadu_ps(z[a][q >> 1], __mmask16(0xFF00), src - 8)
