@@ -42,7 +42,7 @@ double rel_diff(double got, double want) { return std::abs(got - want) / std::ma
 template <class B>
 void training_step() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   net<cpu> c(7);
   net<B> g(7);
   check_all_close(state_of(g), state_of(c), exact, "initial state");
@@ -86,7 +86,7 @@ train_config config_for(const fs::path& dir) {
 template <class B>
 void trainer_recorder_and_checkpoints() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   const auto train = synthetic(48, 1, "synthetic-train"), test = synthetic(16, 2, "synthetic-test");
   const auto stats = compute_channel_stats(train);
   const auto dir = temp_dir("trainer");
@@ -98,20 +98,27 @@ void trainer_recorder_and_checkpoints() {
   tpm_recorder<net<B>> rg(g, make_tpm_metric("taylor"), {0, 2}, 9);
   tc.after_backward = [&](std::int64_t it) { rc.observe(it); };
   tg.after_backward = [&](std::int64_t it) { rg.observe(it); };
-  for (int i = 0; i < 2; ++i) {
-    tc.step();
-    tg.step();
-  }
+  tc.step();
+  tg.step();
+  check_all_close(state_of(g), state_of(c), network_tol, "trainer state after one step");
+  // After a second step (batch 8, lr 0.05) agreement depends on ReLU decisions that the
+  // first step's rounding-level differences can flip: the CPU backend alone, direct
+  // convolution on 1 vs 2 threads, differs by 7e-4 (relative to the largest value) in a BN
+  // shift here, and cuDNN under compute-sanitizer (other algorithms) differed by 1.8%. The
+  // second step and the TPM scores it completes are checked at that looser level.
+  constexpr double two_step_tol = 0.05;
+  tc.step();
+  tg.step();
   CHECK(tg.iteration() == 2);
   CHECK(rg.observed() == 2);
-  check_all_close(state_of(g), state_of(c), network_tol, "trainer state after two steps");
+  check_all_close(state_of(g), state_of(c), two_step_tol, "trainer state after two steps");
   const auto sc = rc.scores(), sg = rg.scores();
   REQUIRE(sc.size() == sg.size());
   for (std::size_t s = 0; s < sc.size(); ++s) {
     INFO("TPM site " << sc[s].site);
     CHECK(sg[s].site == sc[s].site);
     std::vector<float> a(sg[s].scores.begin(), sg[s].scores.end()), b(sc[s].scores.begin(), sc[s].scores.end());
-    NETSPLIT_CHECK_CLOSE(a, b, network_tol);
+    NETSPLIT_CHECK_CLOSE(a, b, two_step_tol);
   }
 
   // CPU checkpoint -> a fresh network on B: parameters, buffers, momentum bit-exact
@@ -145,7 +152,7 @@ void trainer_recorder_and_checkpoints() {
 template <class B>
 void split_preserves_function() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   net<cpu> c(3);
   for (int i = 0; i < 2; ++i) c.forward(ref, random_images(4, 70 + i), phase::train);  // running statistics
   rng r(4);

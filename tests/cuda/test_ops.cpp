@@ -46,7 +46,7 @@ void memory_and_transfers() {
 template <class B>
 void elementwise_ops() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   const std::int64_t n = 1031;
   auto xv = random_values(n, 3), yv = random_values(n, 4);
   xv[5] = 0.f;
@@ -97,7 +97,7 @@ void conv_against_cpu(const conv2d_desc& d, Run run) {
   INFO("conv batch " << d.batch << " " << d.in_channels << "->" << d.out_channels << " " << d.in_height << "x"
                      << d.in_width << " k" << d.kernel << " s" << d.stride << " p" << d.pad);
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   const tensor_shape xs{d.batch, d.in_channels, d.in_height, d.in_width};
   const tensor_shape ys{d.batch, d.out_channels, d.out_height(), d.out_width()};
   const tensor_shape ws{d.out_channels, d.in_channels, d.kernel, d.kernel};
@@ -143,7 +143,7 @@ void lowered_convolution() {
 template <class B>
 void batch_norm_ops() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   for (const auto& d : {batch_norm_desc{4, 6, 25}, batch_norm_desc{2, 3, 1}, batch_norm_desc{8, 16, 64}}) {
     INFO("batch norm " << d.batch << "x" << d.channels << "x" << d.spatial);
     const std::int64_t n = std::int64_t{d.batch} * d.channels * d.spatial;
@@ -219,7 +219,7 @@ void batch_norm_ops() {
 template <class B>
 void channel_scatter_ops() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   // duplicated destination, a source used twice, an output channel nobody writes
   const std::vector<int> src{0, 1, 2, 0, 2}, dst{1, 1, 3, 4, 0};
   const std::vector<float> coef{0.5f, 0.5f, -2.f, 1.f, 1.f};
@@ -249,7 +249,7 @@ void channel_scatter_ops() {
 template <class B>
 void pooling_linear_loss_sgd_ops() {
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   const int n = 5, c = 7, spatial = 9, in = 7, out = 11;
   const auto xv = random_values(n * c * spatial, 40), pv = random_values(n * c, 41);
   const auto wv = random_values(out * in, 42, 0.4), bv = random_values(out, 43), dyv = random_values(n * out, 44);
@@ -299,7 +299,7 @@ void compare_layer(phase p, std::uint64_t seed, double tol = op_tol) {
   using LC = L<float, cpu>;
   using LB = L<float, B>;
   typename B::context ctx;
-  cpu_context ref(1);
+  reference_cpu ref;
   LC lc;
   LB lb;
   rng r(seed);

@@ -69,8 +69,9 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
 }
 
 /// Images per chunk of one thread, such that the chunk's 16 transformed planes of `rows`
-/// rows (input channels plus products) stay within about 1.5 MB of the core's L2, and the
-/// chunk's row length in tiles, rounded up to `multiple`.
+/// rows (input channels plus products) stay within about 1.5 MB of the core's L2 (of those
+/// counts down to half as many, the one that wastes the smallest fraction of a row rounded
+/// up to `multiple`), and that row length in tiles.
 struct chunk_plan {
   int images;
   i64 tpad;
@@ -80,7 +81,12 @@ inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::
   const i64 tiles = i64{d.in_height / 2} * (d.in_width / 2);
   const int per_thread = (d.batch + threads - 1) / threads;
   const i64 per_image = 16 * rows * tiles * static_cast<i64>(elem_bytes);
-  const int images = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
+  const int most = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
+  // among [most/2, most] images, the count whose tiles waste the least of the rounded row
+  int images = most;
+  for (int k = most; k >= std::max(1, most / 2); --k)
+    if ((round_up(k * tiles, multiple) - k * tiles) * images < (round_up(images * tiles, multiple) - images * tiles) * k)
+      images = k;
   return {images, round_up(images * tiles, multiple)};
 }
 
@@ -461,7 +467,10 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const i64 tiles = i64{H / 2} * (W / 2);
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
-  const auto [nb, tpad] = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt);
+  // (no structured binding: lambdas below capture these, which clang 14 rejects for bindings)
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt);
+  const int nb = plan.images;
+  const i64 tpad = plan.tpad;
 
   T* u = ctx.scratch<T>(0, slot_weights, static_cast<std::size_t>(16 * mpad * C));
   ctx.pool().parallel_for(mpad, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
@@ -512,8 +521,10 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   const i64 tiles = i64{H / 2} * (W / 2);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const auto [nb, tpad] =
+  const auto plan =
       winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, kern::wg_step));
+  const int nb = plan.images;
+  const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(cpad));
   for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
   [[maybe_unused]] const bool vector = winograd_vectorised<T>(d);
