@@ -47,7 +47,8 @@ const char* simd_level() {
 }
 
 // ---- convolution ---------------------------------------------------------------------------
-// args: in_channels, out_channels, input size, stride
+// args: in_channels, out_channels, input size, stride, direct (1: cpu_conv_algorithm::direct,
+// 0: the default `fastest`, Winograd for the 3x3 stride-1 shapes where it has vector transforms)
 conv2d_desc conv_desc(const benchmark::State& st) {
   return {batch, static_cast<int>(st.range(0)), static_cast<int>(st.range(1)), static_cast<int>(st.range(2)),
           static_cast<int>(st.range(2)), 3, static_cast<int>(st.range(3)), 1};
@@ -56,11 +57,22 @@ conv2d_desc conv_desc(const benchmark::State& st) {
 void conv_label(benchmark::State& st, const conv2d_desc& d) {
   st.SetLabel(std::to_string(d.in_channels) + "->" + std::to_string(d.out_channels) + " " +
               std::to_string(d.in_height) + "x" + std::to_string(d.in_width) + " s" +
-              std::to_string(d.stride));
+              std::to_string(d.stride) + (st.range(4) ? " direct" : " fastest"));
 }
+
+/// Sets the shared context's convolution algorithm for one benchmark, then restores it.
+struct algorithm_scope {
+  cpu_context& ctx;
+  cpu_conv_algorithm saved;
+  algorithm_scope(cpu_context& c, bool direct) : ctx(c), saved(c.conv_algorithm()) {
+    c.set_conv_algorithm(direct ? cpu_conv_algorithm::direct : cpu_conv_algorithm::fastest);
+  }
+  ~algorithm_scope() { ctx.set_conv_algorithm(saved); }
+};
 
 void BM_conv2d_forward(benchmark::State& st) {
   auto& ctx = context();
+  const algorithm_scope algorithm(ctx, st.range(4) != 0);
   const auto d = conv_desc(st);
   auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
   auto w = random_tensor({d.out_channels, d.in_channels, 3, 3}, 2);
@@ -78,6 +90,7 @@ void BM_conv2d_forward(benchmark::State& st) {
 // The stem (3 input channels) does not compute dx in training; every other layer does.
 void BM_conv2d_backward(benchmark::State& st) {
   auto& ctx = context();
+  const algorithm_scope algorithm(ctx, st.range(4) != 0);
   const auto d = conv_desc(st);
   const bool input_grad = d.in_channels != 3;
   auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
@@ -95,13 +108,15 @@ void BM_conv2d_backward(benchmark::State& st) {
 }
 
 void conv_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"cin", "cout", "hw", "s"});
-  b->Args({3, 16, 32, 1});
-  b->Args({16, 16, 32, 1});
-  b->Args({16, 32, 32, 2});
-  b->Args({32, 32, 16, 1});
-  b->Args({32, 64, 16, 2});
-  b->Args({64, 64, 8, 1});
+  b->ArgNames({"cin", "cout", "hw", "s", "direct"});
+  for (int direct : {0, 1}) {
+    b->Args({3, 16, 32, 1, direct});
+    b->Args({16, 16, 32, 1, direct});
+    b->Args({32, 32, 16, 1, direct});
+    b->Args({64, 64, 8, 1, direct});
+  }
+  b->Args({16, 32, 32, 2, 0});  // stride 2: direct either way
+  b->Args({32, 64, 16, 2, 0});
   b->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 BENCHMARK(BM_conv2d_forward)->Apply(conv_shapes);

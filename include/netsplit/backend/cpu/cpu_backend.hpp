@@ -109,7 +109,7 @@ struct cpu_backend {
   /// buffers (conv_kernels.hpp).
   template <class T>
   static void conv2d_forward(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
-    if (use_winograd<T>(ctx, d))
+    if (use_winograd<T>(ctx, d, false))
       detail::cpu_conv::winograd_forward(ctx, d, x, w, y);
     else
       detail::cpu_conv::forward(ctx, d, x, w, y);
@@ -120,7 +120,7 @@ struct cpu_backend {
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w,
                               const T* dy, T* dx, T* dw) {
-    if (use_winograd<T>(ctx, d)) {
+    if (use_winograd<T>(ctx, d, true)) {
       detail::cpu_conv::winograd_backward_weights(ctx, d, x, dy, dw);
       if (dx) detail::cpu_conv::winograd_backward_data(ctx, d, w, dy, dx);
     } else {
@@ -130,11 +130,11 @@ struct cpu_backend {
 
  private:
   template <class T>
-  static bool use_winograd(const context& ctx, const conv2d_desc& d) {
+  static bool use_winograd(const context& ctx, const conv2d_desc& d, bool backward) {
     if (!detail::cpu_conv::winograd_applicable(d)) return false;
     switch (ctx.conv_algorithm()) {
       case cpu_conv_algorithm::winograd: return true;
-      case cpu_conv_algorithm::fastest: return detail::cpu_conv::winograd_vectorised<T>(d);
+      case cpu_conv_algorithm::fastest: return detail::cpu_conv::winograd_preferred<T>(d, backward);
       default: return false;
     }
   }

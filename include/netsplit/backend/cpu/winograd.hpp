@@ -31,9 +31,25 @@ inline bool winograd_applicable(const conv2d_desc& d) {
 }
 
 /// True where Winograd has vector transforms (float, AVX-512, widths whose tile rows pack
-/// into 16 lanes): where cpu_conv_algorithm::fastest takes it.
+/// into 16 lanes).
 template <class T>
 bool winograd_vectorised(const conv2d_desc& d);
+
+/// Where cpu_conv_algorithm::fastest takes Winograd: vector transforms, at least 16 input
+/// channels (with fewer, as in a stem on RGB, the transforms cost more than the products
+/// save), and for the backward pass maps of at most 16x16 (at 32x32 with 16 channels the
+/// three transforms of the backward pass outweigh its products). Measured on ResNet20's
+/// shapes, batch 128, 2 threads, AVX-512 (one netsplit_bench run, ms, Winograd vs direct):
+/// forward 3->16 32x32 2.81 vs 1.14, 16->16 32x32 3.23 vs 3.85, 32->32 16x16 2.13 vs 3.91,
+/// 64->64 8x8 2.90 vs 4.58; backward 16->16 32x32 10.8 vs 6.3, 32->32 16x16 8.2 vs 9.0,
+/// 64->64 8x8 6.8 vs 10.4. Whole ResNet20 steps, 30 interleaved windows: this choice runs
+/// training 1.17x and inference 1.26x as fast as direct; Winograd wherever vectorised, 1.13x
+/// and 1.19x.
+template <class T>
+bool winograd_preferred(const conv2d_desc& d, bool backward) {
+  return winograd_vectorised<T>(d) && d.in_channels >= 16 &&
+         (!backward || std::int64_t{d.in_height} * d.in_width <= 256);
+}
 
 namespace winograd {
 
