@@ -2,7 +2,9 @@
 // the side-by-side comparison with PyTorch (compare_pytorch.sh), plus a measurement of the
 // machine's FP32 FMA peak. Synthetic input, 100 classes, batch 128. Prints one JSON object:
 // per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's multiply-adds,
-// whichever algorithm ran), peak resident memory. --conv direct turns Winograd off.
+// whichever algorithm ran), peak resident memory. --conv direct turns Winograd off;
+// --conv compare instead interleaves windows of fastest, winograd and direct in one process
+// and prints each one's medians and its ratio to direct.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -71,7 +73,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
-    if (a == "--conv" && (std::string(argv[i + 1]) == "fastest" || std::string(argv[i + 1]) == "direct")) conv = argv[i + 1];
+    const std::string value = argv[i + 1];
+    if (a == "--conv" && (value == "fastest" || value == "direct" || value == "compare")) conv = value;
     else if (a == "--threads") threads = v;
     else if (a == "--batch") batch = v;
     else if (a == "--windows") windows = v;
@@ -79,7 +82,7 @@ int main(int argc, char** argv) {
     else {
       std::fprintf(stderr,
                    "usage: netsplit_throughput [--threads N] [--batch N] [--windows N] [--steps N] "
-                   "[--conv fastest|direct]\n");
+                   "[--conv fastest|direct|compare]\n");
       return 2;
     }
   }
@@ -109,6 +112,42 @@ int main(int argc, char** argv) {
     }
     return out;
   };
+  if (conv == "compare") {
+    // The convolution algorithms side by side in one process: window w runs each algorithm in
+    // turn, so the machine's drifting load falls on all of them alike.
+    const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd,
+                                             cpu_conv_algorithm::direct};
+    const char* names[] = {"fastest", "winograd", "direct"};
+    std::vector<double> tr[3], inf[3];
+    for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
+      ctx.set_conv_algorithm(alg);
+      train_step();
+      net.forward(ctx, x, phase::eval);
+    }
+    for (int w = 0; w < windows; ++w)
+      for (int k = 0; k < 3; ++k) {
+        ctx.set_conv_algorithm(algorithms[k]);
+        auto t0 = clk::now();
+        for (int st = 0; st < steps; ++st) train_step();
+        auto t1 = clk::now();
+        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::eval);
+        auto t2 = clk::now();
+        tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
+        inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
+      }
+    std::string out = "{\"framework\":\"netsplit\",\"conv\":\"compare\",\"threads\":" + std::to_string(threads) +
+                      ",\"batch\":" + std::to_string(batch) + ",\"windows\":" + std::to_string(windows);
+    for (int k = 0; k < 3; ++k) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    ",\"%s\":{\"train_median\":%.1f,\"infer_median\":%.1f,\"train_vs_direct\":%.3f,"
+                    "\"infer_vs_direct\":%.3f}",
+                    names[k], median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[2]), median(inf[k]) / median(inf[2]));
+      out += buf;
+    }
+    std::printf("%s}\n", out.c_str());
+    return 0;
+  }
   const auto train = measure(train_step);
   const auto infer = measure([&] { net.forward(ctx, x, phase::eval); });
   rusage ru{};

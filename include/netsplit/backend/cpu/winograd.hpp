@@ -30,10 +30,27 @@ inline bool winograd_applicable(const conv2d_desc& d) {
          d.in_height >= 2 && d.in_width >= 2;
 }
 
+namespace winograd {
+/// Widths the vector transforms handle: a vector of 16 consecutive tiles (numbered
+/// g = ty*TW + tx within an image) spans 16/TW tile rows (TW dividing 16) or part of one
+/// (TW a multiple of 16), and W % 8 == 0 keeps groups of 4 tiles inside a row.
+inline bool vector_transforms(int W) {
+  const int tw = W / 2;
+  return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
+}
+}  // namespace winograd
+
 /// True where Winograd has vector transforms (float, AVX-512, widths whose tile rows pack
 /// into 16 lanes).
 template <class T>
-bool winograd_vectorised(const conv2d_desc& d);
+bool winograd_vectorised(const conv2d_desc& d) {
+#if defined(__AVX512F__)
+  return std::is_same_v<T, float> && winograd_applicable(d) && winograd::vector_transforms(d.in_width);
+#else
+  (void)d;
+  return false;
+#endif
+}
 
 /// Where cpu_conv_algorithm::fastest takes Winograd: vector transforms, at least 16 input
 /// channels (with fewer, as in a stem on RGB, the transforms cost more than the products
@@ -42,9 +59,9 @@ bool winograd_vectorised(const conv2d_desc& d);
 /// shapes, batch 128, 2 threads, AVX-512 (one netsplit_bench run, ms, Winograd vs direct):
 /// forward 3->16 32x32 2.81 vs 1.14, 16->16 32x32 3.23 vs 3.85, 32->32 16x16 2.13 vs 3.91,
 /// 64->64 8x8 2.90 vs 4.58; backward 16->16 32x32 10.8 vs 6.3, 32->32 16x16 8.2 vs 9.0,
-/// 64->64 8x8 6.8 vs 10.4. Whole ResNet20 steps, 30 interleaved windows: this choice runs
-/// training 1.17x and inference 1.26x as fast as direct; Winograd wherever vectorised, 1.13x
-/// and 1.19x.
+/// 64->64 8x8 6.8 vs 10.4. Whole ResNet20 steps (`netsplit_throughput --conv compare
+/// --windows 25 --steps 2`, interleaved): this choice runs training 1.14x and inference 1.19x
+/// as fast as direct; Winograd wherever it applies, 1.11x and 1.16x.
 template <class T>
 bool winograd_preferred(const conv2d_desc& d, bool backward) {
   return winograd_vectorised<T>(d) && d.in_channels >= 16 &&
@@ -261,19 +278,12 @@ void weight_grad_from(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
 }
 
 #if defined(__AVX512F__)
-// Float transforms on 16 tiles at a time. Tiles are numbered g = ty*TW + tx within an image;
-// a vector of 16 consecutive tiles spans 16/TW tile rows (TW dividing 16) or part of one
-// (TW a multiple of 16). Needs W % 8 == 0 so that groups of 4 tiles never cross a row.
-inline bool vector_transforms(int W) {
-  const int tw = W / 2;
-  return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
-}
+// Float transforms on 16 tiles at a time, for widths with vector_transforms(W).
 /// base[start + i] for lanes with 0 <= start + i < n, zero elsewhere.
 inline __m512 load_in(const float* base, i64 start, i64 n) {
   const i64 lo = std::max<i64>(0, -start), hi = std::min<i64>(16, n - start);
   if (lo >= hi) return _mm512_setzero_ps();
-  const __mmask16 m = static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));
-  return _mm512_maskz_loadu_ps(m, base + start);
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>(first_lanes(hi) & ~first_lanes(lo)), base + start);
 }
 /// Lanes of the 16 tiles from flat tile g0 whose column tx is 0 (`last` false) or TW-1.
 inline __mmask16 column_mask(int tw, i64 g0, bool last) {
@@ -330,7 +340,7 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
         const __m512 d1 = _mm512_permutex2var_ps(c0, even, c1);
         const __m512 d2 = _mm512_permutex2var_ps(c0, odd, c1);
         const __m512 d3 = _mm512_maskz_permutex2var_ps(last, n0, even, n1);
-        const __mmask16 valid = static_cast<__mmask16>(flat - f0 >= 16 ? 0xFFFF : (1u << (flat - f0)) - 1);
+        const __mmask16 valid = first_lanes(flat - f0);
         float* dst = a + TW + f0;
         _mm512_mask_storeu_ps(dst, valid, _mm512_sub_ps(d0, d2));
         _mm512_mask_storeu_ps(dst + jstride, valid, _mm512_add_ps(d1, d2));
@@ -340,7 +350,7 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
       // stage B, along rows: tile (ty, tx) reads padded rows 2ty + i
       float* out = v + i64{c} * tpad + n * tiles;
       for (i64 g0 = 0, ty0 = 0, tx0 = 0; g0 < tiles; g0 += 16) {
-        const __mmask16 valid = static_cast<__mmask16>(tiles - g0 >= 16 ? 0xFFFF : (1u << (tiles - g0)) - 1);
+        const __mmask16 valid = first_lanes(tiles - g0);
         for (int j = 0; j < 4; ++j) {
           __m512 r[4];
           for (int i = 0; i < 4; ++i) {
@@ -391,9 +401,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           i64 ty = ty0, tx = tx0;
           if (TW >= 8) {
             for (int q = 0; q < 2 && g0 + 8 * q < tiles; ++q) {
-              const i64 left = 2 * (tiles - g0 - 8 * q);
-              _mm512_mask_storeu_ps(ym + (2 * ty + a) * W + 2 * tx, left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1),
-                                    z[q]);
+              _mm512_mask_storeu_ps(ym + (2 * ty + a) * W + 2 * tx, first_lanes(2 * (tiles - g0 - 8 * q)), z[q]);
               if ((tx += 8) == TW) tx = 0, ++ty;
             }
             continue;
@@ -429,9 +437,7 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
           i64 ty = ty0, tx = tx0;
           if (TW >= 8) {  // groups of 8 tiles (16 values) lie in one row
             for (int q = 0; q < 2 && g0 + 8 * q < tiles; ++q) {
-              const i64 left = 2 * (tiles - g0 - 8 * q);
-              z[a][q] = _mm512_maskz_loadu_ps(left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1),
-                                              g + (2 * ty + a) * W + 2 * tx);
+              z[a][q] = _mm512_maskz_loadu_ps(first_lanes(2 * (tiles - g0 - 8 * q)), g + (2 * ty + a) * W + 2 * tx);
               if ((tx += 8) == TW) tx = 0, ++ty;
             }
             continue;
@@ -449,7 +455,7 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
                                 {_mm512_add_ps(a0, b0), _mm512_add_ps(a1, b1)},
                                 {_mm512_sub_ps(a0, b0), _mm512_sub_ps(a1, b1)},
                                 {_mm512_sub_ps(_mm512_setzero_ps(), b0), _mm512_sub_ps(_mm512_setzero_ps(), b1)}};
-        const __mmask16 valid = static_cast<__mmask16>(tiles - g0 >= 16 ? 0xFFFF : (1u << (tiles - g0)) - 1);
+        const __mmask16 valid = first_lanes(tiles - g0);
         for (int i = 0; i < 4; ++i) {
           float* o = out + 4 * i * es + g0;
           _mm512_mask_storeu_ps(o, valid, p[i][0]);
@@ -463,17 +469,41 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
 }
 #endif
 
-}  // namespace winograd
-
+/// The transforms for one chunk: the vector ones where `vector` (winograd_vectorised), else
+/// the portable ones.
 template <class T>
-bool winograd_vectorised(const conv2d_desc& d) {
+void input(bool vector, const T* x, int C, int H, int W, int count, T* v, i64 tpad, T* row) {
 #if defined(__AVX512F__)
-  return std::is_same_v<T, float> && winograd_applicable(d) && winograd::vector_transforms(d.in_width);
-#else
-  (void)d;
-  return false;
+  if constexpr (std::is_same_v<T, float>)
+    if (vector) return transform_input(x, C, H, W, count, v, tpad, row);
 #endif
+  (void)vector;
+  transform_input<T>(x, C, H, W, count, v, tpad, row);
 }
+template <class T>
+void output(bool vector, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    if (vector) return transform_output(mm, es, tpad, M, H, W, count, y);
+#endif
+  (void)vector;
+  transform_output<T>(mm, es, tpad, M, H, W, count, y, row);
+}
+template <class T>
+void output_grad(bool vector, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    if (vector) return transform_output_grad(dy, M, H, W, count, dm, es, tpad);
+#endif
+  (void)vector;
+  transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
+}
+/// Per-thread scratch for the transforms (`row` above), in elements.
+inline std::size_t row_scratch(int H, int W) {
+  return static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2));
+}
+
+}  // namespace winograd
 
 /// y = conv(x, w) for a convolution with winograd_applicable(d).
 template <class T>
@@ -496,33 +526,21 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   for (int c = 0; c < C; ++c) off[c] = c * tpad;
 
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
-  [[maybe_unused]] const bool vector = winograd_vectorised<T>(d);
+  const bool vector = winograd_vectorised<T>(d);
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
     T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * mpad * tpad));
-    T* row = ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2)));
+    T* row = ctx.scratch<T>(t, slot_out, winograd::row_scratch(H, W));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 used = count * tiles, qr = round_up(used, kern::fwd_qt);
-      const T* xs = x + n0 * in_img;
-      T* ys = y + n0 * out_img;
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>)
-        if (vector) winograd::transform_input(xs, C, H, W, count, v, tpad, row);
-      if (!vector)
-#endif
-        winograd::transform_input<T>(xs, C, H, W, count, v, tpad, row);
+      winograd::input(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
       for (int el = 0; el < 16; ++el) {
         T* ve = v + i64{el} * C * tpad;
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
         run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mpad * tpad, tpad, qr);
       }
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>)
-        if (vector) winograd::transform_output(mm, mpad * tpad, tpad, M, H, W, count, ys);
-      if (!vector)
-#endif
-        winograd::transform_output<T>(mm, mpad * tpad, tpad, M, H, W, count, ys, row);
+      winograd::output(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row);
     }
   });
 }
@@ -543,13 +561,13 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(cpad));
   for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
-  [[maybe_unused]] const bool vector = winograd_vectorised<T>(d);
+  const bool vector = winograd_vectorised<T>(d);
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = 16 * rows * cpad;
   const int used = std::min(d.batch, ctx.threads());
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
     T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * rows * tpad));
-    T* row = ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2)));
+    T* row = ctx.scratch<T>(t, slot_out, winograd::row_scratch(H, W));
     T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
     std::fill(part, part + part_size, T(0));
     for (int el = 0; el < 16; ++el)  // gradient rows past M stay zero
@@ -557,20 +575,8 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 q_used = count * tiles, qend = round_up(q_used, kern::wg_step);
-      const T* xs = x + n0 * in_img;
-      const T* gs = dy + n0 * out_img;
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>)
-        if (vector) {
-          winograd::transform_input(xs, C, H, W, count, v, tpad, row);
-          winograd::transform_output_grad(gs, M, H, W, count, dm, rows * tpad, tpad);
-        }
-      if (!vector)
-#endif
-      {
-        winograd::transform_input<T>(xs, C, H, W, count, v, tpad, row);
-        winograd::transform_output_grad<T>(gs, M, H, W, count, dm, rows * tpad, tpad);
-      }
+      winograd::input(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
+      winograd::output_grad(vector, dy + n0 * out_img, M, H, W, count, dm, rows * tpad, tpad);
       for (int el = 0; el < 16; ++el) {
         T* ve = v + i64{el} * C * tpad;
         T* ge = dm + i64{el} * rows * tpad;
