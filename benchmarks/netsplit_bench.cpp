@@ -47,8 +47,11 @@ const char* simd_level() {
 }
 
 // ---- convolution ---------------------------------------------------------------------------
-// args: in_channels, out_channels, input size, stride, direct (1: cpu_conv_algorithm::direct,
-// 0: the default `fastest`, Winograd for the 3x3 stride-1 shapes where it has vector transforms)
+// args: in_channels, out_channels, input size, stride, algorithm (0: the default `fastest`,
+// 1: direct, 2: winograd_2x2, 3: winograd_4x4; the Winograd ones on 3x3 stride-1 shapes only)
+const cpu_conv_algorithm bench_algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct,
+                                               cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4};
+const char* const bench_algorithm_names[] = {"fastest", "direct", "winograd_2x2", "winograd_4x4"};
 conv2d_desc conv_desc(const benchmark::State& st) {
   return {batch, static_cast<int>(st.range(0)), static_cast<int>(st.range(1)), static_cast<int>(st.range(2)),
           static_cast<int>(st.range(2)), 3, static_cast<int>(st.range(3)), 1};
@@ -57,22 +60,22 @@ conv2d_desc conv_desc(const benchmark::State& st) {
 void conv_label(benchmark::State& st, const conv2d_desc& d) {
   st.SetLabel(std::to_string(d.in_channels) + "->" + std::to_string(d.out_channels) + " " +
               std::to_string(d.in_height) + "x" + std::to_string(d.in_width) + " s" +
-              std::to_string(d.stride) + (st.range(4) ? " direct" : " fastest"));
+              std::to_string(d.stride) + " " + bench_algorithm_names[st.range(4)]);
 }
 
 /// Sets the shared context's convolution algorithm for one benchmark, then restores it.
 struct algorithm_scope {
   cpu_context& ctx;
   cpu_conv_algorithm saved;
-  algorithm_scope(cpu_context& c, bool direct) : ctx(c), saved(c.conv_algorithm()) {
-    c.set_conv_algorithm(direct ? cpu_conv_algorithm::direct : cpu_conv_algorithm::fastest);
+  algorithm_scope(cpu_context& c, std::int64_t algorithm) : ctx(c), saved(c.conv_algorithm()) {
+    c.set_conv_algorithm(bench_algorithms[algorithm]);
   }
   ~algorithm_scope() { ctx.set_conv_algorithm(saved); }
 };
 
 void BM_conv2d_forward(benchmark::State& st) {
   auto& ctx = context();
-  const algorithm_scope algorithm(ctx, st.range(4) != 0);
+  const algorithm_scope algorithm(ctx, st.range(4));
   const auto d = conv_desc(st);
   auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
   auto w = random_tensor({d.out_channels, d.in_channels, 3, 3}, 2);
@@ -90,7 +93,7 @@ void BM_conv2d_forward(benchmark::State& st) {
 // The stem (3 input channels) does not compute dx in training; every other layer does.
 void BM_conv2d_backward(benchmark::State& st) {
   auto& ctx = context();
-  const algorithm_scope algorithm(ctx, st.range(4) != 0);
+  const algorithm_scope algorithm(ctx, st.range(4));
   const auto d = conv_desc(st);
   const bool input_grad = d.in_channels != 3;
   auto x = random_tensor({d.batch, d.in_channels, d.in_height, d.in_width}, 1);
@@ -108,12 +111,12 @@ void BM_conv2d_backward(benchmark::State& st) {
 }
 
 void conv_shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"cin", "cout", "hw", "s", "direct"});
-  for (int direct : {0, 1}) {
-    b->Args({3, 16, 32, 1, direct});
-    b->Args({16, 16, 32, 1, direct});
-    b->Args({32, 32, 16, 1, direct});
-    b->Args({64, 64, 8, 1, direct});
+  b->ArgNames({"cin", "cout", "hw", "s", "alg"});
+  for (int algorithm : {0, 1, 2, 3}) {
+    b->Args({3, 16, 32, 1, algorithm});
+    b->Args({16, 16, 32, 1, algorithm});
+    b->Args({32, 32, 16, 1, algorithm});
+    b->Args({64, 64, 8, 1, algorithm});
   }
   b->Args({16, 32, 32, 2, 0});  // stride 2: direct either way
   b->Args({32, 64, 16, 2, 0});

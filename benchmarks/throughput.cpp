@@ -3,7 +3,8 @@
 // machine's FP32 FMA peak. Synthetic input, 100 classes, batch 128. Prints one JSON object:
 // per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's multiply-adds,
 // whichever algorithm ran), peak resident memory. --conv direct turns Winograd off;
-// --conv compare instead interleaves windows of fastest, winograd and direct in one process
+// --conv compare instead interleaves windows of fastest, winograd_4x4, winograd_2x2 and
+// direct in one process
 // and prints each one's medians and its ratio to direct.
 #include <sys/resource.h>
 
@@ -115,17 +116,18 @@ int main(int argc, char** argv) {
   if (conv == "compare") {
     // The convolution algorithms side by side in one process: window w runs each algorithm in
     // turn, so the machine's drifting load falls on all of them alike.
-    const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd,
-                                             cpu_conv_algorithm::direct};
-    const char* names[] = {"fastest", "winograd", "direct"};
-    std::vector<double> tr[3], inf[3];
+    const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_4x4,
+                                             cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::direct};
+    const char* names[] = {"fastest", "winograd_4x4", "winograd_2x2", "direct"};
+    constexpr int K = 4;
+    std::vector<double> tr[K], inf[K];
     for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
       ctx.set_conv_algorithm(alg);
       train_step();
       net.forward(ctx, x, phase::eval);
     }
     for (int w = 0; w < windows; ++w)
-      for (int k = 0; k < 3; ++k) {
+      for (int k = 0; k < K; ++k) {
         ctx.set_conv_algorithm(algorithms[k]);
         auto t0 = clk::now();
         for (int st = 0; st < steps; ++st) train_step();
@@ -137,12 +139,13 @@ int main(int argc, char** argv) {
       }
     std::string out = "{\"framework\":\"netsplit\",\"conv\":\"compare\",\"threads\":" + std::to_string(threads) +
                       ",\"batch\":" + std::to_string(batch) + ",\"windows\":" + std::to_string(windows);
-    for (int k = 0; k < 3; ++k) {
+    for (int k = 0; k < K; ++k) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
                     ",\"%s\":{\"train_median\":%.1f,\"infer_median\":%.1f,\"train_vs_direct\":%.3f,"
                     "\"infer_vs_direct\":%.3f}",
-                    names[k], median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[2]), median(inf[k]) / median(inf[2]));
+                    names[k], median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[K - 1]),
+                    median(inf[k]) / median(inf[K - 1]));
       out += buf;
     }
     std::printf("%s}\n", out.c_str());

@@ -4,11 +4,12 @@
 // 1x1 stride 2, non-square images, channel counts that are not tile multiples, batch 1 and 3
 // on two threads, and the shapes that exercise the Winograd path's vector and scalar
 // transforms (widths 2-64, tile counts that are not multiples of 16, non-square). Every case
-// runs with each of the context's algorithms: `fastest` (Winograd F(2x2, 3x3) with vector
-// transforms where they exist), `direct`, and `winograd` (Winograd wherever it applies,
-// including its portable transforms and double). Float results must match the double
-// reference within 1e-4 of the largest reference magnitude; double within 1e-10. Results
-// must be bit-identical between runs.
+// runs with each of the context's algorithms: `fastest` (Winograd with vector transforms
+// where they exist), `direct`, `winograd_2x2` and `winograd_4x4` (Winograd F(2x2, 3x3) or
+// F(4x4, 3x3) wherever it applies, including the portable transforms and double). Float
+// results must match the double reference within 1e-4 of the largest reference magnitude
+// (measured: direct and F(2x2, 3x3) about 1e-7 to 6e-7, F(4x4, 3x3) 1e-6 to 8e-6, largest
+// on 64->64 8x8); double within 1e-10. Results must be bit-identical between runs.
 #include <doctest/doctest.h>
 
 #include <Eigen/Core>
@@ -158,6 +159,16 @@ conv_run<T> run_engine(cpu_context& ctx, const conv2d_desc& d, const std::vector
   return r;
 }
 
+const char* algorithm_name(cpu_conv_algorithm a) {
+  switch (a) {
+    case cpu_conv_algorithm::fastest: return "fastest";
+    case cpu_conv_algorithm::direct: return "direct";
+    case cpu_conv_algorithm::winograd_2x2: return "winograd_2x2";
+    case cpu_conv_algorithm::winograd_4x4: return "winograd_4x4";
+  }
+  return "?";
+}
+
 template <class T>
 void check_case(const conv2d_desc& d, const char* what, double tolerance, cpu_conv_algorithm algorithm) {
   const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 1);
@@ -195,10 +206,9 @@ void check_case(const conv2d_desc& d, const char* what, double tolerance, cpu_co
 
 template <class T>
 void check_case(const conv2d_desc& d, const char* what, double tolerance) {
-  for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd}) {
-    INFO((algorithm == cpu_conv_algorithm::fastest  ? "fastest"
-          : algorithm == cpu_conv_algorithm::direct ? "direct"
-                                                    : "winograd"));
+  for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
+                         cpu_conv_algorithm::winograd_4x4}) {
+    INFO(algorithm_name(algorithm));
     check_case<T>(d, what, tolerance, algorithm);
   }
 }
@@ -246,6 +256,14 @@ const conv_case odd_cases[] = {
     {{2, 3, 9, 6, 4, 3, 1, 1}, "Winograd TW 2 (scalar transforms)"},
     {{2, 3, 9, 2, 2, 3, 1, 1}, "Winograd one tile"},
     {{3, 5, 7, 7, 8, 3, 1, 1}, "3x3 same, odd height (direct)"},
+    // F(4x4, 3x3) (tile widths TW = W/4; the sizes above divisible by 4 run it too)
+    {{2, 3, 9, 4, 128, 3, 1, 1}, "Winograd 4x4: TW 32"},
+    {{3, 5, 7, 8, 64, 3, 1, 1}, "Winograd 4x4: TW 16"},
+    {{3, 5, 7, 12, 16, 3, 1, 1}, "Winograd 4x4: TW 4, 12 tiles per image (across images)"},
+    {{3, 5, 7, 20, 8, 3, 1, 1}, "Winograd 4x4: TW 2, 10 tiles per image"},
+    {{5, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: one tile per image"},
+    {{3, 5, 7, 8, 12, 3, 1, 1}, "Winograd 4x4: TW 3 (scalar transforms)"},
+    {{2, 3, 9, 10, 12, 3, 1, 1}, "Winograd 4x4 not applicable: height 10 (2x2 or direct)"},
 };
 
 }  // namespace
@@ -272,8 +290,10 @@ TEST_CASE("conv engine results agree across thread counts") {
     const auto dys = random_values(std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width(), 6);
     std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
     cpu_context one(1), three(3);
-    one.set_conv_algorithm(cpu_conv_algorithm::winograd);
-    three.set_conv_algorithm(cpu_conv_algorithm::winograd);
+   for (auto alg : {cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4}) {
+    INFO(algorithm_name(alg));
+    one.set_conv_algorithm(alg);
+    three.set_conv_algorithm(alg);
     const auto a = run_engine(one, d, x, w, dy);
     const auto b = run_engine(three, d, x, w, dy);
     // forward and input gradient do not reduce across threads: identical
@@ -281,5 +301,6 @@ TEST_CASE("conv engine results agree across thread counts") {
     CHECK(std::memcmp(a.dx.data(), b.dx.data(), a.dx.size() * sizeof(float)) == 0);
     std::vector<double> dw1(a.dw.begin(), a.dw.end());
     CHECK(relative_error(b.dw, dw1) <= 1e-5);
+   }
   }
 }

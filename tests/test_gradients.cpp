@@ -51,7 +51,12 @@ TEST_CASE("conv2d gradients: 3x3 and 1x1, stride 1 and 2, padding") {
   expect_gradients("conv2d 1x1 stride 2", c1s2, {2, 4, 6, 6}, phase::train);
   // Winograd F(2x2, 3x3): forward, input gradient and weight gradient (even sizes)
   conv2d_layer<double, cpu, fmap_shape{3, 8, 6}, 4, 3, 1, 1> wino;
-  expect_gradients("conv2d 3x3 same, Winograd", wino, {3, 3, 8, 6}, phase::train, 11, cpu_conv_algorithm::winograd);
+  expect_gradients("conv2d 3x3 same, Winograd", wino, {3, 3, 8, 6}, phase::train, 11,
+                   cpu_conv_algorithm::winograd_2x2);
+  // Winograd F(4x4, 3x3) (sizes divisible by 4)
+  conv2d_layer<double, cpu, fmap_shape{3, 8, 4}, 4, 3, 1, 1> wino4;
+  expect_gradients("conv2d 3x3 same, Winograd 4x4", wino4, {3, 3, 8, 4}, phase::train, 11,
+                   cpu_conv_algorithm::winograd_4x4);
 }
 
 TEST_CASE("batch_norm gradients in train and eval mode") {
@@ -126,7 +131,10 @@ TEST_CASE("basic block gradients with each shortcut") {
   expect_gradients("basic_block identity shortcut", identity, {3, 4, 6, 6}, phase::train);
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 4, 1, shortcut_a> identity_winograd;
   expect_gradients("basic_block identity, Winograd", identity_winograd, {3, 4, 6, 6}, phase::train, 11,
-                   cpu_conv_algorithm::winograd);
+                   cpu_conv_algorithm::winograd_2x2);
+  basic_block_layer<double, cpu, fmap_shape{4, 8, 8}, 4, 1, shortcut_a> identity_winograd4;
+  expect_gradients("basic_block identity, Winograd 4x4", identity_winograd4, {3, 4, 8, 8}, phase::train, 11,
+                   cpu_conv_algorithm::winograd_4x4);
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_a> block_a;
   expect_gradients("basic_block option A, stride 2", block_a, {3, 4, 6, 6}, phase::train);
   basic_block_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2, shortcut_b> block_b;

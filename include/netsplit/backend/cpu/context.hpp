@@ -30,14 +30,14 @@ inline void* aligned_bytes(std::size_t bytes) {
 }  // namespace detail
 
 /// How the CPU backend computes convolutions (winograd.hpp, conv_kernels.hpp):
-/// `fastest` takes Winograd F(2x2, 3x3) for 3x3 stride-1 "same" convolutions where it was
-/// measured faster (float with AVX-512 vector transforms, widths 8, 16, 32, 64, ...; at least
-/// 16 input channels; backward only on maps of at most 16x16: winograd_preferred) and the
-/// direct engine elsewhere; `direct` takes the direct engine for all (a choice for users who
-/// want the direct form's rounding); `winograd` takes Winograd wherever it applies, any type
-/// and instruction set (its portable transforms are slower than the direct engine: for tests
-/// and comparisons).
-enum class cpu_conv_algorithm { fastest, direct, winograd };
+/// `fastest` takes Winograd for 3x3 stride-1 "same" convolutions where it was measured
+/// faster (float with AVX-512 vector transforms, at least 16 input channels; which tile per
+/// shape and pass: winograd_fastest) and the direct engine elsewhere; `direct` takes the
+/// direct engine for all (a choice for users who want the direct form's rounding);
+/// `winograd_2x2` and `winograd_4x4` take Winograd F(2x2, 3x3) or F(4x4, 3x3) wherever it
+/// applies (even sizes; sizes divisible by 4), any type and instruction set (the portable
+/// transforms are slower than the direct engine: for tests and comparisons).
+enum class cpu_conv_algorithm { fastest, direct, winograd_2x2, winograd_4x4 };
 
 class cpu_context {
  public:

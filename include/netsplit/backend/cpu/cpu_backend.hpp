@@ -104,38 +104,44 @@ struct cpu_backend {
   }
 
   // ---- convolution -------------------------------------------------------------------------
-  /// y = conv(x, w): Winograd F(2x2, 3x3) for 3x3 stride-1 "same" convolutions as the
-  /// context's cpu_conv_algorithm says (winograd.hpp), else implicit GEMM over padded plane
-  /// buffers (conv_kernels.hpp).
+  /// y = conv(x, w): Winograd F(2x2, 3x3) or F(4x4, 3x3) for 3x3 stride-1 "same"
+  /// convolutions as the context's cpu_conv_algorithm says (winograd.hpp), else implicit GEMM
+  /// over padded plane buffers (conv_kernels.hpp).
   template <class T>
   static void conv2d_forward(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
-    if (use_winograd<T>(ctx, d, false))
-      detail::cpu_conv::winograd_forward(ctx, d, x, w, y);
-    else
-      detail::cpu_conv::forward(ctx, d, x, w, y);
+    namespace cc = detail::cpu_conv;
+    cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y);
   }
 
-  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null; Winograd where
-  /// the forward is.
+  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null. Each gradient
+  /// takes its own choice of Winograd tile; where the weight gradient is direct, both are
+  /// (the direct engine shares its input buffers between them).
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w,
                               const T* dy, T* dx, T* dw) {
-    if (use_winograd<T>(ctx, d, true)) {
-      detail::cpu_conv::winograd_backward_weights(ctx, d, x, dy, dw);
-      if (dx) detail::cpu_conv::winograd_backward_data(ctx, d, w, dy, dx);
-    } else {
-      detail::cpu_conv::backward(ctx, d, x, w, dy, dx, dw);
+    namespace cc = detail::cpu_conv;
+    switch (winograd_tile_for<T>(ctx, d, cc::conv_pass::backward_weights)) {
+      case cc::winograd_tile::f4x4: cc::winograd_backward_weights<cc::winograd::f4x4>(ctx, d, x, dy, dw); break;
+      case cc::winograd_tile::f2x2: cc::winograd_backward_weights<cc::winograd::f2x2>(ctx, d, x, dy, dw); break;
+      default: return cc::backward(ctx, d, x, w, dy, dx, dw);
     }
+    if (dx)
+      cc::winograd_backward_data(ctx, d, winograd_tile_for<T>(ctx, cc::transposed(d), cc::conv_pass::backward_data),
+                                 w, dy, dx);
   }
 
  private:
   template <class T>
-  static bool use_winograd(const context& ctx, const conv2d_desc& d, bool backward) {
-    if (!detail::cpu_conv::winograd_applicable(d)) return false;
+  static detail::cpu_conv::winograd_tile winograd_tile_for(const context& ctx, const conv2d_desc& d,
+                                                           detail::cpu_conv::conv_pass pass) {
+    namespace cc = detail::cpu_conv;
+    if (!cc::winograd_applicable(d)) return cc::winograd_tile::none;
     switch (ctx.conv_algorithm()) {
-      case cpu_conv_algorithm::winograd: return true;
-      case cpu_conv_algorithm::fastest: return detail::cpu_conv::winograd_preferred<T>(d, backward);
-      default: return false;
+      case cpu_conv_algorithm::winograd_2x2: return cc::winograd_tile::f2x2;
+      case cpu_conv_algorithm::winograd_4x4:
+        return cc::winograd::f4x4::applicable(d) ? cc::winograd_tile::f4x4 : cc::winograd_tile::none;
+      case cpu_conv_algorithm::fastest: return cc::winograd_fastest<T>(d, pass);
+      default: return cc::winograd_tile::none;
     }
   }
 

@@ -21,6 +21,7 @@
 #include <type_traits>
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
+#include "netsplit/backend/cpu/winograd_f4.hpp"
 
 namespace netsplit::detail::cpu_conv {
 
@@ -39,34 +40,6 @@ inline bool vector_transforms(int W) {
   return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
 }
 }  // namespace winograd
-
-/// True where Winograd has vector transforms (float, AVX-512, widths whose tile rows pack
-/// into 16 lanes).
-template <class T>
-bool winograd_vectorised(const conv2d_desc& d) {
-#if defined(__AVX512F__)
-  return std::is_same_v<T, float> && winograd_applicable(d) && winograd::vector_transforms(d.in_width);
-#else
-  (void)d;
-  return false;
-#endif
-}
-
-/// Where cpu_conv_algorithm::fastest takes Winograd: vector transforms, at least 16 input
-/// channels (with fewer, as in a stem on RGB, the transforms cost more than the products
-/// save), and for the backward pass maps of at most 16x16 (at 32x32 with 16 channels the
-/// three transforms of the backward pass outweigh its products). Measured on ResNet20's
-/// shapes, batch 128, 2 threads, AVX-512 (one netsplit_bench run, ms, Winograd vs direct):
-/// forward 3->16 32x32 2.81 vs 1.14, 16->16 32x32 3.23 vs 3.85, 32->32 16x16 2.13 vs 3.91,
-/// 64->64 8x8 2.90 vs 4.58; backward 16->16 32x32 10.8 vs 6.3, 32->32 16x16 8.2 vs 9.0,
-/// 64->64 8x8 6.8 vs 10.4. Whole ResNet20 steps (`netsplit_throughput --conv compare
-/// --windows 25 --steps 2`, interleaved): this choice runs training 1.14x and inference 1.19x
-/// as fast as direct; Winograd wherever it applies, 1.11x and 1.16x.
-template <class T>
-bool winograd_preferred(const conv2d_desc& d, bool backward) {
-  return winograd_vectorised<T>(d) && d.in_channels >= 16 &&
-         (!backward || std::int64_t{d.in_height} * d.in_width <= 256);
-}
 
 namespace winograd {
 
@@ -101,19 +74,19 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
     }
 }
 
-/// Images per chunk of one thread, such that the chunk's 16 transformed planes of `rows`
-/// rows (input channels plus products) stay within about 1.5 MB of the core's L2 (of those
-/// counts down to half as many, the one that wastes the smallest fraction of a row rounded
-/// up to `multiple`), and that row length in tiles.
+/// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
+/// `rows` rows (input channels plus products) of `tiles` tiles per image stay within about
+/// 1.5 MB of the core's L2 (of those counts down to half as many, the one that wastes the
+/// smallest fraction of a row rounded up to `multiple`), and that row length in tiles.
 struct chunk_plan {
   int images;
   i64 tpad;
 };
-inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::size_t elem_bytes, i64 multiple) {
+inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::size_t elem_bytes, i64 multiple,
+                              i64 tiles, int elems) {
   constexpr i64 budget_bytes = 1536 * 1024;
-  const i64 tiles = i64{d.in_height / 2} * (d.in_width / 2);
   const int per_thread = (d.batch + threads - 1) / threads;
-  const i64 per_image = 16 * rows * tiles * static_cast<i64>(elem_bytes);
+  const i64 per_image = elems * rows * tiles * static_cast<i64>(elem_bytes);
   const int most = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
   // among [most/2, most] images, the count whose tiles waste the least of the rounded row
   int images = most;
@@ -503,81 +476,201 @@ inline std::size_t row_scratch(int H, int W) {
   return static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2));
 }
 
+/// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
+/// transformed values per tile, and their transforms.
+struct f2x2 {
+  static constexpr int m = 2, elems = 16;
+  static bool applicable(const conv2d_desc& d) { return d.in_height % 2 == 0 && d.in_width % 2 == 0; }
+  static bool vector_widths(int W) { return vector_transforms(W); }
+  template <class T>
+  static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
+    transform_weights(w, M, C, mr, mtiles, u, b, e);
+  }
+  template <class T>
+  static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
+    weight_grad_from(du, rows, ld, M, C, dw);
+  }
+  static std::size_t scratch(int H, int W, int) { return row_scratch(H, W); }
+  template <class T>
+  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, T* row) {
+    input(v, x, C, H, W, count, out, tpad, row);
+  }
+  template <class T>
+  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row) {
+    output(v, mm, es, tpad, M, H, W, count, y, row);
+  }
+  template <class T>
+  static void out_grad(bool v, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
+    output_grad(v, dy, M, H, W, count, dm, es, tpad);
+  }
+};
+
+struct f4x4 {
+  static constexpr int m = 4, elems = 36;
+  static bool applicable(const conv2d_desc& d) { return d.in_height % 4 == 0 && d.in_width % 4 == 0; }
+  static bool vector_widths(int W) { return winograd4::vector_transforms(W); }
+  template <class T>
+  static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
+    winograd4::transform_weights(w, M, C, mr, mtiles, u, b, e);
+  }
+  template <class T>
+  static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
+    winograd4::weight_grad_from(du, rows, ld, M, C, dw);
+  }
+  static std::size_t scratch(int H, int W, int count) {
+#if defined(__AVX512F__)
+    return winograd4::input_scratch(H, W, count);
+#else
+    (void)H, (void)W, (void)count;
+    return 1;
+#endif
+  }
+  template <class T>
+  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, T* row) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::transform_input(x, C, H, W, count, out, tpad, row);
+#endif
+    (void)v, (void)row;
+    winograd4::transform_input<T>(x, C, H, W, count, out, tpad);
+  }
+  template <class T>
+  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T*) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y);
+#endif
+    (void)v;
+    winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);
+  }
+  template <class T>
+  static void out_grad(bool v, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::transform_output_grad(dy, M, H, W, count, dm, es, tpad);
+#endif
+    (void)v;
+    winograd4::transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
+  }
+};
+
+/// True where tile policy P has vector transforms for d (float, AVX-512, suitable widths).
+template <class P, class T>
+bool vectorised(const conv2d_desc& d) {
+#if defined(__AVX512F__)
+  return std::is_same_v<T, float> && P::applicable(d) && P::vector_widths(d.in_width);
+#else
+  (void)d;
+  return false;
+#endif
+}
+
 }  // namespace winograd
 
-/// y = conv(x, w) for a convolution with winograd_applicable(d).
+/// The Winograd tile a convolution is computed with (none: the direct engine).
+enum class winograd_tile { none, f2x2, f4x4 };
+/// The three computations of a convolution; the input gradient is the forward convolution
+/// of dy with the transposed, rotated weights (its desc has the channel counts swapped).
+enum class conv_pass { forward, backward_data, backward_weights };
+
+/// Where cpu_conv_algorithm::fastest takes Winograd, and which tile, per pass: vector
+/// transforms and at least 16 input channels (with fewer, as in a stem on RGB, the transforms
+/// cost more than the products save); F(4x4, 3x3) where its transforms are vectorised, except
+/// for weight gradients on maps of at most 8x8 (2x2 tiles of 4x4 per image make the reductions
+/// over tiles short), which take F(2x2, 3x3); F(2x2, 3x3)'s backward passes only on maps of at
+/// most 16x16. Measured on ResNet20's shapes, batch 128, 2 threads, AVX-512 (`netsplit_bench
+/// --benchmark_filter='conv2d.*s:1' --benchmark_repetitions=5`, fastest of 5, ms, F(4x4) /
+/// F(2x2) / direct): forward 3->16 32x32 1.51 / 1.79 / 1.20, 16->16 32x32 2.88 / 4.78 / 3.96,
+/// 32->32 16x16 1.95 / 2.80 / 3.89, 64->64 8x8 2.41 / 2.91 / 4.60; backward (weights and
+/// input) 16->16 32x32 6.24 / 9.31 / 8.42, 32->32 16x16 5.31 / 6.87 / 8.10, 64->64 8x8
+/// 7.60 / 7.03 / 11.1.
 template <class T>
+winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
+  if (!winograd_applicable(d) || d.in_channels < 16) return winograd_tile::none;
+  const bool f2 = winograd::vectorised<winograd::f2x2, T>(d);
+  if (winograd::vectorised<winograd::f4x4, T>(d))
+    return pass == conv_pass::backward_weights && std::int64_t{d.in_height} * d.in_width <= 64 && f2
+               ? winograd_tile::f2x2
+               : winograd_tile::f4x4;
+  if (f2 && (pass == conv_pass::forward || std::int64_t{d.in_height} * d.in_width <= 256)) return winograd_tile::f2x2;
+  return winograd_tile::none;
+}
+
+/// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d).
+template <class P, class T>
 void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
   using kern = kernels<T>;
+  constexpr int E = P::elems;
   const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
-  const i64 tiles = i64{H / 2} * (W / 2);
+  const i64 tiles = i64{H / P::m} * (W / P::m);
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
   // (no structured binding: lambdas below capture these, which clang 14 rejects for bindings)
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt);
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
 
-  T* u = ctx.scratch<T>(0, slot_weights, static_cast<std::size_t>(16 * mpad * C));
+  T* u = ctx.scratch<T>(0, slot_weights, static_cast<std::size_t>(E * mpad * C));
   ctx.pool().parallel_for(mpad, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-    winograd::transform_weights(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
+    P::weights(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
   });
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(C));
   for (int c = 0; c < C; ++c) off[c] = c * tpad;
 
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
-  const bool vector = winograd_vectorised<T>(d);
+  const bool vector = winograd::vectorised<P, T>(d);
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
-    T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * mpad * tpad));
-    T* row = ctx.scratch<T>(t, slot_out, winograd::row_scratch(H, W));
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * C * tpad));
+    T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * mpad * tpad));
+    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 used = count * tiles, qr = round_up(used, kern::fwd_qt);
-      winograd::input(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
-      for (int el = 0; el < 16; ++el) {
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
+      for (int el = 0; el < E; ++el) {
         T* ve = v + i64{el} * C * tpad;
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
         run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mpad * tpad, tpad, qr);
       }
-      winograd::output(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row);
+      P::out(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row);
     }
   });
 }
 
-/// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d):
+/// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
 /// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel),
 /// then dw = G^T dU G. Per-thread partial sums are added in thread order.
-template <class T>
+template <class P, class T>
 void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
   using kern = kernels<T>;
+  constexpr int E = P::elems;
   const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
-  const i64 tiles = i64{H / 2} * (W / 2);
+  const i64 tiles = i64{H / P::m} * (W / P::m);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const auto plan =
-      winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, kern::wg_step));
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T),
+                                          std::max<i64>(kern::fwd_qt, kern::wg_step), tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(cpad));
   for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
-  const bool vector = winograd_vectorised<T>(d);
-  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = 16 * rows * cpad;
+  const bool vector = winograd::vectorised<P, T>(d);
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = E * rows * cpad;
   const int used = std::min(d.batch, ctx.threads());
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(16 * C * tpad));
-    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(16 * rows * tpad));
-    T* row = ctx.scratch<T>(t, slot_out, winograd::row_scratch(H, W));
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * C * tpad));
+    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * rows * tpad));
+    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
     T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
     std::fill(part, part + part_size, T(0));
-    for (int el = 0; el < 16; ++el)  // gradient rows past M stay zero
+    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
       std::fill(dm + (el * rows + M) * tpad, dm + (el + 1) * rows * tpad, T(0));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 q_used = count * tiles, qend = round_up(q_used, kern::wg_step);
-      winograd::input(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
-      winograd::output_grad(vector, dy + n0 * out_img, M, H, W, count, dm, rows * tpad, tpad);
-      for (int el = 0; el < 16; ++el) {
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
+      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, rows * tpad, tpad);
+      for (int el = 0; el < E; ++el) {
         T* ve = v + i64{el} * C * tpad;
         T* ge = dm + i64{el} * rows * tpad;
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + q_used, ve + c * tpad + qend, T(0));
@@ -594,18 +687,33 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
     const T* part = ctx.scratch<T>(t, slot_dw, 0);
     for (i64 i = 0; i < part_size; ++i) total[i] += part[i];
   }
-  winograd::weight_grad_from(total, rows, cpad, M, C, dw);
+  P::weight_grad(total, rows, cpad, M, C, dw);
+}
+
+/// y = conv(x, w) computed as `tile` says (none: the direct engine).
+template <class T>
+void forward_with(winograd_tile tile, cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
+  switch (tile) {
+    case winograd_tile::f4x4: return winograd_forward<winograd::f4x4>(ctx, d, x, w, y);
+    case winograd_tile::f2x2: return winograd_forward<winograd::f2x2>(ctx, d, x, w, y);
+    default: return forward(ctx, d, x, w, y);
+  }
+}
+
+/// The input gradient's convolution: d with the channel counts swapped.
+inline conv2d_desc transposed(const conv2d_desc& d) {
+  conv2d_desc t = d;
+  std::swap(t.in_channels, t.out_channels);
+  return t;
 }
 
 /// dx = dL/dx of a convolution with winograd_applicable(d), from dy: the "same" 3x3
-/// convolution of dy with the transposed, rotated weights.
+/// convolution of dy with the transposed, rotated weights, computed as `tile` says.
 template <class T>
-void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, const T* w, const T* dy, T* dx) {
-  conv2d_desc t = d;
-  std::swap(t.in_channels, t.out_channels);
+void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_tile tile, const T* w, const T* dy, T* dx) {
   T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));
   winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt);
-  winograd_forward(ctx, t, dy, wt, dx);
+  forward_with(tile, ctx, transposed(d), dy, wt, dx);
 }
 
 }  // namespace netsplit::detail::cpu_conv

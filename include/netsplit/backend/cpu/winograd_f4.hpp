@@ -1,0 +1,396 @@
+// netsplit/backend/cpu/winograd_f4.hpp — the transforms of Winograd's F(4x4, 3x3) (Lavin &
+// Gray, 2015; interpolation points 0, 1, -1, 2, -2 and infinity), for winograd.hpp's drivers.
+// Each 4x4 output tile comes from a 6x6 input tile d: Y = A^T [(G g G^T) . (B^T d B)] A, so
+// the 9 multiplies per output of the direct form become 36 / 16 = 2.25 (F(2x2, 3x3): 4), and
+// the transformed data are 36 values per 16 outputs (F(2x2, 3x3): 16 per 4).
+//   B^T = [[4, 0,-5, 0, 1, 0],     G = [[ 1/4,    0,    0],     A^T = [[1, 1, 1, 1, 1, 0],
+//          [0,-4,-4, 1, 1, 0],          [-1/6, -1/6, -1/6],            [0, 1,-1, 2,-2, 0],
+//          [0, 4,-4,-1, 1, 0],          [-1/6,  1/6, -1/6],            [0, 1, 1, 4, 4, 0],
+//          [0,-2,-1, 2, 1, 0],          [1/24, 1/12,  1/6],            [0, 1,-1, 8,-8, 1]]
+//          [0, 2,-1,-2, 1, 0],          [1/24,-1/12,  1/6],
+//          [0, 4, 0,-5, 0, 1]]          [   0,    0,    1]]
+// Numerics: the input and output transforms multiply by up to 8 and the weight transform
+// divides by 6 and 24, so float results carry a few times the rounding error of F(2x2, 3x3)
+// (measured in tests/test_conv_kernels.cpp against a double reference); summation order
+// still depends only on shapes and thread count.
+// Tile t of a chunk of `count` images is numbered t = n * tiles + ty * TW + tx (TW = W / 4,
+// tiles = H / 4 * TW); element e = 6 i + j of tile t lives at [e * es + row * tpad + t].
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "netsplit/backend/cpu/conv_kernels.hpp"
+
+namespace netsplit::detail::cpu_conv::winograd4 {
+
+/// out = B^T d for one column d[0..6) (strided by ds).
+template <class T>
+inline void bt6(const T* d, i64 ds, T* out) {
+  const T d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
+  out[0] = T(4) * d0 - T(5) * d2 + d4;
+  out[1] = (d3 + d4) - T(4) * (d1 + d2);
+  out[2] = (d4 - d3) + T(4) * (d1 - d2);
+  out[3] = (d4 - d2) + T(2) * (d3 - d1);
+  out[4] = (d4 - d2) - T(2) * (d3 - d1);
+  out[5] = T(4) * d1 - T(5) * d3 + d5;
+}
+/// out = A^T m for m[0..6) (strided by ms).
+template <class T>
+inline void at4(const T* m, i64 ms, T* out) {
+  const T s12 = m[ms] + m[2 * ms], d12 = m[ms] - m[2 * ms], s34 = m[3 * ms] + m[4 * ms], d34 = m[3 * ms] - m[4 * ms];
+  out[0] = m[0] + s12 + s34;
+  out[1] = d12 + T(2) * d34;
+  out[2] = s12 + T(4) * s34;
+  out[3] = d12 + T(8) * d34 + m[5 * ms];
+}
+/// out = A q for q[0..4) (strided by qs).
+template <class T>
+inline void a6(const T* q, i64 qs, T* out) {
+  const T q0 = q[0], q1 = q[qs], q2 = q[2 * qs], q3 = q[3 * qs];
+  const T e02 = q0 + q2, o13 = q1 + q3, e = q0 + T(4) * q2, o = T(2) * q1 + T(8) * q3;
+  out[0] = q0;
+  out[1] = e02 + o13;
+  out[2] = e02 - o13;
+  out[3] = e + o;
+  out[4] = e - o;
+  out[5] = q3;
+}
+
+/// Widths the AVX-512 transforms below handle: TW = W / 4 divides 16 or is a multiple of 16,
+/// so the lanes of tile columns 0 and TW-1 are the same in every vector of 16 tiles.
+inline bool vector_transforms(int W) {
+  const int tw = W / 4;
+  return W % 4 == 0 && tw >= 1 && (16 % tw == 0 || tw % 16 == 0);
+}
+
+/// U[e][m][c] = (G g[m][c] G^T)[e], packed per element e for the micro-kernel as in
+/// winograd::transform_weights: u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r; rows
+/// m in [m_begin, m_end), zero for m >= M. Computed in double, then rounded once.
+template <class T>
+void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
+  const auto g6 = [](double a, double b, double c, double* out) {
+    out[0] = a / 4;
+    out[1] = -(a + b + c) / 6;
+    out[2] = -(a - b + c) / 6;
+    out[3] = a / 24 + b / 12 + c / 6;
+    out[4] = a / 24 - b / 12 + c / 6;
+    out[5] = c;
+  };
+  for (int m = m_begin; m < m_end; ++m)
+    for (int c = 0; c < C; ++c) {
+      double gg[3][6] = {}, out[6][6] = {};  // gg[col][i] = (G g)[i][col]
+      if (m < M) {
+        const T* g = w + (i64{m} * C + c) * 9;
+        for (int j = 0; j < 3; ++j) g6(double(g[j]), double(g[3 + j]), double(g[6 + j]), gg[j]);
+        for (int i = 0; i < 6; ++i) g6(gg[0][i], gg[1][i], gg[2][i], out[i]);
+      }
+      const int mt = m / mr, r = m % mr;
+      for (int e = 0; e < 36; ++e) u[((i64{e} * mtiles + mt) * C + c) * mr + r] = static_cast<T>(out[e / 6][e % 6]);
+    }
+}
+
+/// dw[m][c] (3x3) = G^T dU[m][c] G from dU[e][m][c] at du[(e * rows + m) * ld + c].
+template <class T>
+void weight_grad_from(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
+  const auto gt3 = [](const double* u, int s, double* out) {  // G^T u for u[0..6) strided by s
+    out[0] = u[0] / 4 - (u[s] + u[2 * s]) / 6 + (u[3 * s] + u[4 * s]) / 24;
+    out[1] = (u[2 * s] - u[s]) / 6 + (u[3 * s] - u[4 * s]) / 12;
+    out[2] = -(u[s] + u[2 * s]) / 6 + (u[3 * s] + u[4 * s]) / 6 + u[5 * s];
+  };
+  for (int m = 0; m < M; ++m)
+    for (int c = 0; c < C; ++c) {
+      double u[36], t[3][6];
+      for (int e = 0; e < 36; ++e) u[e] = double(du[(e * rows + m) * ld + c]);
+      double col[3];
+      for (int j = 0; j < 6; ++j) {  // G^T dU: columns j
+        gt3(u + j, 6, col);
+        for (int i = 0; i < 3; ++i) t[i][j] = col[i];
+      }
+      T* o = dw + (i64{m} * C + c) * 9;
+      for (int i = 0; i < 3; ++i) {  // (G^T dU) G: rows i
+        gt3(t[i], 1, col);
+        for (int k = 0; k < 3; ++k) o[3 * i + k] = static_cast<T>(col[k]);
+      }
+    }
+}
+
+/// V[e][c][t] = (B^T d B)[e] for the 6x6 input tile d of tile t at rows 4ty-1.., columns
+/// 4tx-1.. (zero outside); element stride es = 36 ... C * tpad: v[(e * C + c) * tpad + t].
+template <class T>
+void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad) {
+  const int TH = H / 4, TW = W / 4;
+  const i64 tiles = i64{TH} * TW, es = i64{C} * tpad;
+  for (int n = 0; n < count; ++n)
+    for (int c = 0; c < C; ++c) {
+      const T* xc = x + (i64{n} * C + c) * H * W;
+      T* out = v + i64{c} * tpad + n * tiles;
+      for (int ty = 0; ty < TH; ++ty)
+        for (int tx = 0; tx < TW; ++tx) {
+          T d[6][6], r[6][6], col[6];
+          for (int k = 0; k < 6; ++k)
+            for (int o = 0; o < 6; ++o) {
+              const int y = 4 * ty - 1 + k, xx = 4 * tx - 1 + o;
+              d[k][o] = (y >= 0 && y < H && xx >= 0 && xx < W) ? xc[i64{y} * W + xx] : T(0);
+            }
+          for (int o = 0; o < 6; ++o) {  // B^T d: r[i][o]
+            bt6(&d[0][o], 6, col);
+            for (int i = 0; i < 6; ++i) r[i][o] = col[i];
+          }
+          const i64 t = i64{ty} * TW + tx;
+          for (int i = 0; i < 6; ++i) {  // (B^T d) B: rows i
+            bt6(r[i], 1, col);
+            for (int j = 0; j < 6; ++j) out[(6 * i + j) * es + t] = col[j];
+          }
+        }
+    }
+}
+
+/// y[n][m][4ty+a][4tx+b] = (A^T M A)[a][b] from M[e][m][t] at mm[e * es + m * tpad + t].
+template <class T>
+void transform_output(const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y) {
+  const int TH = H / 4, TW = W / 4;
+  const i64 tiles = i64{TH} * TW;
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      T* ym = y + (i64{n} * M + m) * H * W;
+      const T* base = mm + i64{m} * tpad + n * tiles;
+      for (int ty = 0; ty < TH; ++ty)
+        for (int tx = 0; tx < TW; ++tx) {
+          const T* p = base + i64{ty} * TW + tx;
+          T s[4][6], row[4];
+          for (int j = 0; j < 6; ++j) {  // A^T M: columns j
+            at4(p + j * es, 6 * es, row);
+            for (int a = 0; a < 4; ++a) s[a][j] = row[a];
+          }
+          for (int a = 0; a < 4; ++a) at4(s[a], 1, ym + i64{4 * ty + a} * W + 4 * tx);
+        }
+    }
+}
+
+/// The products' gradient dM[e][m][t] = (A dY A^T)[e] at dm[e * es + m * tpad + t] from the
+/// output gradient's 4x4 tile dY of tile t.
+template <class T>
+void transform_output_grad(const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
+  const int TH = H / 4, TW = W / 4;
+  const i64 tiles = i64{TH} * TW;
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      const T* g = dy + (i64{n} * M + m) * H * W;
+      T* out = dm + i64{m} * tpad + n * tiles;
+      for (int ty = 0; ty < TH; ++ty)
+        for (int tx = 0; tx < TW; ++tx) {
+          T p[4][6], q[6][4], col[6];
+          for (int a = 0; a < 4; ++a) a6(g + i64{4 * ty + a} * W + 4 * tx, 1, p[a]);  // dY A^T: rows a
+          for (int j = 0; j < 6; ++j)
+            for (int a = 0; a < 4; ++a) q[j][a] = p[a][j];
+          const i64 t = i64{ty} * TW + tx;
+          for (int j = 0; j < 6; ++j) {  // A (dY A^T): columns j
+            a6(q[j], 1, col);
+            for (int i = 0; i < 6; ++i) out[(6 * i + j) * es + t] = col[i];
+          }
+        }
+    }
+}
+
+#if defined(__AVX512F__)
+// Float transforms on 16 tiles at a time (flat over the chunk's tiles t, across images), for
+// widths with vector_transforms(W).
+
+namespace vec {
+/// D[b][l] = v[4l + b] for the 64 values v of v[0..4) (b = 0..3).
+inline void deinterleave4(const __m512 v[4], __m512 D[4]) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 e0 = _mm512_permutex2var_ps(v[0], even, v[1]), o0 = _mm512_permutex2var_ps(v[0], odd, v[1]);
+  const __m512 e1 = _mm512_permutex2var_ps(v[2], even, v[3]), o1 = _mm512_permutex2var_ps(v[2], odd, v[3]);
+  D[0] = _mm512_permutex2var_ps(e0, even, e1);
+  D[2] = _mm512_permutex2var_ps(e0, odd, e1);
+  D[1] = _mm512_permutex2var_ps(o0, even, o1);
+  D[3] = _mm512_permutex2var_ps(o0, odd, o1);
+}
+/// The inverse: w[q][4k + b] = z[b][4q + k] (w[q] holds tiles 4q..4q+3, 4 values each).
+inline void interleave4(const __m512 z[4], __m512 w[4]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 p0 = _mm512_permutex2var_ps(z[0], lo, z[2]), q0 = _mm512_permutex2var_ps(z[1], lo, z[3]);
+  const __m512 p1 = _mm512_permutex2var_ps(z[0], hi, z[2]), q1 = _mm512_permutex2var_ps(z[1], hi, z[3]);
+  w[0] = _mm512_permutex2var_ps(p0, lo, q0);
+  w[1] = _mm512_permutex2var_ps(p0, hi, q0);
+  w[2] = _mm512_permutex2var_ps(p1, lo, q1);
+  w[3] = _mm512_permutex2var_ps(p1, hi, q1);
+}
+inline void bt6(const __m512 d[6], __m512 out[6]) {
+  const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f), two = _mm512_set1_ps(2.f);
+  const __m512 s34 = _mm512_add_ps(d[3], d[4]), s12 = _mm512_add_ps(d[1], d[2]);
+  const __m512 d43 = _mm512_sub_ps(d[4], d[3]), d12 = _mm512_sub_ps(d[1], d[2]);
+  const __m512 d42 = _mm512_sub_ps(d[4], d[2]), d31 = _mm512_sub_ps(d[3], d[1]);
+  out[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
+  out[1] = _mm512_fnmadd_ps(four, s12, s34);
+  out[2] = _mm512_fmadd_ps(four, d12, d43);
+  out[3] = _mm512_fmadd_ps(two, d31, d42);
+  out[4] = _mm512_fnmadd_ps(two, d31, d42);
+  out[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+}
+inline void at4(const __m512 m[6], __m512 out[4]) {
+  const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
+  const __m512 s34 = _mm512_add_ps(m[3], m[4]), d34 = _mm512_sub_ps(m[3], m[4]);
+  out[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), s34);
+  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), d34, d12);
+  out[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.f), s34, s12);
+  out[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.f), d34, d12), m[5]);
+}
+inline void a6(const __m512 q[4], __m512 out[6]) {
+  const __m512 e02 = _mm512_add_ps(q[0], q[2]), o13 = _mm512_add_ps(q[1], q[3]);
+  const __m512 e = _mm512_fmadd_ps(_mm512_set1_ps(4.f), q[2], q[0]);
+  const __m512 o = _mm512_fmadd_ps(_mm512_set1_ps(8.f), q[3], _mm512_add_ps(q[1], q[1]));
+  out[0] = q[0];
+  out[1] = _mm512_add_ps(e02, o13);
+  out[2] = _mm512_sub_ps(e02, o13);
+  out[3] = _mm512_add_ps(e, o);
+  out[4] = _mm512_sub_ps(e, o);
+  out[5] = q[3];
+}
+/// Lanes of the 16 tiles from flat tile t0 whose column tx is 0 (`last` false) or TW-1.
+inline __mmask16 column_mask(int tw, i64 t0, bool last) {
+  if (tw >= 16) return (t0 + (last ? 16 : 0)) % tw == 0 ? __mmask16(last ? 0x8000 : 0x0001) : __mmask16(0);
+  unsigned m = 0;
+  for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
+  return static_cast<__mmask16>(m);
+}
+/// Address of row a of tile t (image n = t / tiles) in a stack of `planes`-strided H x W maps.
+inline i64 tile_row(i64 t, i64 tiles, int TW, int W, i64 plane_stride, int a) {
+  const i64 n = t / tiles, g = t % tiles;
+  return n * plane_stride + (4 * (g / TW) + a) * i64{W} + 4 * (g % TW);
+}
+}  // namespace vec
+
+/// Scratch of transform_input for `count` images: six rows of B^T d per chunk channel.
+inline std::size_t input_scratch(int H, int W, int count) {
+  return static_cast<std::size_t>(6 * (i64{count} * (H / 4) * W + 80) + 16);
+}
+
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+  const int TH = H / 4, TW = W / 4;
+  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, flat = count * tiles, rlen = i64{TH} * W;
+  const i64 rs = count * rlen + 80;  // R[i]: (B^T d)[i] over the chunk's tile rows, 16 slack before
+  float* R = row + 16;
+  std::fill(row, row + input_scratch(H, W, count), 0.f);
+  const __mmask16 first = static_cast<__mmask16>(~vec::column_mask(TW, 0, false));
+  const __mmask16 last = static_cast<__mmask16>(~vec::column_mask(TW, 0, true));
+  const __m512 zero = _mm512_setzero_ps();
+  for (int c = 0; c < C; ++c) {
+    // stage 1, along rows: R[i][n*rlen + ty*W + col] = sum_k B^T[i][k] x[n][c][4ty-1+k][col]
+    for (int n = 0; n < count; ++n) {
+      const float* xc = x + (i64{n} * C + c) * plane;
+      for (int ty = 0; ty < TH; ++ty) {
+        const float* r0 = xc + (4 * i64{ty} - 1) * W;
+        for (int c0 = 0; c0 < W; c0 += 16) {
+          const __mmask16 mk = first_lanes(W - c0);
+          __m512 d[6], o[6];
+          for (int k = 0; k < 6; ++k)
+            d[k] = (k == 0 && ty == 0) || (k == 5 && ty == TH - 1) ? zero
+                                                                     : _mm512_maskz_loadu_ps(mk, r0 + k * i64{W} + c0);
+          vec::bt6(d, o);
+          float* dst = R + n * rlen + i64{ty} * W + c0;
+          for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(dst + i * rs, mk, o[i]);
+        }
+      }
+    }
+    // stage 2, along columns: V[6i+j][c][t] = sum_o B^T[j][o] R[i][4t + o - 1]
+    float* out = v + i64{c} * tpad;
+    const i64 es = i64{C} * tpad;
+    for (i64 t0 = 0; t0 < flat; t0 += 16) {
+      const __mmask16 valid = first_lanes(flat - t0);
+      const __mmask16 f = TW < 16 ? first : static_cast<__mmask16>(~vec::column_mask(TW, t0, false));
+      const __mmask16 l = TW < 16 ? last : static_cast<__mmask16>(~vec::column_mask(TW, t0, true));
+      for (int i = 0; i < 6; ++i) {
+        const float* p = R + i * rs + 4 * t0;
+        __m512 d[6], o[6];
+        const __m512 v4[4] = {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16), _mm512_loadu_ps(p + 32),
+                              _mm512_loadu_ps(p + 48)};
+        vec::deinterleave4(v4, d + 1);  // columns 4t .. 4t+3
+        // column 4t-1: lane l takes d[4][l-1], lane 0 p[-1]; column 4t+4: d[1][l+1], lane 15 p[64]
+        d[0] = _mm512_maskz_mov_ps(f, _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                          _mm512_castps_si512(d[4]), _mm512_castps_si512(_mm512_set1_ps(p[-1])), 15)));
+        d[5] = _mm512_maskz_mov_ps(l, _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                          _mm512_castps_si512(_mm512_set1_ps(p[64])), _mm512_castps_si512(d[1]), 1)));
+        vec::bt6(d, o);
+        for (int j = 0; j < 6; ++j) _mm512_mask_storeu_ps(out + (6 * i + j) * es + t0, valid, o[j]);
+      }
+    }
+  }
+}
+
+inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y) {
+  const int TW = W / 4;
+  const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  for (int m = 0; m < M; ++m) {
+    const float* base = mm + i64{m} * tpad;
+    float* ym = y + i64{m} * plane;
+    for (i64 t0 = 0; t0 < flat; t0 += 16) {
+      const __mmask16 valid = first_lanes(flat - t0);
+      __m512 s[4][6];  // s[a][j] = (A^T M)[a][j]
+      for (int j = 0; j < 6; ++j) {
+        __m512 col[6], r[4];
+        for (int i = 0; i < 6; ++i) col[i] = _mm512_maskz_loadu_ps(valid, base + (6 * i + j) * es + t0);
+        vec::at4(col, r);
+        for (int a = 0; a < 4; ++a) s[a][j] = r[a];
+      }
+      for (int a = 0; a < 4; ++a) {
+        __m512 z[4], w[4];
+        vec::at4(s[a], z);
+        vec::interleave4(z, w);
+        for (int q = 0; q < 4 && t0 + 4 * q < flat; ++q) {
+          const i64 t = t0 + 4 * q;
+          if (TW % 4 == 0) {  // 4 tiles side by side in one row
+            _mm512_mask_storeu_ps(ym + vec::tile_row(t, tiles, TW, W, ystride, a), first_lanes(4 * (flat - t)), w[q]);
+          } else {
+            for (int k = 0; k < 4 && t + k < flat; ++k)
+              _mm512_mask_storeu_ps(ym + vec::tile_row(t + k, tiles, TW, W, ystride, a) - 4 * k,
+                                    static_cast<__mmask16>(0xFu << (4 * k)), w[q]);
+          }
+        }
+      }
+    }
+  }
+}
+
+inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
+  const int TW = W / 4;
+  const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  for (int m = 0; m < M; ++m) {
+    const float* g = dy + i64{m} * plane;
+    float* out = dm + i64{m} * tpad;
+    for (i64 t0 = 0; t0 < flat; t0 += 16) {
+      const __mmask16 valid = first_lanes(flat - t0);
+      __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
+      for (int a = 0; a < 4; ++a) {
+        __m512 w[4], d[4];  // w[q]: row a of tiles t0+4q .. t0+4q+3 (zero past the chunk)
+        for (int q = 0; q < 4; ++q) {
+          const i64 t = t0 + 4 * q;
+          w[q] = _mm512_setzero_ps();
+          if (t >= flat) continue;
+          if (TW % 4 == 0) {
+            w[q] = _mm512_maskz_loadu_ps(first_lanes(4 * (flat - t)), g + vec::tile_row(t, tiles, TW, W, ystride, a));
+          } else {
+            for (int k = 0; k < 4 && t + k < flat; ++k)
+              w[q] = _mm512_mask_loadu_ps(w[q], static_cast<__mmask16>(0xFu << (4 * k)),
+                                          g + vec::tile_row(t + k, tiles, TW, W, ystride, a) - 4 * k);
+          }
+        }
+        vec::deinterleave4(w, d);
+        vec::a6(d, p[a]);
+      }
+      for (int j = 0; j < 6; ++j) {
+        __m512 col[4] = {p[0][j], p[1][j], p[2][j], p[3][j]}, r[6];
+        vec::a6(col, r);
+        for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(out + (6 * i + j) * es + t0, valid, r[i]);
+      }
+    }
+  }
+}
+#endif
+
+}  // namespace netsplit::detail::cpu_conv::winograd4
