@@ -13,11 +13,23 @@ the measured error is netsplit's own rounding plus any formula difference. Error
 tensor:  rel = max_i |netsplit_i - torch_i| / max(max_i |torch_i|, 1e-30)
 i.e. the largest absolute difference relative to the tensor's largest reference magnitude
 (element-wise relative error is meaningless for gradients near zero).
-Pass: rel <= 1e-4 for float32 exports, <= 1e-9 for float64 exports (--tol overrides).
+Pass: float64 exports rel <= 1e-9 for every tensor; float32 exports rel <= 1e-4 for the
+outputs and running statistics and <= 0.1 for gradients (--tol overrides all). Why float32
+gradients are held only to gross errors: a training step's gradient is discontinuous where a
+ReLU input crosses zero, and with ~3 million ReLU inputs per batch-16 step some lie within
+float rounding of zero. Measured: scaling the direct engine's conv weights by (1 + 1e-7 * noise)
+changes logits by 3e-7 but some weight gradients by 1.4e-2 and 3.0e-2 (one flipped ReLU
+moves a weight gradient whose batch-norm-projected sum nearly cancels); F(4x4, 3x3)'s
+rounding (about 1e-6) flips such units too. The float64 runs, whose rounding is far from
+any kink, check every gradient formula at 1e-9 with each convolution algorithm
+(direct, winograd_2x2, winograd_4x4), and tests/test_conv_kernels checks each float
+convolution against a double reference.
 
 Usage:
   pytorch_parity.py EXPORT.safetensors [...]          check existing exports
-  pytorch_parity.py --exporter PATH --workdir DIR      run parity_export for f32/f64 x A/B, check all
+  pytorch_parity.py --exporter PATH --workdir DIR      run parity_export for shortcut A/B: f32 with
+                                                       the default conv algorithm, f64 with each
+                                                       of direct, winograd_2x2, winograd_4x4
 Exit status: 0 all agree, 1 disagreement, 2 usage or file error, 77 torch/numpy unavailable.
 The file is read with a minimal safetensors reader here (json + numpy), which also checks
 netsplit's "netsplit.crc32" content checksum, re-implemented independently with zlib.
@@ -179,8 +191,13 @@ def check(path, tol=None, verbose=False):
     meta, t = read_safetensors(path)
     option = meta["shortcut"]
     scalar = meta["dtype"]
-    if tol is None:
-        tol = 1e-4 if scalar == "F32" else 1e-9
+    conv = meta.get("conv", "fastest")
+    if tol is not None:
+        tols = {"output": tol, "gradient": tol, "running stat": tol}
+    elif scalar == "F32":
+        tols = {"output": 1e-4, "gradient": 1e-1, "running stat": 1e-4}
+    else:
+        tols = {"output": 1e-9, "gradient": 1e-9, "running stat": 1e-9}
     classes = int(meta["classes"])
     torch.manual_seed(0)
     model = ResNet([3, 3, 3], classes, option).double()
@@ -224,17 +241,18 @@ def check(path, tol=None, verbose=False):
         elif tname in buffers:
             rows.append(("updated." + nname, "running stat", rel_error(t["updated." + nname], buffers[tname].numpy())))
 
-    ok = all(r[2][0] <= tol for r in rows)
-    print(f"{os.path.basename(path)}: resnet20 shortcut {option}, {scalar}, batch {meta['batch']}, "
-          f"loss netsplit {float(t['loss'][0]):.10f} torch {loss.item():.10f}, tolerance {tol:g}")
+    ok = all(r[2][0] <= tols[r[1]] for r in rows)
+    print(f"{os.path.basename(path)}: resnet20 shortcut {option}, {scalar}, conv {conv}, batch {meta['batch']}, "
+          f"loss netsplit {float(t['loss'][0]):.10f} torch {loss.item():.10f}")
     for kind in ("output", "gradient", "running stat"):
         sel = [r for r in rows if r[1] == kind]
         worst = max(sel, key=lambda r: r[2][0])
-        print(f"  {kind:13s} {len(sel):3d} tensors, worst rel {worst[2][0]:.3e}  ({worst[0]})")
+        print(f"  {kind:13s} {len(sel):3d} tensors, worst rel {worst[2][0]:.3e}  ({worst[0]}), "
+              f"tolerance {tols[kind]:g}")
     if verbose or not ok:
         print(f"  {'tensor':48s} {'max|torch|':>11s} {'max|diff|':>11s} {'rel':>10s}")
-        for name, _, (rel, diff, scale) in rows:
-            flag = "" if rel <= tol else "  <-- FAIL"
+        for name, kind, (rel, diff, scale) in rows:
+            flag = "" if rel <= tols[kind] else "  <-- FAIL"
             print(f"  {name:48s} {scale:11.4e} {diff:11.4e} {rel:10.3e}{flag}")
     print("  " + ("PASS" if ok else "FAIL"))
     return ok
@@ -252,10 +270,11 @@ def main():
     files = list(args.files)
     if args.exporter:
         os.makedirs(args.workdir, exist_ok=True)
-        for dt in ("f32", "f64"):
+        runs = [("f32", "fastest"), ("f64", "direct"), ("f64", "winograd_2x2"), ("f64", "winograd_4x4")]
+        for dt, conv in runs:
             for sc in ("a", "b"):
-                out = os.path.join(args.workdir, f"parity_{dt}_{sc}.safetensors")
-                r = subprocess.run([args.exporter, out, "--dtype", dt, "--shortcut", sc])
+                out = os.path.join(args.workdir, f"parity_{dt}_{conv}_{sc}.safetensors")
+                r = subprocess.run([args.exporter, out, "--dtype", dt, "--shortcut", sc, "--conv", conv])
                 if r.returncode != 0:
                     print(f"parity_export failed with status {r.returncode}")
                     return 2

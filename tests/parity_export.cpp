@@ -2,7 +2,9 @@
 // that scripts/pytorch_parity.py replays on an independent PyTorch ResNet20 and compares.
 //
 //   parity_export OUT.safetensors [--dtype f32|f64] [--shortcut a|b] [--seed N] [--batch N]
+//                 [--conv fastest|direct|winograd_2x2|winograd_4x4]
 //
+// --conv sets the CPU context's convolution algorithm (default fastest, the library's default).
 // The file holds, under netsplit's PyTorch-style names:
 //   <param>            every parameter before the step          (F32 or F64, the model's scalar)
 //   <buffer>           every BatchNorm running statistic before the forward
@@ -18,6 +20,7 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "netsplit/io/safetensors.hpp"
@@ -33,7 +36,14 @@ struct options {
   std::string shortcut = "a";
   std::uint64_t seed = 2024;
   int batch = 16;
+  std::string conv = "fastest";
 };
+
+const std::pair<const char*, cpu_conv_algorithm> conv_algorithms[] = {
+    {"fastest", cpu_conv_algorithm::fastest},
+    {"direct", cpu_conv_algorithm::direct},
+    {"winograd_2x2", cpu_conv_algorithm::winograd_2x2},
+    {"winograd_4x4", cpu_conv_algorithm::winograd_4x4}};
 
 template <class T>
 io::tensor_record record_of(const tensor<T, cpu_backend>& t) {
@@ -77,6 +87,7 @@ io::safetensors_file run(const options& o) {
   f.metadata["dtype"] = std::string(io::dtype_name(io::dtype_of<T>::value));
   f.metadata["seed"] = std::to_string(o.seed);
   f.metadata["batch"] = std::to_string(o.batch);
+  f.metadata["conv"] = o.conv;
   f.metadata["bn_eps"] = "1e-5";
   f.metadata["bn_momentum"] = "0.1";
 
@@ -94,6 +105,8 @@ io::safetensors_file run(const options& o) {
   f.tensors["labels"] = io::tensor_record::from<std::int32_t>({o.batch}, labels);
 
   cpu_context ctx;
+  for (const auto& [name, algorithm] : conv_algorithms)
+    if (o.conv == name) ctx.set_conv_algorithm(algorithm);
   softmax_cross_entropy<T, cpu_backend> loss_fn;
   const auto& logits = net.forward(ctx, x, phase::train);
   const double loss = loss_fn.forward(ctx, logits, labels);
@@ -110,7 +123,8 @@ io::safetensors_file run(const options& o) {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "parity_export: " << why << "\n"
-            << "usage: parity_export OUT.safetensors [--dtype f32|f64] [--shortcut a|b] [--seed N] [--batch N]\n";
+            << "usage: parity_export OUT.safetensors [--dtype f32|f64] [--shortcut a|b] [--seed N] [--batch N]\n"
+               "                     [--conv fastest|direct|winograd_2x2|winograd_4x4]\n";
   std::exit(2);
 }
 
@@ -128,6 +142,7 @@ int main(int argc, char** argv) {
     else if (a == "--shortcut") o.shortcut = value();
     else if (a == "--seed") o.seed = std::stoull(value());
     else if (a == "--batch") o.batch = std::stoi(value());
+    else if (a == "--conv") o.conv = value();
     else if (!a.empty() && a[0] == '-') usage("unknown option " + a);
     else if (o.out.empty()) o.out = a;
     else usage("more than one output file");
@@ -136,6 +151,9 @@ int main(int argc, char** argv) {
   if (o.dtype != "f32" && o.dtype != "f64") usage("--dtype must be f32 or f64");
   if (o.shortcut != "a" && o.shortcut != "b") usage("--shortcut must be a or b");
   if (o.batch < 2) usage("--batch must be at least 2");
+  bool known_conv = false;
+  for (const auto& entry : conv_algorithms) known_conv = known_conv || o.conv == entry.first;
+  if (!known_conv) usage("--conv must be fastest, direct, winograd_2x2 or winograd_4x4");
   try {
     io::safetensors_file f;
     if (o.dtype == "f32") f = o.shortcut == "a" ? run<float, shortcut_a>(o) : run<float, shortcut_b>(o);
