@@ -259,68 +259,88 @@ inline __mmask16 column_mask(int tw, i64 t0, bool last) {
   for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
   return static_cast<__mmask16>(m);
 }
-/// Address of row a of tile t (image n = t / tiles) in a stack of `planes`-strided H x W maps.
-inline i64 tile_row(i64 t, i64 tiles, int TW, int W, i64 plane_stride, int a) {
-  const i64 n = t / tiles, g = t % tiles;
-  return n * plane_stride + (4 * (g / TW) + a) * i64{W} + 4 * (g % TW);
-}
+/// Walks the chunk's tiles in order t = 0, 1, ...: next() gives the offset of row 0 of each
+/// of the next k tiles in a stack of H x W maps `stride` apart (image n at n * stride).
+struct tile_walk {
+  int TW, TH, W;
+  i64 stride;
+  i64 image = 0;
+  int ty = 0, tx = 0;
+  void next(i64* off, i64 k) {
+    for (i64 i = 0; i < k; ++i) {
+      off[i] = image + 4 * i64{ty} * W + 4 * tx;
+      if (++tx == TW) {
+        tx = 0;
+        if (++ty == TH) ty = 0, image += stride;
+      }
+    }
+  }
+};
 }  // namespace vec
 
-/// Scratch of transform_input for `count` images: six rows of B^T d per chunk channel.
-inline std::size_t input_scratch(int H, int W, int count) {
-  return static_cast<std::size_t>(6 * (i64{count} * (H / 4) * W + 80) + 16);
+/// Images whose tiles transform_input's second stage takes together: at least 16 tiles.
+inline int input_group(int H, int W) {
+  const int tiles = (H / 4) * (W / 4);
+  return std::max(1, (16 + tiles - 1) / tiles);
+}
+/// Scratch of transform_input: six rows of B^T d for one group of images of one channel.
+inline std::size_t input_scratch(int H, int W, int) {
+  return static_cast<std::size_t>(6 * (i64{input_group(H, W)} * (H / 4) * W + 80) + 16);
 }
 
 inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
-  const int TH = H / 4, TW = W / 4;
-  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, flat = count * tiles, rlen = i64{TH} * W;
-  const i64 rs = count * rlen + 80;  // R[i]: (B^T d)[i] over the chunk's tile rows, 16 slack before
+  const int TH = H / 4, TW = W / 4, group = input_group(H, W);
+  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = i64{C} * tpad;
+  // R[i] = (B^T d)[i] over one group's tile rows (about 1.5 planes: stays in L1), slack around
+  const i64 rs = group * rlen + 80;
   float* R = row + 16;
   std::fill(row, row + input_scratch(H, W, count), 0.f);
   const __mmask16 first = static_cast<__mmask16>(~vec::column_mask(TW, 0, false));
   const __mmask16 last = static_cast<__mmask16>(~vec::column_mask(TW, 0, true));
   const __m512 zero = _mm512_setzero_ps();
-  for (int c = 0; c < C; ++c) {
-    // stage 1, along rows: R[i][n*rlen + ty*W + col] = sum_k B^T[i][k] x[n][c][4ty-1+k][col]
-    for (int n = 0; n < count; ++n) {
-      const float* xc = x + (i64{n} * C + c) * plane;
-      for (int ty = 0; ty < TH; ++ty) {
-        const float* r0 = xc + (4 * i64{ty} - 1) * W;
-        for (int c0 = 0; c0 < W; c0 += 16) {
-          const __mmask16 mk = first_lanes(W - c0);
+  for (int c = 0; c < C; ++c)
+    for (int n0 = 0; n0 < count; n0 += group) {
+      const int images = std::min(group, count - n0);
+      // stage 1, along rows: R[i][n*rlen + ty*W + col] = sum_k B^T[i][k] x[n0+n][c][4ty-1+k][col]
+      for (int n = 0; n < images; ++n) {
+        const float* xc = x + (i64{n0 + n} * C + c) * plane;
+        for (int ty = 0; ty < TH; ++ty) {
+          const float* r0 = xc + (4 * i64{ty} - 1) * W;
+          for (int c0 = 0; c0 < W; c0 += 16) {
+            const __mmask16 mk = first_lanes(W - c0);
+            __m512 d[6], o[6];
+            for (int k = 0; k < 6; ++k)
+              d[k] = (k == 0 && ty == 0) || (k == 5 && ty == TH - 1) ? zero
+                                                                       : _mm512_maskz_loadu_ps(mk, r0 + k * i64{W} + c0);
+            vec::bt6(d, o);
+            float* dst = R + n * rlen + i64{ty} * W + c0;
+            for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(dst + i * rs, mk, o[i]);
+          }
+        }
+      }
+      // stage 2, along columns: V[6i+j][c][t] = sum_o B^T[j][o] R[i][4t + o - 1]
+      const i64 flat = images * tiles;
+      float* out = v + i64{c} * tpad + n0 * tiles;
+      for (i64 t0 = 0; t0 < flat; t0 += 16) {
+        const __mmask16 valid = first_lanes(flat - t0);
+        const __mmask16 f = TW < 16 ? first : static_cast<__mmask16>(~vec::column_mask(TW, t0, false));
+        const __mmask16 l = TW < 16 ? last : static_cast<__mmask16>(~vec::column_mask(TW, t0, true));
+        for (int i = 0; i < 6; ++i) {
+          const float* p = R + i * rs + 4 * t0;
           __m512 d[6], o[6];
-          for (int k = 0; k < 6; ++k)
-            d[k] = (k == 0 && ty == 0) || (k == 5 && ty == TH - 1) ? zero
-                                                                     : _mm512_maskz_loadu_ps(mk, r0 + k * i64{W} + c0);
+          const __m512 v4[4] = {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16), _mm512_loadu_ps(p + 32),
+                                _mm512_loadu_ps(p + 48)};
+          vec::deinterleave4(v4, d + 1);  // columns 4t .. 4t+3
+          // column 4t-1: lane l takes d[4][l-1], lane 0 p[-1]; column 4t+4: d[1][l+1], lane 15 p[64]
+          d[0] = _mm512_maskz_mov_ps(f, _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                            _mm512_castps_si512(d[4]), _mm512_castps_si512(_mm512_set1_ps(p[-1])), 15)));
+          d[5] = _mm512_maskz_mov_ps(l, _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                            _mm512_castps_si512(_mm512_set1_ps(p[64])), _mm512_castps_si512(d[1]), 1)));
           vec::bt6(d, o);
-          float* dst = R + n * rlen + i64{ty} * W + c0;
-          for (int i = 0; i < 6; ++i) _mm512_mask_storeu_ps(dst + i * rs, mk, o[i]);
+          for (int j = 0; j < 6; ++j) _mm512_mask_storeu_ps(out + (6 * i + j) * es + t0, valid, o[j]);
         }
       }
     }
-    // stage 2, along columns: V[6i+j][c][t] = sum_o B^T[j][o] R[i][4t + o - 1]
-    float* out = v + i64{c} * tpad;
-    const i64 es = i64{C} * tpad;
-    for (i64 t0 = 0; t0 < flat; t0 += 16) {
-      const __mmask16 valid = first_lanes(flat - t0);
-      const __mmask16 f = TW < 16 ? first : static_cast<__mmask16>(~vec::column_mask(TW, t0, false));
-      const __mmask16 l = TW < 16 ? last : static_cast<__mmask16>(~vec::column_mask(TW, t0, true));
-      for (int i = 0; i < 6; ++i) {
-        const float* p = R + i * rs + 4 * t0;
-        __m512 d[6], o[6];
-        const __m512 v4[4] = {_mm512_loadu_ps(p), _mm512_loadu_ps(p + 16), _mm512_loadu_ps(p + 32),
-                              _mm512_loadu_ps(p + 48)};
-        vec::deinterleave4(v4, d + 1);  // columns 4t .. 4t+3
-        // column 4t-1: lane l takes d[4][l-1], lane 0 p[-1]; column 4t+4: d[1][l+1], lane 15 p[64]
-        d[0] = _mm512_maskz_mov_ps(f, _mm512_castsi512_ps(_mm512_alignr_epi32(
-                                          _mm512_castps_si512(d[4]), _mm512_castps_si512(_mm512_set1_ps(p[-1])), 15)));
-        d[5] = _mm512_maskz_mov_ps(l, _mm512_castsi512_ps(_mm512_alignr_epi32(
-                                          _mm512_castps_si512(_mm512_set1_ps(p[64])), _mm512_castps_si512(d[1]), 1)));
-        vec::bt6(d, o);
-        for (int j = 0; j < 6; ++j) _mm512_mask_storeu_ps(out + (6 * i + j) * es + t0, valid, o[j]);
-      }
-    }
-  }
 }
 
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y) {
@@ -329,8 +349,12 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
   for (int m = 0; m < M; ++m) {
     const float* base = mm + i64{m} * tpad;
     float* ym = y + i64{m} * plane;
+    vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
+      const i64 k = std::min<i64>(16, flat - t0);
+      i64 off[16];
+      walk.next(off, k);
       __m512 s[4][6];  // s[a][j] = (A^T M)[a][j]
       for (int j = 0; j < 6; ++j) {
         __m512 col[6], r[4];
@@ -342,14 +366,13 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         __m512 z[4], w[4];
         vec::at4(s[a], z);
         vec::interleave4(z, w);
-        for (int q = 0; q < 4 && t0 + 4 * q < flat; ++q) {
-          const i64 t = t0 + 4 * q;
+        float* ya = ym + i64{a} * W;
+        for (int q = 0; 4 * q < k; ++q) {
           if (TW % 4 == 0) {  // 4 tiles side by side in one row
-            _mm512_mask_storeu_ps(ym + vec::tile_row(t, tiles, TW, W, ystride, a), first_lanes(4 * (flat - t)), w[q]);
+            _mm512_mask_storeu_ps(ya + off[4 * q], first_lanes(4 * (k - 4 * q)), w[q]);
           } else {
-            for (int k = 0; k < 4 && t + k < flat; ++k)
-              _mm512_mask_storeu_ps(ym + vec::tile_row(t + k, tiles, TW, W, ystride, a) - 4 * k,
-                                    static_cast<__mmask16>(0xFu << (4 * k)), w[q]);
+            for (int e = 0; e < 4 && 4 * q + e < k; ++e)
+              _mm512_mask_storeu_ps(ya + off[4 * q + e] - 4 * e, static_cast<__mmask16>(0xFu << (4 * e)), w[q]);
           }
         }
       }
@@ -363,21 +386,24 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
   for (int m = 0; m < M; ++m) {
     const float* g = dy + i64{m} * plane;
     float* out = dm + i64{m} * tpad;
+    vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
+      const i64 k = std::min<i64>(16, flat - t0);
+      i64 off[16];
+      walk.next(off, k);
       __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
       for (int a = 0; a < 4; ++a) {
+        const float* ga = g + i64{a} * W;
         __m512 w[4], d[4];  // w[q]: row a of tiles t0+4q .. t0+4q+3 (zero past the chunk)
         for (int q = 0; q < 4; ++q) {
-          const i64 t = t0 + 4 * q;
           w[q] = _mm512_setzero_ps();
-          if (t >= flat) continue;
+          if (4 * q >= k) continue;
           if (TW % 4 == 0) {
-            w[q] = _mm512_maskz_loadu_ps(first_lanes(4 * (flat - t)), g + vec::tile_row(t, tiles, TW, W, ystride, a));
+            w[q] = _mm512_maskz_loadu_ps(first_lanes(4 * (k - 4 * q)), ga + off[4 * q]);
           } else {
-            for (int k = 0; k < 4 && t + k < flat; ++k)
-              w[q] = _mm512_mask_loadu_ps(w[q], static_cast<__mmask16>(0xFu << (4 * k)),
-                                          g + vec::tile_row(t + k, tiles, TW, W, ystride, a) - 4 * k);
+            for (int e = 0; e < 4 && 4 * q + e < k; ++e)
+              w[q] = _mm512_mask_loadu_ps(w[q], static_cast<__mmask16>(0xFu << (4 * e)), ga + off[4 * q + e] - 4 * e);
           }
         }
         vec::deinterleave4(w, d);
