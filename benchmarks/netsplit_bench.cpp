@@ -237,8 +237,8 @@ BENCHMARK(BM_resnet20_train_step)->UseRealTime()->Unit(benchmark::kMillisecond)-
 void BM_resnet20_inference(benchmark::State& st) {
   auto& ctx = context();
   resnet_fixture f;
-  f.net.forward(ctx, f.x, phase::eval);
-  for (auto _ : st) benchmark::DoNotOptimize(f.net.forward(ctx, f.x, phase::eval).data());
+  f.net.forward(ctx, f.x, phase::infer);
+  for (auto _ : st) benchmark::DoNotOptimize(f.net.forward(ctx, f.x, phase::infer).data());
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(f.net.mult_adds_per_image()) * batch * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
   st.SetItemsProcessed(st.iterations() * batch);

@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
     for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
       ctx.set_conv_algorithm(alg);
       train_step();
-      net.forward(ctx, x, phase::eval);
+      net.forward(ctx, x, phase::infer);
     }
     for (int w = 0; w < windows; ++w)
       for (int k = 0; k < K; ++k) {
@@ -132,7 +132,7 @@ int main(int argc, char** argv) {
         auto t0 = clk::now();
         for (int st = 0; st < steps; ++st) train_step();
         auto t1 = clk::now();
-        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::eval);
+        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::infer);
         auto t2 = clk::now();
         tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
         inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
@@ -152,7 +152,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   const auto train = measure(train_step);
-  const auto infer = measure([&] { net.forward(ctx, x, phase::eval); });
+  const auto infer = measure([&] { net.forward(ctx, x, phase::infer); });
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   const double peak = fma_peak_gflops(threads, 1.0);

@@ -304,3 +304,48 @@ TEST_CASE("conv engine results agree across thread counts") {
    }
   }
 }
+
+namespace {
+template <class T>
+void check_affine(const conv2d_desc& d, cpu_conv_algorithm algorithm, double tol) {
+  const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 7);
+  const auto ws = random_values(d.weight_count(), 8);
+  const std::int64_t ny = std::int64_t{d.batch} * d.out_channels * d.out_height() * d.out_width();
+  const auto rs = random_values(ny, 9), ss = random_values(d.out_channels, 10);
+  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), r(rs.begin(), rs.end()), shift(ss.begin(), ss.end());
+  cpu_context ctx(2);
+  ctx.set_conv_algorithm(algorithm);
+  std::vector<T> plain(static_cast<std::size_t>(ny));
+  cpu_backend::conv2d_forward(ctx, d, x.data(), w.data(), plain.data());
+  const std::int64_t plane = std::int64_t{d.out_height()} * d.out_width();
+  for (int variant = 0; variant < 4; ++variant) {  // shift; shift + relu; shift + residual + relu; residual
+    const T* sp = variant == 3 ? nullptr : shift.data();
+    const T* rp = variant >= 2 ? r.data() : nullptr;
+    const bool relu = variant == 1 || variant == 2;
+    std::vector<T> got(static_cast<std::size_t>(ny));
+    std::vector<double> want(got.size());
+    cpu_backend::conv2d_forward_affine(ctx, d, x.data(), w.data(), sp, rp, relu, got.data());
+    for (std::int64_t i = 0; i < ny; ++i) {
+      double v = double(plain[static_cast<std::size_t>(i)]) + (sp ? double(sp[(i / plane) % d.out_channels]) : 0.0) +
+                 (rp ? double(rp[i]) : 0.0);
+      want[static_cast<std::size_t>(i)] = relu ? std::max(v, 0.0) : v;
+    }
+    INFO(algorithm_name(algorithm), " ", describe(d), " variant ", variant);
+    CHECK(relative_error(got, want) <= tol);
+  }
+}
+}  // namespace
+
+TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual, then relu") {
+  const conv2d_desc shapes[] = {
+      {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
+      {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
+      {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
+  };
+  for (const auto& d : shapes)
+    for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
+                           cpu_conv_algorithm::winograd_4x4}) {
+      check_affine<float>(d, algorithm, 1e-6);
+      check_affine<double>(d, algorithm, 1e-14);
+    }
+}

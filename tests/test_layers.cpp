@@ -274,3 +274,69 @@ TEST_CASE("ResNet20 forward is identical for 1 and 2 threads; training step lowe
   }
   CHECK(last < 0.5 * first);
 }
+
+namespace {
+/// Running statistics and BN parameters away from their initial values, seeded, so folding
+/// exercises every term.
+template <class Net>
+void perturb_batch_norms(Net& net, std::uint64_t seed) {
+  rng r(seed);
+  auto set = [&](auto& t, double base, double spread, bool positive) {
+    auto v = t.to_host();
+    for (auto& x : v) {
+      const double d = base + spread * r.normal();
+      x = static_cast<typename std::decay_t<decltype(v)>::value_type>(positive ? std::abs(d) + 0.2 : d);
+    }
+    t.from_host(v);
+  };
+  net.visit_parameters([&](const std::string& name, auto& p, auto&) {
+    if (name.find("bn") == std::string::npos) return;
+    if (name.ends_with(".weight")) set(p, 1.0, 0.3, false);
+    if (name.ends_with(".bias")) set(p, 0.0, 0.2, false);
+  });
+  net.visit_buffers([&](const std::string& name, auto& b) {
+    if (name.ends_with("running_mean")) set(b, 0.0, 0.3, false);
+    if (name.ends_with("running_var")) set(b, 1.0, 0.5, true);
+  });
+}
+template <class T>
+double max_rel(const std::vector<T>& got, const std::vector<T>& want) {
+  double diff = 0, scale = 1e-30;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::abs(double(got[i]) - double(want[i])));
+    scale = std::max(scale, std::abs(double(want[i])));
+  }
+  return diff / scale;
+}
+template <class T, class Shortcut>
+void infer_matches_eval(double tol) {
+  for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
+                         cpu_conv_algorithm::winograd_4x4}) {
+    resnet20<cpu, 10, T, Shortcut> net(3);
+    perturb_batch_norms(net, 4);
+    cpu_context ctx(2);
+    ctx.set_conv_algorithm(algorithm);
+    rng r(5);
+    tensor<T, cpu> x({6, 3, 32, 32});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<T>(r.normal());
+    auto& block = net.body().template get<5>();  // a residual block: its output is what TPM and users read
+    const auto eval = net.forward(ctx, x, phase::eval).to_host();
+    const auto eval_block = block.output().to_host(), eval_inner = block.inner_output().to_host();
+    const auto infer = net.forward(ctx, x, phase::infer).to_host();
+    INFO("scalar bytes ", sizeof(T), ", shortcut ", Shortcut::name, ", algorithm ", static_cast<int>(algorithm),
+         ": logits differ by ", max_rel(infer, eval));
+    CHECK(max_rel(infer, eval) <= tol);
+    CHECK(max_rel(block.output().to_host(), eval_block) <= tol);
+    CHECK(max_rel(block.inner_output().to_host(), eval_inner) <= tol);
+    CHECK_THROWS_WITH_AS(net.backward(ctx, net.forward(ctx, x, phase::infer)),
+                         doctest::Contains("backward after a phase::infer forward"), contract_violation);
+  }
+}
+}  // namespace
+
+TEST_CASE("phase::infer (batch norms folded into the convolutions) matches phase::eval") {
+  infer_matches_eval<float, shortcut_a>(1e-5);
+  infer_matches_eval<float, shortcut_b>(1e-5);
+  infer_matches_eval<double, shortcut_a>(1e-12);
+  infer_matches_eval<double, shortcut_b>(1e-12);
+}

@@ -424,3 +424,49 @@ TEST_CASE("split_now grows a training network; grown checkpoints round-trip with
   CHECK(state_of(other) == st);
   fs::remove_all(dir);
 }
+
+namespace {
+/// Picks fixed (site, filter) pairs in the given order, whatever the scores.
+struct fixed_choices {
+  std::vector<std::pair<std::string, int>> picks;
+  std::string name() const { return "fixed"; }
+  std::vector<split_choice> select(std::span<const site_scores> scores) const {
+    std::vector<split_choice> out;
+    for (const auto& [site, filter] : picks)
+      for (std::size_t s = 0; s < scores.size(); ++s)
+        if (scores[s].site == site) out.push_back({s, filter, 0.0});
+    return out;
+  }
+};
+}  // namespace
+
+TEST_CASE("split_now, gradient_direction: an earlier split that widens a later producer's inputs widens its direction") {
+  if (!fs::exists(cifar10_dir())) return;
+  small_cifar d;
+  const auto dir = fs::temp_directory_path() / ("netsplit_widen_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  net_a net(3);
+  trainer<net_a> t(ctx, net, d.train, d.test, d.stats, cfg_for(dir));
+  tpm_recorder<net_a> rec(net, make_tpm_metric("grad_disagreement"), {0, 3}, 2);
+  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  for (int i = 0; i < 3; ++i) t.step();
+  // stage1 (the stem and stage-1 stream) feeds layer1.0.conv1: splitting its channel 2 first
+  // appends input channel 16 to layer1.0.conv1 (weights of channel 2 halved into both)
+  const auto recs = split_now(t, rec, fixed_choices{{{"stage1", 2}, {"layer1.0.conv1", 5}}}, gradient_direction{0.05}, 7);
+  REQUIRE(recs.size() == 2);
+  detail::tensor_index<net_a> idx(net);
+  const auto& w = idx.param("layer1.0.conv1.weight");
+  REQUIRE(w.dim(1) == 17);
+  const auto h = w.to_host();
+  const std::size_t row = 17 * 9;
+  // the split filter 5 and its copy (16): the offset along the widened direction treats input
+  // channels 2 and 16 alike, as the halved weights do, so their 3x3 slices stay equal
+  for (const std::size_t f : {std::size_t{5}, std::size_t{16}}) {
+    INFO("filter " << f);
+    const float* base = h.data() + f * row;
+    CHECK(std::equal(base + 2 * 9, base + 3 * 9, base + 16 * 9));
+    CHECK(!std::equal(base, base + row, h.data() + (f == 5 ? 16 : 5) * row));  // the offset separated them
+  }
+  fs::remove_all(dir);
+}

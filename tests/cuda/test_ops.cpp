@@ -140,6 +140,46 @@ void lowered_convolution() {
     });
 }
 
+/// Inference's folded form: batch_norm_fold, then conv2d_forward_affine with each epilogue
+/// (shift; shift + ReLU; shift + residual + ReLU; residual alone).
+template <class B>
+void folded_inference_ops() {
+  typename B::context ctx;
+  reference_cpu ref;
+  for (const auto& d : conv_shapes) {
+    INFO("conv batch " << d.batch << " " << d.in_channels << "->" << d.out_channels << " " << d.in_height << "x"
+                       << d.in_width << " k" << d.kernel << " s" << d.stride << " p" << d.pad);
+    const tensor_shape xs{d.batch, d.in_channels, d.in_height, d.in_width};
+    const tensor_shape ys{d.batch, d.out_channels, d.out_height(), d.out_width()};
+    const tensor_shape ws{d.out_channels, d.in_channels, d.kernel, d.kernel}, cs{d.out_channels};
+    const batch_norm_desc bd{d.batch, d.out_channels, d.out_height() * d.out_width()};
+    const auto xv = random_values(static_cast<std::size_t>(xs.numel()), 30);
+    const auto wv = random_values(static_cast<std::size_t>(ws.numel()), 31, 0.3);
+    const auto rv = random_values(static_cast<std::size_t>(ys.numel()), 32);
+    const auto gv = random_values(d.out_channels, 33, 0.3, 1.0), bv = random_values(d.out_channels, 34, 0.3);
+    const auto mv = random_values(d.out_channels, 35, 0.2), vv = random_values(d.out_channels, 36, 0.2, 1.0);
+    auto run = [&]<class BB>(BB, typename BB::context& cx, int variant) {
+      const auto x = make_tensor<float, BB>(xs, xv), w = make_tensor<float, BB>(ws, wv), r = make_tensor<float, BB>(ys, rv);
+      const auto g = make_tensor<float, BB>(cs, gv), b = make_tensor<float, BB>(cs, bv);
+      const auto m = make_tensor<float, BB>(cs, mv), v = make_tensor<float, BB>(cs, vv);
+      tensor<float, BB> wf(ws), shift(cs), y(ys);
+      BB::batch_norm_fold(cx, bd, ws.numel() / d.out_channels, w.data(), g.data(), b.data(), m.data(), v.data(),
+                          wf.data(), shift.data());
+      BB::conv2d_forward_affine(cx, d, x.data(), wf.data(), variant == 3 ? nullptr : shift.data(),
+                                variant >= 2 ? r.data() : nullptr, variant == 1 || variant == 2, y.data());
+      return std::vector<std::vector<float>>{wf.to_host(), shift.to_host(), y.to_host()};
+    };
+    for (int variant = 0; variant < 4; ++variant) {
+      INFO("epilogue variant " << variant);
+      const auto want = run(cpu{}, ref, variant);
+      const auto got = run(B{}, ctx, variant);
+      NETSPLIT_CHECK_CLOSE(got[0], want[0], elementwise_tol);
+      NETSPLIT_CHECK_CLOSE(got[1], want[1], elementwise_tol);
+      NETSPLIT_CHECK_CLOSE(got[2], want[2], op_tol);
+    }
+  }
+}
+
 template <class B>
 void batch_norm_ops() {
   typename B::context ctx;
@@ -366,6 +406,9 @@ TEST_CASE("cuda backend: convolution forward/backward match the CPU backend (1e-
 }
 TEST_CASE("cuda backend: the lowered convolution in chunks matches the CPU backend (1e-4)") {
   lowered_convolution<backend_under_test>();
+}
+TEST_CASE("cuda backend: folded inference (batch_norm_fold, conv2d_forward_affine) matches the CPU backend") {
+  folded_inference_ops<backend_under_test>();
 }
 TEST_CASE("cuda backend: batch norm train/eval forward and backward match the CPU backend") {
   batch_norm_ops<backend_under_test>();

@@ -37,6 +37,8 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   B::add(ctx, len, cp, cp, p);
   { B::all_finite(ctx, len, cp) } -> std::same_as<bool>;
   B::conv2d_forward(ctx, cd, cp, cp, p);
+  B::conv2d_forward_affine(ctx, cd, cp, cp, cp, cp, true, p);
+  B::batch_norm_fold(ctx, bd, len, cp, cp, cp, cp, cp, p, p);
   B::conv2d_backward(ctx, cd, cp, cp, cp, p, p);
   B::batch_norm_forward_train(ctx, bd, cp, cp, cp, p, p, p, p, p);
   B::batch_norm_forward_eval(ctx, bd, cp, cp, cp, cp, cp, p, p, p);

@@ -69,6 +69,31 @@ class conv2d_layer {
     return out_;
   }
 
+  /// Inference through this convolution and the eval-mode batch norm `bn` after it, folded:
+  /// out = conv(x, w * scale) + shift (+ *r) (then max(., 0) with relu), one pass over the
+  /// output (B::batch_norm_fold, B::conv2d_forward_affine). No backward follows; the layer
+  /// forgets its input.
+  template <class BatchNorm>
+  const tensor<T, B>& forward_folded(context_type& ctx, const tensor<T, B>& x, BatchNorm& bn,
+                                     const tensor<T, B>* r, bool relu) {
+    detail::expect_input(x, In, in_c_, "conv2d");
+    NETSPLIT_EXPECT(bn.gamma().numel() == out_c_, "conv2d: the folded batch norm has ", bn.gamma().numel(),
+                    " channels, the convolution ", out_c_);
+    input_ = nullptr;
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    NETSPLIT_EXPECT(!r || r->shape() == out_.shape(), "conv2d: residual ", r ? r->shape() : out_.shape(),
+                    " does not match the output ", out_.shape());
+    folded_.resize(weight_.shape());
+    shift_.resize({out_c_});
+    B::batch_norm_fold(ctx, bn.desc(d.batch), weight_.numel() / out_c_, weight_.data(), bn.gamma().data(),
+                       bn.beta().data(), bn.running_mean().data(), bn.running_var().data(), folded_.data(),
+                       shift_.data());
+    B::conv2d_forward_affine(ctx, d, x.data(), folded_.data(), shift_.data(), r ? r->data() : nullptr, relu,
+                             out_.data());
+    return out_;
+  }
+
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::has_input(input_, "conv2d");
     detail::expect_grad(dy, out_, "conv2d");
@@ -91,13 +116,15 @@ class conv2d_layer {
     return {batch, in_c_, out_c_, In.height, In.width, Kernel, Stride, Pad};
   }
 
+  /// Output of the last forward.
+  const tensor<T, B>& output() const { return out_; }
   tensor<T, B>& weight() { return weight_; }
   const tensor<T, B>& weight() const { return weight_; }
   tensor<T, B>& weight_grad() { return grad_; }
 
  private:
   int in_c_ = 0, out_c_ = 0;
-  tensor<T, B> weight_, grad_, out_, dx_;
+  tensor<T, B> weight_, grad_, out_, dx_, folded_, shift_;
   const tensor<T, B>* input_ = nullptr;
 };
 

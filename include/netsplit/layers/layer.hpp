@@ -18,7 +18,11 @@
 namespace netsplit {
 
 /// Whether a forward pass trains (batch statistics, caches for backward) or evaluates.
-enum class phase { train, eval };
+/// `infer` computes what `eval` does, without backward: layers may then fuse (a residual
+/// block folds its batch norms into its convolutions and runs each convolution, batch norm,
+/// residual sum and ReLU as one pass), and a backward after it throws contract_violation.
+/// Results agree with `eval` to rounding (the folded weights round differently).
+enum class phase { train, eval, infer };
 
 /// A composition element. Requires constexpr `accepts(fmap_shape)` (can this layer take an
 /// input of that shape?), `output_shape(fmap_shape)` (shape it produces) and a member

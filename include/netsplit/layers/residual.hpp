@@ -38,7 +38,15 @@ class basic_block_layer {
 
   // bn1 carries the ReLU after it and bn2 the residual sum and final ReLU (fused passes,
   // two fewer activation tensors per block); the arithmetic is the unfused block's.
+  // With phase::infer each convolution takes its batch norm folded in, and the ReLU and the
+  // residual sum in the same pass (conv2d_layer::forward_folded); no backward follows.
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    inferred_ = p == phase::infer;
+    if (inferred_) {
+      const auto& h = conv1.forward_folded(ctx, x, bn1, nullptr, true);
+      const auto& s = shortcut.forward(ctx, x, p);
+      return conv2.forward_folded(ctx, h, bn2, &s, true);
+    }
     const auto& h = conv2.forward(ctx, bn1.forward_relu(ctx, conv1.forward(ctx, x, p), p), p);
     const auto& s = shortcut.forward(ctx, x, p);
     NETSPLIT_EXPECT(s.shape() == h.shape(), "residual block: shortcut output ", s.shape(),
@@ -47,6 +55,7 @@ class basic_block_layer {
   }
 
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    NETSPLIT_EXPECT(!inferred_, "residual block: backward after a phase::infer forward (use phase::eval)");
     const auto& out = bn2.output();
     detail::expect_grad(dy, out, "residual block");
     dy_ = &dy;
@@ -65,10 +74,10 @@ class basic_block_layer {
   }
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
-  const tensor<T, B>& output() const { return bn2.output(); }
+  const tensor<T, B>& output() const { return inferred_ ? conv2.output() : bn2.output(); }
   const tensor<T, B>* output_grad() const { return dy_; }
   /// The first ReLU's output (fused into bn1) and the gradient it received (TPM signals).
-  const tensor<T, B>& inner_output() const { return bn1.output(); }
+  const tensor<T, B>& inner_output() const { return inferred_ ? conv1.output() : bn1.output(); }
   const tensor<T, B>* inner_output_grad() const { return bn1.output_grad(); }
 
   /// Adopts widths from the members' tensors after a split replaced them.
@@ -122,6 +131,7 @@ class basic_block_layer {
  private:
   tensor<T, B> dsum_, dx_;
   const tensor<T, B>* dy_ = nullptr;
+  bool inferred_ = false;
 };
 
 /// Basic residual block spec: Out channels, first conv with Stride, shortcut policy.

@@ -80,7 +80,7 @@ classification_totals evaluate(typename Net::context_type& ctx, Net& net, Loader
       images.resize(staged.shape());
       images.from_host(std::vector<T>(host.begin(), host.end()));
     }
-    const auto host = net.forward(ctx, images, phase::eval).to_host();
+    const auto host = net.forward(ctx, images, phase::infer).to_host();
     total.add(score_logits<T>(host, labels, Net::classes));
   }
   return total;

@@ -113,6 +113,33 @@ struct cpu_backend {
     cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y);
   }
 
+  /// y = conv(x, w) + shift[m] (+ r) (then max(., 0) with relu): a convolution followed by an
+  /// eval-mode batch norm folded into w and shift (batch_norm_fold), the residual sum and the
+  /// ReLU, in one pass over y (with F(4x4, 3x3) inside the output transform). shift and r may
+  /// be null; r is shaped like y.
+  template <class T>
+  static void conv2d_forward_affine(context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* shift,
+                                    const T* r, bool relu, T* y) {
+    namespace cc = detail::cpu_conv;
+    const cc::conv_epilogue<T> ep{shift, r, relu};
+    cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
+  }
+
+  /// An eval-mode batch norm after a convolution, folded into it: w_out[m] = w[m] * scale[m],
+  /// shift[m] = beta[m] - mean[m] * scale[m], scale[m] = gamma[m] / sqrt(var[m] + eps), with
+  /// batch_norm_forward_eval's rounding of scale and shift; w holds d.channels rows of
+  /// `row` values (the convolution's out channels).
+  template <class T>
+  static void batch_norm_fold(context&, const batch_norm_desc& d, std::int64_t row, const T* w, const T* gamma,
+                              const T* beta, const T* running_mean, const T* running_var, T* w_out, T* shift) {
+    for (int c = 0; c < d.channels; ++c) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps);
+      const T scale = static_cast<T>(gamma[c] * invstd);
+      shift[c] = static_cast<T>(beta[c] - running_mean[c] * gamma[c] * invstd);
+      for (std::int64_t i = 0; i < row; ++i) w_out[c * row + i] = w[c * row + i] * scale;
+    }
+  }
+
   /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null. Each gradient
   /// takes its own choice of Winograd tile; where the weight gradient is direct, both are
   /// (the direct engine shares its input buffers between them).

@@ -476,6 +476,36 @@ inline std::size_t row_scratch(int H, int W) {
   return static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2));
 }
 
+}  // namespace winograd
+
+/// What conv2d_forward_affine adds to a convolution's output y: y = max(y + shift[m] + r, 0)
+/// (shift per output channel, r shaped like y; either may be null; the max only with relu).
+template <class T>
+struct conv_epilogue {
+  const T* shift = nullptr;
+  const T* residual = nullptr;
+  bool relu = false;
+};
+/// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
+/// same images (null when e has none).
+template <class T>
+void apply_epilogue(const conv_epilogue<T>& e, int count, int M, i64 plane, T* y, const T* r) {
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      T* __restrict p = y + (i64{n} * M + m) * plane;
+      const T* __restrict q = r ? r + (i64{n} * M + m) * plane : nullptr;
+      const T s = e.shift ? e.shift[m] : T(0);
+      if (q)
+        for (i64 i = 0; i < plane; ++i) p[i] += s + q[i];
+      else if (e.shift)
+        for (i64 i = 0; i < plane; ++i) p[i] += s;
+      if (e.relu)
+        for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
+    }
+}
+
+namespace winograd {
+
 /// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
 /// transformed values per tile, and their transforms.
 struct f2x2 {
@@ -496,8 +526,10 @@ struct f2x2 {
     input(v, x, C, H, W, count, out, tpad, row);
   }
   template <class T>
-  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row) {
+  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row,
+                  const conv_epilogue<T>* ep, const T* r) {
     output(v, mm, es, tpad, M, H, W, count, y, row);
+    if (ep) apply_epilogue(*ep, count, M, i64{H} * W, y, r);
   }
   template <class T>
   static void out_grad(bool v, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
@@ -535,13 +567,18 @@ struct f4x4 {
     winograd4::transform_input<T>(x, C, H, W, count, out, tpad);
   }
   template <class T>
-  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T*) {
+  static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T*,
+                  const conv_epilogue<T>* ep, const T* r) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y);
+      if (v) {  // the epilogue fused into the transform's stores
+        const winograd4::epilogue e{ep ? ep->shift : nullptr, r, ep && ep->relu};
+        return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, e);
+      }
 #endif
     (void)v;
     winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);
+    if (ep) apply_epilogue(*ep, count, M, i64{H} * W, y, r);
   }
   template <class T>
   static void out_grad(bool v, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
@@ -596,9 +633,11 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   return winograd_tile::none;
 }
 
-/// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d).
+/// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d), then
+/// the epilogue ep where not null.
 template <class P, class T>
-void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
+void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y,
+                      const conv_epilogue<T>* ep = nullptr) {
   using kern = kernels<T>;
   constexpr int E = P::elems;
   const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
@@ -632,7 +671,8 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
         run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mpad * tpad, tpad, qr);
       }
-      P::out(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row);
+      P::out(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row, ep,
+             ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
     }
   });
 }
@@ -690,13 +730,23 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   P::weight_grad(total, rows, cpad, M, C, dw);
 }
 
-/// y = conv(x, w) computed as `tile` says (none: the direct engine).
+/// y = conv(x, w) computed as `tile` says (none: the direct engine), then the epilogue ep
+/// where not null (in the Winograd drivers per chunk, while the chunk's outputs are in cache).
 template <class T>
-void forward_with(winograd_tile tile, cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
+void forward_with(winograd_tile tile, cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y,
+                  const conv_epilogue<T>* ep = nullptr) {
   switch (tile) {
-    case winograd_tile::f4x4: return winograd_forward<winograd::f4x4>(ctx, d, x, w, y);
-    case winograd_tile::f2x2: return winograd_forward<winograd::f2x2>(ctx, d, x, w, y);
-    default: return forward(ctx, d, x, w, y);
+    case winograd_tile::f4x4: return winograd_forward<winograd::f4x4>(ctx, d, x, w, y, ep);
+    case winograd_tile::f2x2: return winograd_forward<winograd::f2x2>(ctx, d, x, w, y, ep);
+    default:
+      forward(ctx, d, x, w, y);
+      if (ep) {
+        const i64 plane = i64{d.out_height()} * d.out_width(), img = plane * d.out_channels;
+        ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+          apply_epilogue(*ep, static_cast<int>(e - b), d.out_channels, plane, y + b * img,
+                         ep->residual ? ep->residual + b * img : nullptr);
+        });
+      }
   }
 }
 

@@ -70,12 +70,14 @@ inline bool vector_transforms(int W) {
 /// m in [m_begin, m_end), zero for m >= M. Computed in double, then rounded once.
 template <class T>
 void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
-  const auto g6 = [](double a, double b, double c, double* out) {
-    out[0] = a / 4;
-    out[1] = -(a + b + c) / 6;
-    out[2] = -(a - b + c) / 6;
-    out[3] = a / 24 + b / 12 + c / 6;
-    out[4] = a / 24 - b / 12 + c / 6;
+  const auto g6 = [](double a, double b, double c, double* out) {  // reciprocals: no divisions
+    constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;
+    const double ac = a + c, p = a * r24 + c * r6, q = b * r12;
+    out[0] = 0.25 * a;
+    out[1] = -(ac + b) * r6;
+    out[2] = (b - ac) * r6;
+    out[3] = p + q;
+    out[4] = p - q;
     out[5] = c;
   };
   for (int m = m_begin; m < m_end; ++m)
@@ -343,12 +345,23 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     }
 }
 
-inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y) {
+/// What transform_output adds before storing: y = max(y + shift[m] + r, 0) (null: nothing).
+struct epilogue {
+  const float* shift = nullptr;
+  const float* residual = nullptr;  // at the chunk's first image, shaped like y
+  bool relu = false;
+};
+
+inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
+                             const epilogue& ep = {}) {
   const int TW = W / 4;
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
     const float* base = mm + i64{m} * tpad;
     float* ym = y + i64{m} * plane;
+    const float* rm = ep.residual ? ep.residual + i64{m} * plane : nullptr;
+    const __m512 shift = _mm512_set1_ps(ep.shift ? ep.shift[m] : 0.f);
+    const bool add = ep.shift || rm;
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
@@ -367,12 +380,22 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         vec::at4(s[a], z);
         vec::interleave4(z, w);
         float* ya = ym + i64{a} * W;
+        const float* ra = rm ? rm + i64{a} * W : nullptr;
         for (int q = 0; 4 * q < k; ++q) {
+          if (add) w[q] = _mm512_add_ps(w[q], shift);
           if (TW % 4 == 0) {  // 4 tiles side by side in one row
-            _mm512_mask_storeu_ps(ya + off[4 * q], first_lanes(4 * (k - 4 * q)), w[q]);
+            const __mmask16 mk = first_lanes(4 * (k - 4 * q));
+            if (ra) w[q] = _mm512_add_ps(w[q], _mm512_maskz_loadu_ps(mk, ra + off[4 * q]));
+            if (ep.relu) w[q] = _mm512_max_ps(w[q], _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(ya + off[4 * q], mk, w[q]);
           } else {
-            for (int e = 0; e < 4 && 4 * q + e < k; ++e)
-              _mm512_mask_storeu_ps(ya + off[4 * q + e] - 4 * e, static_cast<__mmask16>(0xFu << (4 * e)), w[q]);
+            for (int e = 0; e < 4 && 4 * q + e < k; ++e) {
+              const __mmask16 mk = static_cast<__mmask16>(0xFu << (4 * e));
+              __m512 z = w[q];
+              if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + off[4 * q + e] - 4 * e));
+              if (ep.relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+              _mm512_mask_storeu_ps(ya + off[4 * q + e] - 4 * e, mk, z);
+            }
           }
         }
       }

@@ -144,6 +144,31 @@ struct cuda_backend {
   }
 
   /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null.
+  /// y = conv(x, w) + shift[m] (+ r) (then max(., 0) with relu): a convolution with an
+  /// eval-mode batch norm folded into w and shift (batch_norm_fold), the residual sum and the
+  /// ReLU; here the convolution, then one element-wise pass. shift and r may be null.
+  template <class T>
+  static void conv2d_forward_affine(context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* shift,
+                                    const T* r, bool relu, T* y) {
+    conv2d_forward(ctx, d, x, w, y);
+    if (!shift && !r && !relu) return;
+    const int spatial = d.out_height() * d.out_width();
+    const std::int64_t n = std::int64_t{d.batch} * d.out_channels * spatial;
+    NETSPLIT_THRUST("thrust::transform(affine_epilogue)",
+                    thrust::transform(ctx.policy(), count(0), count(n), y,
+                                      detail::cuda_kernels::affine_epilogue_f<T>{y, shift, r, d.out_channels, spatial,
+                                                                                 relu}));
+  }
+  /// An eval-mode batch norm after a convolution, folded into it (see the CPU backend).
+  template <class T>
+  static void batch_norm_fold(context& ctx, const batch_norm_desc& d, std::int64_t row, const T* w, const T* gamma,
+                              const T* beta, const T* running_mean, const T* running_var, T* w_out, T* shift) {
+    NETSPLIT_THRUST("thrust::for_each_n(batch_norm_fold)",
+                    thrust::for_each_n(ctx.policy(), thrust::counting_iterator<int>(0), d.channels,
+                                       detail::cuda_kernels::bn_fold_f<T>{w, gamma, beta, running_mean, running_var,
+                                                                          d.eps, row, w_out, shift}));
+  }
+
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* dy, T* dx,
                               T* dw) {

@@ -210,6 +210,34 @@ struct bn_normalize_f {
     return x[i] * scale[c] + shift[c];
   }
 };
+/// y[i] = y[i] + shift[c] + r[i] (terms that are null left out), then max(., 0) with relu.
+template <class T>
+struct affine_epilogue_f {
+  const T *y, *shift, *r;
+  int channels, spatial;
+  bool relu;
+  NETSPLIT_HD T operator()(i64 i) const {
+    T v = y[i];
+    if (shift) v += shift[(i / spatial) % channels];
+    if (r) v += r[i];
+    return relu && !(v > T(0)) ? T(0) : v;
+  }
+};
+/// Per output channel c: w_out[c][.] = w[c][.] * scale, shift[c] = beta - mean * scale,
+/// scale = gamma / sqrt(var + eps) (batch_norm_forward_eval's rounding).
+template <class T>
+struct bn_fold_f {
+  const T *w, *gamma, *beta, *running_mean, *running_var;
+  double eps;
+  i64 row;
+  T *w_out, *shift;
+  NETSPLIT_HD void operator()(int c) const {
+    const double invstd = 1.0 / ::sqrt(static_cast<double>(running_var[c]) + eps);
+    const T scale = static_cast<T>(gamma[c] * invstd);
+    shift[c] = static_cast<T>(beta[c] - running_mean[c] * gamma[c] * invstd);
+    for (i64 i = 0; i < row; ++i) w_out[c * row + i] = w[c * row + i] * scale;
+  }
+};
 /// Per plane: sum dy and sum dy * (x - mean[c]).
 template <class T>
 struct bn_grad_sums_f {
