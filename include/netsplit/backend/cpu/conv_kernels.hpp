@@ -164,6 +164,14 @@ struct kernels<float> {
 // Row moves for float with masked loads and stores: one or two instructions for a short
 // row, where the generic loops run scalar (ResNet20's rows are 8-34 values).
 inline __mmask16 first_lanes(i64 n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+/// Lanes of 16 consecutive Winograd tiles, from flat tile g0 of rows of tw tiles (tw dividing
+/// 16 or a multiple of 16), whose column is 0 (`last` false) or tw-1.
+inline __mmask16 tile_column_mask(int tw, i64 g0, bool last) {
+  if (tw >= 16) return (g0 + (last ? 16 : 0)) % tw == 0 ? __mmask16(last ? 0x8000 : 0x0001) : __mmask16(0);
+  unsigned m = 0;
+  for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
+  return static_cast<__mmask16>(m);
+}
 inline void copy_row(float* dst, const float* src, i64 n) {
   for (i64 i = 0; i < n; i += 16) {
     const __mmask16 m = first_lanes(n - i);

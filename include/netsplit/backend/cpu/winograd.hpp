@@ -261,13 +261,6 @@ inline __m512 load_in(const float* base, i64 start, i64 n) {
   if (lo >= hi) return _mm512_setzero_ps();
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>(first_lanes(hi) & ~first_lanes(lo)), base + start);
 }
-/// Lanes of the 16 tiles from flat tile g0 whose column tx is 0 (`last` false) or TW-1.
-inline __mmask16 column_mask(int tw, i64 g0, bool last) {
-  if (tw >= 16) return (g0 + (last ? 16 : 0)) % tw == 0 ? __mmask16(last ? 0x8000 : 0x0001) : __mmask16(0);
-  unsigned m = 0;
-  for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
-  return static_cast<__mmask16>(m);
-}
 
 inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
   const int TH = H / 2, TW = W / 2;
@@ -286,8 +279,8 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     std::fill(a + j * jstride + i64{H + 1} * TW, a + (j + 1) * jstride, 0.f);  // row H and slack
   }
   // column masks: the same for every vector when TW divides 16
-  const __mmask16 first_c = static_cast<__mmask16>(~column_mask(TW, 0, false));
-  const __mmask16 last_c = static_cast<__mmask16>(~column_mask(TW, 0, true));
+  const __mmask16 first_c = static_cast<__mmask16>(~tile_column_mask(TW, 0, false));
+  const __mmask16 last_c = static_cast<__mmask16>(~tile_column_mask(TW, 0, true));
   for (int n = 0; n < count; ++n)
     for (int c = 0; c < C; ++c) {  // planes in memory order
       const float* xc = x + (i64{n} * C + c) * plane;
@@ -300,8 +293,8 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
           _mm_prefetch(reinterpret_cast<const char*>(next + s), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(next + s + 16), _MM_HINT_T0);
         }
-        const __mmask16 first = TW < 16 ? first_c : static_cast<__mmask16>(~column_mask(TW, f0, false));
-        const __mmask16 last = TW < 16 ? last_c : static_cast<__mmask16>(~column_mask(TW, f0, true));
+        const __mmask16 first = TW < 16 ? first_c : static_cast<__mmask16>(~tile_column_mask(TW, f0, false));
+        const __mmask16 last = TW < 16 ? last_c : static_cast<__mmask16>(~tile_column_mask(TW, f0, true));
         __m512 p0, p1, c0, c1, n0, n1;
         if (s >= 2 && s + 34 <= plane) {  // interior: plain loads
           p0 = _mm512_loadu_ps(xc + s - 2), p1 = _mm512_loadu_ps(xc + s + 14);

@@ -254,13 +254,6 @@ inline void a6(const __m512 q[4], __m512 out[6]) {
   out[4] = _mm512_sub_ps(e, o);
   out[5] = q[3];
 }
-/// Lanes of the 16 tiles from flat tile t0 whose column tx is 0 (`last` false) or TW-1.
-inline __mmask16 column_mask(int tw, i64 t0, bool last) {
-  if (tw >= 16) return (t0 + (last ? 16 : 0)) % tw == 0 ? __mmask16(last ? 0x8000 : 0x0001) : __mmask16(0);
-  unsigned m = 0;
-  for (int l = last ? tw - 1 : 0; l < 16; l += tw) m |= 1u << l;
-  return static_cast<__mmask16>(m);
-}
 /// Walks the chunk's tiles in order t = 0, 1, ...: next() gives the offset of row 0 of each
 /// of the next k tiles in a stack of H x W maps `stride` apart (image n at n * stride).
 struct tile_walk {
@@ -297,8 +290,8 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
   const i64 rs = group * rlen + 80;
   float* R = row + 16;
   std::fill(row, row + input_scratch(H, W, count), 0.f);
-  const __mmask16 first = static_cast<__mmask16>(~vec::column_mask(TW, 0, false));
-  const __mmask16 last = static_cast<__mmask16>(~vec::column_mask(TW, 0, true));
+  const __mmask16 first = static_cast<__mmask16>(~tile_column_mask(TW, 0, false));
+  const __mmask16 last = static_cast<__mmask16>(~tile_column_mask(TW, 0, true));
   const __m512 zero = _mm512_setzero_ps();
   for (int c = 0; c < C; ++c)
     for (int n0 = 0; n0 < count; n0 += group) {
@@ -325,8 +318,8 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
       float* out = v + i64{c} * tpad + n0 * tiles;
       for (i64 t0 = 0; t0 < flat; t0 += 16) {
         const __mmask16 valid = first_lanes(flat - t0);
-        const __mmask16 f = TW < 16 ? first : static_cast<__mmask16>(~vec::column_mask(TW, t0, false));
-        const __mmask16 l = TW < 16 ? last : static_cast<__mmask16>(~vec::column_mask(TW, t0, true));
+        const __mmask16 f = TW < 16 ? first : static_cast<__mmask16>(~tile_column_mask(TW, t0, false));
+        const __mmask16 l = TW < 16 ? last : static_cast<__mmask16>(~tile_column_mask(TW, t0, true));
         for (int i = 0; i < 6; ++i) {
           const float* p = R + i * rs + 4 * t0;
           __m512 d[6], o[6];
