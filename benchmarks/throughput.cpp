@@ -2,10 +2,10 @@
 // the side-by-side comparison with PyTorch (compare_pytorch.sh), plus a measurement of the
 // machine's FP32 FMA peak. Synthetic input, 100 classes, batch 128. Prints one JSON object:
 // per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's multiply-adds,
-// whichever algorithm ran), peak resident memory. --conv direct turns Winograd off;
-// --conv compare instead interleaves windows of fastest, winograd_4x4, winograd_2x2 and
-// direct in one process
-// and prints each one's medians and its ratio to direct.
+// whichever algorithm ran), peak resident memory. Inference is phase::infer. --conv direct
+// turns Winograd off; --conv compare instead interleaves windows of fastest, winograd_4x4,
+// winograd_2x2 and direct in one process and prints each one's medians and its ratio to
+// direct.
 #include <sys/resource.h>
 
 #include <algorithm>

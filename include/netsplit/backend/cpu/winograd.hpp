@@ -438,7 +438,7 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
 }
 #endif
 
-/// The transforms for one chunk: the vector ones where `vector` (winograd_vectorised), else
+/// The transforms for one chunk: the vector ones where `vector` (winograd::vectorised), else
 /// the portable ones.
 template <class T>
 void input(bool vector, const T* x, int C, int H, int W, int count, T* v, i64 tpad, T* row) {
