@@ -51,7 +51,6 @@ const char* simd_level() {
 // 1: direct, 2: winograd_2x2, 3: winograd_4x4; the Winograd ones on 3x3 stride-1 shapes only)
 const cpu_conv_algorithm bench_algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct,
                                                cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4};
-const char* const bench_algorithm_names[] = {"fastest", "direct", "winograd_2x2", "winograd_4x4"};
 conv2d_desc conv_desc(const benchmark::State& st) {
   return {batch, static_cast<int>(st.range(0)), static_cast<int>(st.range(1)), static_cast<int>(st.range(2)),
           static_cast<int>(st.range(2)), 3, static_cast<int>(st.range(3)), 1};
@@ -60,7 +59,7 @@ conv2d_desc conv_desc(const benchmark::State& st) {
 void conv_label(benchmark::State& st, const conv2d_desc& d) {
   st.SetLabel(std::to_string(d.in_channels) + "->" + std::to_string(d.out_channels) + " " +
               std::to_string(d.in_height) + "x" + std::to_string(d.in_width) + " s" +
-              std::to_string(d.stride) + " " + bench_algorithm_names[st.range(4)]);
+              std::to_string(d.stride) + " " + to_string(bench_algorithms[st.range(4)]));
 }
 
 /// Sets the shared context's convolution algorithm for one benchmark, then restores it.

@@ -118,7 +118,6 @@ int main(int argc, char** argv) {
     // turn, so the machine's drifting load falls on all of them alike.
     const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_4x4,
                                              cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::direct};
-    const char* names[] = {"fastest", "winograd_4x4", "winograd_2x2", "direct"};
     constexpr int K = 4;
     std::vector<double> tr[K], inf[K];
     for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
@@ -144,7 +143,7 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf,
                     ",\"%s\":{\"train_median\":%.1f,\"infer_median\":%.1f,\"train_vs_direct\":%.3f,"
                     "\"infer_vs_direct\":%.3f}",
-                    names[k], median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[K - 1]),
+                    to_string(algorithms[k]), median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[K - 1]),
                     median(inf[k]) / median(inf[K - 1]));
       out += buf;
     }

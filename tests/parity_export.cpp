@@ -39,12 +39,6 @@ struct options {
   std::string conv = "fastest";
 };
 
-const std::pair<const char*, cpu_conv_algorithm> conv_algorithms[] = {
-    {"fastest", cpu_conv_algorithm::fastest},
-    {"direct", cpu_conv_algorithm::direct},
-    {"winograd_2x2", cpu_conv_algorithm::winograd_2x2},
-    {"winograd_4x4", cpu_conv_algorithm::winograd_4x4}};
-
 template <class T>
 io::tensor_record record_of(const tensor<T, cpu_backend>& t) {
   std::vector<std::int64_t> shape;
@@ -105,8 +99,7 @@ io::safetensors_file run(const options& o) {
   f.tensors["labels"] = io::tensor_record::from<std::int32_t>({o.batch}, labels);
 
   cpu_context ctx;
-  for (const auto& [name, algorithm] : conv_algorithms)
-    if (o.conv == name) ctx.set_conv_algorithm(algorithm);
+  ctx.set_conv_algorithm(*parse_cpu_conv_algorithm(o.conv));  // checked in main
   softmax_cross_entropy<T, cpu_backend> loss_fn;
   const auto& logits = net.forward(ctx, x, phase::train);
   const double loss = loss_fn.forward(ctx, logits, labels);
@@ -151,9 +144,7 @@ int main(int argc, char** argv) {
   if (o.dtype != "f32" && o.dtype != "f64") usage("--dtype must be f32 or f64");
   if (o.shortcut != "a" && o.shortcut != "b") usage("--shortcut must be a or b");
   if (o.batch < 2) usage("--batch must be at least 2");
-  bool known_conv = false;
-  for (const auto& entry : conv_algorithms) known_conv = known_conv || o.conv == entry.first;
-  if (!known_conv) usage("--conv must be fastest, direct, winograd_2x2 or winograd_4x4");
+  if (!parse_cpu_conv_algorithm(o.conv)) usage("--conv must be fastest, direct, winograd_2x2 or winograd_4x4");
   try {
     io::safetensors_file f;
     if (o.dtype == "f32") f = o.shortcut == "a" ? run<float, shortcut_a>(o) : run<float, shortcut_b>(o);

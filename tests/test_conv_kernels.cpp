@@ -159,16 +159,6 @@ conv_run<T> run_engine(cpu_context& ctx, const conv2d_desc& d, const std::vector
   return r;
 }
 
-const char* algorithm_name(cpu_conv_algorithm a) {
-  switch (a) {
-    case cpu_conv_algorithm::fastest: return "fastest";
-    case cpu_conv_algorithm::direct: return "direct";
-    case cpu_conv_algorithm::winograd_2x2: return "winograd_2x2";
-    case cpu_conv_algorithm::winograd_4x4: return "winograd_4x4";
-  }
-  return "?";
-}
-
 template <class T>
 void check_case(const conv2d_desc& d, const char* what, double tolerance, cpu_conv_algorithm algorithm) {
   const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 1);
@@ -208,7 +198,7 @@ template <class T>
 void check_case(const conv2d_desc& d, const char* what, double tolerance) {
   for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
                          cpu_conv_algorithm::winograd_4x4}) {
-    INFO(algorithm_name(algorithm));
+    INFO(to_string(algorithm));
     check_case<T>(d, what, tolerance, algorithm);
   }
 }
@@ -291,7 +281,7 @@ TEST_CASE("conv engine results agree across thread counts") {
     std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
     cpu_context one(1), three(3);
    for (auto alg : {cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4}) {
-    INFO(algorithm_name(alg));
+    INFO(to_string(alg));
     one.set_conv_algorithm(alg);
     three.set_conv_algorithm(alg);
     const auto a = run_engine(one, d, x, w, dy);
@@ -330,7 +320,7 @@ void check_affine(const conv2d_desc& d, cpu_conv_algorithm algorithm, double tol
                  (rp ? double(rp[i]) : 0.0);
       want[static_cast<std::size_t>(i)] = relu ? std::max(v, 0.0) : v;
     }
-    INFO(algorithm_name(algorithm), " ", describe(d), " variant ", variant);
+    INFO(to_string(algorithm), " ", describe(d), " variant ", variant);
     CHECK(relative_error(got, want) <= tol);
   }
 }

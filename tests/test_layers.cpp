@@ -323,7 +323,7 @@ void infer_matches_eval(double tol) {
     const auto eval = net.forward(ctx, x, phase::eval).to_host();
     const auto eval_block = block.output().to_host(), eval_inner = block.inner_output().to_host();
     const auto infer = net.forward(ctx, x, phase::infer).to_host();
-    INFO("scalar bytes ", sizeof(T), ", shortcut ", Shortcut::name, ", algorithm ", static_cast<int>(algorithm),
+    INFO("scalar bytes ", sizeof(T), ", shortcut ", Shortcut::name, ", algorithm ", to_string(algorithm),
          ": logits differ by ", max_rel(infer, eval));
     CHECK(max_rel(infer, eval) <= tol);
     CHECK(max_rel(block.output().to_host(), eval_block) <= tol);
@@ -339,4 +339,21 @@ TEST_CASE("phase::infer (batch norms folded into the convolutions) matches phase
   infer_matches_eval<float, shortcut_b>(1e-5);
   infer_matches_eval<double, shortcut_a>(1e-12);
   infer_matches_eval<double, shortcut_b>(1e-12);
+}
+
+TEST_CASE("forward_folded rejects a batch norm or a residual that does not fit, and keeps its weights") {
+  conv2d_layer<float, cpu, fmap_shape{4, 8, 8}, 6, 3, 1, 1> conv;
+  rng r(9);
+  conv.initialize(r);
+  const auto weights = conv.weight().to_host();
+  batch_norm_layer<float, cpu, fmap_shape{6, 8, 8}> bn;
+  batch_norm_layer<float, cpu, fmap_shape{5, 8, 8}> narrow;  // 5 channels for a 6-filter conv
+  cpu_context ctx(1);
+  ftensor x({2, 4, 8, 8}, 0.5f), good({2, 6, 8, 8}, 0.f), bad({2, 5, 8, 8}, 0.f);
+  CHECK_THROWS_WITH_AS(conv.forward_folded(ctx, x, narrow, nullptr, true),
+                       doctest::Contains("the folded batch norm has 5 channels, the convolution 6"), contract_violation);
+  CHECK_THROWS_WITH_AS(conv.forward_folded(ctx, x, bn, &bad, true), doctest::Contains("does not match the output"),
+                       contract_violation);
+  CHECK(conv.weight().to_host() == weights);
+  CHECK(conv.forward_folded(ctx, x, bn, &good, true).shape() == tensor_shape{2, 6, 8, 8});
 }

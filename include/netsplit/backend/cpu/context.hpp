@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <optional>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -38,6 +40,24 @@ inline void* aligned_bytes(std::size_t bytes) {
 /// applies (even sizes; sizes divisible by 4), any type and instruction set (the portable
 /// transforms are slower than the direct engine: for tests and comparisons).
 enum class cpu_conv_algorithm { fastest, direct, winograd_2x2, winograd_4x4 };
+
+/// The algorithm's name as written above ("fastest", "direct", "winograd_2x2", "winograd_4x4").
+inline const char* to_string(cpu_conv_algorithm a) {
+  switch (a) {
+    case cpu_conv_algorithm::fastest: return "fastest";
+    case cpu_conv_algorithm::direct: return "direct";
+    case cpu_conv_algorithm::winograd_2x2: return "winograd_2x2";
+    case cpu_conv_algorithm::winograd_4x4: return "winograd_4x4";
+  }
+  return "?";
+}
+/// The algorithm named `name` (to_string's spelling), or none.
+inline std::optional<cpu_conv_algorithm> parse_cpu_conv_algorithm(std::string_view name) {
+  for (auto a : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
+                 cpu_conv_algorithm::winograd_4x4})
+    if (name == to_string(a)) return a;
+  return std::nullopt;
+}
 
 class cpu_context {
  public:

@@ -160,6 +160,33 @@ struct kernels<float> {
 };
 #endif
 
+/// What conv2d_forward_affine adds to a convolution's output y: y = max(y + shift[m] + r, 0)
+/// (shift per output channel, r shaped like y; either may be null; the max only with relu).
+template <class T>
+struct conv_epilogue {
+  const T* shift = nullptr;
+  const T* residual = nullptr;
+  bool relu = false;
+};
+/// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
+/// same images (null when e has none).
+template <class T>
+void apply_epilogue(const conv_epilogue<T>& e, int count, int M, i64 plane, T* y, const T* r) {
+  for (int n = 0; n < count; ++n)
+    for (int m = 0; m < M; ++m) {
+      T* __restrict p = y + (i64{n} * M + m) * plane;
+      const T* __restrict q = r ? r + (i64{n} * M + m) * plane : nullptr;
+      const T s = e.shift ? e.shift[m] : T(0);
+      if (q)
+        for (i64 i = 0; i < plane; ++i) p[i] += s + q[i];
+      else if (e.shift)
+        for (i64 i = 0; i < plane; ++i) p[i] += s;
+      if (e.relu)
+        for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
+    }
+}
+
+
 #if defined(__AVX512F__)
 // Row moves for float with masked loads and stores: one or two instructions for a short
 // row, where the generic loops run scalar (ResNet20's rows are 8-34 values).

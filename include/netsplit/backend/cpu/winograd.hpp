@@ -42,10 +42,6 @@ inline bool vector_transforms(int W) {
   const int tw = W / 2;
   return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
 }
-}  // namespace winograd
-
-namespace winograd {
-
 /// U[e][m][c] = (G g[m][c] G^T)[e], G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]],
 /// packed per element e for the micro-kernel: u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r;
 /// this call fills rows m in [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
@@ -438,69 +434,10 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
 }
 #endif
 
-/// The transforms for one chunk: the vector ones where `vector` (winograd::vectorised), else
-/// the portable ones.
-template <class T>
-void input(bool vector, const T* x, int C, int H, int W, int count, T* v, i64 tpad, T* row) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    if (vector) return transform_input(x, C, H, W, count, v, tpad, row);
-#endif
-  (void)vector;
-  transform_input<T>(x, C, H, W, count, v, tpad, row);
-}
-template <class T>
-void output(bool vector, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    if (vector) return transform_output(mm, es, tpad, M, H, W, count, y);
-#endif
-  (void)vector;
-  transform_output<T>(mm, es, tpad, M, H, W, count, y, row);
-}
-template <class T>
-void output_grad(bool vector, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    if (vector) return transform_output_grad(dy, M, H, W, count, dm, es, tpad);
-#endif
-  (void)vector;
-  transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
-}
 /// Per-thread scratch for the transforms (`row` above), in elements.
 inline std::size_t row_scratch(int H, int W) {
   return static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2));
 }
-
-}  // namespace winograd
-
-/// What conv2d_forward_affine adds to a convolution's output y: y = max(y + shift[m] + r, 0)
-/// (shift per output channel, r shaped like y; either may be null; the max only with relu).
-template <class T>
-struct conv_epilogue {
-  const T* shift = nullptr;
-  const T* residual = nullptr;
-  bool relu = false;
-};
-/// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
-/// same images (null when e has none).
-template <class T>
-void apply_epilogue(const conv_epilogue<T>& e, int count, int M, i64 plane, T* y, const T* r) {
-  for (int n = 0; n < count; ++n)
-    for (int m = 0; m < M; ++m) {
-      T* __restrict p = y + (i64{n} * M + m) * plane;
-      const T* __restrict q = r ? r + (i64{n} * M + m) * plane : nullptr;
-      const T s = e.shift ? e.shift[m] : T(0);
-      if (q)
-        for (i64 i = 0; i < plane; ++i) p[i] += s + q[i];
-      else if (e.shift)
-        for (i64 i = 0; i < plane; ++i) p[i] += s;
-      if (e.relu)
-        for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
-    }
-}
-
-namespace winograd {
 
 /// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
 /// transformed values per tile, and their transforms.
@@ -517,19 +454,37 @@ struct f2x2 {
     weight_grad_from(du, rows, ld, M, C, dw);
   }
   static std::size_t scratch(int H, int W, int) { return row_scratch(H, W); }
+  // The transforms for one chunk: the vector ones where `v` (vectorised below), else the
+  // portable ones; out adds the epilogue ep (null: none; r its residual at the chunk).
   template <class T>
   static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, T* row) {
-    input(v, x, C, H, W, count, out, tpad, row);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return transform_input(x, C, H, W, count, out, tpad, row);
+#endif
+    (void)v;
+    transform_input<T>(x, C, H, W, count, out, tpad, row);
   }
   template <class T>
   static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row,
                   const conv_epilogue<T>* ep, const T* r) {
-    output(v, mm, es, tpad, M, H, W, count, y, row);
+    bool done = false;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) transform_output(mm, es, tpad, M, H, W, count, y), done = true;
+#endif
+    if (!done) transform_output<T>(mm, es, tpad, M, H, W, count, y, row);
+    (void)v;
     if (ep) apply_epilogue(*ep, count, M, i64{H} * W, y, r);
   }
   template <class T>
   static void out_grad(bool v, const T* dy, int M, int H, int W, int count, T* dm, i64 es, i64 tpad) {
-    output_grad(v, dy, M, H, W, count, dm, es, tpad);
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return transform_output_grad(dy, M, H, W, count, dm, es, tpad);
+#endif
+    (void)v;
+    transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
   }
 };
 
@@ -567,10 +522,7 @@ struct f4x4 {
                   const conv_epilogue<T>* ep, const T* r) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) {  // the epilogue fused into the transform's stores
-        const winograd4::epilogue e{ep ? ep->shift : nullptr, r, ep && ep->relu};
-        return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, e);
-      }
+      if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);  // epilogue fused
 #endif
     (void)v;
     winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);

@@ -338,23 +338,20 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     }
 }
 
-/// What transform_output adds before storing: y = max(y + shift[m] + r, 0) (null: nothing).
-struct epilogue {
-  const float* shift = nullptr;
-  const float* residual = nullptr;  // at the chunk's first image, shaped like y
-  bool relu = false;
-};
-
+/// Adds ep (conv_kernels.hpp; null: nothing) before storing; r is its residual at the
+/// chunk's first image.
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
-                             const epilogue& ep = {}) {
+                             const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
   const int TW = W / 4;
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
     const float* base = mm + i64{m} * tpad;
     float* ym = y + i64{m} * plane;
-    const float* rm = ep.residual ? ep.residual + i64{m} * plane : nullptr;
-    const __m512 shift = _mm512_set1_ps(ep.shift ? ep.shift[m] : 0.f);
-    const bool add = ep.shift || rm;
+    const float* rm = r ? r + i64{m} * plane : nullptr;
+    const float* sh = ep ? ep->shift : nullptr;
+    const bool relu = ep && ep->relu;
+    const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
+    const bool add = sh || rm;
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
@@ -379,14 +376,14 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           if (TW % 4 == 0) {  // 4 tiles side by side in one row
             const __mmask16 mk = first_lanes(4 * (k - 4 * q));
             if (ra) w[q] = _mm512_add_ps(w[q], _mm512_maskz_loadu_ps(mk, ra + off[4 * q]));
-            if (ep.relu) w[q] = _mm512_max_ps(w[q], _mm512_setzero_ps());
+            if (relu) w[q] = _mm512_max_ps(w[q], _mm512_setzero_ps());
             _mm512_mask_storeu_ps(ya + off[4 * q], mk, w[q]);
           } else {
             for (int e = 0; e < 4 && 4 * q + e < k; ++e) {
               const __mmask16 mk = static_cast<__mmask16>(0xFu << (4 * e));
               __m512 z = w[q];
               if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + off[4 * q + e] - 4 * e));
-              if (ep.relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+              if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
               _mm512_mask_storeu_ps(ya + off[4 * q + e] - 4 * e, mk, z);
             }
           }
