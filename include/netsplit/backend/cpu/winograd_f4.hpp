@@ -70,27 +70,39 @@ inline bool vector_transforms(int W) {
 /// m in [m_begin, m_end), zero for m >= M. Computed in double, then rounded once.
 template <class T>
 void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
-  const auto g6 = [](double a, double b, double c, double* out) {  // reciprocals: no divisions
-    constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;
-    const double ac = a + c, p = a * r24 + c * r6, q = b * r12;
-    out[0] = 0.25 * a;
-    out[1] = -(ac + b) * r6;
-    out[2] = (b - ac) * r6;
-    out[3] = p + q;
-    out[4] = p - q;
-    out[5] = c;
-  };
-  for (int m = m_begin; m < m_end; ++m)
-    for (int c = 0; c < C; ++c) {
-      double gg[3][6] = {}, out[6][6] = {};  // gg[col][i] = (G g)[i][col]
-      if (m < M) {
-        const T* g = w + (i64{m} * C + c) * 9;
-        for (int j = 0; j < 3; ++j) g6(double(g[j]), double(g[3 + j]), double(g[6 + j]), gg[j]);
-        for (int i = 0; i < 6; ++i) g6(gg[0][i], gg[1][i], gg[2][i], out[i]);
-      }
-      const int mt = m / mr, r = m % mr;
-      for (int e = 0; e < 36; ++e) u[((i64{e} * mtiles + mt) * C + c) * mr + r] = static_cast<T>(out[e / 6][e % 6]);
+  constexpr int most = 16;  // widest micro-kernel row block
+  NETSPLIT_EXPECT(mr <= most, "winograd4::transform_weights: row block wider than 16");
+  // per block of mr output channels and input channel c: the mr rows' values side by side,
+  // so each step below is a loop over r (vectorised) and the 36 results are contiguous runs
+  constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;  // reciprocals: no divisions
+  const auto g6 = [](const double* a, const double* b, const double* c, double (*out)[most], int r0, int r1) {
+    for (int r = r0; r < r1; ++r) {
+      const double ac = a[r] + c[r], p = a[r] * r24 + c[r] * r6, q = b[r] * r12;
+      out[0][r] = 0.25 * a[r];
+      out[1][r] = -(ac + b[r]) * r6;
+      out[2][r] = (b[r] - ac) * r6;
+      out[3][r] = p + q;
+      out[4][r] = p - q;
+      out[5][r] = c[r];
     }
+  };
+  for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
+    const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
+    for (int c = 0; c < C; ++c) {
+      double g[9][most] = {}, gg[3][6][most], out[6][6][most];  // gg[col][i] = (G g)[i][col]
+      for (int r = r0; r < r1; ++r) {
+        const int m = mt * mr + r;
+        if (m < M)
+          for (int k = 0; k < 9; ++k) g[k][r] = double(w[(i64{m} * C + c) * 9 + k]);
+      }
+      for (int j = 0; j < 3; ++j) g6(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
+      for (int i = 0; i < 6; ++i) g6(gg[0][i], gg[1][i], gg[2][i], out[i], r0, r1);
+      for (int e = 0; e < 36; ++e) {
+        T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
+        for (int r = r0; r < r1; ++r) dst[r] = static_cast<T>(out[e / 6][e % 6][r]);
+      }
+    }
+  }
 }
 
 /// dw[m][c] (3x3) = G^T dU[m][c] G from dU[e][m][c] at du[(e * rows + m) * ld + c].
@@ -371,6 +383,15 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         vec::interleave4(z, w);
         float* ya = ym + i64{a} * W;
         const float* ra = rm ? rm + i64{a} * W : nullptr;
+        if (TW % 4 == 0 && k == 16) {  // the common case, unrolled: w stays in registers
+          for (int q = 0; q < 4; ++q) {
+            __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
+            if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[4 * q]));
+            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            _mm512_storeu_ps(ya + off[4 * q], z);
+          }
+          continue;
+        }
         for (int q = 0; 4 * q < k; ++q) {
           if (add) w[q] = _mm512_add_ps(w[q], shift);
           if (TW % 4 == 0) {  // 4 tiles side by side in one row
