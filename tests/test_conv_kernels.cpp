@@ -142,7 +142,7 @@ double relative_error(const std::vector<T>& a, const std::vector<double>& ref) {
 
 template <class T>
 struct conv_run {
-  std::vector<T> y, dx, dw, dw_only;
+  std::vector<T> y, dx, dw, dw_only, add, dx_plus, dw_plus;  // *_plus: backward with dx_add = add
 };
 
 template <class T>
@@ -156,6 +156,11 @@ conv_run<T> run_engine(cpu_context& ctx, const conv2d_desc& d, const std::vector
   cpu_backend::conv2d_forward(ctx, d, x.data(), w.data(), r.y.data());
   cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), r.dx.data(), r.dw.data());
   cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), static_cast<T*>(nullptr), r.dw_only.data());
+  const auto adds = random_values(static_cast<std::int64_t>(x.size()), 4);
+  r.add.assign(adds.begin(), adds.end());
+  r.dx_plus.assign(x.size(), T(-7));
+  r.dw_plus.assign(w.size(), T(-7));
+  cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), r.dx_plus.data(), r.dw_plus.data(), r.add.data());
   return r;
 }
 
@@ -181,6 +186,11 @@ void check_case(const conv2d_desc& d, const char* what, double tolerance, cpu_co
   CHECK(edx <= tolerance);
   CHECK(edw <= tolerance);
   CHECK(edw2 <= tolerance);
+  // dx_add: the same gradients, dx + add rounded once (what a separate add would give)
+  std::vector<T> sum(a.dx.size());
+  for (std::size_t i = 0; i < sum.size(); ++i) sum[i] = a.dx[i] + a.add[i];
+  CHECK(std::memcmp(sum.data(), a.dx_plus.data(), sum.size() * sizeof(T)) == 0);
+  CHECK(std::memcmp(a.dw.data(), a.dw_plus.data(), a.dw.size() * sizeof(T)) == 0);
 
   // bit-identical on a second run with the same context and with a fresh one (same threads)
   const auto b = run_engine(ctx, d, x, w, dy);

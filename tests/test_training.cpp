@@ -75,7 +75,7 @@ TEST_CASE("learning-rate schedules are pure functions of the iteration") {
   CHECK(cos.lr(60) == doctest::Approx(0.05));
   CHECK(cos.lr(110) == doctest::Approx(0.0));
   CHECK(cos.lr(60) == cos.lr(60));
-  for (const lr_schedule s : {lr_schedule(study), lr_schedule(cos), lr_schedule(constant_lr{0.3})}) {
+  for (const lr_schedule& s : {lr_schedule(study), lr_schedule(cos), lr_schedule(constant_lr{0.3})}) {
     const auto back = parse_lr_schedule(s.describe());
     for (std::int64_t i : {0, 5, 10, 31999, 32000, 50000}) CHECK(back.lr(i) == s.lr(i));
   }

@@ -125,6 +125,15 @@ void convolution_ops() {
       B::conv2d_forward(ctx, d, x.data(), w.data(), y.data());
       B::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), dx.data(), dw.data());
       B::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), static_cast<float*>(nullptr), dw_only.data());
+      // dx_add (here x itself): dx + x, the weight gradient unchanged (tolerances: cuDNN's
+      // algorithms need not repeat bit for bit)
+      tensor<float, B> dx_plus(x.shape()), dw_plus(w.shape());
+      B::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), dx_plus.data(), dw_plus.data(), x.data());
+      auto want = dx.to_host();
+      const auto add = x.to_host();
+      for (std::size_t i = 0; i < want.size(); ++i) want[i] += add[i];
+      NETSPLIT_CHECK_CLOSE(dx_plus.to_host(), want, op_tol);
+      NETSPLIT_CHECK_CLOSE(dw_plus.to_host(), dw.to_host(), op_tol);
     });
 }
 

@@ -40,6 +40,7 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   B::conv2d_forward_affine(ctx, cd, cp, cp, cp, cp, true, p);
   B::batch_norm_fold(ctx, bd, len, cp, cp, cp, cp, cp, p, p);
   B::conv2d_backward(ctx, cd, cp, cp, cp, p, p);
+  B::conv2d_backward(ctx, cd, cp, cp, cp, p, p, cp);
   B::batch_norm_forward_train(ctx, bd, cp, cp, cp, p, p, p, p, p);
   B::batch_norm_forward_eval(ctx, bd, cp, cp, cp, cp, cp, p, p, p);
   B::batch_norm_backward(ctx, bd, true, cp, cp, cp, cp, cp, p, p, p);

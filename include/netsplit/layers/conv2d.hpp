@@ -49,7 +49,7 @@ class conv2d_layer {
     grad_.fill(T(0));
   }
 
-  /// dL/dx of the last backward (empty if it was not requested).
+  /// dL/dx of the last backward (plus its dx_add; empty if it was not requested).
   const tensor<T, B>& input_grad() const { return dx_; }
 
   /// He (Kaiming) normal initialisation, fan-in mode: std = sqrt(2 / (in * k * k)).
@@ -94,13 +94,18 @@ class conv2d_layer {
     return out_;
   }
 
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  /// With dx_add (shaped like the input), the returned gradient is dL/dx + dx_add, summed in
+  /// the convolution's own pass (a residual block's shortcut gradient); input_grad() too.
+  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true,
+                               const tensor<T, B>* dx_add = nullptr) {
     detail::has_input(input_, "conv2d");
     detail::expect_grad(dy, out_, "conv2d");
     const auto d = desc(static_cast<int>(dy.dim(0)));
     if (input_grad) dx_.resize(input_->shape());
-    B::conv2d_backward(ctx, d, input_->data(), weight_.data(), dy.data(),
-                       input_grad ? dx_.data() : nullptr, grad_.data());
+    NETSPLIT_EXPECT(!dx_add || !input_grad || dx_add->shape() == input_->shape(), "conv2d backward: dx_add has shape ",
+                    dx_add->shape(), ", the input ", input_->shape());
+    B::conv2d_backward(ctx, d, input_->data(), weight_.data(), dy.data(), input_grad ? dx_.data() : nullptr,
+                       grad_.data(), input_grad && dx_add ? dx_add->data() : nullptr);
     if (!input_grad) dx_.resize({});
     return dx_;
   }

@@ -61,16 +61,10 @@ class basic_block_layer {
     dy_ = &dy;
     dsum_.resize(dy.shape());
     B::relu_backward(ctx, dy.numel(), out.data(), dy.data(), dsum_.data());
-    const auto& dmain =
-        conv1.backward(ctx, bn1.backward_relu(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_))), input_grad);
+    // the shortcut first: conv1's input gradient adds it in its own pass (no separate sum)
     const auto& dshort = shortcut.backward(ctx, dsum_, input_grad);
-    if (!input_grad) {
-      dx_.resize({});
-      return dx_;
-    }
-    dx_.resize(dmain.shape());
-    B::add(ctx, dx_.numel(), dmain.data(), dshort.data(), dx_.data());
-    return dx_;
+    return conv1.backward(ctx, bn1.backward_relu(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_))), input_grad,
+                          input_grad ? &dshort : nullptr);
   }
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
@@ -129,7 +123,7 @@ class basic_block_layer {
   shortcut_type shortcut;
 
  private:
-  tensor<T, B> dsum_, dx_;
+  tensor<T, B> dsum_;
   const tensor<T, B>* dy_ = nullptr;
   bool inferred_ = false;
 };

@@ -24,14 +24,17 @@ void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64
       s2 += v * v;
     }
 }
-/// s1 += sum(dy), s2 += sum(dy * (x - mean)) over the channel's values.
+/// s1 += sum(g), s2 += sum(g * (x - mean)) over the channel's values, where g = dy, or, with
+/// y not null, g = dy where y > 0 and 0 elsewhere (the gradient through a ReLU with output y).
 template <class T>
-void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stride, std::int64_t n, T mean,
-                   double& s1, double& s2) {
+void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::int64_t stride, std::int64_t n,
+                   T mean, double& s1, double& s2) {
   for (std::int64_t r = 0; r < runs; ++r)
     for (std::int64_t i = 0; i < n; ++i) {
-      s1 += dy[r * stride + i];
-      s2 += static_cast<double>(dy[r * stride + i]) * (x[r * stride + i] - mean);
+      const std::int64_t j = r * stride + i;
+      const T g = !y || y[j] > T(0) ? dy[j] : T(0);
+      s1 += g;
+      s2 += static_cast<double>(g) * (x[j] - mean);
     }
 }
 
@@ -40,7 +43,7 @@ void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stri
 // split into smaller registers where the target has none this wide), moved into double
 // every `flush` values per lane at most. Written out because GCC 12 vectorises a plain
 // loop of lane accumulators badly (the outer loop, with gathers).
-#define NETSPLIT_BN_VECTOR_SUMS(T)                                                          \
+#define NETSPLIT_BN_VECTOR_SUMS(T, I)                                                        \
   inline void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64_t n, \
                            T k, double& s1, double& s2) {                                   \
     typedef T v64 __attribute__((vector_size(64)));                                         \
@@ -69,23 +72,30 @@ void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stri
       }                                                                                     \
     }                                                                                       \
   }                                                                                         \
-  inline void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stride, \
+  inline void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::int64_t stride, \
                             std::int64_t n, T mean, double& s1, double& s2) {               \
     typedef T v64 __attribute__((vector_size(64)));                                         \
+    typedef I i64v __attribute__((vector_size(64)));                                        \
     constexpr std::int64_t w = 64 / sizeof(T), flush = 256 * w;                             \
     const std::int64_t body = n / w * w;                                                    \
-    v64 a1 = {}, a2 = {}, g, v;                                                             \
+    v64 a1 = {}, a2 = {}, g, v, yv;                                                         \
     std::int64_t pending = 0;                                                               \
     for (std::int64_t r = 0; r < runs; ++r) {                                               \
       const T* gq = dy + r * stride;                                                        \
       const T* xq = x + r * stride;                                                         \
+      const T* yq = y ? y + r * stride : nullptr;                                           \
       for (std::int64_t i = 0; i < body; i += w) {                                          \
         std::memcpy(&g, gq + i, sizeof g);                                                  \
         std::memcpy(&v, xq + i, sizeof v);                                                  \
+        if (yq) {                                                                           \
+          std::memcpy(&yv, yq + i, sizeof yv);                                              \
+          g = (v64)((i64v)g & (i64v)(yv > T(0)));                                           \
+        }                                                                                   \
         a1 += g;                                                                            \
         a2 += g * (v - mean);                                                               \
       }                                                                                     \
-      if (body < n) gradient_sums<T>(gq + body, xq + body, 1, 0, n - body, mean, s1, s2);   \
+      if (body < n)                                                                         \
+        gradient_sums<T>(gq + body, yq ? yq + body : nullptr, xq + body, 1, 0, n - body, mean, s1, s2); \
       pending += body;                                                                      \
       if (pending >= flush || r + 1 == runs) {                                              \
         for (std::int64_t j = 0; j < w; ++j) {                                              \
@@ -98,8 +108,8 @@ void gradient_sums(const T* dy, const T* x, std::int64_t runs, std::int64_t stri
       }                                                                                     \
     }                                                                                       \
   }
-NETSPLIT_BN_VECTOR_SUMS(float)
-NETSPLIT_BN_VECTOR_SUMS(double)
+NETSPLIT_BN_VECTOR_SUMS(float, std::int32_t)
+NETSPLIT_BN_VECTOR_SUMS(double, std::int64_t)
 #undef NETSPLIT_BN_VECTOR_SUMS
 #endif
 
@@ -125,19 +135,18 @@ void scale_shift_add_relu(const T* x, std::int64_t n, T scale, T shift, const T*
     y[i] = v > T(0) ? v : T(0);
   }
 }
-/// out = dy where y > 0, else 0, over [0, n).
-template <class T>
-void relu_mask(const T* dy, const T* y, std::int64_t n, T* out) {
-  for (std::int64_t i = 0; i < n; ++i) {
-    const T g = dy[i];
-    out[i] = y[i] > T(0) ? g : T(0);
-  }
-}
-
 /// dx = g * dy + c * (x - mean) + c0 over [0, n).
 template <class T>
 void input_gradient(const T* dy, const T* x, std::int64_t n, T g, T c, T mean, T c0, T* dx) {
   for (std::int64_t i = 0; i < n; ++i) dx[i] = g * dy[i] + c * (x[i] - mean) + c0;
+}
+/// The same with dy masked by y > 0 (the gradient through a ReLU with output y).
+template <class T>
+void input_gradient(const T* dy, const T* y, const T* x, std::int64_t n, T g, T c, T mean, T c0, T* dx) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T d = y[i] > T(0) ? dy[i] : T(0);
+    dx[i] = g * d + c * (x[i] - mean) + c0;
+  }
 }
 
 }  // namespace netsplit::detail::cpu_bn

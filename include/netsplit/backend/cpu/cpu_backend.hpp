@@ -140,21 +140,28 @@ struct cpu_backend {
     }
   }
 
-  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null. Each gradient
-  /// takes its own choice of Winograd tile; where the weight gradient is direct, both are
-  /// (the direct engine shares its input buffers between them).
+  /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null, plus dx_add where
+  /// that is not null (shaped like x: a residual block adds its shortcut's gradient in the
+  /// same pass, with F(4x4, 3x3) inside the output transform; the sum is dL/dx + dx_add as one
+  /// float addition, as a separate add would give). Each gradient takes its own choice of
+  /// Winograd tile; where the weight gradient is direct, both are (the direct engine shares
+  /// its input buffers between them).
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w,
-                              const T* dy, T* dx, T* dw) {
+                              const T* dy, T* dx, T* dw, const T* dx_add = nullptr) {
     namespace cc = detail::cpu_conv;
     switch (winograd_tile_for<T>(ctx, d, cc::conv_pass::backward_weights)) {
       case cc::winograd_tile::f4x4: cc::winograd_backward_weights<cc::winograd::f4x4>(ctx, d, x, dy, dw); break;
       case cc::winograd_tile::f2x2: cc::winograd_backward_weights<cc::winograd::f2x2>(ctx, d, x, dy, dw); break;
-      default: return cc::backward(ctx, d, x, w, dy, dx, dw);
+      default:
+        cc::backward(ctx, d, x, w, dy, dx, dw);
+        if (dx && dx_add) add(ctx, std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, dx, dx_add, dx);
+        return;
     }
-    if (dx)
-      cc::winograd_backward_data(ctx, d, winograd_tile_for<T>(ctx, cc::transposed(d), cc::conv_pass::backward_data),
-                                 w, dy, dx);
+    if (!dx) return;
+    const cc::conv_epilogue<T> ep{nullptr, dx_add, false};
+    cc::winograd_backward_data(ctx, d, winograd_tile_for<T>(ctx, cc::transposed(d), cc::conv_pass::backward_data),
+                               w, dy, dx, dx_add ? &ep : nullptr);
   }
 
  private:
@@ -289,29 +296,20 @@ struct cpu_backend {
   }
 
  private:
-  /// y non-null: dy is masked by y > 0 first, one image plane at a time into a per-thread
-  /// buffer that stays in L1.
+  /// y non-null: dy is masked by y > 0 where it is read (no masked copy).
   template <class T>
   static void bn_backward(context& ctx, const batch_norm_desc& d, bool batch_stats, const T* x, const T* y,
-                          const T* gamma, const T* save_mean, const T* save_invstd, const T* dy_in, T* dx,
+                          const T* gamma, const T* save_mean, const T* save_invstd, const T* dy, T* dx,
                           T* dgamma, T* dbeta) {
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
     ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
-      std::vector<T> masked(y ? static_cast<std::size_t>(d.spatial) : 0);
-      auto plane = [&](std::int64_t off) -> const T* {
-        if (!y) return dy_in + off;
-        detail::cpu_bn::relu_mask(dy_in + off, y + off, d.spatial, masked.data());
-        return masked.data();
-      };
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = save_invstd[c];
         const T mean = save_mean[c];
         double sdy = 0, sdyc = 0;  // sum dy, sum dy * (x - mean)
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
-        if (y)
-          for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::gradient_sums(plane(off), x + off, 1, 0, d.spatial, mean, sdy, sdyc); });
-        else
-          detail::cpu_bn::gradient_sums(dy_in + first, x + first, d.batch, stride, d.spatial, mean, sdy, sdyc);
+        detail::cpu_bn::gradient_sums(dy + first, y ? y + first : nullptr, x + first, d.batch, stride, d.spatial,
+                                      mean, sdy, sdyc);
         const double sdyx = sdyc * invstd;  // sum dy * xhat
         dgamma[c] = static_cast<T>(sdyx);
         dbeta[c] = static_cast<T>(sdy);
@@ -321,7 +319,14 @@ struct cpu_backend {
         const T cx = batch_stats ? static_cast<T>(-g * invstd * sdyx / m) : T(0);
         const T c0 = batch_stats ? static_cast<T>(-g * sdy / m) : T(0);
         const T gt = static_cast<T>(g);
-        for_channel(d, c, [&](std::int64_t off) { detail::cpu_bn::input_gradient(plane(off), x + off, d.spatial, gt, cx, mean, c0, dx + off); });
+        if (y)
+          for_channel(d, c, [&](std::int64_t off) {
+            detail::cpu_bn::input_gradient(dy + off, y + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
+          });
+        else
+          for_channel(d, c, [&](std::int64_t off) {
+            detail::cpu_bn::input_gradient(dy + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
+          });
       }
     });
   }

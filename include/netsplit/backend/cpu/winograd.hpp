@@ -706,12 +706,14 @@ inline conv2d_desc transposed(const conv2d_desc& d) {
 }
 
 /// dx = dL/dx of a convolution with winograd_applicable(d), from dy: the "same" 3x3
-/// convolution of dy with the transposed, rotated weights, computed as `tile` says.
+/// convolution of dy with the transposed, rotated weights, computed as `tile` says; then the
+/// epilogue ep where not null (a residual: the gradient of a block's shortcut added).
 template <class T>
-void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_tile tile, const T* w, const T* dy, T* dx) {
+void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_tile tile, const T* w, const T* dy, T* dx,
+                            const conv_epilogue<T>* ep = nullptr) {
   T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));
   winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt);
-  forward_with(tile, ctx, transposed(d), dy, wt, dx);
+  forward_with(tile, ctx, transposed(d), dy, wt, dx, ep);
 }
 
 }  // namespace netsplit::detail::cpu_conv

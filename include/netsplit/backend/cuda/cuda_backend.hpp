@@ -169,9 +169,11 @@ struct cuda_backend {
                                                                           d.eps, row, w_out, shift}));
   }
 
+  /// dw = dL/dw; dx = dL/dx (unless null) plus dx_add where that is not null (the CPU
+  /// backend's contract; here a separate element-wise pass).
   template <class T>
   static void conv2d_backward(context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* dy, T* dx,
-                              T* dw) {
+                              T* dw, const T* dx_add = nullptr) {
 #if NETSPLIT_CUDA_CUDNN
     auto& plan = ctx.conv_plans().get<T>(ctx.dnn(), d, ctx.options().allow_tf32);
     void* ws = plan.workspace ? ctx.scratch<char>(3, plan.workspace) : nullptr;
@@ -187,6 +189,7 @@ struct cuda_backend {
 #else
     lowered_conv_backward(ctx, d, x, w, dy, dx, dw);
 #endif
+    if (dx && dx_add) add(ctx, std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, dx, dx_add, dx);
   }
 
   // ---- batch normalisation -----------------------------------------------------------------
