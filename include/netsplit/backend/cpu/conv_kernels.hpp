@@ -100,41 +100,44 @@ struct kernels<float> {
         for (int r = 0; r < wg_mr; ++r) acc[r][c] = _mm512_fmadd_ps(gv[r], sv, acc[r][c]);
       }
     }
-    // the 24 sums at once (two tree reductions, 90 instructions instead of 24 separate ones' 216;
-    // with reductions over a chunk's few hundred tiles, the sums were half the kernel's time)
-    static_assert(wg_mr * wg_kr == 24);
+    // the 24 sums at once by one tree reduction (69 instructions instead of 24 separate
+    // horizontal sums' 216: over a chunk's few hundred tiles these were half the kernel's
+    // time), added to dw's four rows of six with masked vector moves
     alignas(64) float sums[32];
-    const __m512* a = &acc[0][0];
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 rest[16] = {a[16], a[17], a[18], a[19], a[20], a[21], a[22], a[23],
-                             zero, zero, zero, zero, zero, zero, zero, zero};
-    _mm512_store_ps(sums, sum16(a));
-    _mm512_store_ps(sums + 16, sum16(rest));
-    for (int r = 0; r < wg_mr; ++r)
-      for (int c = 0; c < wg_kr; ++c) dw[r * dws + c] += sums[r * wg_kr + c];
+    sum24(acc, sums);
+    for (int r = 0; r < wg_mr; ++r) {
+      constexpr __mmask16 six = 0x3F;
+      float* row = dw + r * dws;
+      _mm512_mask_storeu_ps(row, six, _mm512_add_ps(_mm512_maskz_loadu_ps(six, row),
+                                                     _mm512_maskz_loadu_ps(six, sums + r * wg_kr)));
+    }
   }
-  /// Lane i of the result = the sum of v[i]'s 16 lanes.
-  static __m512 sum16(const __m512 v[16]) {
+  /// out[i] = the sum of the 16 lanes of v[i / 6][i % 6], i < 24 (out holds 32).
+  [[gnu::always_inline]] static inline void sum24(const __m512 (&v)[wg_mr][wg_kr], float* out) {
+    static_assert(wg_mr * wg_kr == 24);
     constexpr __mmask16 all = 0xFFFF;
+    constexpr __mmask8 all8 = 0xFF;
+    const auto at = [&v](int i) { return v[i / wg_kr][i % wg_kr]; };
     const auto pd = [](__m512 x) { return _mm512_castps_pd(x); };
     const auto ps = [](__m512d x) { return _mm512_castpd_ps(x); };
-    __m512 p[8], q[4], r[2];
-    // per 128-bit lane j: p[k] = [A0 B0 A1 B1] partials of v[2k] (A) and v[2k+1] (B)
-    for (int k = 0; k < 8; ++k)
-      p[k] = _mm512_add_ps(_mm512_mask_unpacklo_ps(v[2 * k], all, v[2 * k], v[2 * k + 1]),
-                           _mm512_mask_unpackhi_ps(v[2 * k], all, v[2 * k], v[2 * k + 1]));
-    // q[k] = lane j's sums of v[4k .. 4k+3]
-    constexpr __mmask8 all8 = 0xFF;
-    for (int k = 0; k < 4; ++k) {
+    // lane-pair sums: per 128-bit lane, p[k] = [A0 B0 A1 B1], partials of A = v(2k), B = v(2k+1)
+    __m512 p[12], q[6], r[3];
+    for (int k = 0; k < 12; ++k)
+      p[k] = _mm512_add_ps(_mm512_mask_unpacklo_ps(at(2 * k), all, at(2 * k), at(2 * k + 1)),
+                           _mm512_mask_unpackhi_ps(at(2 * k), all, at(2 * k), at(2 * k + 1)));
+    // q[k]: per 128-bit lane, that lane's sums of v(4k .. 4k+3)
+    for (int k = 0; k < 6; ++k) {
       const __m512d a = pd(p[2 * k]), b = pd(p[2 * k + 1]);
       q[k] = _mm512_add_ps(ps(_mm512_mask_unpacklo_pd(a, all8, a, b)), ps(_mm512_mask_unpackhi_pd(a, all8, a, b)));
     }
-    // r[k] = [lanes 0+1 of q[2k], lanes 2+3 of q[2k], the same of q[2k+1]]
-    for (int k = 0; k < 2; ++k)
-      r[k] = _mm512_add_ps(_mm512_mask_shuffle_f32x4(q[2 * k], all, q[2 * k], q[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                           _mm512_mask_shuffle_f32x4(q[2 * k], all, q[2 * k], q[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_ps(_mm512_mask_shuffle_f32x4(r[0], all, r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_mask_shuffle_f32x4(r[0], all, r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    // r[k] = [lanes 0+1 of q[2k], lanes 2+3 of q[2k], the same two of q[2k+1]]
+    const auto pairs = [all](__m512 x, __m512 y) {
+      return _mm512_add_ps(_mm512_mask_shuffle_f32x4(x, all, x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_mask_shuffle_f32x4(x, all, x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+    };
+    for (int k = 0; k < 3; ++k) r[k] = pairs(q[2 * k], q[2 * k + 1]);
+    _mm512_store_ps(out, pairs(r[0], r[1]));       // sums of v(0 .. 15)
+    _mm512_store_ps(out + 16, pairs(r[2], r[2]));  // sums of v(16 .. 23), then a copy
   }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
