@@ -321,13 +321,18 @@ void infer_matches_eval(double tol) {
     for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<T>(r.normal());
     auto& block = net.body().template get<5>();  // a residual block: its output is what TPM and users read
     const auto eval = net.forward(ctx, x, phase::eval).to_host();
+    auto& stem = net.body().template get<2>();  // the stem's relu: its output is a TPM tap too
     const auto eval_block = block.output().to_host(), eval_inner = block.inner_output().to_host();
+    const auto eval_stem = stem.output().to_host();
     const auto infer = net.forward(ctx, x, phase::infer).to_host();
     INFO("scalar bytes ", sizeof(T), ", shortcut ", Shortcut::name, ", algorithm ", to_string(algorithm),
          ": logits differ by ", max_rel(infer, eval));
     CHECK(max_rel(infer, eval) <= tol);
     CHECK(max_rel(block.output().to_host(), eval_block) <= tol);
     CHECK(max_rel(block.inner_output().to_host(), eval_inner) <= tol);
+    CHECK(max_rel(stem.output().to_host(), eval_stem) <= tol);
+    CHECK_THROWS_WITH_AS(stem.backward(ctx, stem.output()), doctest::Contains("backward after a phase::infer forward"),
+                         contract_violation);
     CHECK_THROWS_WITH_AS(net.backward(ctx, net.forward(ctx, x, phase::infer)),
                          doctest::Contains("backward after a phase::infer forward"), contract_violation);
   }

@@ -25,9 +25,20 @@ class relu_layer {
     out_.resize(x.shape());
     B::relu_forward(ctx, x.numel(), x.data(), out_.data());
     has_output_ = true;
+    folded_ = nullptr;
     return out_;
   }
+  /// Takes y, computed by the layer before with this ReLU folded in (a phase::infer
+  /// forward, e.g. resnet's stem), as its output: output() returns it until the next
+  /// forward; no backward follows.
+  void adopt_folded(const tensor<T, B>& y) {
+    detail::expect_input(y, In, static_cast<int>(y.rank() == 4 ? y.dim(1) : 0), "relu");
+    c_ = static_cast<int>(y.dim(1));
+    folded_ = &y;
+    has_output_ = false;
+  }
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+    NETSPLIT_EXPECT(!folded_, "relu: backward after a phase::infer forward (use phase::eval)");
     NETSPLIT_EXPECT(has_output_, "relu backward called before forward");
     detail::expect_grad(dy, out_, "relu");
     dy_ = &dy;
@@ -41,12 +52,13 @@ class relu_layer {
   }
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
-  const tensor<T, B>& output() const { return out_; }
+  const tensor<T, B>& output() const { return folded_ ? *folded_ : out_; }
   const tensor<T, B>* output_grad() const { return dy_; }
 
  private:
   int c_ = In.channels;
   bool has_output_ = false;
+  const tensor<T, B>* folded_ = nullptr;
   tensor<T, B> out_, dx_;
   const tensor<T, B>* dy_ = nullptr;
 };

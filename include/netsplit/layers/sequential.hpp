@@ -103,6 +103,13 @@ class sequential_layer {
     return *cur;
   }
 
+  /// Forward through children First.. only, from x (the input of child First): for a caller
+  /// that computed the children before First itself (resnet's folded stem).
+  template <std::size_t First>
+  const tensor<T, B>& forward_from(context_type& ctx, const tensor<T, B>& x, phase p) {
+    static_assert(First < count, "netsplit: forward_from past the last child");
+    return forward_range<First>(ctx, x, p, std::make_index_sequence<count - First>{});
+  }
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     return backward_impl(ctx, dy, input_grad, std::make_index_sequence<count>{});
   }
@@ -152,6 +159,12 @@ class sequential_layer {
   }
 
  private:
+  template <std::size_t First, std::size_t... I>
+  const tensor<T, B>& forward_range(context_type& ctx, const tensor<T, B>& x, phase p, std::index_sequence<I...>) {
+    const tensor<T, B>* cur = &x;
+    ((cur = &std::get<First + I>(layers_).forward(ctx, *cur, p)), ...);
+    return *cur;
+  }
   template <std::size_t... I>
   const tensor<T, B>& backward_impl(context_type& ctx, const tensor<T, B>& dy, bool input_grad,
                                     std::index_sequence<I...>) {

@@ -94,8 +94,13 @@ class resnet {
   int in_channels() const { return body_.in_channels(); }
   int out_channels() const { return body_.out_channels(); }
 
+  /// With phase::infer the stem's batch norm and ReLU are folded into its convolution (one
+  /// pass; the relu layer's output() is that result), as the blocks fold theirs.
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
-    return body_.forward(ctx, x, p);
+    if (p != phase::infer) return body_.forward(ctx, x, p);
+    const auto& stem = body_.template get<0>().forward_folded(ctx, x, body_.template get<1>(), nullptr, true);
+    body_.template get<2>().adopt_folded(stem);
+    return body_.template forward_from<3>(ctx, stem, p);
   }
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = false) {
     return body_.backward(ctx, dy, input_grad);

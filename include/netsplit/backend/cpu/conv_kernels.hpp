@@ -196,24 +196,28 @@ struct conv_epilogue {
   const T* residual = nullptr;
   bool relu = false;
 };
+/// Applies e to one plane p of output channel m (`plane` values); r is the residual's plane
+/// (null when e has none).
+template <class T>
+void epilogue_plane(const conv_epilogue<T>& e, int m, i64 plane, T* __restrict p, const T* __restrict r) {
+  const T s = e.shift ? e.shift[m] : T(0);
+  if (r)
+    for (i64 i = 0; i < plane; ++i) p[i] += s + r[i];
+  else if (e.shift)
+    for (i64 i = 0; i < plane; ++i) p[i] += s;
+  if (e.relu)
+    for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
+}
 /// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
 /// same images (null when e has none).
 template <class T>
 void apply_epilogue(const conv_epilogue<T>& e, int count, int M, i64 plane, T* y, const T* r) {
   for (int n = 0; n < count; ++n)
     for (int m = 0; m < M; ++m) {
-      T* __restrict p = y + (i64{n} * M + m) * plane;
-      const T* __restrict q = r ? r + (i64{n} * M + m) * plane : nullptr;
-      const T s = e.shift ? e.shift[m] : T(0);
-      if (q)
-        for (i64 i = 0; i < plane; ++i) p[i] += s + q[i];
-      else if (e.shift)
-        for (i64 i = 0; i < plane; ++i) p[i] += s;
-      if (e.relu)
-        for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
+      const i64 at = (i64{n} * M + m) * plane;
+      epilogue_plane(e, m, plane, y + at, r ? r + at : nullptr);
     }
 }
-
 
 #if defined(__AVX512F__)
 // Row moves for float with masked loads and stores: one or two instructions for a short
@@ -436,8 +440,9 @@ inline void forward_offsets(const geometry& g, int in_channels, i64 rs, i64* off
 }
 
 // ---- drivers ------------------------------------------------------------------------------------
+/// y = conv(x, w), then the epilogue ep where not null (per output plane as it is stored).
 template <class T>
-void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y) {
+void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y, const conv_epilogue<T>* ep = nullptr) {
   using kern = kernels<T>;
   const geometry g(d);
   const int M = d.out_channels, cin = d.in_channels;
@@ -467,10 +472,13 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
       pack_planes(g, cin, count, x + n0 * in_img, src, rs);
       run_fwd(src + g.lead, off, K, apack, mtiles, out, ors, round_up(count * g.block, kern::fwd_qt));
       T* yn = y + n0 * out_img;
+      const i64 plane = i64{g.ho} * g.wo;
       for (int n = 0; n < count; ++n)
-        for (int m = 0; m < M; ++m)
-          for (int oy = 0; oy < g.ho; ++oy)
-            copy_row(yn + ((i64{n} * M + m) * g.ho + oy) * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
+        for (int m = 0; m < M; ++m) {
+          T* ym = yn + (i64{n} * M + m) * plane;
+          for (int oy = 0; oy < g.ho; ++oy) copy_row(ym + i64{oy} * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
+          if (ep) epilogue_plane(*ep, m, plane, ym, ep->residual ? ep->residual + (n0 * out_img + (ym - yn)) : nullptr);
+        }
     }
   });
 }

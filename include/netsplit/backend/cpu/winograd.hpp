@@ -679,22 +679,14 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
 }
 
 /// y = conv(x, w) computed as `tile` says (none: the direct engine), then the epilogue ep
-/// where not null (in the Winograd drivers per chunk, while the chunk's outputs are in cache).
+/// where not null (per chunk or plane, while the outputs are in cache).
 template <class T>
 void forward_with(winograd_tile tile, cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y,
                   const conv_epilogue<T>* ep = nullptr) {
   switch (tile) {
     case winograd_tile::f4x4: return winograd_forward<winograd::f4x4>(ctx, d, x, w, y, ep);
     case winograd_tile::f2x2: return winograd_forward<winograd::f2x2>(ctx, d, x, w, y, ep);
-    default:
-      forward(ctx, d, x, w, y);
-      if (ep) {
-        const i64 plane = i64{d.out_height()} * d.out_width(), img = plane * d.out_channels;
-        ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-          apply_epilogue(*ep, static_cast<int>(e - b), d.out_channels, plane, y + b * img,
-                         ep->residual ? ep->residual + b * img : nullptr);
-        });
-      }
+    default: forward(ctx, d, x, w, y, ep);
   }
 }
 
