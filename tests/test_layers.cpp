@@ -362,3 +362,19 @@ TEST_CASE("forward_folded rejects a batch norm or a residual that does not fit, 
   CHECK(conv.weight().to_host() == weights);
   CHECK(conv.forward_folded(ctx, x, bn, &good, true).shape() == tensor_shape{2, 6, 8, 8});
 }
+
+TEST_CASE("conv2d backward rejects a dx_add that is not shaped like the input, and keeps its weights") {
+  conv2d_layer<float, cpu, fmap_shape{4, 8, 8}, 6, 3, 1, 1> conv;
+  rng r(9);
+  conv.initialize(r);
+  const auto weights = conv.weight().to_host();
+  cpu_context ctx(1);
+  ftensor x({2, 4, 8, 8}, 0.5f), dy({2, 6, 8, 8}, 1.f), bad({2, 6, 8, 8}, 0.f), add({2, 4, 8, 8}, 2.f);
+  conv.forward(ctx, x, phase::train);
+  CHECK_THROWS_WITH_AS(conv.backward(ctx, dy, true, &bad), doctest::Contains("dx_add has shape"), contract_violation);
+  CHECK(conv.weight().to_host() == weights);
+  const auto plain = conv.backward(ctx, dy).to_host();
+  const auto summed = conv.backward(ctx, dy, true, &add).to_host();
+  REQUIRE(plain.size() == summed.size());
+  for (std::size_t i = 0; i < plain.size(); ++i) CHECK(summed[i] == plain[i] + 2.f);
+}

@@ -201,8 +201,10 @@ struct conv_epilogue {
 template <class T>
 void epilogue_plane(const conv_epilogue<T>& e, int m, i64 plane, T* __restrict p, const T* __restrict r) {
   const T s = e.shift ? e.shift[m] : T(0);
-  if (r)
+  if (r && e.shift)
     for (i64 i = 0; i < plane; ++i) p[i] += s + r[i];
+  else if (r)
+    for (i64 i = 0; i < plane; ++i) p[i] += r[i];
   else if (e.shift)
     for (i64 i = 0; i < plane; ++i) p[i] += s;
   if (e.relu)
@@ -489,8 +491,11 @@ struct phase_taps {
   i64 k_offset = 0;                     // first reduction index of this phase in the shared tables
 };
 
+/// dw = dL/dw; dx = dL/dx (unless null), plus dx_add where that is not null (per plane as
+/// it is stored).
 template <class T>
-void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* dy, T* dx, T* dw) {
+void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, const T* dy, T* dx, T* dw,
+              const T* dx_add = nullptr) {
   using kern = kernels<T>;
   const geometry g(d);
   const int cout = d.out_channels, cin = d.in_channels, s = d.stride, kk = d.kernel;
@@ -610,6 +615,7 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
               }
             }
           }
+          if (dx_add) epilogue_plane(conv_epilogue<T>{nullptr, dx_add, false}, ci, plane, dxc, dx_add + (dxc - dx));
         }
     }
   });

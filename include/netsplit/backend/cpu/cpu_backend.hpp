@@ -142,7 +142,7 @@ struct cpu_backend {
 
   /// dw = dL/dw (overwritten); dx = dL/dx (overwritten) unless dx is null, plus dx_add where
   /// that is not null (shaped like x: a residual block adds its shortcut's gradient in the
-  /// same pass, with F(4x4, 3x3) inside the output transform; the sum is dL/dx + dx_add as one
+  /// same pass, per chunk or plane while it is in cache; the sum is dL/dx + dx_add as one
   /// float addition, as a separate add would give). Each gradient takes its own choice of
   /// Winograd tile; where the weight gradient is direct, both are (the direct engine shares
   /// its input buffers between them).
@@ -153,10 +153,7 @@ struct cpu_backend {
     switch (winograd_tile_for<T>(ctx, d, cc::conv_pass::backward_weights)) {
       case cc::winograd_tile::f4x4: cc::winograd_backward_weights<cc::winograd::f4x4>(ctx, d, x, dy, dw); break;
       case cc::winograd_tile::f2x2: cc::winograd_backward_weights<cc::winograd::f2x2>(ctx, d, x, dy, dw); break;
-      default:
-        cc::backward(ctx, d, x, w, dy, dx, dw);
-        if (dx && dx_add) add(ctx, std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, dx, dx_add, dx);
-        return;
+      default: return cc::backward(ctx, d, x, w, dy, dx, dw, dx_add);
     }
     if (!dx) return;
     const cc::conv_epilogue<T> ep{nullptr, dx_add, false};
