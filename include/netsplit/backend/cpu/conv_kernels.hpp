@@ -251,6 +251,20 @@ inline void gather_even(float* dst, const float* src, i64 n) {
     _mm512_mask_storeu_ps(dst + i, first_lanes(m), _mm512_permutex2var_ps(lo, even, hi));
   }
 }
+/// even[i] = src[2i] for i < ne, odd[i] = src[2i + 1] for i < no: a row's two stride-2
+/// phases from one pass over it.
+inline void split_row(float* even, i64 ne, float* odd, i64 no, const float* src) {
+  const __m512i ei = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i oi = _mm512_add_epi32(ei, _mm512_set1_epi32(1));
+  const i64 n = std::max(2 * ne - 1, 2 * no);  // reads src[0, n)
+  for (i64 i = 0; 2 * i < n; i += 16) {
+    const i64 need = std::min<i64>(32, n - 2 * i);
+    const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(need), src + 2 * i);
+    const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(std::max<i64>(0, need - 16)), src + 2 * i + 16);
+    if (i < ne) _mm512_mask_storeu_ps(even + i, first_lanes(ne - i), _mm512_permutex2var_ps(lo, ei, hi));
+    if (i < no) _mm512_mask_storeu_ps(odd + i, first_lanes(no - i), _mm512_permutex2var_ps(lo, oi, hi));
+  }
+}
 inline void interleave_row(float* dst, const float* even, const float* odd, i64 n) {
   const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
@@ -333,6 +347,12 @@ template <class T>
 inline void gather_even(T* dst, const T* src, i64 n) {
   for (i64 i = 0; i < n; ++i) dst[i] = src[2 * i];
 }
+/// even[i] = src[2i] for i < ne, odd[i] = src[2i + 1] for i < no.
+template <class T>
+inline void split_row(T* even, i64 ne, T* odd, i64 no, const T* src) {
+  for (i64 i = 0; i < ne; ++i) even[i] = src[2 * i];
+  for (i64 i = 0; i < no; ++i) odd[i] = src[2 * i + 1];
+}
 /// dst[2i] = even[i], dst[2i + 1] = odd[i]: merges two stride-2 phases into a row of n.
 template <class T>
 inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
@@ -344,9 +364,57 @@ inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
   if (n % 2) dst[n - 1] = even[pairs];
 }
 
+/// pack_planes for stride 2 with two phases per dimension: each source row is read once for
+/// both column phases. Phase px holds source column 2b + px - pad at b, so the even columns
+/// go to phase pe = pad % 2 from b = (pad - pe) / 2, the odd ones to the other from
+/// b = (pad + pe) / 2 (ws positions each; the rest zero).
+template <class T>
+void pack_planes_s2(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs) {
+  const i64 plane = i64{g.h} * g.w;
+  const int pe = g.pad % 2, be = (g.pad - pe) / 2, bo = (g.pad + pe) / 2;
+  const i64 ne = std::clamp<i64>(g.ws - be, 0, (g.w + 1) / 2), no = std::clamp<i64>(g.ws - bo, 0, g.w / 2);
+  const i64 lines = (plane * static_cast<i64>(sizeof(T)) + 63) / 64, steps = 2 * i64{g.hs};
+  for (int c = 0; c < channels; ++c) {
+    T* rows[4];  // phase (py, px) at rows[2 * py + px]
+    for (int ph = 0; ph < 4; ++ph) {
+      rows[ph] = buf + (i64{c} * 4 + ph) * rs;
+      std::fill(rows[ph], rows[ph] + g.lead, T(0));
+      std::fill(rows[ph] + g.lead + count * g.block, rows[ph] + rs, T(0));
+    }
+    for (int n = 0; n < count; ++n) {
+      const T* xc = x + (i64{n} * channels + c) * plane;
+      // the plane read next is a page or more away, where the hardware prefetchers stop:
+      // fetch it a few lines per row written
+      const T* next = n + 1 < count ? xc + channels * plane : c + 1 < channels ? x + (c + 1) * plane : nullptr;
+      i64 step = 0;
+      for (int py = 0; py < 2; ++py) {
+        T* de = rows[2 * py + pe] + g.lead + n * g.block;
+        T* dd = rows[2 * py + 1 - pe] + g.lead + n * g.block;
+        for (int a = 0; a < g.hs; ++a, de += g.ws, dd += g.ws, ++step) {
+          if (next)
+            for (i64 l = step * lines / steps; l < (step + 1) * lines / steps; ++l)
+              __builtin_prefetch(reinterpret_cast<const char*>(next) + 64 * l, 0, 3);
+          const int iy = 2 * a + py - g.pad;
+          if (iy < 0 || iy >= g.h) {
+            zero_row(de, g.ws);
+            zero_row(dd, g.ws);
+            continue;
+          }
+          zero_row(de, be);
+          zero_row(dd, bo);
+          split_row(de + be, ne, dd + bo, no, xc + i64{iy} * g.w);
+          zero_row(de + be + ne, g.ws - be - ne);
+          zero_row(dd + bo + no, g.ws - bo - no);
+        }
+      }
+    }
+  }
+}
+
 /// Copies images [0, count) of x (NCHW, `channels` channels) into the phase planes.
 template <class T>
 void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs) {
+  if (g.s == 2 && g.phases == 2 && g.ws > g.pad) return pack_planes_s2(g, channels, count, x, buf, rs);
   const i64 plane = i64{g.h} * g.w;
   for (int c = 0; c < channels; ++c)
     for (int py = 0; py < g.phases; ++py)

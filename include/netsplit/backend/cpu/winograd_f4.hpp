@@ -311,8 +311,16 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
       // stage 1, along rows: R[i][n*rlen + ty*W + col] = sum_k B^T[i][k] x[n0+n][c][4ty-1+k][col]
       for (int n = 0; n < images; ++n) {
         const float* xc = x + (i64{n0 + n} * C + c) * plane;
+        // the plane read next (next image of this group, else the next channel's first):
+        // planes are pages apart, where the hardware prefetchers stop, so fetch it ahead
+        const float* xnext = n0 + n + 1 < count ? x + (i64{n0 + n + 1} * C + c) * plane
+                             : c + 1 < C        ? x + i64{c + 1} * plane
+                                                : nullptr;
         for (int ty = 0; ty < TH; ++ty) {
           const float* r0 = xc + (4 * i64{ty} - 1) * W;
+          if (xnext)
+            for (i64 p = 4 * i64{ty} * W; p < 4 * i64{ty + 1} * W; p += 16)
+              __builtin_prefetch(xnext + p, 0, 3);
           for (int c0 = 0; c0 < W; c0 += 16) {
             const __mmask16 mk = first_lanes(W - c0);
             __m512 d[6], o[6];
