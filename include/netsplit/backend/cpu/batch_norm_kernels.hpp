@@ -42,7 +42,9 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
 // float and double: lane accumulators in one 64-byte vector (GCC/Clang vector extension,
 // split into smaller registers where the target has none this wide), moved into double
 // every `flush` values per lane at most. Written out because GCC 12 vectorises a plain
-// loop of lane accumulators badly (the outer loop, with gathers).
+// loop of lane accumulators badly (the outer loop, with gathers). The next run (the next
+// image's plane, a page or more away, where hardware prefetchers stop) is prefetched at the
+// same offset while this one is summed.
 #define NETSPLIT_BN_VECTOR_SUMS(T, I)                                                        \
   inline void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64_t n, \
                            T k, double& s1, double& s2) {                                   \
@@ -53,7 +55,9 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
     std::int64_t pending = 0;                                                               \
     for (std::int64_t r = 0; r < runs; ++r) {                                               \
       const T* q = p + r * stride;                                                          \
+      const bool ahead = r + 1 < runs;                                                      \
       for (std::int64_t i = 0; i < body; i += w) {                                          \
+        if (ahead) __builtin_prefetch(q + stride + i, 0, 3);                                \
         std::memcpy(&v, q + i, sizeof v);                                                   \
         v -= k;                                                                             \
         a1 += v;                                                                            \
@@ -84,7 +88,13 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
       const T* gq = dy + r * stride;                                                        \
       const T* xq = x + r * stride;                                                         \
       const T* yq = y ? y + r * stride : nullptr;                                           \
+      const bool ahead = r + 1 < runs;                                                      \
       for (std::int64_t i = 0; i < body; i += w) {                                          \
+        if (ahead) {                                                                        \
+          __builtin_prefetch(gq + stride + i, 0, 3);                                        \
+          __builtin_prefetch(xq + stride + i, 0, 3);                                        \
+          if (yq) __builtin_prefetch(yq + stride + i, 0, 3);                                \
+        }                                                                                   \
         std::memcpy(&g, gq + i, sizeof g);                                                  \
         std::memcpy(&v, xq + i, sizeof v);                                                  \
         if (yq) {                                                                           \
