@@ -73,7 +73,7 @@ struct kernels<float> {
   // 24 vectors (1.5 KB, over its scalar-replacement limit) into registers at the loop's ends,
   // so it zeroed, spilled and reloaded all of them through the stack on every call (72 extra
   // memory moves; about a quarter of a call at 16 input channels). Measured in isolation
-  // (16 channels, L2-resident operands): 80-89 -> 101-114 GFLOP/s on one core.
+  // (16 channels, L2-resident operands, 4 runs): 72-89 -> 86-114 GFLOP/s on one core.
   static void fwd_tile(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 8 && fwd_nv == 3, "fwd_tile names 8 x 3 accumulators");
     const __m512 z = _mm512_setzero_ps();
