@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -349,3 +350,80 @@ TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual
       check_affine<double>(d, algorithm, 1e-14);
     }
 }
+
+#if defined(__AVX2__) && defined(__FMA__)
+// The AVX2 F(4x4, 3x3) transforms (8 tiles per vector) against the portable ones, directly:
+// they are what `fastest` runs on AVX2-only machines, and an AVX-512 build (this machine's,
+// CI's) would otherwise never execute them. Tile counts that are not multiples of 8 (masked
+// tails), chunks of several images, every width they accept, and the fused epilogue. Lanes
+// past the chunk's tiles must stay untouched (NaN sentinels).
+TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
+  namespace w4 = detail::cpu_conv::winograd4;
+  using i64 = std::int64_t;
+  struct shape {
+    int C, M, H, W, count;
+  };
+  const shape shapes[] = {{3, 5, 32, 32, 2}, {4, 3, 16, 16, 3}, {2, 3, 8, 8, 5}, {2, 2, 4, 8, 3},
+                          {3, 2, 12, 8, 1},  {2, 3, 8, 64, 2},  {2, 2, 8, 96, 1}, {3, 4, 20, 16, 2}};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const auto& s : shapes) {
+    INFO("C ", s.C, " M ", s.M, " ", s.H, "x", s.W, " images ", s.count);
+    REQUIRE(w4::avx2::vector_transforms(s.W));
+    const i64 tiles = i64{s.H / 4} * (s.W / 4), flat = s.count * tiles, tpad = (flat + 7) / 8 * 8 + 8;
+    const i64 plane = i64{s.H} * s.W;
+    const auto xs = random_values(s.count * s.C * plane, 11);
+    const std::vector<float> x(xs.begin(), xs.end());
+    // input transform: V[e][c][t]
+    std::vector<float> vp(static_cast<std::size_t>(36 * s.C * tpad), nan), vv(vp);
+    std::vector<float> row(w4::input_scratch(s.H, s.W, s.count));
+    w4::transform_input<float>(x.data(), s.C, s.H, s.W, s.count, vp.data(), tpad);
+    w4::avx2::transform_input(x.data(), s.C, s.H, s.W, s.count, vv.data(), tpad, row.data());
+    double err = 0, scale = 0;
+    bool untouched = true;
+    for (i64 r = 0; r < 36 * s.C; ++r)
+      for (i64 t = 0; t < tpad; ++t) {
+        const float a = vp[r * tpad + t], b = vv[r * tpad + t];
+        if (t >= flat) untouched = untouched && std::isnan(b);
+        else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
+      }
+    CHECK(untouched);
+    CHECK(err <= 1e-6 * scale);
+    // output transform, plain and with each epilogue: y from M[e][m][t] (es = M * tpad)
+    const i64 es = i64{s.M} * tpad;
+    const auto ms = random_values(36 * es, 12);
+    const std::vector<float> mm(ms.begin(), ms.end());
+    const auto rs = random_values(s.count * s.M * plane, 13), ss = random_values(s.M, 14);
+    const std::vector<float> res(rs.begin(), rs.end()), shift(ss.begin(), ss.end());
+    for (int variant = 0; variant < 4; ++variant) {  // none; shift; shift + residual + relu; residual
+      INFO("epilogue variant ", variant);
+      detail::cpu_conv::conv_epilogue<float> ep{};
+      ep.shift = variant == 1 || variant == 2 ? shift.data() : nullptr;
+      ep.residual = variant >= 2 ? res.data() : nullptr;
+      ep.relu = variant == 2;
+      std::vector<float> yp(static_cast<std::size_t>(s.count * s.M * plane)), yv(yp.size(), nan);
+      w4::transform_output<float>(mm.data(), es, tpad, s.M, s.H, s.W, s.count, yp.data());
+      if (variant > 0) detail::cpu_conv::apply_epilogue(ep, s.count, s.M, plane, yp.data(), ep.residual);
+      w4::avx2::transform_output(mm.data(), es, tpad, s.M, s.H, s.W, s.count, yv.data(), variant > 0 ? &ep : nullptr,
+                                 ep.residual);
+      std::vector<double> want(yp.begin(), yp.end());
+      CHECK(relative_error(yv, want) <= 1e-6);  // NaN (a missed store) fails too
+      CHECK(std::none_of(yv.begin(), yv.end(), [](float v) { return std::isnan(v); }));
+    }
+    // output-gradient transform: dM[e][m][t] from dy
+    const auto gs = random_values(s.count * s.M * plane, 15);
+    const std::vector<float> dy(gs.begin(), gs.end());
+    std::vector<float> dp(static_cast<std::size_t>(36 * es), nan), dv(dp);
+    w4::transform_output_grad<float>(dy.data(), s.M, s.H, s.W, s.count, dp.data(), es, tpad);
+    w4::avx2::transform_output_grad(dy.data(), s.M, s.H, s.W, s.count, dv.data(), es, tpad);
+    err = 0, scale = 0, untouched = true;
+    for (i64 r = 0; r < 36 * s.M; ++r)
+      for (i64 t = 0; t < tpad; ++t) {
+        const float a = dp[r * tpad + t], b = dv[r * tpad + t];
+        if (t >= flat) untouched = untouched && std::isnan(b);
+        else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
+      }
+    CHECK(untouched);
+    CHECK(err <= 1e-6 * scale);
+  }
+}
+#endif

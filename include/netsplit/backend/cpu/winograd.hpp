@@ -444,7 +444,15 @@ inline std::size_t row_scratch(int H, int W) {
 struct f2x2 {
   static constexpr int m = 2, elems = 16;
   static bool applicable(const conv2d_desc& d) { return d.in_height % 2 == 0 && d.in_width % 2 == 0; }
-  static bool vector_widths(int W) { return vector_transforms(W); }
+  /// Widths with vector transforms on this build's ISA (AVX-512 only).
+  static bool vector_widths(int W) {
+#if defined(__AVX512F__)
+    return vector_transforms(W);
+#else
+    (void)W;
+    return false;
+#endif
+  }
   template <class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
     transform_weights(w, M, C, mr, mtiles, u, b, e);
@@ -491,7 +499,17 @@ struct f2x2 {
 struct f4x4 {
   static constexpr int m = 4, elems = 36;
   static bool applicable(const conv2d_desc& d) { return d.in_height % 4 == 0 && d.in_width % 4 == 0; }
-  static bool vector_widths(int W) { return winograd4::vector_transforms(W); }
+  /// Widths with vector transforms on this build's ISA (AVX-512: 16 tiles, AVX2: 8 at a time).
+  static bool vector_widths(int W) {
+#if defined(__AVX512F__)
+    return winograd4::vector_transforms(W);
+#elif defined(__AVX2__) && defined(__FMA__)
+    return winograd4::avx2::vector_transforms(W);
+#else
+    (void)W;
+    return false;
+#endif
+  }
   template <class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
     winograd4::transform_weights(w, M, C, mr, mtiles, u, b, e);
@@ -501,7 +519,7 @@ struct f4x4 {
     winograd4::weight_grad_from(du, rows, ld, M, C, dw);
   }
   static std::size_t scratch(int H, int W, int count) {
-#if defined(__AVX512F__)
+#if defined(__AVX2__) && defined(__FMA__)
     return winograd4::input_scratch(H, W, count);
 #else
     (void)H, (void)W, (void)count;
@@ -513,6 +531,9 @@ struct f4x4 {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
       if (v) return winograd4::transform_input(x, C, H, W, count, out, tpad, row);
+#elif defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::avx2::transform_input(x, C, H, W, count, out, tpad, row);
 #endif
     (void)v, (void)row;
     winograd4::transform_input<T>(x, C, H, W, count, out, tpad);
@@ -523,6 +544,9 @@ struct f4x4 {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
       if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);  // epilogue fused
+#elif defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::avx2::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);
 #endif
     (void)v;
     winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);
@@ -533,21 +557,19 @@ struct f4x4 {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
       if (v) return winograd4::transform_output_grad(dy, M, H, W, count, dm, es, tpad);
+#elif defined(__AVX2__) && defined(__FMA__)
+    if constexpr (std::is_same_v<T, float>)
+      if (v) return winograd4::avx2::transform_output_grad(dy, M, H, W, count, dm, es, tpad);
 #endif
     (void)v;
     winograd4::transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
   }
 };
 
-/// True where tile policy P has vector transforms for d (float, AVX-512, suitable widths).
+/// True where tile policy P has vector transforms for d (float, this ISA, suitable widths).
 template <class P, class T>
 bool vectorised(const conv2d_desc& d) {
-#if defined(__AVX512F__)
   return std::is_same_v<T, float> && P::applicable(d) && P::vector_widths(d.in_width);
-#else
-  (void)d;
-  return false;
-#endif
 }
 
 }  // namespace winograd

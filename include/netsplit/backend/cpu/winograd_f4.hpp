@@ -208,62 +208,64 @@ void transform_output_grad(const T* dy, int M, int H, int W, int count, T* dm, i
     }
 }
 
-#if defined(__AVX512F__)
-// Float transforms on 16 tiles at a time (flat over the chunk's tiles t, across images), for
-// widths with vector_transforms(W).
-
+#if defined(__AVX2__) && defined(__FMA__)
+// The vector transforms (float; AVX-512: 16 tiles at a time, AVX2: 8), flat over the chunk's
+// tiles t across images. Their arithmetic is one definition over the vector type V, with the
+// few operations it needs overloaded per width.
 namespace vec {
-/// D[b][l] = v[4l + b] for the 64 values v of v[0..4) (b = 0..3).
-inline void deinterleave4(const __m512 v[4], __m512 D[4]) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512 e0 = _mm512_permutex2var_ps(v[0], even, v[1]), o0 = _mm512_permutex2var_ps(v[0], odd, v[1]);
-  const __m512 e1 = _mm512_permutex2var_ps(v[2], even, v[3]), o1 = _mm512_permutex2var_ps(v[2], odd, v[3]);
-  D[0] = _mm512_permutex2var_ps(e0, even, e1);
-  D[2] = _mm512_permutex2var_ps(e0, odd, e1);
-  D[1] = _mm512_permutex2var_ps(o0, even, o1);
-  D[3] = _mm512_permutex2var_ps(o0, odd, o1);
+inline __m256 add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+inline __m256 sub(__m256 a, __m256 b) { return _mm256_sub_ps(a, b); }
+inline __m256 fmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); }
+inline __m256 fnmadd(__m256 a, __m256 b, __m256 c) { return _mm256_fnmadd_ps(a, b, c); }
+template <class V>
+V splat(float v);
+template <>
+inline __m256 splat<__m256>(float v) {
+  return _mm256_set1_ps(v);
 }
-/// The inverse: w[q][4k + b] = z[b][4q + k] (w[q] holds tiles 4q..4q+3, 4 values each).
-inline void interleave4(const __m512 z[4], __m512 w[4]) {
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const __m512 p0 = _mm512_permutex2var_ps(z[0], lo, z[2]), q0 = _mm512_permutex2var_ps(z[1], lo, z[3]);
-  const __m512 p1 = _mm512_permutex2var_ps(z[0], hi, z[2]), q1 = _mm512_permutex2var_ps(z[1], hi, z[3]);
-  w[0] = _mm512_permutex2var_ps(p0, lo, q0);
-  w[1] = _mm512_permutex2var_ps(p0, hi, q0);
-  w[2] = _mm512_permutex2var_ps(p1, lo, q1);
-  w[3] = _mm512_permutex2var_ps(p1, hi, q1);
+#if defined(__AVX512F__)
+inline __m512 add(__m512 a, __m512 b) { return _mm512_add_ps(a, b); }
+inline __m512 sub(__m512 a, __m512 b) { return _mm512_sub_ps(a, b); }
+inline __m512 fmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); }
+inline __m512 fnmadd(__m512 a, __m512 b, __m512 c) { return _mm512_fnmadd_ps(a, b, c); }
+template <>
+inline __m512 splat<__m512>(float v) {
+  return _mm512_set1_ps(v);
 }
-inline void bt6(const __m512 d[6], __m512 out[6]) {
-  const __m512 four = _mm512_set1_ps(4.f), five = _mm512_set1_ps(5.f), two = _mm512_set1_ps(2.f);
-  const __m512 s34 = _mm512_add_ps(d[3], d[4]), s12 = _mm512_add_ps(d[1], d[2]);
-  const __m512 d43 = _mm512_sub_ps(d[4], d[3]), d12 = _mm512_sub_ps(d[1], d[2]);
-  const __m512 d42 = _mm512_sub_ps(d[4], d[2]), d31 = _mm512_sub_ps(d[3], d[1]);
-  out[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
-  out[1] = _mm512_fnmadd_ps(four, s12, s34);
-  out[2] = _mm512_fmadd_ps(four, d12, d43);
-  out[3] = _mm512_fmadd_ps(two, d31, d42);
-  out[4] = _mm512_fnmadd_ps(two, d31, d42);
-  out[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
+#endif
+/// bt6, at4 and a6 above, on vectors of tiles.
+template <class V>
+inline void bt6(const V d[6], V out[6]) {
+  const V four = splat<V>(4.f), five = splat<V>(5.f), two = splat<V>(2.f);
+  const V s34 = add(d[3], d[4]), s12 = add(d[1], d[2]);
+  const V d43 = sub(d[4], d[3]), d12 = sub(d[1], d[2]);
+  const V d42 = sub(d[4], d[2]), d31 = sub(d[3], d[1]);
+  out[0] = fmadd(four, d[0], fnmadd(five, d[2], d[4]));
+  out[1] = fnmadd(four, s12, s34);
+  out[2] = fmadd(four, d12, d43);
+  out[3] = fmadd(two, d31, d42);
+  out[4] = fnmadd(two, d31, d42);
+  out[5] = fmadd(four, d[1], fnmadd(five, d[3], d[5]));
 }
-inline void at4(const __m512 m[6], __m512 out[4]) {
-  const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
-  const __m512 s34 = _mm512_add_ps(m[3], m[4]), d34 = _mm512_sub_ps(m[3], m[4]);
-  out[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), s34);
-  out[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.f), d34, d12);
-  out[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.f), s34, s12);
-  out[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.f), d34, d12), m[5]);
+template <class V>
+inline void at4(const V m[6], V out[4]) {
+  const V s12 = add(m[1], m[2]), d12 = sub(m[1], m[2]);
+  const V s34 = add(m[3], m[4]), d34 = sub(m[3], m[4]);
+  out[0] = add(add(m[0], s12), s34);
+  out[1] = fmadd(splat<V>(2.f), d34, d12);
+  out[2] = fmadd(splat<V>(4.f), s34, s12);
+  out[3] = add(fmadd(splat<V>(8.f), d34, d12), m[5]);
 }
-inline void a6(const __m512 q[4], __m512 out[6]) {
-  const __m512 e02 = _mm512_add_ps(q[0], q[2]), o13 = _mm512_add_ps(q[1], q[3]);
-  const __m512 e = _mm512_fmadd_ps(_mm512_set1_ps(4.f), q[2], q[0]);
-  const __m512 o = _mm512_fmadd_ps(_mm512_set1_ps(8.f), q[3], _mm512_add_ps(q[1], q[1]));
+template <class V>
+inline void a6(const V q[4], V out[6]) {
+  const V e02 = add(q[0], q[2]), o13 = add(q[1], q[3]);
+  const V e = fmadd(splat<V>(4.f), q[2], q[0]);
+  const V o = fmadd(splat<V>(8.f), q[3], add(q[1], q[1]));
   out[0] = q[0];
-  out[1] = _mm512_add_ps(e02, o13);
-  out[2] = _mm512_sub_ps(e02, o13);
-  out[3] = _mm512_add_ps(e, o);
-  out[4] = _mm512_sub_ps(e, o);
+  out[1] = add(e02, o13);
+  out[2] = sub(e02, o13);
+  out[3] = add(e, o);
+  out[4] = sub(e, o);
   out[5] = q[3];
 }
 /// Walks the chunk's tiles in order t = 0, 1, ...: next() gives the offset of row 0 of each
@@ -294,6 +296,35 @@ inline int input_group(int H, int W) {
 inline std::size_t input_scratch(int H, int W, int) {
   return static_cast<std::size_t>(6 * (i64{input_group(H, W)} * (H / 4) * W + 80) + 16);
 }
+
+#endif
+
+#if defined(__AVX512F__)
+// AVX-512: 16 tiles at a time, for widths with vector_transforms(W).
+namespace vec {
+/// D[b][l] = v[4l + b] for the 64 values v of v[0..4) (b = 0..3).
+inline void deinterleave4(const __m512 v[4], __m512 D[4]) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512 e0 = _mm512_permutex2var_ps(v[0], even, v[1]), o0 = _mm512_permutex2var_ps(v[0], odd, v[1]);
+  const __m512 e1 = _mm512_permutex2var_ps(v[2], even, v[3]), o1 = _mm512_permutex2var_ps(v[2], odd, v[3]);
+  D[0] = _mm512_permutex2var_ps(e0, even, e1);
+  D[2] = _mm512_permutex2var_ps(e0, odd, e1);
+  D[1] = _mm512_permutex2var_ps(o0, even, o1);
+  D[3] = _mm512_permutex2var_ps(o0, odd, o1);
+}
+/// The inverse: w[q][4k + b] = z[b][4q + k] (w[q] holds tiles 4q..4q+3, 4 values each).
+inline void interleave4(const __m512 z[4], __m512 w[4]) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 p0 = _mm512_permutex2var_ps(z[0], lo, z[2]), q0 = _mm512_permutex2var_ps(z[1], lo, z[3]);
+  const __m512 p1 = _mm512_permutex2var_ps(z[0], hi, z[2]), q1 = _mm512_permutex2var_ps(z[1], hi, z[3]);
+  w[0] = _mm512_permutex2var_ps(p0, lo, q0);
+  w[1] = _mm512_permutex2var_ps(p0, hi, q0);
+  w[2] = _mm512_permutex2var_ps(p1, lo, q1);
+  w[3] = _mm512_permutex2var_ps(p1, hi, q1);
+}
+}  // namespace vec
 
 inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
   const int TH = H / 4, TW = W / 4, group = input_group(H, W);
@@ -459,6 +490,193 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
     }
   }
 }
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+// AVX2: 8 tiles at a time, for widths with avx2::vector_transforms(W). Compiled wherever AVX2
+// is (also beside AVX-512, where the tests check them against the portable transforms); the
+// drivers use them where AVX-512 is absent.
+namespace avx2 {
+/// Widths these transforms handle: W % 8 == 0 (rows of whole vectors, tiles in pairs) and TW =
+/// W / 4 dividing 8 or a multiple of 8 (a tile column's lanes are found per vector cheaply).
+inline bool vector_transforms(int W) {
+  const int tw = W / 4;
+  return W % 8 == 0 && (8 % tw == 0 || tw % 8 == 0);
+}
+/// Lanes l < n all ones, the others zero (n clamped to 0..8).
+inline __m256i first_lanes(i64 n) {
+  const int k = static_cast<int>(std::clamp<i64>(n, 0, 8));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+/// All ones in the lanes of tiles t0 .. t0+7 (rows of tw tiles) whose column is not 0
+/// (`last` false) or not tw - 1, zero in the others: for and-ing out a neighbour column.
+inline __m256 keep_columns(int tw, i64 t0, bool last) {
+  alignas(32) std::int32_t m[8];
+  for (int l = 0; l < 8; ++l) m[l] = (t0 + l) % tw == (last ? tw - 1 : 0) ? 0 : -1;
+  return _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(m)));
+}
+/// Transposes the 4x4 blocks in each 128-bit half: out[b] = [q0[b] q1[b] q2[b] q3[b]] per half.
+inline void transpose4(const __m256 q[4], __m256 out[4]) {
+  const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+  out[0] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  out[1] = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  out[2] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  out[3] = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+}
+/// [lo[0..4) | hi[0..4)]
+inline __m256 load_halves(const float* lo, const float* hi) {
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+}
+
+/// As the AVX-512 transform_input: stage 1 along rows per 8 columns, stage 2 along columns
+/// per 8 tiles (tile q's 4 columns and tile 4+q's in one vector, transposed in halves).
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+  const int TH = H / 4, TW = W / 4, group = input_group(H, W);
+  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = i64{C} * tpad;
+  const i64 rs = group * rlen + 80;  // R[i]: rows of B^T d with slack around, as above
+  float* R = row + 16;
+  std::fill(row, row + input_scratch(H, W, count), 0.f);
+  const bool fixed = 8 % TW == 0;  // the same column lanes in every vector
+  const __m256 keep_first = keep_columns(TW, 0, false), keep_last = keep_columns(TW, 0, true);
+  const __m256i from_prev = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);  // lane l takes lane l - 1
+  const __m256i from_next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);  // lane l takes lane l + 1
+  const __m256 zero = _mm256_setzero_ps();
+  for (int c = 0; c < C; ++c)
+    for (int n0 = 0; n0 < count; n0 += group) {
+      const int images = std::min(group, count - n0);
+      for (int n = 0; n < images; ++n) {  // stage 1, along rows
+        const float* xc = x + (i64{n0 + n} * C + c) * plane;
+        const float* xnext = n0 + n + 1 < count ? x + (i64{n0 + n + 1} * C + c) * plane
+                             : c + 1 < C        ? x + i64{c + 1} * plane
+                                                : nullptr;
+        for (int ty = 0; ty < TH; ++ty) {
+          const float* r0 = xc + (4 * i64{ty} - 1) * W;
+          if (xnext)
+            for (i64 p = 4 * i64{ty} * W; p < 4 * i64{ty + 1} * W; p += 16) __builtin_prefetch(xnext + p, 0, 3);
+          for (int c0 = 0; c0 < W; c0 += 8) {
+            __m256 d[6], o[6];
+            for (int k = 0; k < 6; ++k)
+              d[k] = (k == 0 && ty == 0) || (k == 5 && ty == TH - 1) ? zero : _mm256_loadu_ps(r0 + k * i64{W} + c0);
+            vec::bt6(d, o);
+            float* dst = R + n * rlen + i64{ty} * W + c0;
+            for (int i = 0; i < 6; ++i) _mm256_storeu_ps(dst + i * rs, o[i]);
+          }
+        }
+      }
+      // stage 2, along columns: V[6i+j][c][t] = sum_o B^T[j][o] R[i][4t + o - 1]
+      const i64 flat = images * tiles;
+      float* out = v + i64{c} * tpad + n0 * tiles;
+      for (i64 t0 = 0; t0 < flat; t0 += 8) {
+        const __m256 kf = fixed ? keep_first : keep_columns(TW, t0, false);
+        const __m256 kl = fixed ? keep_last : keep_columns(TW, t0, true);
+        const bool full = flat - t0 >= 8;
+        const __m256i valid = first_lanes(flat - t0);
+        for (int i = 0; i < 6; ++i) {
+          const float* p = R + i * rs + 4 * t0;
+          __m256 q[4], d[6], o[6];
+          for (int b = 0; b < 4; ++b) q[b] = load_halves(p + 4 * b, p + 16 + 4 * b);
+          transpose4(q, d + 1);  // d[1 + b]: column 4t + b of tiles t0 .. t0+7
+          // column 4t-1: lane l takes d[4][l-1], lane 0 p[-1]; column 4t+4: d[1][l+1], lane 7 p[32]
+          d[0] = _mm256_and_ps(kf, _mm256_blend_ps(_mm256_permutevar8x32_ps(d[4], from_prev),
+                                                   _mm256_broadcast_ss(p - 1), 0x01));
+          d[5] = _mm256_and_ps(kl, _mm256_blend_ps(_mm256_permutevar8x32_ps(d[1], from_next),
+                                                   _mm256_broadcast_ss(p + 32), 0x80));
+          vec::bt6(d, o);
+          float* dst = out + 6 * i * es + t0;
+          for (int j = 0; j < 6; ++j)
+            if (full)
+              _mm256_storeu_ps(dst + j * es, o[j]);
+            else
+              _mm256_maskstore_ps(dst + j * es, valid, o[j]);
+        }
+      }
+    }
+}
+
+/// As the AVX-512 transform_output, with the epilogue ep fused (null: none; r its residual
+/// at the chunk's first image).
+inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
+                             const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
+  const int TW = W / 4;
+  const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  for (int m = 0; m < M; ++m) {
+    const float* base = mm + i64{m} * tpad;
+    float* ym = y + i64{m} * plane;
+    const float* rm = r ? r + i64{m} * plane : nullptr;
+    const float* sh = ep ? ep->shift : nullptr;
+    const bool relu = ep && ep->relu, add = sh || rm;
+    const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
+    vec::tile_walk walk{TW, H / 4, W, ystride};
+    for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      const i64 k = std::min<i64>(8, flat - t0);  // even: TW is
+      i64 off[8];
+      walk.next(off, k);
+      __m256 s[4][6];  // s[a][j] = (A^T M)[a][j]
+      for (int j = 0; j < 6; ++j) {
+        __m256 col[6], t[4];
+        // rows are tpad >= round_up(flat, 8) long: reading past the chunk's tiles stays inside
+        for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(base + (6 * i + j) * es + t0);
+        vec::at4(col, t);
+        for (int a = 0; a < 4; ++a) s[a][j] = t[a];
+      }
+      for (int a = 0; a < 4; ++a) {
+        __m256 z[4], w[4];
+        vec::at4(s[a], z);
+        transpose4(z, w);  // w[q] = [tile q | tile 4+q], 4 outputs each
+        const __m256 pair[4] = {_mm256_permute2f128_ps(w[0], w[1], 0x20), _mm256_permute2f128_ps(w[2], w[3], 0x20),
+                                _mm256_permute2f128_ps(w[0], w[1], 0x31), _mm256_permute2f128_ps(w[2], w[3], 0x31)};
+        float* ya = ym + i64{a} * W;
+        const float* ra = rm ? rm + i64{a} * W : nullptr;
+        for (int q = 0; 2 * q < k; ++q) {  // tiles 2q, 2q+1: side by side in one row
+          __m256 o = add ? _mm256_add_ps(pair[q], shift) : pair[q];
+          if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[2 * q]));
+          if (relu) o = _mm256_max_ps(o, zero);
+          _mm256_storeu_ps(ya + off[2 * q], o);
+        }
+      }
+    }
+  }
+}
+
+inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
+  const int TW = W / 4;
+  const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  for (int m = 0; m < M; ++m) {
+    const float* g = dy + i64{m} * plane;
+    float* out = dm + i64{m} * tpad;
+    vec::tile_walk walk{TW, H / 4, W, ystride};
+    for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      const i64 k = std::min<i64>(8, flat - t0);
+      const __m256i valid = first_lanes(k);
+      i64 off[8];
+      walk.next(off, k);
+      __m256 p[4][6];  // p[a][j] = (dY A^T)[a][j]
+      for (int a = 0; a < 4; ++a) {
+        const float* ga = g + i64{a} * W;
+        __m256 q[4], d[4];  // q[b] = [row a of tile b | of tile 4+b] (zero past the chunk)
+        for (int b = 0; b < 4; ++b) {
+          const __m128 lo = b < k ? _mm_loadu_ps(ga + off[b]) : _mm_setzero_ps();
+          const __m128 hi = 4 + b < k ? _mm_loadu_ps(ga + off[4 + b]) : _mm_setzero_ps();
+          q[b] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        }
+        transpose4(q, d);  // d[b]: column b of the 8 tiles
+        vec::a6(d, p[a]);
+      }
+      for (int j = 0; j < 6; ++j) {
+        const __m256 col[4] = {p[0][j], p[1][j], p[2][j], p[3][j]};
+        __m256 o[6];
+        vec::a6(col, o);
+        for (int i = 0; i < 6; ++i)
+          if (k == 8)
+            _mm256_storeu_ps(out + (6 * i + j) * es + t0, o[i]);
+          else
+            _mm256_maskstore_ps(out + (6 * i + j) * es + t0, valid, o[i]);
+      }
+    }
+  }
+}
+}  // namespace avx2
 #endif
 
 }  // namespace netsplit::detail::cpu_conv::winograd4
