@@ -9,21 +9,31 @@
 # over minutes, falls on both alike. The ratio column is the median over rounds of each
 # round's ratio (its netsplit median over its PyTorch median); img/s are medians over all
 # windows of all rounds.
+# ISA=avx2 compares as on an AVX2-only machine (the issue's reference machine): netsplit built
+# with -mavx2 -mfma instead of -march=native (in build/bench-avx2), PyTorch held to AVX2 by
+# oneDNN's and ATen's own switches (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2).
 # Installs Debian's python3-torch if it is missing (a benchmark-only dependency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export THREADS=${THREADS:-2} WINDOWS=${WINDOWS:-3} STEPS=${STEPS:-4} ROUNDS=${ROUNDS:-3}
+export THREADS=${THREADS:-2} WINDOWS=${WINDOWS:-3} STEPS=${STEPS:-4} ROUNDS=${ROUNDS:-3} ISA=${ISA:-native}
 py=/usr/bin/python3
 if ! $py -c "import torch" 2>/dev/null; then
   bash scripts/install_deps.sh python3-torch
 fi
 bash scripts/install_deps.sh
-cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_BUILD_TESTS=OFF \
-  -DNETSPLIT_BUILD_EXAMPLES=OFF -DNETSPLIT_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build build/bench --target netsplit_throughput -j "$(nproc)" >/dev/null
+case "$ISA" in
+  native) dir=build/bench isa_flags=() ;;
+  avx2)
+    dir=build/bench-avx2 isa_flags=(-DNETSPLIT_NATIVE=OFF "-DCMAKE_CXX_FLAGS=-mavx2 -mfma")
+    export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 ;;
+  *) echo "compare_pytorch.sh: ISA must be native or avx2, not '$ISA'" >&2; exit 2 ;;
+esac
+cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_BUILD_TESTS=OFF \
+  -DNETSPLIT_BUILD_EXAMPLES=OFF -DNETSPLIT_BUILD_BENCHMARKS=ON ${isa_flags[@]+"${isa_flags[@]}"} >/dev/null
+cmake --build "$dir" --target netsplit_throughput -j "$(nproc)" >/dev/null
 runs=()
 for _ in $(seq "$ROUNDS"); do
-  runs+=("$(build/bench/benchmarks/netsplit_throughput --threads "$THREADS" --windows "$WINDOWS" --steps "$STEPS")")
+  runs+=("$("$dir"/benchmarks/netsplit_throughput --threads "$THREADS" --windows "$WINDOWS" --steps "$STEPS")")
   runs+=("$($py benchmarks/pytorch_throughput.py)")
 done
 $py - "${runs[@]}" <<'PY'
@@ -48,7 +58,9 @@ rows = [
     ("inference img/s", med(ours["infer_img_s"]), med(theirs[ib]["infer_img_s"]), paired("infer_img_s"), ib,
      first["infer_gflop_per_image"]),
 ]
-print(f"machine: {cpu}, {first['threads']} threads; measured FP32 FMA peak {peak:.0f} GFLOP/s (median of rounds)")
+import os
+isa = "AVX2 only (netsplit -mavx2 -mfma; PyTorch ONEDNN_MAX_CPU_ISA=AVX2)" if os.environ["ISA"] == "avx2" else "native"
+print(f"machine: {cpu}, {first['threads']} threads, ISA {isa}; measured FP32 FMA peak {peak:.0f} GFLOP/s (median of rounds)")
 print(f"ResNet20, 100 classes, batch {first['batch']}, fp32; {len(ours_r)} alternating rounds of "
       f"{len(first['train_img_s'])} windows; ratio = median over rounds of the round's ratio")
 print(f"{'':18}{'netsplit':>10}{'PyTorch':>10}{'ratio':>8}   {'netsplit GFLOP/s (% peak)':>26}   {'PyTorch GFLOP/s (% peak)':>25}   PyTorch layout")
