@@ -590,7 +590,11 @@ enum class conv_pass { forward, backward_data, backward_weights };
 /// F(2x2) / direct): forward 3->16 32x32 1.51 / 1.79 / 1.20, 16->16 32x32 2.88 / 4.78 / 3.96,
 /// 32->32 16x16 1.95 / 2.80 / 3.89, 64->64 8x8 2.41 / 2.91 / 4.60; backward (weights and
 /// input) 16->16 32x32 6.24 / 9.31 / 8.42, 32->32 16x16 5.31 / 6.87 / 8.10, 64->64 8x8
-/// 7.60 / 7.03 / 11.1.
+/// 7.60 / 7.03 / 11.1. With AVX2 only (F(4x4) transforms 8 tiles wide, no vector F(2x2)),
+/// F(4x4) everywhere, same machine and flags but `--benchmark_min_time=0.3`, one run, ms,
+/// F(4x4) / direct: forward 3->16 1.79 / 1.87 (not taken: fewer than 16 channels), 16->16
+/// 4.47 / 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5,
+/// 7.18 / 20.0.
 template <class T>
 winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   if (!winograd_applicable(d) || d.in_channels < 16) return winograd_tile::none;
