@@ -373,23 +373,24 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
     const i64 plane = i64{s.H} * s.W;
     const auto xs = random_values(s.count * s.C * plane, 11);
     const std::vector<float> x(xs.begin(), xs.end());
-    // input transform: V[e][c][t]
-    std::vector<float> vp(static_cast<std::size_t>(36 * s.C * tpad), nan), vv(vp);
+    // input transform: V[e][c][t] at e * ves + c * tpad + t (the drivers' padded element stride)
+    const i64 ves = detail::cpu_conv::winograd::element_stride(s.C, tpad);
+    std::vector<float> vp(static_cast<std::size_t>(36 * ves), nan), vv(vp);
     std::vector<float> row(w4::input_scratch(s.H, s.W, s.count));
-    w4::transform_input<float>(x.data(), s.C, s.H, s.W, s.count, vp.data(), tpad);
-    w4::avx2::transform_input(x.data(), s.C, s.H, s.W, s.count, vv.data(), tpad, row.data());
+    w4::transform_input<float>(x.data(), s.C, s.H, s.W, s.count, vp.data(), tpad, ves);
+    w4::avx2::transform_input(x.data(), s.C, s.H, s.W, s.count, vv.data(), tpad, ves, row.data());
     double err = 0, scale = 0;
-    bool untouched = true;
-    for (i64 r = 0; r < 36 * s.C; ++r)
-      for (i64 t = 0; t < tpad; ++t) {
-        const float a = vp[r * tpad + t], b = vv[r * tpad + t];
-        if (t >= flat) untouched = untouched && std::isnan(b);
-        else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
-      }
+    bool untouched = true;  // past the chunk's tiles and between the element planes
+    for (i64 i = 0; i < 36 * ves; ++i) {
+      const i64 c = i % ves / tpad, t = i % ves % tpad;
+      const float a = vp[i], b = vv[i];
+      if (c >= s.C || t >= flat) untouched = untouched && std::isnan(b);
+      else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
+    }
     CHECK(untouched);
     CHECK(err <= 1e-6 * scale);
-    // output transform, plain and with each epilogue: y from M[e][m][t] (es = M * tpad)
-    const i64 es = i64{s.M} * tpad;
+    // output transform, plain and with each epilogue: y from M[e][m][t] (padded element stride es)
+    const i64 es = detail::cpu_conv::winograd::element_stride(s.M, tpad);
     const auto ms = random_values(36 * es, 12);
     const std::vector<float> mm(ms.begin(), ms.end());
     const auto rs = random_values(s.count * s.M * plane, 13), ss = random_values(s.M, 14);
@@ -416,12 +417,12 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
     w4::transform_output_grad<float>(dy.data(), s.M, s.H, s.W, s.count, dp.data(), es, tpad);
     w4::avx2::transform_output_grad(dy.data(), s.M, s.H, s.W, s.count, dv.data(), es, tpad);
     err = 0, scale = 0, untouched = true;
-    for (i64 r = 0; r < 36 * s.M; ++r)
-      for (i64 t = 0; t < tpad; ++t) {
-        const float a = dp[r * tpad + t], b = dv[r * tpad + t];
-        if (t >= flat) untouched = untouched && std::isnan(b);
-        else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
-      }
+    for (i64 i = 0; i < 36 * es; ++i) {
+      const i64 m = i % es / tpad, t = i % es % tpad;
+      const float a = dp[i], b = dv[i];
+      if (m >= s.M || t >= flat) untouched = untouched && std::isnan(b);
+      else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
+    }
     CHECK(untouched);
     CHECK(err <= 1e-6 * scale);
   }

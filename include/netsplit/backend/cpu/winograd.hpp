@@ -95,6 +95,14 @@ inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::
   return {images, round_up(images * tiles, multiple)};
 }
 
+/// The stride between the transformed planes of consecutive elements e (V[e], M[e], dM[e]) of
+/// `rows` rows of tpad tiles: one cache line more than rows * tpad. Without it the 16 or 36
+/// planes a transform writes or reads together often lie a multiple of 4 KB apart (at 64
+/// channels always: 64 * tpad floats, tpad a multiple of 16) and compete for the same
+/// sets of L1 and L2; measured in isolation (AVX2 F(4x4) input transform, one core, chunks
+/// of ResNet20's layers): 0.36 of the time at 64 channels on 8x8, 0.65-0.72 at 16-32.
+inline i64 element_stride(i64 rows, i64 tpad) { return rows * tpad + 16; }
+
 /// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx].
 template <class T>
 void transpose_rotate(const T* w, int M, int C, T* wt) {
@@ -104,10 +112,11 @@ void transpose_rotate(const T* w, int M, int C, T* wt) {
 }
 
 /// V[e][c][t] = (B^T d B)[e] for the 4x4 input tile d of tile t = (n*TH + ty)*TW + tx at rows
-/// 2ty-1.., columns 2tx-1.. (zero outside), B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]].
+/// 2ty-1.., columns 2tx-1.. (zero outside), B^T = [[1,0,-1,0], [0,1,1,0], [0,-1,1,0], [0,1,0,-1]],
+/// at v[e * ves + c * tpad + t] (ves: element_stride(C, tpad)).
 /// `row` is scratch of 4 * (H + 2) * TW + W + 4 values.
 template <class T>
-void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad, T* row) {
+void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad, i64 ves, T* row) {
   const int TH = H / 2, TW = W / 2;
   const i64 tiles = i64{TH} * TW;
   T* a = row;                                // a[j][r][tx], r = padded row 0..H+1
@@ -142,8 +151,8 @@ void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad,
           const T* r1 = r0 + TW;
           const T* r2 = r1 + TW;
           const T* r3 = r2 + TW;
-          const i64 es = 4 * i64{C} * tpad;  // e = i*4 + j: i steps by 4 elements
-          T* __restrict o0 = v + (i64{j} * C + c) * tpad + n * tiles + i64{ty} * TW;
+          const i64 es = 4 * ves;  // e = i*4 + j: i steps by 4 elements
+          T* __restrict o0 = v + j * ves + i64{c} * tpad + n * tiles + i64{ty} * TW;
           T* __restrict o1 = o0 + es;
           T* __restrict o2 = o1 + es;
           T* __restrict o3 = o2 + es;
@@ -258,11 +267,12 @@ inline __m512 load_in(const float* base, i64 start, i64 n) {
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>(first_lanes(hi) & ~first_lanes(lo)), base + start);
 }
 
-inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, i64 ves,
+                            float* row) {
   const int TH = H / 2, TW = W / 2;
   const i64 tiles = i64{TH} * TW, plane = i64{H} * W, flat = i64{H} * TW;
   const i64 jstride = i64{H + 2} * TW + 32;  // padded rows, then room for a 32-wide read
-  const i64 es = 4 * i64{C} * tpad;
+  const i64 es = 4 * ves;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   // stage B gathers tile row ty0 + k from padded row 2(ty0 + k) + i: lane l reads 2l - l % TW
@@ -323,7 +333,7 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
             r[i] = TW >= 16 ? _mm512_loadu_ps(src)
                             : _mm512_permutex2var_ps(_mm512_loadu_ps(src), rows_idx, _mm512_loadu_ps(src + 16));
           }
-          float* o = out + i64{j} * C * tpad + g0;
+          float* o = out + j * ves + g0;
           _mm512_mask_storeu_ps(o, valid, _mm512_sub_ps(r[0], r[2]));
           _mm512_mask_storeu_ps(o + es, valid, _mm512_add_ps(r[1], r[2]));
           _mm512_mask_storeu_ps(o + 2 * es, valid, _mm512_sub_ps(r[2], r[1]));
@@ -465,13 +475,13 @@ struct f2x2 {
   // The transforms for one chunk: the vector ones where `v` (vectorised below), else the
   // portable ones; out adds the epilogue ep (null: none; r its residual at the chunk).
   template <class T>
-  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, T* row) {
+  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, i64 ves, T* row) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) return transform_input(x, C, H, W, count, out, tpad, row);
+      if (v) return transform_input(x, C, H, W, count, out, tpad, ves, row);
 #endif
     (void)v;
-    transform_input<T>(x, C, H, W, count, out, tpad, row);
+    transform_input<T>(x, C, H, W, count, out, tpad, ves, row);
   }
   template <class T>
   static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T* row,
@@ -527,16 +537,16 @@ struct f4x4 {
 #endif
   }
   template <class T>
-  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, T* row) {
+  static void in(bool v, const T* x, int C, int H, int W, int count, T* out, i64 tpad, i64 ves, T* row) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) return winograd4::transform_input(x, C, H, W, count, out, tpad, row);
+      if (v) return winograd4::transform_input(x, C, H, W, count, out, tpad, ves, row);
 #elif defined(__AVX2__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) return winograd4::avx2::transform_input(x, C, H, W, count, out, tpad, row);
+      if (v) return winograd4::avx2::transform_input(x, C, H, W, count, out, tpad, ves, row);
 #endif
     (void)v, (void)row;
-    winograd4::transform_input<T>(x, C, H, W, count, out, tpad);
+    winograd4::transform_input<T>(x, C, H, W, count, out, tpad, ves);
   }
   template <class T>
   static void out(bool v, const T* mm, i64 es, i64 tpad, int M, int H, int W, int count, T* y, T*,
@@ -631,21 +641,22 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   for (int c = 0; c < C; ++c) off[c] = c * tpad;
 
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
+  const i64 ves = winograd::element_stride(C, tpad), mes = winograd::element_stride(mpad, tpad);
   const bool vector = winograd::vectorised<P, T>(d);
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * C * tpad));
-    T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * mpad * tpad));
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
+    T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * mes));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 used = count * tiles, qr = round_up(used, kern::fwd_qt);
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
       for (int el = 0; el < E; ++el) {
-        T* ve = v + i64{el} * C * tpad;
+        T* ve = v + el * ves;
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
-        run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mpad * tpad, tpad, qr);
+        run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mes, tpad, qr);
       }
-      P::out(vector, mm, mpad * tpad, tpad, M, H, W, count, y + n0 * out_img, row, ep,
+      P::out(vector, mm, mes, tpad, M, H, W, count, y + n0 * out_img, row, ep,
              ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
     }
   });
@@ -670,23 +681,24 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
   const bool vector = winograd::vectorised<P, T>(d);
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = E * rows * cpad;
+  const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
   const int used = std::min(d.batch, ctx.threads());
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * C * tpad));
-    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * rows * tpad));
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
+    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
     T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
     std::fill(part, part + part_size, T(0));
     for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
-      std::fill(dm + (el * rows + M) * tpad, dm + (el + 1) * rows * tpad, T(0));
+      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 q_used = count * tiles, qend = round_up(q_used, kern::wg_step);
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, row);
-      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, rows * tpad, tpad);
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
+      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
       for (int el = 0; el < E; ++el) {
-        T* ve = v + i64{el} * C * tpad;
-        T* ge = dm + i64{el} * rows * tpad;
+        T* ve = v + el * ves;
+        T* ge = dm + el * des;
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + q_used, ve + c * tpad + qend, T(0));
         for (int m = 0; m < M; ++m) std::fill(ge + m * tpad + q_used, ge + m * tpad + qend, T(0));
         for (int mt = 0; mt < mtiles; ++mt)

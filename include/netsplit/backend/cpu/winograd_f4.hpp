@@ -131,11 +131,12 @@ void weight_grad_from(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
 }
 
 /// V[e][c][t] = (B^T d B)[e] for the 6x6 input tile d of tile t at rows 4ty-1.., columns
-/// 4tx-1.. (zero outside); element stride es = 36 ... C * tpad: v[(e * C + c) * tpad + t].
+/// 4tx-1.. (zero outside), at v[e * ves + c * tpad + t] (ves >= C * tpad: winograd.hpp's
+/// element_stride).
 template <class T>
-void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad) {
+void transform_input(const T* x, int C, int H, int W, int count, T* v, i64 tpad, i64 ves) {
   const int TH = H / 4, TW = W / 4;
-  const i64 tiles = i64{TH} * TW, es = i64{C} * tpad;
+  const i64 tiles = i64{TH} * TW, es = ves;
   for (int n = 0; n < count; ++n)
     for (int c = 0; c < C; ++c) {
       const T* xc = x + (i64{n} * C + c) * H * W;
@@ -326,9 +327,10 @@ inline void interleave4(const __m512 z[4], __m512 w[4]) {
 }
 }  // namespace vec
 
-inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, i64 ves,
+                            float* row) {
   const int TH = H / 4, TW = W / 4, group = input_group(H, W);
-  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = i64{C} * tpad;
+  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = ves;
   // R[i] = (B^T d)[i] over one group's tile rows (about 1.5 planes: stays in L1), slack around
   const i64 rs = group * rlen + 80;
   float* R = row + 16;
@@ -531,9 +533,10 @@ inline __m256 load_halves(const float* lo, const float* hi) {
 
 /// As the AVX-512 transform_input: stage 1 along rows per 8 columns, stage 2 along columns
 /// per 8 tiles (tile q's 4 columns and tile 4+q's in one vector, transposed in halves).
-inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, float* row) {
+inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, i64 ves,
+                            float* row) {
   const int TH = H / 4, TW = W / 4, group = input_group(H, W);
-  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = i64{C} * tpad;
+  const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = ves;
   const i64 rs = group * rlen + 80;  // R[i]: rows of B^T d with slack around, as above
   float* R = row + 16;
   std::fill(row, row + input_scratch(H, W, count), 0.f);
