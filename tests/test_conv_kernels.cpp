@@ -366,6 +366,21 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
   const shape shapes[] = {{3, 5, 32, 32, 2}, {4, 3, 16, 16, 3}, {2, 3, 8, 8, 5}, {2, 2, 4, 8, 3},
                           {3, 2, 12, 8, 1},  {2, 3, 8, 64, 2},  {2, 2, 8, 96, 1}, {3, 4, 20, 16, 2}};
   const float nan = std::numeric_limits<float>::quiet_NaN();
+  // planes p (portable) and v (AVX2) of 36 elements, `rows` rows of tpad each, element
+  // stride es: equal within 1e-6 of p's largest value on the chunk's `flat` tiles, NaN
+  // (untouched) past them and in the padding between element planes
+  const auto check_planes = [](const std::vector<float>& p, const std::vector<float>& v, i64 es, i64 rows, i64 tpad,
+                               i64 flat) {
+    double err = 0, scale = 0;
+    bool untouched = true;
+    for (i64 i = 0; i < 36 * es; ++i) {
+      const i64 r = i % es / tpad, t = i % es % tpad;
+      if (r >= rows || t >= flat) untouched = untouched && std::isnan(v[i]);
+      else err = std::max(err, double(std::abs(p[i] - v[i]))), scale = std::max(scale, double(std::abs(p[i])));
+    }
+    CHECK(untouched);
+    CHECK(err <= 1e-6 * scale);
+  };
   for (const auto& s : shapes) {
     INFO("C ", s.C, " M ", s.M, " ", s.H, "x", s.W, " images ", s.count);
     REQUIRE(w4::avx2::vector_transforms(s.W));
@@ -379,16 +394,7 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
     std::vector<float> row(w4::input_scratch(s.H, s.W, s.count));
     w4::transform_input<float>(x.data(), s.C, s.H, s.W, s.count, vp.data(), tpad, ves);
     w4::avx2::transform_input(x.data(), s.C, s.H, s.W, s.count, vv.data(), tpad, ves, row.data());
-    double err = 0, scale = 0;
-    bool untouched = true;  // past the chunk's tiles and between the element planes
-    for (i64 i = 0; i < 36 * ves; ++i) {
-      const i64 c = i % ves / tpad, t = i % ves % tpad;
-      const float a = vp[i], b = vv[i];
-      if (c >= s.C || t >= flat) untouched = untouched && std::isnan(b);
-      else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
-    }
-    CHECK(untouched);
-    CHECK(err <= 1e-6 * scale);
+    check_planes(vp, vv, ves, s.C, tpad, flat);
     // output transform, plain and with each epilogue: y from M[e][m][t] (padded element stride es)
     const i64 es = detail::cpu_conv::winograd::element_stride(s.M, tpad);
     const auto ms = random_values(36 * es, 12);
@@ -416,15 +422,7 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
     std::vector<float> dp(static_cast<std::size_t>(36 * es), nan), dv(dp);
     w4::transform_output_grad<float>(dy.data(), s.M, s.H, s.W, s.count, dp.data(), es, tpad);
     w4::avx2::transform_output_grad(dy.data(), s.M, s.H, s.W, s.count, dv.data(), es, tpad);
-    err = 0, scale = 0, untouched = true;
-    for (i64 i = 0; i < 36 * es; ++i) {
-      const i64 m = i % es / tpad, t = i % es % tpad;
-      const float a = dp[i], b = dv[i];
-      if (m >= s.M || t >= flat) untouched = untouched && std::isnan(b);
-      else err = std::max(err, double(std::abs(a - b))), scale = std::max(scale, double(std::abs(a)));
-    }
-    CHECK(untouched);
-    CHECK(err <= 1e-6 * scale);
+    check_planes(dp, dv, es, s.M, tpad, flat);
   }
 }
 #endif
