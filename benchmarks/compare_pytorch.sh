@@ -16,11 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export THREADS=${THREADS:-2} WINDOWS=${WINDOWS:-3} STEPS=${STEPS:-4} ROUNDS=${ROUNDS:-3} ISA=${ISA:-native}
-py=/usr/bin/python3
-if ! $py -c "import torch" 2>/dev/null; then
-  bash scripts/install_deps.sh python3-torch
-fi
-bash scripts/install_deps.sh
+# checked before anything is installed or built
 case "$ISA" in
   native) dir=build/bench isa_flags=() ;;
   avx2)
@@ -28,6 +24,11 @@ case "$ISA" in
     export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 ;;
   *) echo "compare_pytorch.sh: ISA must be native or avx2, not '$ISA'" >&2; exit 2 ;;
 esac
+py=/usr/bin/python3
+if ! $py -c "import torch" 2>/dev/null; then
+  bash scripts/install_deps.sh python3-torch
+fi
+bash scripts/install_deps.sh
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_BUILD_TESTS=OFF \
   -DNETSPLIT_BUILD_EXAMPLES=OFF -DNETSPLIT_BUILD_BENCHMARKS=ON ${isa_flags[@]+"${isa_flags[@]}"} >/dev/null
 cmake --build "$dir" --target netsplit_throughput -j "$(nproc)" >/dev/null
