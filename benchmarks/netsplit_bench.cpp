@@ -308,7 +308,7 @@ void BM_split_nine(benchmark::State& st) {
     auto sites = derive_sites(net);
     st.ResumeTiming();
     for (std::size_t k = 0; k < choices.size(); ++k)
-      split_filter(net, sites[choices[k].site], choices[k].filter, net2wider{0.01}, k, &o);
+      split_filter(net, sites[choices[k].site], choices[k].filter, net2wider{0.01}, k, &o.state());
   }
 }
 BENCHMARK(BM_split_nine)->Unit(benchmark::kMillisecond)->Iterations(20);

@@ -59,16 +59,18 @@ TEST_CASE("a TPM window the run never reaches records nothing, and a split on it
   fixture f;
   trainer<net_t> t(f.ctx, f.net, f.train, f.test, f.stats, config());
   tpm_recorder<net_t> rec(f.net, make_tpm_metric("grad_disagreement"), {100, 200}, 5);
-  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  rec.attach(t);
+  split_history<net_t> history;
+  history.attach(t);
   t.run();
   CHECK(t.iteration() == 4);
   CHECK(rec.observed() == 0);
   const auto before = parameters_of(f.net);
   // Required: scores of a window that saw no iteration are all zero, so a split would pick
   // filters by index order alone; it must be refused, naming the window.
-  CHECK_THROWS_WITH_AS(split_now(t, rec, top_k{3}, net2wider{}, 9), doctest::Contains("[100, 200)"),
+  CHECK_THROWS_WITH_AS(split_now(t, history, rec, top_k{3}, net2wider{}, 9), doctest::Contains("[100, 200)"),
                        contract_violation);
-  CHECK(t.history().empty());
+  CHECK(history.records().empty());
   CHECK(parameters_of(f.net) == before);
 }
 
@@ -84,7 +86,9 @@ TEST_CASE("split requests for unknown sites, impossible filters or selections ar
   fixture f;
   trainer<net_t> t(f.ctx, f.net, f.train, f.test, f.stats, config());
   tpm_recorder<net_t> rec(f.net, make_tpm_metric("l1_norm"), {0, 4}, 5);
-  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  rec.attach(t);
+  split_history<net_t> history;
+  history.attach(t);
   t.run();
   const auto before = parameters_of(f.net);
   const auto& sites = rec.sites();
@@ -92,19 +96,19 @@ TEST_CASE("split requests for unknown sites, impossible filters or selections ar
                        contract_violation);
   CHECK_THROWS_AS(eligible_sites(sites, ""), contract_violation);
   CHECK_THROWS_AS(eligible_sites(sites, "layer1.0.conv1,"), contract_violation);
-  CHECK_THROWS_WITH_AS(split_now(t, rec, top_k{3}, net2wider{}, 9, "layer9.9.conv1"), doctest::Contains("sites:"),
+  CHECK_THROWS_WITH_AS(split_now(t, history, rec, top_k{3}, net2wider{}, 9, "layer9.9.conv1"), doctest::Contains("sites:"),
                        contract_violation);
-  CHECK_THROWS_WITH_AS(split_now(t, rec, top_k{100000}, net2wider{}, 9), doctest::Contains("eligible"),
+  CHECK_THROWS_WITH_AS(split_now(t, history, rec, top_k{100000}, net2wider{}, 9), doctest::Contains("eligible"),
                        contract_violation);
-  CHECK_THROWS_AS(split_now(t, rec, top_k{0}, net2wider{}, 9), contract_violation);
+  CHECK_THROWS_AS(split_now(t, history, rec, top_k{0}, net2wider{}, 9), contract_violation);
   const auto& site = sites.front();
   const int width = site_width(f.net, site);
   CHECK_THROWS_WITH_AS(split_filter(f.net, site, width, net2wider{}, 1), doctest::Contains("cannot split filter"),
                        contract_violation);
   CHECK_THROWS_AS(split_filter(f.net, site, -1, net2wider{}, 1), contract_violation);
   // gradient_direction needs recorded directions; l1_norm records none
-  CHECK_THROWS_AS(split_now(t, rec, top_k{1}, gradient_direction{0.01}, 9), contract_violation);
-  CHECK(t.history().empty());
+  CHECK_THROWS_AS(split_now(t, history, rec, top_k{1}, gradient_direction{0.01}, 9), contract_violation);
+  CHECK(history.records().empty());
   CHECK(parameters_of(f.net) == before);
 }
 
@@ -112,8 +116,7 @@ TEST_CASE("TPM state saved for another window or metric is refused on resume") {
   fixture f;
   trainer<net_t> t(f.ctx, f.net, f.train, f.test, f.stats, config());
   tpm_recorder<net_t> rec(f.net, make_tpm_metric("taylor"), {0, 4}, 5);
-  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
-  t.save_extension = [&](io::safetensors_file& file) { rec.save(file); };
+  rec.attach(t);
   t.run();
   const auto path = fs::temp_directory_path() / ("netsplit_reliability_" + std::to_string(::getpid()) + ".safetensors");
   t.save(path);
@@ -126,7 +129,7 @@ TEST_CASE("TPM state saved for another window or metric is refused on resume") {
     net_t other(4);
     trainer<net_t> u(f.ctx, other, f.train, f.test, f.stats, config());
     tpm_recorder<net_t> r2(other, make_tpm_metric(metric), window, 5);
-    u.load_extension = [&](const io::safetensors_file& file) { r2.load(file, path.string()); };
+    r2.attach(u);
     const auto before = parameters_of(other);
     CHECK_THROWS_WITH_AS(u.load(path), doctest::Contains("holds TPM state"), io_error);
     CHECK(parameters_of(other) == before);

@@ -202,7 +202,7 @@ TEST_CASE("momentum is carried by the documented rule") {
   const auto m_in = opt.momentum().at("layer1.0.conv1.weight").to_host();
   const auto m_out = opt.momentum().at("layer1.0.conv2.weight").to_host();
   auto sites = derive_sites(net);
-  split_filter(net, sites[find_site(sites, "layer1.0.conv1")], 3, net2wider{0.01}, 1, &opt);
+  split_filter(net, sites[find_site(sites, "layer1.0.conv1")], 3, net2wider{0.01}, 1, &opt.state());
   const auto& mi = opt.momentum().at("layer1.0.conv1.weight");
   const auto& mo = opt.momentum().at("layer1.0.conv2.weight");
   REQUIRE(mi.shape() == tensor_shape{17, 16, 3, 3});
@@ -354,7 +354,7 @@ TEST_CASE("the recorder honours the window exactly and resumes mid-window with i
     tpm_recorder<net_a> ra(straight, make_tpm_metric(metric), {3, 7}, 11);
     std::vector<std::int64_t> seen;
     ra.on_summary = [&](const tpm_summary& s) { seen.push_back(s.iter); };
-    a.after_backward = [&](std::int64_t it) { ra.observe(it); };
+    a.after_backward.add([&](std::int64_t it) { ra.observe(it); });
     for (int i = 0; i < 9; ++i) a.step();
     CHECK(seen == std::vector<std::int64_t>{3, 4, 5, 6});
     CHECK(ra.observed() == 4);
@@ -362,16 +362,14 @@ TEST_CASE("the recorder honours the window exactly and resumes mid-window with i
     net_a first(8);
     trainer<net_a> b(ctx, first, d.train, d.test, d.stats, cfg_for(dir));
     tpm_recorder<net_a> rb(first, make_tpm_metric(metric), {3, 7}, 11);
-    b.after_backward = [&](std::int64_t it) { rb.observe(it); };
-    b.save_extension = [&](io::safetensors_file& f) { rb.save(f); };
+    rb.attach(b);
     for (int i = 0; i < 5; ++i) b.step();
     b.save(dir / "mid.safetensors");
 
     net_a resumed(1);
     trainer<net_a> c(ctx, resumed, d.train, d.test, d.stats, cfg_for(dir));
     tpm_recorder<net_a> rc(resumed, make_tpm_metric(metric), {3, 7}, 11);
-    c.after_backward = [&](std::int64_t it) { rc.observe(it); };
-    c.load_extension = [&](const io::safetensors_file& f) { rc.load(f, "mid"); };
+    rc.attach(c);
     c.load(dir / "mid.safetensors");
     for (int i = 0; i < 4; ++i) c.step();
     const auto sa = ra.scores(), sc = rc.scores();
@@ -390,20 +388,24 @@ TEST_CASE("split_now grows a training network; grown checkpoints round-trip with
   net_a net(3);
   trainer<net_a> t(ctx, net, d.train, d.test, d.stats, cfg_for(dir));
   tpm_recorder<net_a> rec(net, make_tpm_metric("grad_disagreement"), {0, 4}, 2);
-  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  rec.attach(t);
+  split_history<net_a> history;
+  history.attach(t);
   for (int i = 0; i < 4; ++i) t.step();
   const auto before = count_parameters(net);
-  const auto recs = split_now(t, rec, top_k{9}, gradient_direction{0.01}, 99);
+  const auto recs = split_now(t, history, rec, top_k{9}, gradient_direction{0.01}, 99);
   CHECK(recs.size() == 9);
-  CHECK(t.history().size() == 9);
+  CHECK(history.records().size() == 9);
   CHECK(count_parameters(net) > before);
   for (int i = 0; i < 2; ++i) t.step();  // trains on
   t.save(dir / "grown.safetensors");
 
   net_a fresh(77);
   trainer<net_a> u(ctx, fresh, d.train, d.test, d.stats, cfg_for(dir));
+  split_history<net_a> history_u;
+  history_u.attach(u);
   u.load(dir / "grown.safetensors");
-  CHECK(u.history() == t.history());
+  CHECK(history_u.records() == history.records());
   CHECK(count_parameters(fresh) == count_parameters(net));
   CHECK(state_of(fresh) == state_of(net));
   t.step();
@@ -416,12 +418,56 @@ TEST_CASE("split_now grows a training network; grown checkpoints round-trip with
   io::write_file_atomic(dir / "bad.safetensors", f);
   net_a other(5);
   trainer<net_a> v(ctx, other, d.train, d.test, d.stats, cfg_for(dir));
+  split_history<net_a> history_v;
+  history_v.attach(v);
   const auto st = state_of(other);
   CHECK_THROWS_WITH_AS(v.load(dir / "bad.safetensors"), doctest::Contains("unknown site 'stage9'"), io_error);
   f.metadata["netsplit.splits"] = "4\tstage1\tone\t16\t0.5\tnet2wider\t0\t1\n";
   io::write_file_atomic(dir / "bad.safetensors", f);
   CHECK_THROWS_WITH_AS(v.load(dir / "bad.safetensors"), doctest::Contains("bad filter"), io_error);
   CHECK(state_of(other) == st);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("the README's library example: TPM over a window, 9 splits at its end, training on; resumable") {
+  if (!fs::exists(cifar10_dir())) return;
+  small_cifar d;
+  const auto dir = fs::temp_directory_path() / ("netsplit_readme_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  // As in README.md, with the study's iterations scaled from 40k/50k/64k to 4/6/8.
+  net_a net(1);
+  auto cfg = cfg_for(dir);
+  cfg.max_iter = 8;
+  cfg.snapshot_final = true;
+  trainer<decltype(net)> tr(ctx, net, d.train, d.test, d.stats, cfg);
+  tpm_recorder rec(net, make_tpm_metric("taylor"), tpm_window{4, 6}, /*seed=*/1, &ctx);
+  split_history<decltype(net)> history;
+  rec.attach(tr);
+  history.attach(tr);
+  tr.before_iteration.add([&](std::int64_t it) {
+    if (it == 6) split_now(tr, history, rec, top_k{9}, net2wider{0.01}, /*seed=*/1);
+  });
+  std::vector<double> top1;
+  tr.events.on_test = [&](const test_event& e) { top1.push_back(e.top1); };
+  const auto before = count_parameters(net);
+  tr.run();
+  CHECK(rec.observed() == 2);
+  REQUIRE(history.records().size() == 9);
+  for (const auto& r : history.records()) CHECK(r.iteration == 6);
+  CHECK(count_parameters(net) > before);
+  CHECK(top1.size() == 1);
+  // the final checkpoint carries the splits and the TPM state: a fresh program resumes it
+  net_a again(2);
+  trainer<net_a> tr2(ctx, again, d.train, d.test, d.stats, cfg);
+  tpm_recorder rec2(again, make_tpm_metric("taylor"), tpm_window{4, 6}, 1, &ctx);
+  split_history<net_a> history2;
+  rec2.attach(tr2);
+  history2.attach(tr2);
+  tr2.load(tr.snapshot_path(8));
+  CHECK(history2.records() == history.records());
+  CHECK(rec2.observed() == 2);
+  CHECK(state_of(again) == state_of(net));
   fs::remove_all(dir);
 }
 
@@ -449,13 +495,15 @@ TEST_CASE("split_now, gradient_direction: an earlier split that widens a later p
   net_a net(3);
   trainer<net_a> t(ctx, net, d.train, d.test, d.stats, cfg_for(dir));
   tpm_recorder<net_a> rec(net, make_tpm_metric("grad_disagreement"), {0, 3}, 2);
-  t.after_backward = [&](std::int64_t it) { rec.observe(it); };
+  rec.attach(t);
+  split_history<net_a> history;
+  history.attach(t);
   for (int i = 0; i < 3; ++i) t.step();
   // stage1 (the stem and stage-1 stream) feeds layer1.0.conv1: splitting its channel 2 first
   // appends input channel 16 to layer1.0.conv1 (weights of channel 2 halved into both)
-  const auto recs = split_now(t, rec, fixed_choices{{{"stage1", 2}, {"layer1.0.conv1", 5}}}, gradient_direction{0.05}, 7);
+  const auto recs = split_now(t, history, rec, fixed_choices{{{"stage1", 2}, {"layer1.0.conv1", 5}}}, gradient_direction{0.05}, 7);
   REQUIRE(recs.size() == 2);
-  detail::tensor_index<net_a> idx(net);
+  tensor_index<net_a> idx(net);
   const auto& w = idx.param("layer1.0.conv1.weight");
   REQUIRE(w.dim(1) == 17);
   const auto h = w.to_host();

@@ -4,6 +4,7 @@
 // reports with exit code 2. Kept free of I/O so it can be unit-tested and fuzzed.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -12,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "netsplit/split/selectors.hpp"
+#include "netsplit/split/strategies.hpp"
 #include "netsplit/tpm/metrics.hpp"
 #include "netsplit/train/lr_schedule.hpp"
 
@@ -135,6 +138,14 @@ inline void apply_preset(options& o, std::string_view name) {
   o.preset = std::string(name);
 }
 
+/// "a | b | c" (help) or "a, b or c" (errors) of a registry's names.
+inline std::string join_names(const std::vector<std::string>& names, bool prose) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    out += (i == 0 ? "" : !prose ? " | " : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return out;
+}
+
 inline std::string usage() {
   std::string s =
       "usage: cifar100_resnet20 [flags]\n"
@@ -162,14 +173,14 @@ inline std::string usage() {
       "growing (TPM scores, splits):\n"
       "  --mode train|study                study: for each seed, baseline -> snapshot at the split iteration ->\n"
       "                                    TPM scores -> K splits -> derived run, plus controls; writes a report\n"
-      "  --tpm METRIC                      taylor | weight_motion | grad_disagreement | l1_norm | random (default taylor)\n"
+      "  --tpm METRIC                      " + join_names(netsplit::tpm_metric_names(), false) + " (default taylor)\n"
       "  --tpm-window BEGIN:END            iterations whose signals the score accumulates (default: preset's 60%-80%)\n"
       "  --tpm-curve on|off                study baseline: log the metric's summary over the whole run (default on)\n"
       "  --split-at ITER                   split then (default: the window's end); in train mode enables splitting\n"
       "  --splits K                        filters to split together (default 9)\n"
-      "  --strategy S                      net2wider | gradient_direction | random_init (default net2wider)\n"
+      "  --strategy S                      " + join_names(netsplit::split_strategy_names(), false) + " (default net2wider)\n"
       "  --split-eps X                     symmetry-breaking noise, relative to the filter norm (default 0.01)\n"
-      "  --select S                        top_k | capped_top_k | threshold (default top_k)\n"
+      "  --select S                        " + join_names(netsplit::selector_names(), false) + " (default top_k)\n"
       "  --select-cap N, --select-threshold X   for capped_top_k / threshold\n"
       "  --split-sites all|inner|stream|NAMES   which sites may be split (default all)\n"
       "  --from-snapshot FILE              start a derived run from a baseline snapshot (splits at its iteration)\n"
@@ -214,6 +225,12 @@ inline std::vector<std::string> split_list(const std::string& v) {
     if (comma == std::string::npos) return parts;
     start = comma + 1;
   }
+}
+/// v when it is one of a registry's names; else cli_error listing them.
+inline std::string one_of(std::string_view flag, const std::string& v, const std::vector<std::string>& names) {
+  if (std::find(names.begin(), names.end(), v) == names.end())
+    throw cli_error(std::string(flag) + " expects " + join_names(names, true) + ", got '" + v + "'");
+  return v;
 }
 inline bool parse_bool(std::string_view flag, std::string_view v) {
   if (v == "on" || v == "true" || v == "1") return true;
@@ -297,10 +314,7 @@ inline options parse_options(int argc, const char* const* argv) {
       if (v != "train" && v != "study") throw cli_error("--mode expects train or study, got '" + v + "'");
       o.mode = v;
     } else if (f == "--tpm") {
-      bool known = false;
-      for (const auto& n : netsplit::tpm_metric_names()) known = known || n == v;
-      if (!known) throw cli_error("--tpm expects taylor, weight_motion, grad_disagreement, l1_norm or random, got '" + v + "'");
-      o.tpm = v;
+      o.tpm = detail::one_of(f, v, netsplit::tpm_metric_names());
     } else if (f == "--tpm-window") {
       const auto colon = v.find(':');
       if (colon == std::string::npos) throw cli_error("--tpm-window expects BEGIN:END, got '" + v + "'");
@@ -313,14 +327,10 @@ inline options parse_options(int argc, const char* const* argv) {
       o.split_at_given = true;
     } else if (f == "--splits") o.splits = parse_int<int>(f, v, 1, 100000);
     else if (f == "--strategy") {
-      if (v != "net2wider" && v != "gradient_direction" && v != "random_init")
-        throw cli_error("--strategy expects net2wider, gradient_direction or random_init, got '" + v + "'");
-      o.strategy = v;
+      o.strategy = detail::one_of(f, v, netsplit::split_strategy_names());
     } else if (f == "--split-eps") o.split_eps = detail::parse_real(f, v, 0.0, 10.0);
     else if (f == "--select") {
-      if (v != "top_k" && v != "capped_top_k" && v != "threshold")
-        throw cli_error("--select expects top_k, capped_top_k or threshold, got '" + v + "'");
-      o.select = v;
+      o.select = detail::one_of(f, v, netsplit::selector_names());
     } else if (f == "--select-cap") o.select_cap = parse_int<int>(f, v, 1, 100000);
     else if (f == "--select-threshold") o.select_threshold = detail::parse_real(f, v, -1e300, 1e300);
     else if (f == "--split-sites") {

@@ -53,20 +53,12 @@ struct run_result {
   int exit_code = 0;
 };
 
-using strategy_variant = std::variant<netsplit::net2wider, netsplit::gradient_direction, netsplit::random_init>;
-using selector_variant = std::variant<netsplit::top_k, netsplit::capped_top_k, netsplit::threshold>;
-
-inline strategy_variant make_strategy(const options& o) {
-  if (o.strategy == "gradient_direction") return netsplit::gradient_direction{o.split_eps};
-  if (o.strategy == "random_init") return netsplit::random_init{};
-  return netsplit::net2wider{o.split_eps};
+inline netsplit::any_split_strategy make_strategy(const options& o) {
+  return netsplit::make_split_strategy(o.strategy, o.split_eps);
 }
-inline selector_variant make_selector(const options& o) {
-  if (o.select == "capped_top_k") return netsplit::capped_top_k{o.splits, o.select_cap};
-  if (o.select == "threshold") return netsplit::threshold{o.select_threshold, o.splits};
-  return netsplit::top_k{o.splits};
+inline netsplit::any_selector make_selector(const options& o) {
+  return netsplit::make_selector(o.select, {o.splits, o.select_cap, o.select_threshold});
 }
-
 
 /// Runs one training run as `spec` says; reports through `log`. Throws netsplit errors.
 template <class Net>
@@ -93,6 +85,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   const bool records = spec.kind == "baseline" || (spec.kind == "train" && grows);
   if (spec.kind == "baseline") cfg.snapshot_at.push_back(o.split_at);
   trainer<Net> tr(ctx, net, data.train, data.test, data.stats, cfg);
+  split_history<Net> history;  // every run's checkpoints carry it (empty until a split)
+  history.attach(tr);
 
   if (spec.kind == "static") {
     // A static network of the grown size: the same widths, trained from scratch.
@@ -127,17 +121,26 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     res.tpm.emplace_back(double(s.iter), mean);
   };
   if (rec) rec->on_summary = on_summary;
-  if (records) tr.after_backward = [&](std::int64_t it) { rec->observe(it); };
-  if (records) tr.save_extension = [&](io::safetensors_file& f) { rec->save(f); };
-  if (grows)
-    tr.load_extension = [&](const io::safetensors_file& f) {
-      // The more direct error first: a split requested before the checkpoint's iteration.
-      const auto it = f.metadata.find("netsplit.iteration");
-      const auto start_iter = it == f.metadata.end() ? 0 : checkpoint::parse_int(it->second, "iteration", f.source);
-      NETSPLIT_EXPECT(!o.split_at_given || o.split_at >= start_iter, "the split iteration ", o.split_at,
-                      " is before the run's start (iteration ", start_iter, ")");
-      rec->load(f, f.source);
-    };
+  if (records) tr.after_backward.add([&](std::int64_t it) { rec->observe(it); });
+  if (uses_tpm) {
+    // A recording run saves the TPM state; a growing run reads it back on resume (and
+    // refuses a split iteration before the checkpoint's).
+    auto tpm = rec->section();
+    if (!records) tpm.save = nullptr;
+    if (!grows) {
+      tpm.validate = nullptr;
+      tpm.apply = nullptr;
+    } else {
+      tpm.validate = [&, read = tpm.validate](const io::safetensors_file& f, const std::string& where) {
+        const auto it = f.metadata.find("netsplit.iteration");
+        const auto start_iter = it == f.metadata.end() ? 0 : checkpoint::parse_int(it->second, "iteration", where);
+        NETSPLIT_EXPECT(!o.split_at_given || o.split_at >= start_iter, "the split iteration ", o.split_at,
+                        " is before the run's start (iteration ", start_iter, ")");
+        read(f, where);
+      };
+    }
+    tr.add_section(std::move(tpm));
+  }
 
   fs::path last_snapshot_start;  // a resumed run's last good checkpoint is where it started
   const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
@@ -161,7 +164,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     }
     NETSPLIT_EXPECT(split_at >= tr.iteration(), "the split iteration ", split_at, " is before the run's start (iteration ",
                     tr.iteration(), ")");
-    tr.before_iteration = [&, split_at](std::int64_t it) {
+    tr.before_iteration.add([&, split_at](std::int64_t it) {
       if (it != split_at) return;
       const auto before = count_parameters(net);
       std::visit(
@@ -169,7 +172,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
             std::visit(
                 [&](const auto& st) {
                   const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
-                  res.splits = split_now(tr, *rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
+                  res.splits = split_now(tr, history, *rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
                 make_strategy(o));
@@ -178,7 +181,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       log.line("Iteration " + std::to_string(it) + ": split " + std::to_string(res.splits.size()) + " filters (" +
                metric + " scores, " + o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
                " -> " + std::to_string(count_parameters(net)));
-    };
+    });
     tr.events.on_split = [&](const split_event& e) {
       std::istringstream lines(e.description);
       std::string l;

@@ -13,7 +13,17 @@
 
 namespace netsplit {
 
-/// Requires: a context type; allocate/deallocate/copy/fill and host transfers for the
+namespace detail {
+/// What a context's parallel_for is called with: body(begin, end, thread) per chunk.
+struct parallel_body_archetype {
+  void operator()(std::ptrdiff_t, std::ptrdiff_t, int) const {}
+};
+}  // namespace detail
+
+/// Requires: a context type with parallel_for(n, body) for host-side loops (body(begin,
+/// end, thread) over chunks of [0, n); a backend without host threads runs one chunk);
+/// host_memory, true when a tensor's data() may be read by host code directly (otherwise
+/// callers stage through copy_to_host); allocate/deallocate/copy/fill and host transfers for the
 /// scalar T; the layer operations (convolution, batch norm, ReLU, residual sum, batch norm
 /// fused with the ReLU and residual sum after it, channel scatter, pooling, linear,
 /// softmax cross-entropy) and the SGD update, all taking the context first. Guarantees (documented per backend): results are deterministic for a
@@ -24,6 +34,8 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
                            const batch_norm_desc& bd, const channel_scatter_desc& sd) {
   typename B::context;
   { B::name } -> std::convertible_to<const char*>;
+  { B::host_memory } -> std::convertible_to<bool>;
+  ctx.parallel_for(len, detail::parallel_body_archetype{});
   { B::template allocate<T>(n) } -> std::same_as<T*>;
   B::template deallocate<T>(p, n);
   B::template copy<T>(cp, p, n);

@@ -14,13 +14,8 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In>
-class batch_norm_layer {
+class batch_norm_layer : public layer_base<T, B, In, In> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape = In;
   static constexpr double eps = 1e-5;
   static constexpr double momentum = 0.1;
 
@@ -53,7 +48,7 @@ class batch_norm_layer {
     }
   }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase p) {
     detail::expect_input(x, In, c_, "batch_norm");
     input_ = &x;
     phase_ = p;
@@ -75,7 +70,7 @@ class batch_norm_layer {
   /// Fused with what follows batch norm in a residual network: y = max(bn(x) + r, 0), or
   /// max(bn(x), 0) when r is null; r has x's shape. Differentiate with backward_relu
   /// (no r) or, for the residual form, mask the gradient and call backward.
-  const tensor<T, B>& forward_relu(context_type& ctx, const tensor<T, B>& x, phase p,
+  const tensor<T, B>& forward_relu(typename B::context& ctx, const tensor<T, B>& x, phase p,
                                    const tensor<T, B>* r = nullptr) {
     detail::expect_input(x, In, c_, "batch_norm");
     NETSPLIT_EXPECT(!r || r->shape() == x.shape(), "batch_norm: residual ", r ? r->shape() : x.shape(),
@@ -98,7 +93,7 @@ class batch_norm_layer {
     return out_;
   }
   /// Backward of forward_relu without a residual: dy is dL/d(max(bn(x), 0)).
-  const tensor<T, B>& backward_relu(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward_relu(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::has_input(input_, "batch_norm");
     detail::expect_grad(dy, out_, "batch_norm");
     dy_ = &dy;
@@ -114,7 +109,7 @@ class batch_norm_layer {
   const tensor<T, B>& output() const { return out_; }
   const tensor<T, B>* output_grad() const { return dy_; }
 
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::has_input(input_, "batch_norm");
     detail::expect_grad(dy, out_, "batch_norm");
     if (input_grad) dx_.resize(dy.shape());
@@ -146,6 +141,13 @@ class batch_norm_layer {
   tensor<T, B>& running_mean() { return running_mean_; }
   tensor<T, B>& running_var() { return running_var_; }
 
+  /// Split role: its per-channel parameters and statistics belong to the open stream's
+  /// producers (channel j follows filter j).
+  template <class W>
+  void describe_sites(W& w, const std::string& prefix) {
+    w.produce_params({prefix + "weight", prefix + "bias"});
+    w.produce_buffers({prefix + "running_mean", prefix + "running_var"});
+  }
  private:
   static void expect_batch(const batch_norm_desc& d) {
     NETSPLIT_EXPECT(std::int64_t{d.batch} * d.spatial > 1,

@@ -12,14 +12,8 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In, int OutChannels, int Kernel, int Stride, int Pad>
-class conv2d_layer {
+class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window_output(In.height, Kernel, Stride, Pad), window_output(In.width, Kernel, Stride, Pad)})> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape{OutChannels, window_output(In.height, Kernel, Stride, Pad),
-                                           window_output(In.width, Kernel, Stride, Pad)};
   static constexpr int kernel = Kernel, stride = Stride, pad = Pad;
 
   conv2d_layer() { set_widths(In.channels, OutChannels); }
@@ -60,11 +54,11 @@ class conv2d_layer {
     weight_.from_host(w);
   }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, in_c_, "conv2d");
     input_ = &x;
     const auto d = desc(static_cast<int>(x.dim(0)));
-    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    out_.resize({x.dim(0), out_c_, this->output_shape.height, this->output_shape.width});
     B::conv2d_forward(ctx, d, x.data(), weight_.data(), out_.data());
     return out_;
   }
@@ -74,14 +68,14 @@ class conv2d_layer {
   /// output (B::batch_norm_fold, B::conv2d_forward_affine). No backward follows; the layer
   /// forgets its input.
   template <class BatchNorm>
-  const tensor<T, B>& forward_folded(context_type& ctx, const tensor<T, B>& x, BatchNorm& bn,
+  const tensor<T, B>& forward_folded(typename B::context& ctx, const tensor<T, B>& x, BatchNorm& bn,
                                      const tensor<T, B>* r, bool relu) {
     detail::expect_input(x, In, in_c_, "conv2d");
     NETSPLIT_EXPECT(bn.gamma().numel() == out_c_, "conv2d: the folded batch norm has ", bn.gamma().numel(),
                     " channels, the convolution ", out_c_);
     input_ = nullptr;
     const auto d = desc(static_cast<int>(x.dim(0)));
-    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    out_.resize({x.dim(0), out_c_, this->output_shape.height, this->output_shape.width});
     NETSPLIT_EXPECT(!r || r->shape() == out_.shape(), "conv2d: residual ", r ? r->shape() : out_.shape(),
                     " does not match the output ", out_.shape());
     folded_.resize(weight_.shape());
@@ -96,7 +90,7 @@ class conv2d_layer {
 
   /// With dx_add (shaped like the input), the returned gradient is dL/dx + dx_add, summed in
   /// the convolution's own pass (a residual block's shortcut gradient); input_grad() too.
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true,
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true,
                                const tensor<T, B>* dx_add = nullptr) {
     detail::has_input(input_, "conv2d");
     detail::expect_grad(dy, out_, "conv2d");
@@ -127,6 +121,14 @@ class conv2d_layer {
   const tensor<T, B>& weight() const { return weight_; }
   tensor<T, B>& weight_grad() { return grad_; }
 
+  /// Split role: consumes the open stream's channels (the network input for a first
+  /// convolution) and opens a new stream whose filters are this layer's output channels.
+  template <class W>
+  void describe_sites(W& w, const std::string& prefix) {
+    w.consume(prefix + "weight", /*input_ok=*/true);
+    w.open_stream();
+    w.produce_weight(prefix + "weight");
+  }
  private:
   int in_c_ = 0, out_c_ = 0;
   tensor<T, B> weight_, grad_, out_, dx_, folded_, shift_;

@@ -46,6 +46,19 @@ struct buffer_visitor_archetype {
 };
 }  // namespace detail
 
+/// The types and shapes every concrete layer declares for Layer, in one place: a layer
+/// derives from layer_base<T, B, In, Out>. Inside a layer, name its own template
+/// parameters (T, B, In) and `typename B::context`: members of a dependent base are not
+/// found by unqualified lookup.
+template <class T, class B, fmap_shape In, fmap_shape Out>
+struct layer_base {
+  using scalar_type = T;
+  using backend_type = B;
+  using context_type = typename B::context;
+  static constexpr fmap_shape input_shape = In;
+  static constexpr fmap_shape output_shape = Out;
+};
+
 /// A concrete layer. forward(ctx, x, phase) returns a reference to the layer's own output
 /// (valid until the next forward) and remembers x, which must stay alive until backward;
 /// backward(ctx, dy, input_grad) returns dL/dx (or an empty tensor when input_grad is false)
@@ -87,6 +100,16 @@ template <class L>
 concept CountsMultAdds = Layer<L> && requires(const L& l) {
   { l.mult_adds_per_image() } -> std::same_as<std::int64_t>;
 };
+
+/// Split roles. A layer that can be split through declares its role to the structure
+/// walker of models/structure.hpp (a template parameter: layers do not depend on models):
+///   template <class W> void describe_sites(W& w, const std::string& prefix);
+/// calling w.consume(weight) (reads the open stream's channels on axis 1),
+/// w.open_stream(), w.produce_weight / produce_params / produce_buffers (channel j of the
+/// open stream is slice j of these), w.consume_structural / produce_structural (width
+/// changes without tensors), w.tap(activation, gradient) (where metrics read the stream),
+/// w.inner_site(...) (a site wholly inside a composite) and w.close_stream(). Parameter
+/// names are prefix + the names visit_parameters gives.
 
 /// True when layer spec S can follow a layer producing shape In.
 template <class S, fmap_shape In>

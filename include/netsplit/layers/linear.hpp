@@ -13,13 +13,8 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In, int Out>
-class linear_layer {
+class linear_layer : public layer_base<T, B, In, (fmap_shape{Out, 1, 1})> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape{Out, 1, 1};
 
   linear_layer() { set_in_width(In.channels); }
 
@@ -56,7 +51,7 @@ class linear_layer {
     bias_.fill(T(0));
   }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, in_, "linear");
     input_ = &x;
     const int n = static_cast<int>(x.dim(0));
@@ -64,7 +59,7 @@ class linear_layer {
     B::linear_forward(ctx, n, in_, Out, x.data(), weight_.data(), bias_.data(), out_.data());
     return out_;
   }
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::has_input(input_, "linear");
     detail::expect_grad(dy, out_, "linear");
     if (input_grad) dx_.resize(input_->shape());
@@ -83,6 +78,13 @@ class linear_layer {
   tensor<T, B>& weight() { return weight_; }
   tensor<T, B>& bias() { return bias_; }
 
+  /// Split role: the classifier consumes the open stream (input feature j is channel j)
+  /// and ends it.
+  template <class W>
+  void describe_sites(W& w, const std::string& prefix) {
+    w.consume(prefix + "weight");
+    w.close_stream();
+  }
  private:
   int in_ = 0;
   tensor<T, B> weight_, dweight_, bias_, dbias_, out_, dx_;

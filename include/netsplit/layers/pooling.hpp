@@ -7,18 +7,13 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In>
-class global_avg_pool_layer {
+class global_avg_pool_layer : public layer_base<T, B, In, (fmap_shape{In.channels, 1, 1})> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape{In.channels, 1, 1};
 
   int in_channels() const { return c_; }
   int out_channels() const { return c_; }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, static_cast<int>(x.rank() == 4 ? x.dim(1) : 0), "global_avg_pool");
     c_ = static_cast<int>(x.dim(1));
     in_shape_ = x.shape();
@@ -27,7 +22,7 @@ class global_avg_pool_layer {
                                out_.data());
     return out_;
   }
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(in_shape_.rank() == 4, "global_avg_pool backward called before forward");
     detail::expect_grad(dy, out_, "global_avg_pool");
     if (!input_grad) {
@@ -39,6 +34,9 @@ class global_avg_pool_layer {
     return dx_;
   }
 
+  /// Split role: passes channels through unchanged.
+  template <class W>
+  void describe_sites(W&, const std::string&) {}
  private:
   int c_ = In.channels;
   tensor_shape in_shape_{};

@@ -8,18 +8,13 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In>
-class relu_layer {
+class relu_layer : public layer_base<T, B, In, In> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape = In;
 
   int in_channels() const { return c_; }
   int out_channels() const { return c_; }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, static_cast<int>(x.rank() == 4 ? x.dim(1) : 0), "relu");
     c_ = static_cast<int>(x.dim(1));
     out_.resize(x.shape());
@@ -37,7 +32,7 @@ class relu_layer {
     folded_ = &y;
     has_output_ = false;
   }
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(!folded_, "relu: backward after a phase::infer forward (use phase::eval)");
     NETSPLIT_EXPECT(has_output_, "relu backward called before forward");
     detail::expect_grad(dy, out_, "relu");
@@ -55,6 +50,11 @@ class relu_layer {
   const tensor<T, B>& output() const { return folded_ ? *folded_ : out_; }
   const tensor<T, B>* output_grad() const { return dy_; }
 
+  /// Split role: where metrics read the open stream's activations and their gradients.
+  template <class W>
+  void describe_sites(W& w, const std::string&) {
+    w.tap([this] { return &output(); }, [this] { return output_grad(); });
+  }
  private:
   int c_ = In.channels;
   bool has_output_ = false;

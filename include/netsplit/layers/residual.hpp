@@ -16,11 +16,8 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In, int Out, int Stride, class Shortcut>
-class basic_block_layer {
+class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out, 3, Stride, 1>::output_shape> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
   using conv1_type = conv2d_layer<T, B, In, Out, 3, Stride, 1>;
   static constexpr fmap_shape mid_shape = conv1_type::output_shape;
   using bn1_type = batch_norm_layer<T, B, mid_shape>;
@@ -30,8 +27,6 @@ class basic_block_layer {
   using shortcut_type = std::conditional_t<identity, identity_shortcut_layer<T, B, In>,
                                            typename Shortcut::template layer<T, B, In, Out, Stride>>;
   static_assert(shortcut_type::output_shape == mid_shape, "netsplit: shortcut and main path shapes differ");
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape = mid_shape;
 
   int in_channels() const { return conv1.in_channels(); }
   int out_channels() const { return conv2.out_channels(); }
@@ -40,7 +35,7 @@ class basic_block_layer {
   // two fewer activation tensors per block); the arithmetic is the unfused block's.
   // With phase::infer each convolution takes its batch norm folded in, and the ReLU and the
   // residual sum in the same pass (conv2d_layer::forward_folded); no backward follows.
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase p) {
     inferred_ = p == phase::infer;
     if (inferred_) {
       const auto& h = conv1.forward_folded(ctx, x, bn1, nullptr, true);
@@ -54,7 +49,7 @@ class basic_block_layer {
     return bn2.forward_relu(ctx, h, p, &s);
   }
 
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(!inferred_, "residual block: backward after a phase::infer forward (use phase::eval)");
     const auto& out = bn2.output();
     detail::expect_grad(dy, out, "residual block");
@@ -114,6 +109,26 @@ class basic_block_layer {
     std::int64_t m = conv1.mult_adds_per_image() + conv2.mult_adds_per_image();
     if constexpr (CountsMultAdds<shortcut_type>) m += shortcut.mult_adds_per_image();
     return m;
+  }
+
+  /// Split role: conv1/bn1 -> conv2 is a site of its own (filters of conv1, tapped at the
+  /// first ReLU); the block consumes the open stream through conv1 and its shortcut; a
+  /// shortcut that changes width or size opens the next stream; conv2/bn2 produce the
+  /// stream's channels, tapped at the block's output.
+  template <class W>
+  void describe_sites(W& w, const std::string& p) {
+    w.inner_site(p + "conv1", p + "conv1.weight", {p + "bn1.weight", p + "bn1.bias"},
+                 {p + "bn1.running_mean", p + "bn1.running_var"}, {p + "conv2.weight"},
+                 [this] { return &inner_output(); }, [this] { return inner_output_grad(); });
+    w.consume(p + "conv1.weight");
+    shortcut.describe_input(w, p + "shortcut.");
+    if constexpr (!identity) {
+      w.open_stream();
+      shortcut.describe_output(w, p + "shortcut.");
+    }
+    w.produce_weight(p + "conv2.weight");
+    bn2.describe_sites(w, p + "bn2.");
+    w.tap([this] { return &output(); }, [this] { return output_grad(); });
   }
 
   conv1_type conv1;

@@ -135,6 +135,15 @@ class sequential_layer {
         l.visit_buffers([&](const std::string& n, auto& b) { v(name + "." + n, b); });
     });
   }
+  /// Split role: each child's in order, under "<prefix><child name>."; a child that
+  /// declares none stops the walk (contract_violation naming it).
+  template <class W>
+  void describe_sites(W& w, const std::string& prefix) {
+    for_each_layer([&](const std::string& name, auto& l) {
+      if constexpr (requires { l.describe_sites(w, prefix); }) l.describe_sites(w, prefix + name + ".");
+      else w.unsupported(prefix + name);
+    });
+  }
   /// Lets every child adopt the widths of its tensors after a split replaced them.
   void sync_widths() {
     for_each_layer([&](const std::string&, auto& l) {

@@ -18,22 +18,22 @@
 namespace netsplit {
 
 template <class T, class B, fmap_shape In>
-class identity_shortcut_layer {
+class identity_shortcut_layer : public layer_base<T, B, In, In> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape = In;
   int in_channels() const { return c_; }
   int out_channels() const { return c_; }
-  const tensor<T, B>& forward(context_type&, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context&, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, static_cast<int>(x.rank() == 4 ? x.dim(1) : 0), "identity shortcut");
     c_ = static_cast<int>(x.dim(1));
     return x;
   }
-  const tensor<T, B>& backward(context_type&, const tensor<T, B>& dy, bool = true) { return dy; }
+  const tensor<T, B>& backward(typename B::context&, const tensor<T, B>& dy, bool = true) { return dy; }
 
+  /// Split role inside a residual block: nothing to widen on either side.
+  template <class W>
+  void describe_input(W&, const std::string&) {}
+  template <class W>
+  void describe_output(W&, const std::string&) {}
  private:
   int c_ = In.channels;
 };
@@ -47,13 +47,8 @@ struct scatter_entry {
 };
 
 template <class T, class B, fmap_shape In, int Out, int Stride>
-class shortcut_a_layer {
+class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height - 1) / Stride + 1, (In.width - 1) / Stride + 1})> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape{Out, (In.height - 1) / Stride + 1, (In.width - 1) / Stride + 1};
 
   /// Initial map: input channel c goes to output channel c + (Out - In)/2 (PyTorch's
   /// reference pads (Out - In)/2 zero channels on each side), coefficient 1.
@@ -118,14 +113,14 @@ class shortcut_a_layer {
     set_map(in_c_, out_c_ + 1, e);
   }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, in_c_, "shortcut_a");
     const auto d = desc(static_cast<int>(x.dim(0)));
-    out_.resize({x.dim(0), out_c_, output_shape.height, output_shape.width});
+    out_.resize({x.dim(0), out_c_, this->output_shape.height, this->output_shape.width});
     B::channel_scatter_forward(ctx, d, x.data(), src_.data(), dst_.data(), coef_.data(), out_.data());
     return out_;
   }
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     detail::expect_grad(dy, out_, "shortcut_a");
     if (!input_grad) {
       dx_.resize({});
@@ -137,6 +132,16 @@ class shortcut_a_layer {
     return dx_;
   }
 
+  /// Split role inside a residual block: a structural consumer of the input stream and a
+  /// structural producer of the output stream (the scatter's channel map widens).
+  template <class W>
+  void describe_input(W& w, const std::string&) {
+    w.consume_structural([this](int j) { duplicate_input(j); });
+  }
+  template <class W>
+  void describe_output(W& w, const std::string&) {
+    w.produce_structural([this](int j) { duplicate_output(j); });
+  }
  private:
   channel_scatter_desc desc(int batch) const {
     return {batch, in_c_, out_c_, In.height, In.width, Stride, static_cast<int>(entries_.size())};
@@ -148,23 +153,18 @@ class shortcut_a_layer {
 };
 
 template <class T, class B, fmap_shape In, int Out, int Stride>
-class shortcut_b_layer {
+class shortcut_b_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out, 1, Stride, 0>::output_shape> {
  public:
-  using scalar_type = T;
-  using backend_type = B;
-  using context_type = typename B::context;
   using conv_type = conv2d_layer<T, B, In, Out, 1, Stride, 0>;
   using bn_type = batch_norm_layer<T, B, conv_type::output_shape>;
-  static constexpr fmap_shape input_shape = In;
-  static constexpr fmap_shape output_shape = conv_type::output_shape;
 
   int in_channels() const { return conv.in_channels(); }
   int out_channels() const { return conv.out_channels(); }
 
-  const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+  const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase p) {
     return bn.forward(ctx, conv.forward(ctx, x, p), p);
   }
-  const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     return conv.backward(ctx, bn.backward(ctx, dy), input_grad);
   }
   template <class V>
@@ -184,6 +184,17 @@ class shortcut_b_layer {
   void sync_widths() {
     conv.sync_widths();
     bn.sync_widths();
+  }
+  /// Split role inside a residual block: the projection consumes the input stream and,
+  /// with its batch norm, produces the output stream's channels.
+  template <class W>
+  void describe_input(W& w, const std::string& prefix) {
+    w.consume(prefix + "conv.weight");
+  }
+  template <class W>
+  void describe_output(W& w, const std::string& prefix) {
+    w.produce_weight(prefix + "conv.weight");
+    bn.describe_sites(w, prefix + "bn.");
   }
 
   conv_type conv;

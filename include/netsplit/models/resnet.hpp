@@ -3,7 +3,7 @@
 // ReLU, three stages of n basic blocks (16/32/64 channels, stride 2 entering stages 2, 3),
 // global average pooling and a linear classifier. Parameter names follow the reference
 // PyTorch definition (conv1, bn1, layer1.0.conv1, ..., linear) so weights can be exchanged.
-// Models Network (Layer + HasParameters + HasBuffers + Initializable + CountsMultAdds).
+// Models Network (models/network.hpp); its split sites come from its composition.
 #pragma once
 
 #include <cstdint>
@@ -18,17 +18,9 @@
 #include "netsplit/layers/relu.hpp"
 #include "netsplit/layers/residual.hpp"
 #include "netsplit/layers/sequential.hpp"
+#include "netsplit/models/network.hpp"
 
 namespace netsplit {
-
-/// A whole classifier: a Layer with parameters, buffers and initialisation, whose output is
-/// [N, classes, 1, 1] logits.
-template <class N>
-concept Network = Layer<N> && HasParameters<N> && HasBuffers<N> && Initializable<N> &&
-                  CountsMultAdds<N> && requires {
-                    { N::classes } -> std::convertible_to<int>;
-                    { N::architecture() } -> std::convertible_to<std::string>;
-                  };
 
 namespace detail {
 template <class T, class B, fmap_shape In, class... Specs>
@@ -113,6 +105,9 @@ class resnet {
   /// After a split replaced parameter tensors: every layer adopts its new widths.
   void sync_widths() { body_.sync_widths(); }
   std::int64_t mult_adds_per_image() const { return body_.mult_adds_per_image(); }
+  /// Split structure: the body's (models/structure.hpp derives the sites from it).
+  template <class W>
+  void describe_sites(W& w, const std::string& prefix) { body_.describe_sites(w, prefix); }
 
   body_type& body() { return body_; }
   const body_type& body() const { return body_; }
@@ -129,14 +124,5 @@ template <class B = cpu_backend, int Classes = 100, class T = float, ShortcutPol
 using resnet44 = resnet<44, Classes, B, T, Shortcut>;
 template <class B = cpu_backend, int Classes = 100, class T = float, ShortcutPolicy Shortcut = shortcut_a>
 using resnet56 = resnet<56, Classes, B, T, Shortcut>;
-
-/// Number of trainable scalars at the network's current widths.
-template <class N>
-  requires HasParameters<N>
-std::int64_t count_parameters(N& net) {
-  std::int64_t total = 0;
-  net.visit_parameters([&](const std::string&, auto& p, auto&) { total += p.numel(); });
-  return total;
-}
 
 }  // namespace netsplit

@@ -1,5 +1,6 @@
-// netsplit/split/apply.hpp — performing a split on a network, its optimizer state and any
-// other per-parameter state, and replaying a recorded history on a fresh network.
+// netsplit/split/apply.hpp — performing a split on a network (at a site of
+// models/structure.hpp), its optimizer state (whatever slots train/optimizer.hpp holds)
+// and any other per-parameter state, and replaying a recorded history on a fresh network.
 // A split of filter j at a site appends one filter (index = old width) to every producer,
 // and one input slice to every consumer; see strategy.hpp for the values and the momentum
 // rule. Requests that cannot be met (unknown site, filter out of range) are
@@ -15,10 +16,12 @@
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/core/random.hpp"
+#include "netsplit/models/network.hpp"
+#include "netsplit/models/structure.hpp"
 #include "netsplit/split/history.hpp"
-#include "netsplit/split/site.hpp"
+#include "netsplit/split/net2wider.hpp"
 #include "netsplit/split/strategy.hpp"
-#include "netsplit/train/sgd.hpp"
+#include "netsplit/train/optimizer.hpp"
 
 namespace netsplit {
 
@@ -59,61 +62,25 @@ void grow_axis1(tensor<T, B>& t, int j, double keep, double copy) {
   t.from_host(out);
 }
 
-template <class Net>
-struct tensor_index {
-  using T = typename Net::scalar_type;
-  using B = typename Net::backend_type;
-  std::map<std::string, tensor<T, B>*> params, buffers;
-  explicit tensor_index(Net& net) {
-    net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { params[n] = &w; });
-    net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { buffers[n] = &b; });
-  }
-  tensor<T, B>& param(const std::string& n) const {
-    const auto it = params.find(n);
-    NETSPLIT_EXPECT(it != params.end(), "split site refers to unknown parameter '", n, "'");
-    return *it->second;
-  }
-  tensor<T, B>& buffer(const std::string& n) const {
-    const auto it = buffers.find(n);
-    NETSPLIT_EXPECT(it != buffers.end(), "split site refers to unknown buffer '", n, "'");
-    return *it->second;
-  }
-};
 }  // namespace detail
-
-/// Current number of filters of a site.
-template <class Net>
-int site_width(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
-  detail::tensor_index<Net> idx(net);
-  return static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
-}
-
-/// Index of the site called `name`; contract_violation listing the known names if none.
-template <class T, class B>
-std::size_t find_site(const std::vector<split_site<T, B>>& sites, const std::string& name) {
-  for (std::size_t i = 0; i < sites.size(); ++i)
-    if (sites[i].name == name) return i;
-  std::string known;
-  for (const auto& s : sites) known += (known.empty() ? "" : ", ") + s.name;
-  detail::raise<contract_violation>("netsplit: unknown split site '", name, "' (sites: ", known, ")");
-}
 
 /// Extra per-parameter state to keep consistent with a split (e.g. TPM accumulators):
 /// called with the parameter name, whether the tensor is split along the filter axis (0)
 /// or the input axis (1), the filter, and the keep/copy factors for axis 1.
 using split_state_hook = std::function<void(const std::string& param, int axis, int filter, double keep, double copy)>;
 
-/// Splits filter `filter` of `site` with `strategy`. `opt` (optional) has its momentum
-/// transformed; `direction(tensor, filter)` supplies disagreement directions (optional).
+/// Splits filter `filter` of `site` with `strategy`. `opt` (optional) has every slot of its
+/// per-parameter state transformed; `direction(tensor, filter)` supplies disagreement
+/// directions (optional).
 /// Returns the record (iteration and score are the caller's to fill in).
 template <class Net, SplitStrategy S>
 split_record split_filter(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site,
                           int filter, const S& strategy, std::uint64_t seed,
-                          sgd<typename Net::scalar_type, typename Net::backend_type>* opt = nullptr,
+                          optimizer_state<typename Net::scalar_type, typename Net::backend_type>* opt = nullptr,
                           const std::function<std::vector<double>(const std::string&, int)>& direction = {},
                           const split_state_hook& hook = {}) {
   using T = typename Net::scalar_type;
-  detail::tensor_index<Net> idx(net);
+  tensor_index<Net> idx(net);
   const int width = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
   NETSPLIT_EXPECT(filter >= 0 && filter < width, "site '", site.name, "' has ", width, " filters; cannot split filter ",
                   filter);
@@ -137,16 +104,16 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
   }
 
   rng g(seed);
-  auto momentum = [&](const std::string& n) -> tensor<T, typename Net::backend_type>* {
-    if (!opt) return nullptr;
-    auto it = opt->momentum().find(n);
-    return it == opt->momentum().end() ? nullptr : &it->second;
+  using state_tensor = tensor<T, typename Net::backend_type>;
+  auto for_each_state = [&](const std::string& n, auto&& f) {
+    if (opt) opt->for_each_of(n, [&](const std::string&, state_tensor& m) { f(m); });
   };
   auto grow_producer_state = [&](const std::string& n) {
-    if (auto* m = momentum(n))
-      detail::grow_axis0(*m, filter, [&](std::span<T>, std::span<T> copy) {
+    for_each_state(n, [&](state_tensor& m) {
+      detail::grow_axis0(m, filter, [&](std::span<T>, std::span<T> copy) {
         if (!strategy.copy_momentum()) std::fill(copy.begin(), copy.end(), T(0));
       });
+    });
     if (hook) hook(n, 0, filter, 1.0, 1.0);
   };
   for (std::size_t k = 0; k < site.producer_weights.size(); ++k) {
@@ -165,7 +132,9 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
   }
   for (const auto& n : site.consumer_weights) {
     detail::grow_axis1(idx.param(n), filter, strategy.keep_factor(), strategy.copy_factor());
-    if (auto* m = momentum(n)) detail::grow_axis1(*m, filter, strategy.keep_factor(), strategy.copy_factor());
+    for_each_state(n, [&](state_tensor& m) {
+      detail::grow_axis1(m, filter, strategy.keep_factor(), strategy.copy_factor());
+    });
     if (hook) hook(n, 1, filter, strategy.keep_factor(), strategy.copy_factor());
   }
   for (const auto& s : site.structural) s(filter);

@@ -1,9 +1,9 @@
-// netsplit/split/selector.hpp — which filters to split, from per-site scores.
-// Defines Selector; models: top_k (global top-k across all sites: the study's "9
-// together"), capped_top_k (top-k with at most `cap` per site), threshold (every filter
-// scoring at least `min_score`, at most `max_count`). Ties go to the lower site index,
-// then the lower filter index, so selection is deterministic. Impossible requests (k
-// larger than the eligible filters, k < 1) are contract_violations.
+// netsplit/split/selector.hpp — which filters to split, from tpm's per-site scores.
+// Defines the Selector concept and selector_options (what a run asks of any selector);
+// models, one file each: top_k.hpp, capped_top_k.hpp, threshold.hpp; registry:
+// selectors.hpp. Ties go to the lower site index, then the lower filter index, so
+// selection is deterministic. Impossible requests (k larger than the eligible filters,
+// k < 1) are contract_violations.
 #pragma once
 
 #include <algorithm>
@@ -15,12 +15,17 @@
 #include <vector>
 
 #include "netsplit/core/errors.hpp"
+#include "netsplit/tpm/scores.hpp"
 
 namespace netsplit {
 
-struct site_scores {
-  std::string site;
-  std::vector<double> scores;  // per filter, current width
+/// What a run asks of a selector, whichever it is: how many filters (at most), how many
+/// per site at most, the least score. Each selector reads the fields it uses
+/// (configured(options)).
+struct selector_options {
+  int count = 9;
+  int cap = 1;
+  double min_score = 0;
 };
 
 struct split_choice {
@@ -53,57 +58,5 @@ inline std::vector<split_choice> ranked(std::span<const site_scores> scores) {
   return all;
 }
 }  // namespace detail
-
-struct top_k {
-  int k = 9;
-  std::string name() const { return "top_k"; }
-  std::vector<split_choice> select(std::span<const site_scores> scores) const {
-    NETSPLIT_EXPECT(k >= 1, "top_k needs k >= 1, got ", k);
-    auto all = detail::ranked(scores);
-    NETSPLIT_EXPECT(static_cast<std::size_t>(k) <= all.size(), "cannot select ", k, " filters: only ", all.size(),
-                    " are eligible across ", scores.size(), " sites");
-    all.resize(static_cast<std::size_t>(k));
-    return all;
-  }
-};
-
-struct capped_top_k {
-  int k = 9;
-  int cap = 1;
-  std::string name() const { return "capped_top_k"; }
-  std::vector<split_choice> select(std::span<const site_scores> scores) const {
-    NETSPLIT_EXPECT(k >= 1 && cap >= 1, "capped_top_k needs k >= 1 and cap >= 1, got k=", k, " cap=", cap);
-    std::vector<int> taken(scores.size(), 0);
-    std::vector<split_choice> out;
-    std::size_t eligible = 0;
-    for (const auto& s : scores) eligible += std::min<std::size_t>(s.scores.size(), static_cast<std::size_t>(cap));
-    NETSPLIT_EXPECT(static_cast<std::size_t>(k) <= eligible, "cannot select ", k, " filters with at most ", cap,
-                    " per site: only ", eligible, " are eligible");
-    for (const auto& c : detail::ranked(scores)) {
-      if (taken[c.site] >= cap) continue;
-      ++taken[c.site];
-      out.push_back(c);
-      if (static_cast<int>(out.size()) == k) break;
-    }
-    return out;
-  }
-};
-
-struct threshold {
-  double min_score = 0;
-  int max_count = 9;
-  std::string name() const { return "threshold"; }
-  std::vector<split_choice> select(std::span<const site_scores> scores) const {
-    NETSPLIT_EXPECT(max_count >= 1, "threshold needs max_count >= 1, got ", max_count);
-    std::vector<split_choice> out;
-    for (const auto& c : detail::ranked(scores)) {
-      if (c.score < min_score || static_cast<int>(out.size()) == max_count) break;
-      out.push_back(c);
-    }
-    return out;
-  }
-};
-
-static_assert(Selector<top_k> && Selector<capped_top_k> && Selector<threshold>);
 
 }  // namespace netsplit

@@ -1,25 +1,27 @@
 // netsplit/tpm/recorder.hpp — records a TPM metric for every split site of a network
-// inside an iteration window. Hook observe(iter) into the trainer's after_backward: the
-// gradients of the iteration are available and the update has not happened. Outside
-// [begin, end) it does nothing. Its whole state (metric state per site, observed count)
-// goes into checkpoints, so a run resumed mid-window ends with the same scores.
+// inside an iteration window, on any Backend (signals that are not host-resident are
+// staged through the backend's transfer). attach(trainer) hooks observe(iter) into the
+// trainer's after_backward (the gradients of the iteration are available and the update
+// has not happened) and its state into the trainer's checkpoints. Outside [begin, end) it
+// does nothing. Its whole state (metric state per site, observed count) goes into
+// checkpoints, so a run resumed mid-window ends with the same scores.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
-#include <type_traits>
 #include <vector>
 
-#include "netsplit/backend/cpu/cpu_backend.hpp"
 #include "netsplit/core/errors.hpp"
 #include "netsplit/io/safetensors.hpp"
-#include "netsplit/split/apply.hpp"
-#include "netsplit/split/selector.hpp"
-#include "netsplit/split/site.hpp"
+#include "netsplit/models/network.hpp"
+#include "netsplit/models/structure.hpp"
 #include "netsplit/tpm/metrics.hpp"
+#include "netsplit/tpm/scores.hpp"
+#include "netsplit/train/checkpoint.hpp"
 
 namespace netsplit {
 
@@ -36,12 +38,10 @@ class tpm_recorder {
   using T = typename Net::scalar_type;
   using B = typename Net::backend_type;
 
-  /// `ctx` (optional, CPU backend) lends its thread pool to the Taylor signal.
+  /// `ctx` (optional) lends its parallel_for to the Taylor signal.
   tpm_recorder(Net& net, any_tpm_metric metric, tpm_window window, std::uint64_t seed,
                typename B::context* ctx = nullptr)
-      : net_(net), metric_(std::move(metric)), window_(window), seed_(seed), sites_(derive_sites(net)) {
-    if constexpr (std::is_same_v<B, cpu_backend>)
-      if (ctx) pool_ = &ctx->pool();
+      : net_(net), ctx_(ctx), metric_(std::move(metric)), window_(window), seed_(seed), sites_(derive_sites(net)) {
     NETSPLIT_EXPECT(window.begin >= 0 && window.end > window.begin, "TPM window [", window.begin, ", ", window.end,
                     ") is empty or negative");
     state_.resize(sites_.size());
@@ -65,6 +65,25 @@ class tpm_recorder {
     summary_stride_ = stride;
   }
 
+  /// Observes every iteration of `tr` (its after_backward hook) and saves and restores its
+  /// state with tr's checkpoints. The recorder must outlive tr.
+  template <class Trainer>
+  void attach(Trainer& tr) {
+    tr.after_backward.add([this](std::int64_t it) { observe(it); });
+    tr.add_section(section());
+  }
+
+  /// The recorder's part of a checkpoint (validate stages the state, apply adopts it).
+  checkpoint_section<Net> section() {
+    auto staged = std::make_shared<loaded_state>();
+    checkpoint_section<Net> s;
+    s.name = "tpm";
+    s.save = [this](io::safetensors_file& f) { save(f); };
+    s.validate = [this, staged](const io::safetensors_file& f, const std::string& where) { *staged = parse(f, where); };
+    s.apply = [this, staged](const io::safetensors_file&, const std::string&) { adopt(std::move(*staged)); };
+    return s;
+  }
+
   /// Adds iteration `iter` if it lies in the window (and reports its summary); outside the
   /// window, only reports a summary when the summary range asks for one.
   void observe(std::int64_t iter) {
@@ -73,7 +92,7 @@ class tpm_recorder {
         summary_range_.contains(iter) && (iter - summary_range_.begin) % summary_stride_ == 0;
     if (!accumulate && !summarize) return;
     tpm_summary summary{iter, metric_.name(), {}};
-    const detail::tensor_index<Net> idx(net_);
+    const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, iter, metric_.needs());
       if (accumulate) {
@@ -90,7 +109,7 @@ class tpm_recorder {
   /// Per-site scores at the network's current widths.
   std::vector<site_scores> scores() {
     std::vector<site_scores> out;
-    const detail::tensor_index<Net> idx(net_);
+    const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, window_.end, 0);
       out.push_back({sites_[s].name, metric_.scores(state_[s], signals_)});
@@ -105,7 +124,7 @@ class tpm_recorder {
       const auto& site = sites_[s];
       const auto it = state_[s].find("direction");
       if (it == state_[s].end() || it->second.empty()) continue;
-      detail::tensor_index<Net> idx(net_);
+      tensor_index<Net> idx(net_);
       const int filters = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
       std::size_t offset = 0, row = 0;
       for (const auto& n : site.producer_weights) row += static_cast<std::size_t>(idx.param(n).numel() / filters);
@@ -133,8 +152,20 @@ class tpm_recorder {
             io::tensor_record::from<double>({static_cast<std::int64_t>(v.size())}, std::span<const double>(v));
   }
 
-  /// Restores state saved by save() with the same metric and window; io_error otherwise.
-  void load(const io::safetensors_file& f, const std::string& where) {
+  /// Restores state saved by save() with the same metric and window; io_error otherwise
+  /// (and then nothing changes).
+  void load(const io::safetensors_file& f, const std::string& where) { adopt(parse(f, where)); }
+
+ private:
+  /// State read from a checkpoint, not yet adopted; `present` is false for a file without
+  /// TPM state that may be continued (written before the window).
+  struct loaded_state {
+    bool present = false;
+    std::vector<metric_state> state;
+    std::int64_t observed = 0;
+  };
+
+  loaded_state parse(const io::safetensors_file& f, const std::string& where) const {
     const auto it = f.metadata.find("netsplit.tpm");
     if (it == f.metadata.end()) {
       // Without TPM state, only a checkpoint from before the window can be continued:
@@ -146,7 +177,7 @@ class tpm_recorder {
       } catch (const std::exception&) {
         detail::raise<io_error>("netsplit: checkpoint ", where, " has a bad iteration '", iter_it->second, "'");
       }
-      if (observed_ == 0 && iter <= window_.begin) return;
+      if (observed_ == 0 && iter <= window_.begin) return {};
       detail::raise<io_error>("netsplit: checkpoint ", where, " at iteration ", iter, " has no TPM state, but the ",
                               metric_.name(), " window [", window_.begin, ", ", window_.end,
                               ") starts before it: its scores would miss iterations (resume from a checkpoint "
@@ -179,12 +210,15 @@ class tpm_recorder {
         detail::raise<io_error>("netsplit: checkpoint ", where, " has TPM state for unknown site '", site, "'");
       state[s][name.substr(slash + 1)] = rec.template as<double>();
     }
-    state_ = std::move(state);
-    observed_ = observed;
+    return {true, std::move(state), observed};
+  }
+  void adopt(loaded_state l) {
+    if (!l.present) return;
+    state_ = std::move(l.state);
+    observed_ = l.observed;
   }
 
- private:
-  void gather(const detail::tensor_index<Net>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
+  void gather(const tensor_index<Net>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
     const auto& site = sites_[s];
     std::map<std::string, tensor<T, B>*> grads;
     if (needs & tpm_signal::gradients)
@@ -228,7 +262,7 @@ class tpm_recorder {
         std::vector<T> ah, gh;
         const T* ap = a->data();
         const T* gp = g->data();
-        if constexpr (!std::is_same_v<B, cpu_backend>) {
+        if constexpr (!B::host_memory) {
           ah = a->to_host();
           gh = g->to_host();
           ap = ah.data();
@@ -244,7 +278,7 @@ class tpm_recorder {
         auto planes = [&](std::int64_t lo, std::int64_t hi) {
           for (std::int64_t p = lo; p < hi; ++p) plane_dot_[static_cast<std::size_t>(p)] = dot(ap + p * plane, gp + p * plane, plane);
         };
-        if (pool_) pool_->parallel_for(n * filters, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) { planes(lo, hi); });
+        if (ctx_) ctx_->parallel_for(n * filters, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) { planes(lo, hi); });
         else planes(0, n * filters);
         for (std::int64_t b = 0; b < n; ++b)
           for (int c = 0; c < filters; ++c)
@@ -268,7 +302,7 @@ class tpm_recorder {
   }
 
   Net& net_;
-  thread_pool* pool_ = nullptr;
+  typename B::context* ctx_ = nullptr;
   std::vector<double> plane_dot_;
   any_tpm_metric metric_;
   tpm_window window_;

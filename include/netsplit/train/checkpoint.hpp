@@ -1,21 +1,46 @@
-// netsplit/train/checkpoint.hpp — the network and optimizer part of a checkpoint.
+// netsplit/train/checkpoint.hpp — the network and optimizer part of a checkpoint, and
+// checkpoint_section: a named part that another module owns.
 // A checkpoint is a safetensors file: parameters as "param/<name>", BatchNorm running
-// statistics as "buffer/<name>", momentum buffers as "momentum/<name>", and in
-// __metadata__ the format tag, the architecture, and whatever the trainer and its
-// extensions add (iteration, data-loader and RNG state, schedule, split history, TPM).
-// Any tool that reads safetensors can read the weights.
+// statistics as "buffer/<name>", optimizer state as "<slot>/<name>" (SGD: "momentum/"),
+// and in __metadata__ the format tag, the architecture, and whatever the trainer and the
+// registered sections add (iteration, data-loader and RNG state, schedule; split history,
+// TPM state). Any tool that reads safetensors can read the weights.
 #pragma once
 
 #include <charconv>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/io/safetensors.hpp"
-#include "netsplit/models/resnet.hpp"
-#include "netsplit/train/sgd.hpp"
+#include "netsplit/models/network.hpp"
+#include "netsplit/train/optimizer.hpp"
+
+namespace netsplit {
+
+/// A part of a checkpoint that a module other than the trainer owns (the split history,
+/// the TPM recorder's state), registered with trainer::add_section. Loading is two-phase,
+/// so nothing changes unless the whole file fits: every section's validate runs before
+/// any section's apply. Any member may be empty.
+template <class Net>
+struct checkpoint_section {
+  std::string name;  // for messages
+  /// Adds the section's tensors and metadata to a file being written.
+  std::function<void(io::safetensors_file&)> save;
+  /// Throws (io_error, naming `where`) when the file does not fit; changes nothing.
+  std::function<void(const io::safetensors_file&, const std::string& where)> validate;
+  /// When applying will change the network's widths (a split history to replay): makes
+  /// the same change to `fresh`, a network at its initial widths, and returns true; the
+  /// trainer then checks the file's tensors against `fresh` instead of its network.
+  std::function<bool(const io::safetensors_file&, const std::string& where, Net& fresh)> reshape;
+  /// Adopts the section's state from a validated file (before the tensors are restored).
+  std::function<void(const io::safetensors_file&, const std::string& where)> apply;
+};
+
+}  // namespace netsplit
 
 namespace netsplit::checkpoint {
 
@@ -54,22 +79,26 @@ inline std::int64_t parse_int(const std::string& text, const char* what, const s
   return v;
 }
 
-/// Parameters, buffers and momentum of net/opt as a safetensors file (no trainer state).
+/// Parameters, buffers and optimizer state as a safetensors file (no trainer state).
 template <class Net, class T, class B>
-io::safetensors_file capture(Net& net, const sgd<T, B>& opt) {
+io::safetensors_file capture(Net& net, const optimizer_state<T, B>& opt) {
   io::safetensors_file f;
   f.metadata["netsplit.format"] = format_tag;
   f.metadata["netsplit.architecture"] = Net::architecture();
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { f.tensors["param/" + n] = record_of(w); });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { f.tensors["buffer/" + n] = record_of(b); });
-  for (const auto& [n, m] : opt.momentum()) f.tensors["momentum/" + n] = record_of(m);
+  opt.for_each([&](const std::string& slot, const std::string& n, const tensor<T, B>& m) {
+    f.tensors[slot + "/" + n] = record_of(m);
+  });
   return f;
 }
 
 /// Throws io_error unless f holds every parameter and buffer of net with its current shape,
-/// written for the same architecture. Changes nothing.
+/// written for the same architecture, and optimizer state of net's scalar type for the
+/// state slots named (SGD's: "momentum"). Changes nothing.
 template <class Net>
-void check_compatible(const io::safetensors_file& f, Net& net, const std::string& where) {
+void check_compatible(const io::safetensors_file& f, Net& net, const std::string& where,
+                      const std::vector<std::string>& state_slots = {"momentum"}) {
   using T = typename Net::scalar_type;
   using B = typename Net::backend_type;
   expect_meta(f, "netsplit.format", format_tag, where);
@@ -92,33 +121,35 @@ void check_compatible(const io::safetensors_file& f, Net& net, const std::string
   };
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { check("param/" + n, w); });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { check("buffer/" + n, b); });
-  for (const auto& [key, r] : f.tensors) {
-    if (key.rfind("momentum/", 0) != 0) continue;
-    if (r.type != io::dtype_of<T>::value)
-      detail::raise<io_error>("netsplit: checkpoint ", where, " stores '", key, "' with another scalar type");
-  }
+  for (const auto& slot : state_slots)
+    for (const auto& [key, r] : f.tensors) {
+      if (key.rfind(slot + "/", 0) != 0) continue;
+      if (r.type != io::dtype_of<T>::value)
+        detail::raise<io_error>("netsplit: checkpoint ", where, " stores '", key, "' with another scalar type");
+    }
 }
 
-/// Copies parameters, buffers and momentum from f into net and opt. Call check_compatible
-/// first: restore assumes f matches.
+/// Copies parameters, buffers and optimizer state from f into net and opt. Call
+/// check_compatible first: restore assumes f matches.
 template <class Net, class T, class B>
-void restore(const io::safetensors_file& f, Net& net, sgd<T, B>& opt, const std::string& where) {
-  check_compatible(f, net, where);
+void restore(const io::safetensors_file& f, Net& net, optimizer_state<T, B>& opt, const std::string& where) {
+  check_compatible(f, net, where, opt.slot_names());
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>& g) {
     w.from_host(f.at("param/" + n).template as<T>());
     g.fill(T(0));
   });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { b.from_host(f.at("buffer/" + n).template as<T>()); });
-  opt.momentum().clear();
-  net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) {
-    const auto it = f.tensors.find("momentum/" + n);
-    if (it == f.tensors.end()) return;  // saved before the first step
-    tensor<T, B> m(w.shape());
-    if (static_cast<std::int64_t>(it->second.template as<T>().size()) != w.numel())
-      detail::raise<io_error>("netsplit: checkpoint ", where, " has momentum for '", n, "' of the wrong size");
-    m.from_host(it->second.template as<T>());
-    opt.momentum().emplace(n, std::move(m));
-  });
+  opt.clear();
+  for (const auto& slot : opt.slot_names())
+    net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) {
+      const auto it = f.tensors.find(slot + "/" + n);
+      if (it == f.tensors.end()) return;  // saved before the first step
+      tensor<T, B> m(w.shape());
+      if (static_cast<std::int64_t>(it->second.template as<T>().size()) != w.numel())
+        detail::raise<io_error>("netsplit: checkpoint ", where, " has ", slot, " for '", n, "' of the wrong size");
+      m.from_host(it->second.template as<T>());
+      opt.slot(slot).emplace(n, std::move(m));
+    });
 }
 
 }  // namespace netsplit::checkpoint

@@ -72,7 +72,7 @@ classification_totals evaluate(typename Net::context_type& ctx, Net& net, Loader
   classification_totals total;
   const auto batches = loader.batches_per_epoch();
   for (std::int64_t b = 0; b < static_cast<std::int64_t>(batches); ++b) {
-    if constexpr (std::is_same_v<B, cpu_backend> && std::is_same_v<T, float>) {
+    if constexpr (std::is_same_v<tensor<T, B>, tensor<float, cpu_backend>>) {  // the loader's own type
       loader.next(images, labels);
     } else {
       loader.next(staged, labels);

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace netsplit {
 
@@ -34,6 +36,21 @@ struct snapshot_event {
 struct split_event {
   std::int64_t iter = 0;
   std::string description;  // one line per split: site, filter, score, strategy
+};
+
+/// A point in the training loop where other modules join (TPM recording, splits): an
+/// ordered list of callbacks, called in the order they were added.
+template <class... Args>
+class hook {
+ public:
+  void add(std::function<void(Args...)> f) { fs_.push_back(std::move(f)); }
+  void operator()(Args... args) const {
+    for (const auto& f : fs_) f(args...);
+  }
+  bool empty() const { return fs_.empty(); }
+
+ private:
+  std::vector<std::function<void(Args...)>> fs_;
 };
 
 /// Callbacks; any may be empty.

@@ -3,9 +3,9 @@
 //   g' = g + wd * w;  m = mu * m + g';  w -= lr * (nesterov ? g' + mu * m : m)
 // (Caffe folds lr into the momentum buffer, m = mu*m + lr*g', w -= m; the two agree while
 // lr is constant and differ for one step's worth of history after each lr change.)
-// Momentum buffers are keyed by parameter name, so a network whose widths grow (a split)
-// can have its buffers grown consistently by the split code; the optimizer never resets a
-// buffer silently — a shape mismatch is a contract violation.
+// Momentum buffers are the state slot "momentum" (train/optimizer.hpp), keyed by parameter
+// name, so a network whose widths grow (a split) has its buffers grown with it; the
+// optimizer never resets a buffer silently — a shape mismatch is a contract violation.
 #pragma once
 
 #include <map>
@@ -14,6 +14,7 @@
 #include "netsplit/core/errors.hpp"
 #include "netsplit/core/tensor.hpp"
 #include "netsplit/layers/layer.hpp"
+#include "netsplit/train/optimizer.hpp"
 
 namespace netsplit {
 
@@ -34,9 +35,10 @@ class sgd {
   template <class Net>
     requires HasParameters<Net>
   void step(typename B::context& ctx, Net& net, double lr) {
+    auto& momentum = state_.slot("momentum");
     net.visit_parameters([&](const std::string& name, tensor<T, B>& w, tensor<T, B>& g) {
-      auto it = momentum_.find(name);
-      if (it == momentum_.end()) it = momentum_.emplace(name, tensor<T, B>(w.shape(), T(0))).first;
+      auto it = momentum.find(name);
+      if (it == momentum.end()) it = momentum.emplace(name, tensor<T, B>(w.shape(), T(0))).first;
       NETSPLIT_EXPECT(it->second.shape() == w.shape(), "momentum buffer of '", name, "' has shape ",
                       it->second.shape(), " but the parameter has ", w.shape(),
                       " (a split must grow the buffer too)");
@@ -45,13 +47,16 @@ class sgd {
     });
   }
 
+  /// Per-parameter state: the one slot "momentum".
+  optimizer_state<T, B>& state() { return state_; }
+  const optimizer_state<T, B>& state() const { return state_; }
   /// Momentum buffers by parameter name (created at the first step).
-  std::map<std::string, tensor<T, B>>& momentum() { return momentum_; }
-  const std::map<std::string, tensor<T, B>>& momentum() const { return momentum_; }
+  std::map<std::string, tensor<T, B>>& momentum() { return state_.slot("momentum"); }
+  const std::map<std::string, tensor<T, B>>& momentum() const { return state_.slot("momentum"); }
 
  private:
   sgd_config cfg_;
-  std::map<std::string, tensor<T, B>> momentum_;
+  optimizer_state<T, B> state_{{"momentum"}};
 };
 
 }  // namespace netsplit

@@ -1,9 +1,10 @@
 // netsplit/train/trainer.hpp — the training loop: data -> forward -> loss -> backward ->
 // SGD, evaluation at an interval, snapshots, exact resume, divergence guard.
-// Reports through training_events (never prints). Hooks let other modules join without the
-// trainer knowing them: before_iteration (splits happen here), after_backward (TPM
-// recording sees the gradients before the update), and checkpoint extensions (split
-// history and TPM accumulators travel in the same file).
+// Reports through training_events (never prints). The trainer is a generic engine: it
+// knows nothing of scores or splits. Other modules join through hooks — before_iteration
+// (splits happen here), after_backward (TPM recording sees the gradients before the
+// update) — and through checkpoint sections (split history and TPM state travel in the
+// same file; see checkpoint_section).
 // Determinism: for a fixed seed and thread count, a run resumed from a checkpoint at
 // iteration k reaches bit-identical parameters at iteration n as a run that never stopped.
 #pragma once
@@ -13,15 +14,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/data/data.hpp"
-#include "netsplit/models/resnet.hpp"
-#include "netsplit/split/apply.hpp"
-#include "netsplit/split/history.hpp"
+#include "netsplit/backend/cpu/cpu_backend.hpp"
+#include "netsplit/models/network.hpp"
 #include "netsplit/train/checkpoint.hpp"
 #include "netsplit/train/evaluate.hpp"
 #include "netsplit/train/events.hpp"
@@ -71,12 +72,13 @@ class trainer {
 
   training_events events;
   /// Called with the iteration about to run (0-based), before its batch is drawn.
-  std::function<void(std::int64_t)> before_iteration;
+  hook<std::int64_t> before_iteration;
   /// Called after backward of iteration `iter` (0-based), before the SGD update.
-  std::function<void(std::int64_t)> after_backward;
-  /// Add to / read from checkpoints (split history, TPM state).
-  std::function<void(io::safetensors_file&)> save_extension;
-  std::function<void(const io::safetensors_file&)> load_extension;
+  hook<std::int64_t> after_backward;
+
+  /// Registers a part of every checkpoint this trainer writes and loads; sections save
+  /// and load in the order they were added.
+  void add_section(checkpoint_section<Net> s) { sections_.push_back(std::move(s)); }
 
   std::int64_t iteration() const { return iter_; }
   const train_config& config() const { return cfg_; }
@@ -85,10 +87,6 @@ class trainer {
   sgd<T, B>& optimizer() { return opt_; }
   context_type& context() { return ctx_; }
   batch_loader& train_loader() { return train_; }
-
-  /// Every split applied to this network so far (saved in checkpoints, replayed on load).
-  const std::vector<split_record>& history() const { return history_; }
-  void add_history(split_record r) { history_.push_back(std::move(r)); }
 
   /// Runs until config().max_iter, testing and snapshotting on schedule.
   void run() {
@@ -103,9 +101,9 @@ class trainer {
   /// One SGD iteration. Throws divergence_error (state untouched by the bad update) when
   /// the loss is NaN or infinite.
   void step() {
-    if (before_iteration) before_iteration(iter_);
+    before_iteration(iter_);
     const auto t0 = std::chrono::steady_clock::now();
-    if constexpr (std::is_same_v<B, cpu_backend> && std::is_same_v<T, float>) {
+    if constexpr (loader_native) {
       train_.next(images_, labels_);
     } else {
       train_.next(host_images_, labels_);
@@ -118,7 +116,7 @@ class trainer {
       detail::raise<divergence_error>("netsplit: training diverged: loss is ", loss, " at iteration ", iter_ + 1,
                                       " (lr ", cfg_.schedule.lr(iter_), "); no update was applied");
     net_.backward(ctx_, loss_.backward());
-    if (after_backward) after_backward(iter_);
+    after_backward(iter_);
     const double lr = cfg_.schedule.lr(iter_);
     opt_.step(ctx_, net_, lr);
     ++iter_;
@@ -155,15 +153,15 @@ class trainer {
         detail::raise<divergence_error>("netsplit: parameter '", name, "' is not finite at iteration ", iter_,
                                         "; refusing to write checkpoint ", path.string());
     });
-    io::safetensors_file f = checkpoint::capture(net_, opt_);
+    io::safetensors_file f = checkpoint::capture(net_, opt_.state());
     f.metadata["netsplit.iteration"] = std::to_string(iter_);
     f.metadata["netsplit.loader"] = train_.save_state();
     f.metadata["netsplit.schedule"] = cfg_.schedule.describe();
     f.metadata["netsplit.seed"] = std::to_string(cfg_.seed);
     f.metadata["netsplit.batch_size"] = std::to_string(cfg_.batch_size);
     f.metadata["netsplit.dataset"] = train_set_.name;
-    f.metadata["netsplit.splits"] = serialize_history(history_);
-    if (save_extension) save_extension(f);
+    for (const auto& s : sections_)
+      if (s.save) s.save(f);
     io::write_file_atomic(path, f);
   }
 
@@ -176,29 +174,23 @@ class trainer {
     const auto iter = checkpoint::parse_int(checkpoint::meta(f, "netsplit.iteration", where), "iteration", where);
     checkpoint::expect_meta(f, "netsplit.dataset", train_set_.name, where);
     checkpoint::expect_meta(f, "netsplit.batch_size", std::to_string(cfg_.batch_size), where);
-    // A grown checkpoint: validate its split history on a fresh network first, so nothing
-    // changes unless the whole file fits; then grow this network the same way.
-    const auto hist_it = f.metadata.find("netsplit.splits");
-    const auto history = hist_it == f.metadata.end() ? std::vector<split_record>{} : parse_history(hist_it->second, where);
-    const bool replay = history != history_;
-    if (replay) {
-      if (!history_.empty())
-        detail::raise<io_error>("netsplit: checkpoint ", where, " has a different split history than this network (",
-                                history.size(), " vs ", history_.size(), " splits)");
-      Net fresh;
-      replay_history(fresh, history, where);
-      checkpoint::check_compatible(f, fresh, where);
-    } else {
-      checkpoint::check_compatible(f, net_, where);
-    }
+    for (const auto& s : sections_)
+      if (s.validate) s.validate(f, where);
+    // A section that will change the network's widths (a split history) shows the widths
+    // on a fresh network first, so the file's tensors are checked before anything changes.
+    bool reshaped = false;
+    std::optional<Net> fresh;
+    for (const auto& s : sections_)
+      if (s.reshape) {
+        if (!fresh) fresh.emplace();
+        reshaped = s.reshape(f, where, *fresh) || reshaped;
+      }
+    checkpoint::check_compatible(f, reshaped ? *fresh : net_, where, opt_.state().slot_names());
     batch_loader loader = train_;
     loader.load_state(checkpoint::meta(f, "netsplit.loader", where));
-    if (load_extension) load_extension(f);
-    if (replay) {
-      replay_history(net_, history, where);
-      history_ = history;
-    }
-    checkpoint::restore(f, net_, opt_, where);
+    for (const auto& s : sections_)
+      if (s.apply) s.apply(f, where);
+    checkpoint::restore(f, net_, opt_.state(), where);
     train_ = loader;
     iter_ = iter;
   }
@@ -211,8 +203,10 @@ class trainer {
     return false;
   }
 
+  /// The loader fills host float tensors and spreads its work over a cpu_context's pool.
+  static constexpr bool loader_native = std::is_same_v<tensor<T, B>, tensor<float, cpu_backend>>;
   cpu_context* host_context() {
-    if constexpr (std::is_same_v<B, cpu_backend>) return &ctx_;
+    if constexpr (std::is_same_v<context_type, cpu_context>) return &ctx_;
     else return nullptr;
   }
 
@@ -229,7 +223,7 @@ class trainer {
   tensor<float, cpu_backend> host_images_;
   std::vector<int> labels_;
   std::int64_t iter_ = 0;
-  std::vector<split_record> history_;
+  std::vector<checkpoint_section<Net>> sections_;
 };
 
 }  // namespace netsplit

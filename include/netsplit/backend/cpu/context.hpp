@@ -11,6 +11,7 @@
 #include <optional>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "netsplit/backend/cpu/thread_pool.hpp"
@@ -68,6 +69,9 @@ class cpu_context {
 
   int threads() const { return pool_.size(); }
   thread_pool& pool() { return pool_; }
+  /// Host-side loops of callers (Backend's parallel_for): the pool's fixed chunking.
+  template <class F>
+  void parallel_for(std::ptrdiff_t n, F&& body) { pool_.parallel_for(n, std::forward<F>(body)); }
 
   cpu_conv_algorithm conv_algorithm() const { return conv_algorithm_; }
   void set_conv_algorithm(cpu_conv_algorithm a) { conv_algorithm_ = a; }

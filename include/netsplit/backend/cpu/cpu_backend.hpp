@@ -25,6 +25,7 @@ namespace netsplit {
 struct cpu_backend {
   using context = cpu_context;
   static constexpr const char* name = "cpu";
+  static constexpr bool host_memory = true;
 
   // ---- memory ---------------------------------------------------------------------------
   template <class T>

@@ -92,6 +92,12 @@ class cuda_context {
   detail::cudnn::plan_cache& conv_plans() { return plans_; }
 #endif
 
+  /// Host-side loops of callers (Backend's parallel_for): one chunk on the calling thread.
+  template <class F>
+  void parallel_for(std::ptrdiff_t n, F&& body) {
+    if (n > 0) body(std::ptrdiff_t{0}, n, 0);
+  }
+
   /// Device scratch: slot `slot` (0..3) holds at least `count` elements of T, valid until
   /// the next call with the same slot. Growing it waits for queued work first.
   template <class T>

@@ -45,6 +45,8 @@ namespace netsplit {
 struct cuda_backend {
   using context = cuda_context;
   static constexpr const char* name = "cuda";
+  /// Device memory (also on thrust's CPP system, so its tests take the GPU's staging path).
+  static constexpr bool host_memory = false;
 
   /// Policy of the context-free memory operations: the legacy default stream, no host wait.
   static auto default_policy() {

@@ -1,6 +1,6 @@
-// netsplit/split/plan.hpp — "split K filters now": scores from a TPM recorder, a selector,
-// a strategy; applied to a training network together with its optimizer state, recorded
-// in the trainer's history, reported as a split_event.
+// netsplit/grow/split_now.hpp — "split K filters now": scores from a TPM recorder, a
+// selector, a strategy; applied to a training network together with its optimizer state,
+// recorded in the run's split history, reported as a split_event.
 #pragma once
 
 #include <functional>
@@ -9,9 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "netsplit/grow/split_history.hpp"
+#include "netsplit/models/structure.hpp"
 #include "netsplit/split/apply.hpp"
 #include "netsplit/split/selector.hpp"
 #include "netsplit/tpm/recorder.hpp"
+#include "netsplit/tpm/scores.hpp"
 #include "netsplit/train/trainer.hpp"
 
 namespace netsplit {
@@ -36,12 +39,14 @@ std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, con
   return ok;
 }
 
-/// Splits the filters `selector` picks from the recorder's scores (restricted to
-/// `which` sites) at the trainer's current iteration. `scores`, when given, replaces the
-/// recorder's scores for selection (e.g. random scores for a control) while the recorder
-/// still supplies what the strategy needs (disagreement directions). Returns the records.
+/// Splits the filters `selector` picks from the recorder's scores (restricted to `which`
+/// sites) at the trainer's current iteration and adds them to `history`. `scores`, when
+/// given, replaces the recorder's scores for selection (e.g. random scores for a control)
+/// while the recorder still supplies what the strategy needs (disagreement directions).
+/// Returns the records.
 template <class Net, Selector Sel, SplitStrategy S>
-std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, const Sel& selector, const S& strategy,
+std::vector<split_record> split_now(trainer<Net>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
+                                    const Sel& selector, const S& strategy,
                                     std::uint64_t seed, const std::string& which = "all",
                                     const std::vector<site_scores>* scores = nullptr) {
   const auto& sites = rec.sites();
@@ -76,7 +81,7 @@ std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, co
     auto d = recorded[current][t];
     const auto it = widened.find(t);
     if (d.empty() || it == widened.end()) return d;
-    detail::tensor_index<Net> idx(tr.net());
+    tensor_index<Net> idx(tr.net());
     const auto channels = static_cast<std::size_t>(idx.param(t).dim(1)) - it->second.size();
     const std::size_t inner = d.size() / channels;
     for (const int j : it->second) {
@@ -90,12 +95,12 @@ std::vector<split_record> split_now(trainer<Net>& tr, tpm_recorder<Net>& rec, co
     const auto& c = choices[k];
     const auto& site = sites[map[c.site]];
     current = k;
-    auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + tr.history().size()).next_u64(),
-                          &tr.optimizer(), direction);
+    auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + history.records().size()).next_u64(),
+                          &tr.optimizer().state(), direction);
     for (const auto& n : site.consumer_weights) widened[n].push_back(c.filter);
     r.iteration = tr.iteration();
     r.score = c.score;
-    tr.add_history(r);
+    history.add(r);
     out.push_back(r);
     desc << (k ? "\n" : "") << "split " << r.site << " filter " << r.filter << " -> " << r.new_index << " (score "
          << r.score << ", " << r.strategy << ", eps " << r.eps << ")";
