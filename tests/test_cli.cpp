@@ -2,6 +2,8 @@
 // in the program) for unknown or malformed flags.
 #include <doctest/doctest.h>
 
+#include <thread>
+
 #include <string>
 #include <vector>
 
@@ -36,12 +38,12 @@ TEST_CASE("presets set the recipe; flags override them in any order") {
   const auto d = parse({});
   CHECK(d.preset == "default");
   CHECK(d.max_iter > 0);
-  const auto s = parse({"--snapshot-at", "10,20,30", "--resume", "x.safetensors", "--threads", "2", "--seed", "9",
+  const auto s = parse({"--snapshot-at", "10,20,30", "--resume", "x.safetensors", "--threads", "1", "--seed", "9",
                         "--out-dir", "o", "--dataset", "cifar10", "--shortcut", "B", "--nesterov", "off",
                         "--lr-schedule", "multistep 0.2 0.5 10 20"});
   CHECK(s.snapshot_at == std::vector<std::int64_t>{10, 20, 30});
   CHECK(s.resume == "x.safetensors");
-  CHECK(s.threads == 2);
+  CHECK(s.threads == 1);
   CHECK(s.seed == 9);
   CHECK(s.out_dir == "o");
   CHECK(s.dataset == "cifar10");
@@ -86,7 +88,12 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--strategy", "clone"}, "--strategy expects net2wider");
   fails({"--select", "best"}, "--select expects top_k");
   fails({"--splits", "0"}, "--splits expects an integer in [1");
-  fails({"--mode", "study", "--resume", "x.safetensors"}, "--resume and --from-snapshot are for train mode");
+  fails({"--mode", "study", "--from-snapshot", "x.safetensors"}, "--from-snapshot is for train mode");
+  fails({"--mode", "study", "--resume", "runs/a", "--out-dir", "runs/b"}, "a study resumes in its own folder");
+  // issue 18: a repeated seed would count one run twice; more threads than the machine has
+  fails({"--mode", "study", "--seeds", "1,2,1"}, "--seeds lists seed 1 twice");
+  if (const unsigned hw = std::thread::hardware_concurrency(); hw > 0)
+    fails({"--threads", std::to_string(hw + 1)}, "hardware threads");
   fails({"--mode", "evolve"}, "--mode expects train or study");
 }
 
@@ -103,6 +110,9 @@ TEST_CASE("study flags and windows resolved from the preset") {
   CHECK(q.tpm_end == 3128);
   CHECK(q.splits == 5);
   CHECK(parse({"--controls", "none"}).controls.empty());
+  // a study resumes in its folder: --resume DIR is its --out-dir
+  CHECK(parse({"--mode", "study", "--resume", "runs/s"}).out_dir == "runs/s");
+  CHECK(parse({"--mode", "study", "--resume", "runs/s", "--out-dir", "runs/s"}).out_dir == "runs/s");
 }
 
 TEST_CASE("report statistics: sample std, Student-t 95% interval of a paired mean") {

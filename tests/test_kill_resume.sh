@@ -94,7 +94,7 @@ def listing(d):
             finals[int(m.group(1))] = f
         elif TEMP.match(f):
             temps.append(f)
-        elif f not in ("train.log", "metrics.jsonl"):
+        elif f not in ("train.log", "metrics.jsonl", ".netsplit.lock"):
             fail("unexpected file %s in the run folder" % f)
     return finals, temps
 

@@ -135,6 +135,7 @@ if mount -t tmpfs -o size=8m tmpfs "$d" 2>/dev/null; then
   mounts+=("$d")
   cp "$ck2" "$d/"
   ln -s "$out/ro_logs/train.log" "$d/train.log"; ln -s "$out/ro_logs/metrics.jsonl" "$d/metrics.jsonl"
+  ln -s "$out/ro_logs/.netsplit.lock" "$d/.netsplit.lock"  # the folder's lock, like the logs, elsewhere
   if mount -o remount,ro "$d" 2>/dev/null; then
     run readonly "${common[@]}" --max-iter 4 --snapshot-every 2 --out-dir "$d" --resume "$d/resnet20_iter_2.safetensors"
     expect_write_failure readonly "$d" "$d/resnet20_iter_4.safetensors" "Read-only file system" "read-only file system (EROFS)"
@@ -223,7 +224,8 @@ bad_split "at or after the TPM window's end (3)" --max-iter 6 --split-at 2 --tpm
 bad_split "is empty" --max-iter 6 --split-at 4 --tpm-window 3:3
 bad_split "expects BEGIN:END" --max-iter 6 --split-at 4 --tpm-window 2-3
 bad_split "does not fit in a run of 0 iterations" --mode study --max-iter 0
-bad_split "--resume and --from-snapshot are for train mode" --mode study --resume "$ck2"
+bad_split "--from-snapshot is for train mode" --mode study --from-snapshot "$ck2"
+bad_split "a study resumes in its own folder" --mode study --resume "$ck2"
 bad_split "--tpm expects" --tpm entropy
 bad_split "--strategy expects" --strategy widen
 bad_split "--select expects" --select best

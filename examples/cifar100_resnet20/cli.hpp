@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "netsplit/split/selectors.hpp"
@@ -165,7 +166,7 @@ inline std::string usage() {
       "run control:\n"
       "  --snapshot-at N[,N..]             write checkpoints at these iterations\n"
       "  --snapshot-every N                and every N iterations (0: off)\n"
-      "  --resume FILE                     continue from a checkpoint\n"
+      "  --resume FILE|DIR                 continue a run from a checkpoint; in study mode, the study in DIR\n"
       "  --threads N                       worker threads (0: all cores)\n"
       "  --seed N                          initialisation, data order and augmentation seed\n"
       "  --out-dir DIR                     logs, metrics and checkpoints (default runs/<preset>)\n"
@@ -303,7 +304,13 @@ inline options parse_options(int argc, const char* const* argv) {
     else if (f == "--resume") {
       if (v.empty()) throw cli_error("--resume needs a checkpoint file");
       o.resume = v;
-    } else if (f == "--threads") o.threads = parse_int<int>(f, v, 0, 1024);
+    } else if (f == "--threads") {
+      o.threads = parse_int<int>(f, v, 0, 1024);
+      const unsigned hw = std::thread::hardware_concurrency();  // 0: unknown
+      if (hw > 0 && static_cast<unsigned>(o.threads) > hw)
+        throw cli_error("--threads " + v + " is more than this machine's " + std::to_string(hw) +
+                        " hardware threads (0 uses all of them)");
+    }
     else if (f == "--seed") o.seed = parse_int<std::uint64_t>(f, v, 0, ~std::uint64_t{0});
     else if (f == "--out-dir") {
       if (v.empty()) throw cli_error("--out-dir needs a folder");
@@ -341,7 +348,14 @@ inline options parse_options(int argc, const char* const* argv) {
       o.from_snapshot = v;
     } else if (f == "--seeds") {
       o.seeds.clear();
-      for (const auto& part : detail::split_list(v)) o.seeds.push_back(parse_int<std::uint64_t>(f, part, 0, ~std::uint64_t{0}));
+      for (const auto& part : detail::split_list(v)) {
+        const auto seed = parse_int<std::uint64_t>(f, part, 0, ~std::uint64_t{0});
+        if (std::find(o.seeds.begin(), o.seeds.end(), seed) != o.seeds.end())
+          throw cli_error("--seeds lists seed " + std::to_string(seed) +
+                          " twice: the same seed is the same run, and counting it twice would narrow the statistics "
+                          "without evidence");
+        o.seeds.push_back(seed);
+      }
     } else if (f == "--controls") {
       o.controls.clear();
       if (v != "none")
@@ -367,8 +381,16 @@ inline options parse_options(int argc, const char* const* argv) {
       throw cli_error("--split-at " + std::to_string(o.split_at) + " must be at or after the TPM window's end (" +
                       std::to_string(o.tpm_end) + ") and before --max-iter (" + std::to_string(o.max_iter) + ")");
   }
-  if (o.mode == "study" && (!o.resume.empty() || !o.from_snapshot.empty()))
-    throw cli_error("--mode study runs its own baselines; --resume and --from-snapshot are for train mode");
+  if (o.mode == "study" && !o.from_snapshot.empty())
+    throw cli_error("--mode study runs its own baselines; --from-snapshot is for train mode");
+  if (o.mode == "study" && !o.resume.empty()) {
+    // In study mode --resume names the study's output folder: finished runs are read back,
+    // the interrupted one continues from its latest checkpoint, the rest run.
+    if (out_dir_given && o.out_dir != o.resume)
+      throw cli_error("--resume " + o.resume + " (a study's folder) and --out-dir " + o.out_dir +
+                      " differ: a study resumes in its own folder");
+    o.out_dir = o.resume;
+  }
   return o;
 }
 

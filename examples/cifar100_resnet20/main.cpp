@@ -4,17 +4,53 @@
 // recorded over a window and a snapshot at the split iteration, a derived run from that
 // snapshot with K splits, and controls (random splits; a static network of the grown
 // size), then a report (markdown/CSV table and SVG plots).
-// Exit codes: 0 done, 1 error (I/O, data, impossible request), 2 bad command line,
-// 3 training diverged (the last good checkpoint is kept).
+// Exit codes: 0 done, 1 error (I/O, data, impossible request, out of memory, output folder
+// in use), 2 bad command line, 3 training diverged (the last good checkpoint is kept),
+// 130 / 143 stopped by SIGINT / SIGTERM (a checkpoint was written; resume from it).
+#include <sys/resource.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <new>
 #include <string>
+#include <thread>
 
 #include "cli.hpp"
 #include "netsplit/netsplit.hpp"
+#include "netsplit/io/folder_lock.hpp"
 #include "report.hpp"
+#include "run_control.hpp"
 #include "study.hpp"
+
+// The program's allocation functions: as the standard ones, but a request that cannot be
+// met records its size (run_control::failed_allocation) so "out of memory" can say how
+// much was asked. (Defined here, in the program's one translation unit, never in the library.)
+namespace {
+void* allocate_or_throw(std::size_t n, std::size_t align) {
+  const std::size_t size = n ? n : 1;
+  void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? std::malloc(size)
+                                                       : std::aligned_alloc(align, (size + align - 1) / align * align);
+  if (!p) {
+    cifar_cli::run_control::failed_allocation = n;
+    throw std::bad_alloc();
+  }
+  return p;
+}
+}  // namespace
+void* operator new(std::size_t n) { return allocate_or_throw(n, 0); }
+void* operator new[](std::size_t n) { return allocate_or_throw(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return allocate_or_throw(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return allocate_or_throw(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace fs = std::filesystem;
 using namespace netsplit;
@@ -51,7 +87,9 @@ dataset_choice choose_dataset(const options& o) {
 
 data_env load_data(const options& o, const dataset_choice& c) {
   data_env d;
+  run_control::activity = "loading the training set from " + c.dir.string();
   d.train = c.kind == "cifar100" ? load_cifar100(c.dir, split::train) : load_cifar10(c.dir, split::train);
+  run_control::activity = "loading the test set from " + c.dir.string();
   d.test = c.kind == "cifar100" ? load_cifar100(c.dir, split::test) : load_cifar10(c.dir, split::test);
   if (o.train_limit > 0 && static_cast<std::size_t>(o.train_limit) < d.train.size())
     d.train = subset(d.train, 0, static_cast<std::size_t>(o.train_limit));
@@ -84,10 +122,12 @@ int run_study(const options& o, const data_env& data, const std::string& command
   std::vector<run_result> runs;
   const fs::path root(o.out_dir);
   fs::create_directories(root);
+  const bool resuming = !o.resume.empty();  // --resume names this study's folder
   std::string table;
   for (const auto seed : o.seeds) {
     const fs::path sdir = root / ("seed" + std::to_string(seed));
     // kind; for derived and random the snapshot to start from; for static the grown widths.
+    // Returns nullopt when the study stopped on a signal (exit code in `stopped`).
     auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {}) {
       run_spec spec;
       spec.kind = std::move(kind);
@@ -95,28 +135,42 @@ int run_study(const options& o, const data_env& data, const std::string& command
       spec.grown = std::move(grown);
       spec.seed = seed;
       spec.dir = sdir / spec.kind;
-      run_log log(spec.dir, o.progress);
-      log.prefix = "[seed " + std::to_string(seed) + " " + spec.kind + "] ";
-      if (!note.empty()) log.line("note: " + note);
-      log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
-               " training, " + std::to_string(data.test.size()) + " test images");
-      log.line(recipe_line(o) + " " + std::to_string(seed));
-      auto r = execute_logged<Net>(o, spec, data, log);
-      if (r.exit_code != 0) throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
-      runs.push_back(r);
+      std::optional<run_result> done = resuming ? finished_run(o, spec) : std::nullopt;
+      if (!done) {
+        if (resuming) spec.resume = latest_checkpoint(spec.dir).string();
+        run_log log(spec.dir, o.progress);
+        log.prefix = "[seed " + std::to_string(seed) + " " + spec.kind + "] ";
+        if (!note.empty()) log.line("note: " + note);
+        log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
+                 " training, " + std::to_string(data.test.size()) + " test images");
+        log.line(recipe_line(o) + " " + std::to_string(seed));
+        done = execute_logged<Net>(o, spec, data, log);
+        if (done->exit_code > 128) return done;  // stopped by a signal: the study stops too
+        if (done->exit_code != 0)
+          throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
+      } else {
+        run_control::print("[seed " + std::to_string(seed) + " " + spec.kind + "] finished before (" +
+                           spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
+      }
+      runs.push_back(*done);
       table = write_report(o, command, note, runs, root);
-      return r;
+      return done;
     };
     const auto base = run("baseline");
-    if (base.split_snapshot.empty()) throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
-    const auto derived = run("derived", base.split_snapshot.string());
+    if (base->exit_code > 128) return base->exit_code;
+    if (base->split_snapshot.empty() || !fs::exists(base->split_snapshot))
+      throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
+    const auto derived = run("derived", base->split_snapshot.string());
+    if (derived->exit_code > 128) return derived->exit_code;
     for (const auto& c : o.controls) {
-      if (c == "random") run("random", base.split_snapshot.string());
-      if (c == "static") run("static", "", derived.splits);
+      std::optional<run_result> r;
+      if (c == "random") r = run("random", base->split_snapshot.string());
+      if (c == "static") r = run("static", "", derived->splits);
+      if (r && r->exit_code > 128) return r->exit_code;
     }
   }
-  std::printf("\n%s\nreport: %s (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n", table.c_str(),
-              (root / "report.md").string().c_str());
+  run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
+                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n");
   return 0;
 }
 
@@ -126,6 +180,18 @@ int dispatch(const options& o, const data_env& data, const std::string& command,
   run_log log(o.out_dir, o.progress);
   if (!note.empty()) log.line("note: " + note);
   return run_train<Net>(o, data, log);
+}
+
+/// "out of memory while <activity>", the size asked, and the address-space limit if any.
+void report_out_of_memory(std::size_t bytes) {
+  std::string what = run_control::activity;
+  if (what.rfind("training", 0) == 0) what += " (iteration " + std::to_string(run_control::iteration.load() + 1) + ")";
+  rlimit lim{};
+  std::string limit;
+  if (getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
+    limit = "; the process may use at most " + std::to_string(lim.rlim_cur / (1024 * 1024)) + " MiB (ulimit -v)";
+  std::fprintf(stderr, "cifar100_resnet20: error: out of memory while %s: an allocation of %s could not be met%s\n",
+               what.c_str(), bytes ? (std::to_string(bytes) + " bytes").c_str() : "unknown size", limit.c_str());
 }
 
 }  // namespace
@@ -139,15 +205,34 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (o.help) {
-    std::printf("%s", usage().c_str());
+    run_control::print(usage());
     return 0;
   }
+  if (o.mode == "study" && !o.resume.empty() && !fs::is_directory(o.resume)) {
+    std::fprintf(stderr,
+                 "cifar100_resnet20: --resume %s: in study mode --resume names the output folder of the study to "
+                 "continue, and that is not a folder\nrun with --help for the flags\n",
+                 o.resume.c_str());
+    return 2;
+  }
+  run_control::install();
   std::string command = "cifar100_resnet20";
   for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
   try {
+    // One run per output folder at a time (a study's runs share its folder's lock), taken
+    // before anything is read or written; the kernel releases it however the process ends.
+    const io::folder_lock lock(o.out_dir);
     const auto choice = choose_dataset(o);
-    if (!choice.note.empty()) std::printf("note: %s\n", choice.note.c_str());
+    if (!choice.note.empty()) run_control::print("note: " + choice.note + "\n");
     const auto data = load_data(o, choice);
+    if (static_cast<std::size_t>(o.batch_size) > data.train.size()) {
+      std::fprintf(stderr,
+                   "cifar100_resnet20: --batch-size %d is larger than the training set (%zu images in %s): "
+                   "no full batch could be drawn\nrun with --help for the flags\n",
+                   o.batch_size, data.train.size(), data.source.c_str());
+      return 2;
+    }
+    run_control::activity = "building the network";
     const bool b = o.shortcut == "B";
     if (choice.kind == "cifar100")
       return b ? dispatch<resnet20<cpu_backend, 100, float, shortcut_b>>(o, data, command, choice.note)
@@ -157,6 +242,12 @@ int main(int argc, char** argv) {
   } catch (const divergence_error& e) {
     std::fprintf(stderr, "cifar100_resnet20: %s\n", e.what());
     return 3;
+  } catch (const out_of_memory& e) {
+    report_out_of_memory(e.bytes());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    report_out_of_memory(run_control::failed_allocation);
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cifar100_resnet20: error: %s\n", e.what());
     return 1;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "netsplit/train/events.hpp"
+#include "run_control.hpp"
 
 namespace cifar_cli {
 
@@ -26,6 +27,7 @@ class run_log {
     human_.open(dir / "train.log", std::ios::app);
     metrics_.open(dir / "metrics.jsonl", std::ios::app);
     if (!human_ || !metrics_) throw std::runtime_error("cannot write logs in " + dir.string());
+    if (run_control::stdout_lost) file_line("stdout was closed earlier in this process: this log is the only output");
   }
 
   /// Printed before every stdout line (e.g. "[seed 1 derived] ") in multi-run studies.
@@ -34,9 +36,9 @@ class run_log {
   /// A line for people: stdout and train.log, Caffe-style prefix in the log.
   void line(const std::string& text) {
     clear_live();
-    std::printf("%s%s\n", prefix.c_str(), text.c_str());
-    std::fflush(stdout);
+    const bool ok = run_control::print(prefix + text + "\n");
     human_ << stamp() << text << '\n';
+    if (!ok) stdout_gone();
     human_.flush();
   }
   /// A line for train.log only (the program reports errors on stderr itself): best effort,
@@ -62,9 +64,8 @@ class run_log {
     std::snprintf(buf, sizeof buf, "Iteration %lld/%lld, loss = %.4f, lr = %.5f, %.0f img/s, ETA %s",
                   static_cast<long long>(e.iter), static_cast<long long>(e.max_iter), e.loss, e.lr, smoothed_,
                   duration(eta).c_str());
-    if (live_) {
-      std::printf("\r%s%s\033[K", prefix.c_str(), buf);
-      std::fflush(stdout);
+    if (live_ && !run_control::stdout_lost) {
+      if (!run_control::print("\r" + prefix + buf + "\033[K")) stdout_gone();
       live_shown_ = true;
     }
     if (e.iter % display == 0 || e.iter == e.max_iter) {
@@ -106,9 +107,15 @@ class run_log {
  private:
   void clear_live() {
     if (live_shown_) {
-      std::printf("\r\033[K");
+      if (!run_control::print("\r\033[K")) stdout_gone();
       live_shown_ = false;
     }
+  }
+  /// The terminal or pipe went away: training goes on, and says so here.
+  void stdout_gone() {
+    human_ << stamp() << "stdout is closed (its reader went away): training goes on, logging to this file only"
+           << '\n';
+    human_.flush();
   }
   static std::string stamp() {
     const auto now = std::chrono::system_clock::now();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -19,6 +20,7 @@
 #include "netsplit/netsplit.hpp"
 #include "plot.hpp"
 #include "report.hpp"
+#include "run_control.hpp"
 #include "stats.hpp"
 
 namespace cifar_cli {
@@ -37,6 +39,7 @@ struct run_spec {
   std::uint64_t seed = 1;
   fs::path dir;
   std::string snapshot;  // derived / random: start here
+  std::string resume;    // a study resumed: this run's own latest checkpoint (wins over snapshot)
   std::vector<netsplit::split_record> grown;  // static: widths to build
 };
 
@@ -50,7 +53,7 @@ struct run_result {
   std::vector<std::pair<double, double>> loss, top1, tpm;
   std::vector<netsplit::split_record> splits;
   fs::path split_snapshot;  // baseline: the snapshot derived runs start from
-  int exit_code = 0;
+  int exit_code = 0;        // 3: diverged; 128 + signal: stopped by that signal (checkpoint written)
 };
 
 inline netsplit::any_split_strategy make_strategy(const options& o) {
@@ -58,6 +61,125 @@ inline netsplit::any_split_strategy make_strategy(const options& o) {
 }
 inline netsplit::any_selector make_selector(const options& o) {
   return netsplit::make_selector(o.select, {o.splits, o.select_cap, o.select_threshold});
+}
+
+/// Iterations per progress line and per point of the loss curve.
+inline std::int64_t display_interval(const options& o) {
+  return std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 20));
+}
+
+namespace detail {
+/// The number after "\"key\":" in one of our own JSON lines, or NaN.
+inline double json_number(const std::string& line, const std::string& key) {
+  const auto at = line.find("\"" + key + "\":");
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(line.c_str() + at + key.size() + 3, nullptr);
+}
+inline bool json_type(const std::string& line, const char* type) {
+  return line.rfind(std::string("{\"type\":\"") + type + "\"", 0) == 0;
+}
+}  // namespace detail
+
+/// Fills a resumed run's result (loss, top-1 and TPM curves, best and final test results)
+/// with what its metrics log recorded up to iteration `upto`, and the loss interval in
+/// progress. An earlier attempt may have logged iterations past its last checkpoint, and a
+/// run resumed twice logs some twice: each iteration counts once (the last line wins; the
+/// run is deterministic, so all agree).
+inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, run_result& res,
+                             double& loss_sum, int& loss_n) {
+  std::ifstream in(metrics);
+  std::map<std::int64_t, double> loss, tpm;
+  std::map<std::int64_t, std::pair<double, double>> test;  // top-1, top-5
+  for (std::string line; std::getline(in, line);) {
+    const double it = detail::json_number(line, "iter");
+    if (std::isnan(it)) continue;
+    const auto i = static_cast<std::int64_t>(it);
+    if (detail::json_type(line, "train") && i <= upto) loss[i] = detail::json_number(line, "loss");
+    if (detail::json_type(line, "test") && i <= upto)
+      test[i] = {detail::json_number(line, "top1"), detail::json_number(line, "top5")};
+    if (detail::json_type(line, "tpm") && i < upto) tpm[i] = detail::json_number(line, "mean");
+  }
+  loss_sum = 0;
+  loss_n = 0;
+  for (const auto& [i, l] : loss) {
+    loss_sum += l;
+    ++loss_n;
+    if (i % display == 0) {
+      res.loss.emplace_back(double(i), loss_sum / loss_n);
+      loss_sum = 0;
+      loss_n = 0;
+    }
+  }
+  for (const auto& [i, t] : test) {
+    res.top1.emplace_back(double(i), t.first);
+    if (t.first > res.best_top1) {
+      res.best_top1 = t.first;
+      res.best_iter = i;
+    }
+    res.final_top1 = t.first;
+    res.final_top5 = t.second;
+    res.final_iter = i;
+  }
+  for (const auto& [i, m] : tpm) res.tpm.emplace_back(double(i), m);
+}
+
+/// The checkpoint of the highest iteration in a run's folder (empty if none).
+inline fs::path latest_checkpoint(const fs::path& dir) {
+  fs::path best;
+  std::int64_t best_iter = -1;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto name = e.path().filename().string();
+    const std::string head = "resnet20_iter_", tail = ".safetensors";
+    if (name.size() <= head.size() + tail.size() || name.rfind(head, 0) != 0 ||
+        name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
+      continue;
+    const auto digits = name.substr(head.size(), name.size() - head.size() - tail.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const auto it = std::stoll(digits);
+    if (it > best_iter) {
+      best_iter = it;
+      best = e.path();
+    }
+  }
+  return best;
+}
+
+/// A run of a resumed study that finished before (its metrics log has a summary line):
+/// its result, read back from its folder; nullopt when it did not finish.
+inline std::optional<run_result> finished_run(const options& o, const run_spec& spec) {
+  std::ifstream in(spec.dir / "metrics.jsonl");
+  std::string summary;
+  for (std::string line; std::getline(in, line);)
+    if (detail::json_type(line, "summary")) summary = line;
+  if (summary.empty()) return std::nullopt;
+  run_result r;
+  r.kind = spec.kind;
+  r.seed = spec.seed;
+  const auto iter = static_cast<std::int64_t>(detail::json_number(summary, "iter"));
+  double loss_sum = 0;
+  int loss_n = 0;
+  restore_progress(spec.dir / "metrics.jsonl", iter, display_interval(o), r, loss_sum, loss_n);
+  if (loss_n > 0) r.loss.emplace_back(double(iter), loss_sum / loss_n);
+  r.final_top1 = detail::json_number(summary, "final_top1");
+  r.final_top5 = detail::json_number(summary, "final_top5");
+  r.best_top1 = detail::json_number(summary, "best_top1");
+  r.best_iter = static_cast<std::int64_t>(detail::json_number(summary, "best_iter"));
+  r.params = static_cast<std::int64_t>(detail::json_number(summary, "params"));
+  r.macs = static_cast<std::int64_t>(detail::json_number(summary, "macs"));
+  r.seconds = detail::json_number(summary, "seconds");
+  const auto final_ckpt = spec.dir / ("resnet20_iter_" + std::to_string(iter) + ".safetensors");
+  if (fs::exists(final_ckpt)) {
+    const auto f = netsplit::io::read_file(final_ckpt, netsplit::io::read_options{.require_checksum = true});
+    if (const auto h = f.metadata.find("netsplit.splits"); h != f.metadata.end())
+      r.splits = netsplit::parse_history(h->second, final_ckpt.string());
+  } else if (spec.kind == "derived" || spec.kind == "random") {
+    netsplit::detail::raise<netsplit::io_error>("netsplit: the finished ", spec.kind, " run in ", spec.dir.string(),
+                                                " has no final checkpoint ", final_ckpt.string(),
+                                                " to read its splits from");
+  }
+  if (spec.kind == "baseline") r.split_snapshot = spec.dir / ("resnet20_iter_" + std::to_string(o.split_at) + ".safetensors");
+  return r;
 }
 
 /// Runs one training run as `spec` says; reports through `log`. Throws netsplit errors.
@@ -123,37 +245,41 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   if (rec) rec->on_summary = on_summary;
   if (records) tr.after_backward.add([&](std::int64_t it) { rec->observe(it); });
   if (uses_tpm) {
-    // A recording run saves the TPM state; a growing run reads it back on resume (and
-    // refuses a split iteration before the checkpoint's).
+    // A recording run saves the TPM state and reads it back on resume; a growing run reads
+    // it (it splits on the recorded scores) and refuses a split iteration before the
+    // checkpoint's. Once the checkpoint holds the splits, the scores are spent: not read.
     auto tpm = rec->section();
     if (!records) tpm.save = nullptr;
-    if (!grows) {
-      tpm.validate = nullptr;
-      tpm.apply = nullptr;
-    } else {
-      tpm.validate = [&, read = tpm.validate](const io::safetensors_file& f, const std::string& where) {
-        const auto it = f.metadata.find("netsplit.iteration");
-        const auto start_iter = it == f.metadata.end() ? 0 : checkpoint::parse_int(it->second, "iteration", where);
-        NETSPLIT_EXPECT(!o.split_at_given || o.split_at >= start_iter, "the split iteration ", o.split_at,
-                        " is before the run's start (iteration ", start_iter, ")");
-        read(f, where);
-      };
-    }
+    tpm.validate = [&, read = tpm.validate](const io::safetensors_file& f, const std::string& where) {
+      if (const auto h = f.metadata.find(split_history<Net>::key); h != f.metadata.end() && !h->second.empty()) return;
+      const auto it = f.metadata.find("netsplit.iteration");
+      const auto start_iter = it == f.metadata.end() ? 0 : checkpoint::parse_int(it->second, "iteration", where);
+      NETSPLIT_EXPECT(!grows || !o.split_at_given || o.split_at >= start_iter, "the split iteration ", o.split_at,
+                      " is before the run's start (iteration ", start_iter, ")");
+      read(f, where);
+    };
     tr.add_section(std::move(tpm));
   }
 
   fs::path last_snapshot_start;  // a resumed run's last good checkpoint is where it started
-  const std::string start = !spec.snapshot.empty() ? spec.snapshot : !o.from_snapshot.empty() ? o.from_snapshot : o.resume;
+  const std::string start = !spec.resume.empty()      ? spec.resume
+                            : !spec.snapshot.empty()    ? spec.snapshot
+                            : !o.from_snapshot.empty() ? o.from_snapshot
+                            : o.mode == "study"        ? std::string()  // there --resume names the study's folder
+                                                       : o.resume;
+  const bool resumed = !spec.resume.empty() || (start == o.resume && !start.empty());
   if (!start.empty()) {
+    run_control::activity = "loading checkpoint " + start;
     tr.load(start);
     last_snapshot_start = start;
-    log.line((o.resume.empty() ? "started from snapshot " : "resumed from ") + start + " at iteration " +
+    log.line((resumed ? "resumed from " : "started from snapshot ") + start + " at iteration " +
              std::to_string(tr.iteration()));
   }
   std::int64_t split_at = o.split_at;
   if (!o.split_at_given && (spec.kind == "derived" || spec.kind == "random" || !o.from_snapshot.empty()))
     split_at = tr.iteration();
-  if (grows) {
+  // Once the network holds its splits (a resumed growing run), nothing is left to split.
+  if (grows && history.records().empty()) {
     // Impossible requests fail now, not at the split iteration: unknown sites, too many filters.
     {
       const auto ok = eligible_sites(rec->sites(), o.split_sites);
@@ -195,11 +321,16 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   log.line("netsplit " + Net::architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
            std::to_string(count_parameters(net)) + " parameters, " + fmt("%.2f", net.mult_adds_per_image() / 1e6) +
            " M conv multiply-adds per image");
-  const std::int64_t display = std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 20));
-  std::int64_t last_loss_iter = -1;
+  const std::int64_t display = display_interval(o);
   double loss_sum = 0;
   int loss_n = 0;
+  // A resumed run's curves and test results so far come from its own metrics log.
+  if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, res, loss_sum, loss_n);
+  // A baseline resumed past its split iteration wrote the derived runs' snapshot before.
+  if (spec.kind == "baseline" && tr.iteration() >= o.split_at && fs::exists(tr.snapshot_path(o.split_at)))
+    res.split_snapshot = tr.snapshot_path(o.split_at);
   tr.events.on_iteration = [&](const iteration_event& e) {
+    run_control::iteration = e.iter;
     log.on_iteration(e, display);
     loss_sum += e.loss;
     ++loss_n;
@@ -207,7 +338,6 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       res.loss.emplace_back(double(e.iter), loss_sum / loss_n);
       loss_sum = 0;
       loss_n = 0;
-      last_loss_iter = e.iter;
     }
   };
   tr.events.on_test = [&](const test_event& e) {
@@ -229,8 +359,19 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   };
   const double t0 = log.elapsed();
   const auto first_iter = tr.iteration();
+  tr.stop_requested = run_control::stop_requested;
+  run_control::activity = spec.kind == "train" ? "training" : "training the " + spec.kind + " run";
+  run_control::iteration = tr.iteration();
   try {
-    tr.run();
+    if (tr.run() == trainer<Net>::run_outcome::stopped) {
+      const int sig = run_control::stop_signal;
+      log.line(std::string("stopped by ") + run_control::signal_name(sig) + " at iteration " +
+               std::to_string(tr.iteration()) + "; " +
+               (o.mode == "study" ? "resume the study with --resume " + o.out_dir
+                                  : "resume with --resume " + last_snapshot.string()));
+      res.exit_code = 128 + sig;
+      return res;
+    }
   } catch (const divergence_error& e) {
     log.line(std::string("error: ") + e.what());
     log.line(last_snapshot.empty() ? "no checkpoint was written before the divergence"
@@ -238,22 +379,27 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     res.exit_code = 3;
     return res;
   }
+  run_control::activity = "finishing the " + spec.kind + " run";
   res.seconds = log.elapsed() - t0;
   res.params = count_parameters(net);
   res.macs = net.mult_adds_per_image();
-  const double imgs = double(tr.iteration() - first_iter) * o.batch_size;
+  res.splits = history.records();
+  const std::int64_t trained = tr.iteration() - first_iter;
   log.line("done: final top-1 " + fmt("%.4f", res.final_top1) + " (top-5 " + fmt("%.4f", res.final_top5) +
            ") at iteration " + std::to_string(res.final_iter) + "; best top-1 " + fmt("%.4f", res.best_top1) +
            " at iteration " + std::to_string(res.best_iter) + " (best is picked on the test set: report the final one)");
-  log.line("time: " + run_log::duration(res.seconds) + ", " + fmt("%.1f", res.seconds > 0 ? imgs / res.seconds : 0) +
-           " img/s including evaluation; logs in " + spec.dir.string());
+  // Throughput only from full batches actually trained in this process.
+  log.line("time: " + run_log::duration(res.seconds) + ", " +
+           (trained > 0 && res.seconds > 0
+                ? fmt("%.1f", double(trained) * o.batch_size / res.seconds) + " img/s including evaluation"
+                : std::string("no training iteration in this process")) +
+           "; logs in " + spec.dir.string());
   std::ostringstream js;
   js << "{\"type\":\"summary\",\"kind\":\"" << spec.kind << "\",\"seed\":" << spec.seed
      << ",\"final_top1\":" << res.final_top1 << ",\"final_top5\":" << res.final_top5 << ",\"best_top1\":" << res.best_top1
      << ",\"best_iter\":" << res.best_iter << ",\"iter\":" << tr.iteration() << ",\"params\":" << res.params
      << ",\"macs\":" << res.macs << ",\"seconds\":" << res.seconds << "}";
   log.json(js.str());
-  (void)last_loss_iter;
   return res;
 }
 

@@ -3,6 +3,7 @@
 // that was wrong and what was expected. The library throws, it never prints.
 #pragma once
 
+#include <cstddef>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -34,6 +35,16 @@ class io_error : public error {
 class backend_error : public error {
  public:
   explicit backend_error(const std::string& what) : error(what) {}
+};
+
+/// Memory could not be allocated; bytes() is the size of the request that failed.
+class out_of_memory : public error {
+ public:
+  out_of_memory(const std::string& what, std::size_t bytes) : error(what), bytes_(bytes) {}
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::size_t bytes_;
 };
 
 /// Training stopped because the loss or a parameter became NaN or infinite.

@@ -88,14 +88,29 @@ class trainer {
   context_type& context() { return ctx_; }
   batch_loader& train_loader() { return train_; }
 
-  /// Runs until config().max_iter, testing and snapshotting on schedule.
-  void run() {
+  /// Asked after every iteration (its test and snapshots done); true stops the run there
+  /// (e.g. a program's signal flag). Must be cheap: it is on the training loop.
+  std::function<bool()> stop_requested;
+
+  enum class run_outcome { completed, stopped };
+
+  /// Runs until config().max_iter, testing and snapshotting on schedule. When
+  /// stop_requested says so before the last iteration, writes a checkpoint at the current
+  /// iteration (unless the schedule just wrote one; on_snapshot reports it) and returns
+  /// stopped: loading it continues the run exactly.
+  run_outcome run() {
     while (iter_ < cfg_.max_iter) {
       step();
       const bool last = iter_ == cfg_.max_iter;
       if ((cfg_.test_interval > 0 && iter_ % cfg_.test_interval == 0) || last) test();
-      if (wants_snapshot(iter_) || (last && cfg_.snapshot_final)) snapshot();
+      const bool saved = wants_snapshot(iter_) || (last && cfg_.snapshot_final);
+      if (saved) snapshot();
+      if (!last && stop_requested && stop_requested()) {
+        if (!saved) snapshot();
+        return run_outcome::stopped;
+      }
     }
+    return run_outcome::completed;
   }
 
   /// One SGD iteration. Throws divergence_error (state untouched by the bad update) when

@@ -27,7 +27,7 @@ inline void* aligned_bytes(std::size_t bytes) {
   constexpr std::size_t align = 64;
   const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
   void* p = std::aligned_alloc(align, rounded);
-  if (!p) detail::raise<backend_error>("netsplit: cpu allocation of ", bytes, " bytes failed");
+  if (!p) throw out_of_memory(detail::concat("netsplit: out of memory: a cpu allocation of ", bytes, " bytes failed"), bytes);
   return p;
 }
 }  // namespace detail
