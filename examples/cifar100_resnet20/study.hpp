@@ -243,7 +243,10 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     res.tpm.emplace_back(double(s.iter), mean);
   };
   if (rec) rec->on_summary = on_summary;
-  if (records) tr.after_backward.add([&](std::int64_t it) { rec->observe(it); });
+  if (records) {
+    tr.after_backward.add([&](std::int64_t it) { rec->observe(it); });
+    tr.after_update.add([&](std::int64_t completed) { rec->after_update(completed); });
+  }
   if (uses_tpm) {
     // A recording run saves the TPM state and reads it back on resume; a growing run reads
     // it (it splits on the recorded scores) and refuses a split iteration before the

@@ -142,11 +142,12 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   tensor<T, B>& running_var() { return running_var_; }
 
   /// Split role: its per-channel parameters and statistics belong to the open stream's
-  /// producers (channel j follows filter j).
+  /// producers (channel j follows filter j); a channel that starts from scratch gets the
+  /// statistics of a freshly built layer (mean 0, variance 1).
   template <class W>
   void describe_sites(W& w, const std::string& prefix) {
     w.produce_params({prefix + "weight", prefix + "bias"});
-    w.produce_buffers({prefix + "running_mean", prefix + "running_var"});
+    w.produce_buffers({prefix + "running_mean", prefix + "running_var"}, {0.0, 1.0});
   }
  private:
   static void expect_batch(const batch_norm_desc& d) {

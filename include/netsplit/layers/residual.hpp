@@ -118,7 +118,7 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
   template <class W>
   void describe_sites(W& w, const std::string& p) {
     w.inner_site(p + "conv1", p + "conv1.weight", {p + "bn1.weight", p + "bn1.bias"},
-                 {p + "bn1.running_mean", p + "bn1.running_var"}, {p + "conv2.weight"},
+                 {p + "bn1.running_mean", p + "bn1.running_var"}, {0.0, 1.0}, {p + "conv2.weight"},
                  [this] { return &inner_output(); }, [this] { return inner_output_grad(); });
     w.consume(p + "conv1.weight");
     shortcut.describe_input(w, p + "shortcut.");

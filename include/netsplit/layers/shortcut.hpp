@@ -92,15 +92,18 @@ class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height
     }
   }
 
-  /// Split support: input channel j gets a copy (new last channel) carrying the same value;
-  /// each entry reading j now reads half from j and half from the copy.
-  void duplicate_input(int j) {
+  /// Split support: input channel j gets a copy (new last channel); each entry reading j
+  /// keeps `keep` of its coefficient and a new entry reads `copy` of it from the copy, as a
+  /// convolution consuming the channel scales its weights (net2wider: 1/2 and 1/2;
+  /// random_init: 1 and 0, so a fresh channel adds nothing).
+  void duplicate_input(int j, double keep, double copy) {
     NETSPLIT_EXPECT(j >= 0 && j < in_c_, "shortcut_a has no input channel ", j);
     auto e = entries_;
     for (std::size_t k = 0, n = e.size(); k < n; ++k)
       if (e[k].src == j) {
-        e[k].coef /= T(2);
-        e.push_back({in_c_, e[k].dst, e[k].coef});
+        const T c = e[k].coef;
+        e[k].coef = static_cast<T>(c * keep);
+        e.push_back({in_c_, e[k].dst, static_cast<T>(c * copy)});
       }
     set_map(in_c_ + 1, out_c_, e);
   }
@@ -136,11 +139,11 @@ class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height
   /// structural producer of the output stream (the scatter's channel map widens).
   template <class W>
   void describe_input(W& w, const std::string&) {
-    w.consume_structural([this](int j) { duplicate_input(j); });
+    w.consume_structural([this](int j, double keep, double copy) { duplicate_input(j, keep, copy); });
   }
   template <class W>
   void describe_output(W& w, const std::string&) {
-    w.produce_structural([this](int j) { duplicate_output(j); });
+    w.produce_structural([this](int j, double, double) { duplicate_output(j); });
   }
  private:
   channel_scatter_desc desc(int batch) const {

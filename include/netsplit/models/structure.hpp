@@ -46,8 +46,11 @@ struct split_site {
   std::vector<std::string> producer_weights;  // conv weights [out, in, k, k]: filter j is slice j of axis 0
   std::vector<std::string> producer_params;   // BatchNorm γ, β: element j
   std::vector<std::string> producer_buffers;  // BatchNorm running mean/var: element j
+  std::vector<double> buffer_fresh;           // per producer buffer: a fresh channel's value (mean 0, var 1)
   std::vector<std::string> consumer_weights;  // conv [out, in, k, k] / linear [out, in]: slice j of axis 1
-  std::vector<std::function<void(int)>> structural;  // width changes without tensors (option-A scatter)
+  /// Width changes without tensors (option-A scatter), called with the filter and the
+  /// strategy's keep/copy factors for what consumes it (producers ignore the factors).
+  std::vector<std::function<void(int filter, double keep, double copy)>> structural;
   std::vector<signal_tap<T, B>> taps;
 };
 
@@ -69,7 +72,7 @@ class structure_walker {
     stream_.consumer_weights.push_back(weight);
   }
   /// A consumer without tensors: called with the filter when it is split.
-  void consume_structural(std::function<void(int)> widen) {
+  void consume_structural(std::function<void(int, double, double)> widen) {
     NETSPLIT_EXPECT(open_, "a structural consumer has no producer before it; cannot derive split sites");
     stream_.structural.push_back(std::move(widen));
   }
@@ -86,10 +89,13 @@ class structure_walker {
   void produce_params(names params) {
     for (const auto& n : params) producers(n).producer_params.push_back(n);
   }
-  void produce_buffers(names buffers) {
+  /// `fresh`: each buffer's value for a channel that starts from scratch (random_init).
+  void produce_buffers(names buffers, std::initializer_list<double> fresh) {
+    NETSPLIT_EXPECT(buffers.size() == fresh.size(), "produce_buffers needs one fresh value per buffer");
     for (const auto& n : buffers) producers(n).producer_buffers.push_back(n);
+    stream_.buffer_fresh.insert(stream_.buffer_fresh.end(), fresh);
   }
-  void produce_structural(std::function<void(int)> widen) {
+  void produce_structural(std::function<void(int, double, double)> widen) {
     NETSPLIT_EXPECT(open_, "a structural producer has no stream to produce; cannot derive split sites");
     stream_.structural.push_back(std::move(widen));
   }
@@ -97,15 +103,19 @@ class structure_walker {
   void tap(std::function<const tensor<T, B>*()> activation, std::function<const tensor<T, B>*()> gradient) {
     if (open_) stream_.taps.push_back({std::move(activation), std::move(gradient)});
   }
-  /// A site wholly inside a composite: producer weight, its batch norm, its consumers.
-  void inner_site(std::string name, const std::string& weight, names params, names buffers, names consumers,
+  /// A site wholly inside a composite: producer weight, its batch norm (buffers with their
+  /// fresh values), its consumers.
+  void inner_site(std::string name, const std::string& weight, names params, names buffers,
+                  std::initializer_list<double> fresh, names consumers,
                   std::function<const tensor<T, B>*()> activation, std::function<const tensor<T, B>*()> gradient) {
+    NETSPLIT_EXPECT(buffers.size() == fresh.size(), "inner_site needs one fresh value per buffer");
     split_site<T, B> s;
     s.name = std::move(name);
     s.kind = site_kind::inner;
     s.producer_weights = {weight};
     s.producer_params = params;
     s.producer_buffers = buffers;
+    s.buffer_fresh = fresh;
     s.consumer_weights = consumers;
     s.taps.push_back({std::move(activation), std::move(gradient)});
     inner_.push_back(std::move(s));

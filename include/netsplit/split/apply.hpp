@@ -126,8 +126,14 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
     detail::grow_axis0(idx.param(n), filter, [](std::span<T>, std::span<T>) {});
     grow_producer_state(n);
   }
-  for (const auto& n : site.producer_buffers) {
-    detail::grow_axis0(idx.buffer(n), filter, [](std::span<T>, std::span<T>) {});
+  const bool copy_statistics = detail::copies_statistics(strategy);
+  NETSPLIT_EXPECT(copy_statistics || site.buffer_fresh.size() == site.producer_buffers.size(), "site '", site.name,
+                  "' gives no fresh values for its buffers");
+  for (std::size_t k = 0; k < site.producer_buffers.size(); ++k) {
+    const auto& n = site.producer_buffers[k];
+    detail::grow_axis0(idx.buffer(n), filter, [&](std::span<T>, std::span<T> copy) {
+      if (!copy_statistics) std::fill(copy.begin(), copy.end(), static_cast<T>(site.buffer_fresh[k]));
+    });
     if (hook) hook(n, 0, filter, 1.0, 1.0);
   }
   for (const auto& n : site.consumer_weights) {
@@ -137,7 +143,7 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
     });
     if (hook) hook(n, 1, filter, strategy.keep_factor(), strategy.copy_factor());
   }
-  for (const auto& s : site.structural) s(filter);
+  for (const auto& s : site.structural) s(filter, strategy.keep_factor(), strategy.copy_factor());
   net.sync_widths();
   split_record r;
   r.site = site.name;

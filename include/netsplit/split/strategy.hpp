@@ -31,7 +31,9 @@ struct split_request {
 /// A split strategy: names itself, gives the outgoing-weight factors (keep for the
 /// original, copy for the new filter), and sets the incoming weights of both from the
 /// original's (`original` holds them on entry; `copy` holds a copy of them on entry).
-/// copy_momentum says whether the new filter inherits the incoming momentum.
+/// copy_momentum says whether the new filter inherits the incoming momentum. Optional:
+/// copy_statistics() — false when the new filter starts from scratch, so its per-channel
+/// statistics (BN running mean/var) are a fresh layer's, not the original's (default true).
 template <class S>
 concept SplitStrategy = requires(const S& s, const split_request& r, std::span<float> a, std::span<float> b,
                                  std::span<double> ad, std::span<double> bd, rng& g) {
@@ -45,6 +47,11 @@ concept SplitStrategy = requires(const S& s, const split_request& r, std::span<f
 };
 
 namespace detail {
+template <class S>
+bool copies_statistics(const S& s) {
+  if constexpr (requires { { s.copy_statistics() } -> std::convertible_to<bool>; }) return s.copy_statistics();
+  else return true;
+}
 template <class T>
 double norm(std::span<const T> v) {
   double s = 0;

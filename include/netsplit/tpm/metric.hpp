@@ -47,7 +47,10 @@ using metric_state = std::map<std::string, std::vector<double>>;
 /// iteration and returns a summary of this iteration (mean over filters of its
 /// instantaneous contribution) for the "where learning happens" curve; scores(state,
 /// signals) gives the per-filter scores from the accumulated state (non-negative; larger
-/// means split first). observe must be deterministic.
+/// means split first). observe must be deterministic. Optional: close(state, signals),
+/// called once after the update of the window's last iteration, with the weights the
+/// window ends with (a metric of how weights moved reads w(end), as two checkpoints at
+/// begin and end would show).
 template <class M>
 concept TpmMetric = requires(const M& m, metric_state& st, const metric_state& cst, const site_signals& s) {
   { m.name() } -> std::convertible_to<std::string>;

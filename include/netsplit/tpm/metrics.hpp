@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -34,6 +35,15 @@ class any_tpm_metric {
   }
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
     return std::visit([&](const auto& m) { return m.scores(st, s); }, v_);
+  }
+  /// Whether the metric reads the weights after the window's last update (close()).
+  bool closes() const {
+    return std::visit([](const auto& m) { return requires { m.close(std::declval<metric_state&>(), std::declval<const site_signals&>()); }; }, v_);
+  }
+  void close(metric_state& st, const site_signals& s) const {
+    std::visit([&](const auto& m) {
+      if constexpr (requires { m.close(st, s); }) m.close(st, s);
+    }, v_);
   }
 
  private:

@@ -70,7 +70,19 @@ class tpm_recorder {
   template <class Trainer>
   void attach(Trainer& tr) {
     tr.after_backward.add([this](std::int64_t it) { observe(it); });
+    tr.after_update.add([this](std::int64_t completed) { after_update(completed); });
     tr.add_section(section());
+  }
+
+  /// Hook into the trainer's after_update (attach does): when `completed` iterations close
+  /// the window, a metric with close() reads the weights the window ends with.
+  void after_update(std::int64_t completed) {
+    if (completed != window_.end || observed_ == 0 || !metric_.closes()) return;
+    const tensor_index<Net> idx(net_);
+    for (std::size_t s = 0; s < sites_.size(); ++s) {
+      gather(idx, s, completed, tpm_signal::weights);
+      metric_.close(state_[s], signals_);
+    }
   }
 
   /// The recorder's part of a checkpoint (validate stages the state, apply adopts it).

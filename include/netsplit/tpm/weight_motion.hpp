@@ -1,6 +1,8 @@
-// netsplit/tpm/weight_motion.hpp — a TpmMetric: ||w_last - w_first|| of the filter's
-// incoming weights over the window; weight_motion_between is the offline form (e.g. from
-// two checkpoints).
+// netsplit/tpm/weight_motion.hpp — a TpmMetric: ||w(end) - w(begin)|| of the filter's
+// incoming weights over the window [begin, end): w(begin) as observed at iteration begin
+// (before its update), w(end) after the update of iteration end - 1 (close()), so it
+// equals weight_motion_between of checkpoints written at iterations begin and end. Inside
+// the window the score is the motion so far.
 #pragma once
 
 #include <cmath>
@@ -24,6 +26,8 @@ struct weight_motion {
     const auto sc = scores(st, s);
     return std::accumulate(sc.begin(), sc.end(), 0.0) / s.filters;
   }
+  /// After the window's last update: the weights it ends with.
+  void close(metric_state& st, const site_signals& s) const { st["last"].assign(s.weights.begin(), s.weights.end()); }
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
     std::vector<double> out(static_cast<std::size_t>(s.filters), 0.0);
     const auto a = st.find("first"), b = st.find("last");
@@ -45,7 +49,10 @@ inline std::vector<double> weight_motion_between(std::span<const float> a, std::
   const std::size_t row = filters ? a.size() / static_cast<std::size_t>(filters) : 0;
   for (std::size_t f = 0; f < out.size(); ++f) {
     double d = 0;
-    for (std::size_t i = f * row; i < (f + 1) * row; ++i) d += double(a[i] - b[i]) * double(a[i] - b[i]);
+    for (std::size_t i = f * row; i < (f + 1) * row; ++i) {
+      const double e = double(a[i]) - double(b[i]);  // in double, as the online form
+      d += e * e;
+    }
     out[f] = std::sqrt(d);
   }
   return out;

@@ -75,6 +75,8 @@ class trainer {
   hook<std::int64_t> before_iteration;
   /// Called after backward of iteration `iter` (0-based), before the SGD update.
   hook<std::int64_t> after_backward;
+  /// Called after the update, with the number of completed iterations (iter + 1).
+  hook<std::int64_t> after_update;
 
   /// Registers a part of every checkpoint this trainer writes and loads; sections save
   /// and load in the order they were added.
@@ -135,6 +137,7 @@ class trainer {
     const double lr = cfg_.schedule.lr(iter_);
     opt_.step(ctx_, net_, lr);
     ++iter_;
+    after_update(iter_);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (events.on_iteration)
       events.on_iteration({iter_, cfg_.max_iter, loss, lr, secs > 0 ? labels_.size() / secs : 0.0,
