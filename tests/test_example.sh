@@ -66,6 +66,8 @@ for f in report.md results.csv loss.svg accuracy.svg tpm.svg splits.svg seed1/ba
 done
 grep -q "^| derived − baseline |" "$out/study/report.md" || fail "no paired difference in the report"
 grep -q "split .* filter .* -> " "$out/study/seed1/derived/train.log" || fail "derived log does not list the splits"
+grep -q '"type":"split","iter":6,"count":4}' "$out/study/seed1/derived/metrics.jsonl" ||
+  fail "derived metrics.jsonl does not count its 4 splits"
 python3 - "$out/study/results.csv" <<'PY' || fail "results.csv"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -312,11 +312,16 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
                " -> " + std::to_string(count_parameters(net)));
     });
     tr.events.on_split = [&](const split_event& e) {
+      // (reported from inside split_now, before res.splits holds its result: count the lines)
       std::istringstream lines(e.description);
       std::string l;
-      while (std::getline(lines, l)) log.line("  " + l);
+      std::size_t count = 0;
+      while (std::getline(lines, l)) {
+        log.line("  " + l);
+        ++count;
+      }
       std::ostringstream js;
-      js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << res.splits.size() << "}";
+      js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << count << "}";
       log.json(js.str());
     };
   }
