@@ -2,9 +2,10 @@
 // inside an iteration window, on any Backend (signals that are not host-resident are
 // staged through the backend's transfer). attach(trainer) hooks observe(iter) into the
 // trainer's after_backward (the gradients of the iteration are available and the update
-// has not happened) and its state into the trainer's checkpoints. Outside [begin, end) it
-// does nothing. Its whole state (metric state per site, observed count) goes into
-// checkpoints, so a run resumed mid-window ends with the same scores.
+// has not happened), the window's closing read of the weights into after_update, and its
+// state into the trainer's checkpoints. Outside [begin, end) it does nothing. Its whole
+// state (metric state per site, observed count) goes into checkpoints, so a run resumed
+// mid-window ends with the same scores.
 #pragma once
 
 #include <cmath>
