@@ -570,6 +570,49 @@ struct fixed_choices {
 };
 }  // namespace
 
+TEST_CASE("the recorder's state grows with splits inside its window: no reset, rows aligned, copies for new filters") {
+  // Issue 22: after a split, grad_disagreement reset silently (its sums no longer matched
+  // the rows) and weight_motion compared rows of the old layout with the new.
+  if (!fs::exists(cifar10_dir())) return;
+  small_cifar d;
+  const auto dir = fs::temp_directory_path() / ("netsplit_grow_state_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  // stage1 widens layer1.0.conv1's rows (and the other stage-1 consumers'), then that site
+  // splits a filter of the widened layout; stage2 splits a filter.
+  const fixed_choices picks{{{"stage1", 2}, {"layer1.0.conv1", 5}, {"stage2", 7}}};
+  for (const char* metric : {"weight_motion", "grad_disagreement"}) {
+    INFO(metric);
+    net_a net(3);
+    auto cfg = cfg_for(dir);
+    const bool still = std::string(metric) == "weight_motion";
+    if (still) cfg.schedule = constant_lr{0.0};  // weights never move: the motion must stay 0
+    trainer<net_a> t(ctx, net, d.train, d.test, d.stats, cfg);
+    tpm_recorder<net_a> rec(net, make_tpm_metric(metric), {0, 8}, 2);
+    rec.attach(t);
+    split_history<net_a> history;
+    history.attach(t);
+    for (int i = 0; i < 3; ++i) t.step();
+    split_now(t, history, rec, picks, net2wider{0.0}, 7);
+    const auto after = rec.scores();
+    const auto at = [&](const char* site) { return after[find_site(rec.sites(), site)].scores; };
+    // the new filters start with the originals' state
+    CHECK(at("layer1.0.conv1")[16] == at("layer1.0.conv1")[5]);
+    CHECK(at("stage2")[32] == at("stage2")[7]);
+    CHECK(at("stage1")[16] == at("stage1")[2]);
+    t.step();  // one observation after the split: a reset state would hold a single sample
+    const auto later = rec.scores();
+    for (const char* site : {"stage1", "layer1.0.conv1", "layer1.1.conv1", "stage2", "layer2.0.conv1"}) {
+      INFO(site);
+      const auto& sc = later[find_site(rec.sites(), site)].scores;
+      const double largest = *std::max_element(sc.begin(), sc.end());
+      if (still) CHECK(largest == 0.0);  // aligned rows: no motion where nothing moved
+      else CHECK(largest > 0.0);         // a variance over 4 samples (a reset: over 1, all zero)
+    }
+  }
+  fs::remove_all(dir);
+}
+
 TEST_CASE("split_now, gradient_direction: an earlier split that widens a later producer's inputs widens its direction") {
   if (!fs::exists(cifar10_dir())) return;
   small_cifar d;

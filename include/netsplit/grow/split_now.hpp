@@ -96,7 +96,10 @@ std::vector<split_record> split_now(trainer<Net>& tr, split_history<Net>& histor
     const auto& site = sites[map[c.site]];
     current = k;
     auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + history.records().size()).next_u64(),
-                          &tr.optimizer().state(), direction);
+                          &tr.optimizer().state(), direction,
+                          [&rec](const std::string& p, int axis, int filter, double keep, double copy) {
+                            rec.grow(p, axis, filter, keep, copy);
+                          });
     for (const auto& n : site.consumer_weights) widened[n].push_back(c.filter);
     r.iteration = tr.iteration();
     r.score = c.score;

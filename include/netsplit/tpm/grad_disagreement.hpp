@@ -62,6 +62,10 @@ struct grad_disagreement {
     count[0] += 1;
     return inst / s.filters;
   }
+  /// The direction is applied to weights (gradient_direction's offset): a split scales it as
+  /// it scales the weights (as split_now widens a recorded direction); sums are gradient
+  /// statistics.
+  bool weight_like(const std::string& key) const { return key == "direction"; }
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
     std::vector<double> out(static_cast<std::size_t>(s.filters), 0.0);
     const auto a = st.find("sum"), b = st.find("sumsq"), c = st.find("count");

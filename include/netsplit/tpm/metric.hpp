@@ -50,7 +50,9 @@ using metric_state = std::map<std::string, std::vector<double>>;
 /// means split first). observe must be deterministic. Optional: close(state, signals),
 /// called once after the update of the window's last iteration, with the weights the
 /// window ends with (a metric of how weights moved reads w(end), as two checkpoints at
-/// begin and end would show).
+/// begin and end would show). Optional: weight_like(key), true for state that lives in
+/// weight space (grows with a split as the weights do: tpm_recorder::grow); other row state
+/// is treated as gradient statistics.
 template <class M>
 concept TpmMetric = requires(const M& m, metric_state& st, const metric_state& cst, const site_signals& s) {
   { m.name() } -> std::convertible_to<std::string>;

@@ -36,6 +36,13 @@ class any_tpm_metric {
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
     return std::visit([&](const auto& m) { return m.scores(st, s); }, v_);
   }
+  /// Whether state `key` lives in weight space (grows with a split as the weights do).
+  bool weight_like(const std::string& key) const {
+    return std::visit([&](const auto& m) {
+      if constexpr (requires { { m.weight_like(key) } -> std::convertible_to<bool>; }) return bool(m.weight_like(key));
+      else return false;
+    }, v_);
+  }
   /// Whether the metric reads the weights after the window's last update (close()).
   bool closes() const {
     return std::visit([](const auto& m) { return requires { m.close(std::declval<metric_state&>(), std::declval<const site_signals&>()); }; }, v_);

@@ -8,6 +8,7 @@
 // mid-window ends with the same scores.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -83,6 +84,69 @@ class tpm_recorder {
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, completed, tpm_signal::weights);
       metric_.close(state_[s], signals_);
+    }
+  }
+
+  /// Keeps the per-filter state aligned with a split (pass it to split_filter as its
+  /// split_state_hook; split_now does). Axis 0 on a site's first producer weight: filter
+  /// `filter` was duplicated, and its state (per-filter values and rows) is copied for the
+  /// new filter. Axis 1 on a producer weight of a site: input channel `filter` of that
+  /// weight was duplicated, and every row of the site widens the same way — state the
+  /// metric marks weight_like scaled as the weights are (keep for the original block, copy
+  /// for the new one); other state (gradient statistics) keeps the original's block and
+  /// gives the copy the same history (the copy carries the same activation), or none when
+  /// the copy starts from scratch (copy factor 0). Without this a split inside the window
+  /// reset grad_disagreement and misaligned weight_motion's rows.
+  void grow(const std::string& param, int axis, int filter, double keep, double copy) {
+    const tensor_index<Net> idx(net_);
+    for (std::size_t s = 0; s < sites_.size(); ++s) {
+      const auto& producers = sites_[s].producer_weights;
+      const auto pos = std::find(producers.begin(), producers.end(), param);
+      if (pos == producers.end()) continue;
+      const auto& w = idx.param(param);
+      const auto filters = static_cast<std::size_t>(w.dim(0));
+      const auto j = static_cast<std::size_t>(filter);
+      if (axis == 0) {
+        if (pos != producers.begin()) continue;  // one copy per split, for the whole row
+        const std::size_t old_filters = filters - 1;
+        for (auto& [key, v] : state_[s]) {
+          if (v.size() == old_filters) {
+            v.push_back(v[j]);
+          } else if (old_filters > 0 && v.size() % old_filters == 0 && v.size() > old_filters) {
+            const std::size_t row = v.size() / old_filters;
+            v.insert(v.end(), v.begin() + static_cast<std::ptrdiff_t>(j * row),
+                     v.begin() + static_cast<std::ptrdiff_t>((j + 1) * row));
+          }
+        }
+        continue;
+      }
+      const std::size_t kk = static_cast<std::size_t>(w.numel() / (w.dim(0) * w.dim(1)));
+      const std::size_t old_segment = static_cast<std::size_t>(w.dim(1) - 1) * kk;
+      std::size_t offset = 0, row = 0;
+      for (auto it = producers.begin(); it != producers.end(); ++it) {
+        const auto& t = idx.param(*it);
+        const auto len = static_cast<std::size_t>(t.numel() / t.dim(0));
+        if (it < pos) offset += len;
+        row += len;
+      }
+      const std::size_t old_row = row - kk;
+      for (auto& [key, v] : state_[s]) {
+        if (old_row <= 1 || v.size() != filters * old_row) continue;  // per-filter or scalar state
+        const bool weights = metric_.weight_like(key);
+        std::vector<double> out;
+        out.reserve(filters * row);
+        for (std::size_t f = 0; f < filters; ++f) {
+          const double* r = v.data() + f * old_row;
+          const double* block = r + offset + j * kk;
+          const std::size_t start = out.size();
+          out.insert(out.end(), r, r + offset + old_segment);
+          for (std::size_t i = 0; i < kk; ++i) out.push_back(weights ? block[i] * copy : (copy != 0 ? block[i] : 0.0));
+          out.insert(out.end(), r + offset + old_segment, r + old_row);
+          if (weights)
+            for (std::size_t i = 0; i < kk; ++i) out[start + offset + j * kk + i] *= keep;
+        }
+        v = std::move(out);
+      }
     }
   }
 

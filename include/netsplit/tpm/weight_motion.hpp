@@ -26,6 +26,8 @@ struct weight_motion {
     const auto sc = scores(st, s);
     return std::accumulate(sc.begin(), sc.end(), 0.0) / s.filters;
   }
+  /// first/last are weights: a split scales them as it scales the weights.
+  bool weight_like(const std::string& key) const { return key == "first" || key == "last"; }
   /// After the window's last update: the weights it ends with.
   void close(metric_state& st, const site_signals& s) const { st["last"].assign(s.weights.begin(), s.weights.end()); }
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
