@@ -54,6 +54,39 @@ struct run_result {
   std::vector<netsplit::split_record> splits;
   fs::path split_snapshot;  // baseline: the snapshot derived runs start from
   int exit_code = 0;        // 3: diverged; 128 + signal: stopped by that signal (checkpoint written)
+
+  /// Adds a training iteration's loss to the curve (the mean per display interval; `closes`
+  /// ends an interval). Live events and a log read back both go through here.
+  void add_loss(std::int64_t iter, double l, bool closes) {
+    loss_sum_ += l;
+    ++loss_n_;
+    if (closes) {
+      loss.emplace_back(double(iter), loss_sum_ / loss_n_);
+      loss_sum_ = 0;
+      loss_n_ = 0;
+    }
+  }
+  /// Closes a loss interval left open (a run read back at its last iteration).
+  void close_loss(std::int64_t iter) {
+    if (loss_n_ == 0) return;
+    loss.emplace_back(double(iter), loss_sum_ / loss_n_);
+    loss_sum_ = 0;
+    loss_n_ = 0;
+  }
+  void add_test(std::int64_t iter, double t1, double t5) {
+    top1.emplace_back(double(iter), t1);
+    if (t1 > best_top1) {
+      best_top1 = t1;
+      best_iter = iter;
+    }
+    final_top1 = t1;
+    final_top5 = t5;
+    final_iter = iter;
+  }
+
+ private:
+  double loss_sum_ = 0;
+  int loss_n_ = 0;
 };
 
 inline netsplit::any_split_strategy make_strategy(const options& o) {
@@ -85,8 +118,7 @@ inline bool json_type(const std::string& line, const char* type) {
 /// progress. An earlier attempt may have logged iterations past its last checkpoint, and a
 /// run resumed twice logs some twice: each iteration counts once (the last line wins; the
 /// run is deterministic, so all agree).
-inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, run_result& res,
-                             double& loss_sum, int& loss_n) {
+inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, run_result& res) {
   std::ifstream in(metrics);
   std::map<std::int64_t, double> loss, tpm;
   std::map<std::int64_t, std::pair<double, double>> test;  // top-1, top-5
@@ -99,27 +131,8 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
       test[i] = {detail::json_number(line, "top1"), detail::json_number(line, "top5")};
     if (detail::json_type(line, "tpm") && i < upto) tpm[i] = detail::json_number(line, "mean");
   }
-  loss_sum = 0;
-  loss_n = 0;
-  for (const auto& [i, l] : loss) {
-    loss_sum += l;
-    ++loss_n;
-    if (i % display == 0) {
-      res.loss.emplace_back(double(i), loss_sum / loss_n);
-      loss_sum = 0;
-      loss_n = 0;
-    }
-  }
-  for (const auto& [i, t] : test) {
-    res.top1.emplace_back(double(i), t.first);
-    if (t.first > res.best_top1) {
-      res.best_top1 = t.first;
-      res.best_iter = i;
-    }
-    res.final_top1 = t.first;
-    res.final_top5 = t.second;
-    res.final_iter = i;
-  }
+  for (const auto& [i, l] : loss) res.add_loss(i, l, i % display == 0);
+  for (const auto& [i, t] : test) res.add_test(i, t.first, t.second);
   for (const auto& [i, m] : tpm) res.tpm.emplace_back(double(i), m);
 }
 
@@ -157,10 +170,8 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
   r.kind = spec.kind;
   r.seed = spec.seed;
   const auto iter = static_cast<std::int64_t>(detail::json_number(summary, "iter"));
-  double loss_sum = 0;
-  int loss_n = 0;
-  restore_progress(spec.dir / "metrics.jsonl", iter, display_interval(o), r, loss_sum, loss_n);
-  if (loss_n > 0) r.loss.emplace_back(double(iter), loss_sum / loss_n);
+  restore_progress(spec.dir / "metrics.jsonl", iter, display_interval(o), r);
+  r.close_loss(iter);
   r.final_top1 = detail::json_number(summary, "final_top1");
   r.final_top5 = detail::json_number(summary, "final_top5");
   r.best_top1 = detail::json_number(summary, "best_top1");
@@ -330,34 +341,19 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
            std::to_string(count_parameters(net)) + " parameters, " + fmt("%.2f", net.mult_adds_per_image() / 1e6) +
            " M conv multiply-adds per image");
   const std::int64_t display = display_interval(o);
-  double loss_sum = 0;
-  int loss_n = 0;
   // A resumed run's curves and test results so far come from its own metrics log.
-  if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, res, loss_sum, loss_n);
+  if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, res);
   // A baseline resumed past its split iteration wrote the derived runs' snapshot before.
   if (spec.kind == "baseline" && tr.iteration() >= o.split_at && fs::exists(tr.snapshot_path(o.split_at)))
     res.split_snapshot = tr.snapshot_path(o.split_at);
   tr.events.on_iteration = [&](const iteration_event& e) {
     run_control::iteration = e.iter;
     log.on_iteration(e, display);
-    loss_sum += e.loss;
-    ++loss_n;
-    if (e.iter % display == 0 || e.iter == e.max_iter) {  // curve: mean loss per display interval
-      res.loss.emplace_back(double(e.iter), loss_sum / loss_n);
-      loss_sum = 0;
-      loss_n = 0;
-    }
+    res.add_loss(e.iter, e.loss, e.iter % display == 0 || e.iter == e.max_iter);
   };
   tr.events.on_test = [&](const test_event& e) {
     log.on_test(e);
-    res.top1.emplace_back(double(e.iter), e.top1);
-    if (e.top1 > res.best_top1) {
-      res.best_top1 = e.top1;
-      res.best_iter = e.iter;
-    }
-    res.final_top1 = e.top1;
-    res.final_top5 = e.top5;
-    res.final_iter = e.iter;
+    res.add_test(e.iter, e.top1, e.top5);
   };
   fs::path last_snapshot = last_snapshot_start;
   tr.events.on_snapshot = [&](const snapshot_event& e) {

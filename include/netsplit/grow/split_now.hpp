@@ -4,7 +4,6 @@
 #pragma once
 
 #include <functional>
-#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -67,40 +66,18 @@ std::vector<split_record> split_now(trainer<Net>& tr, split_history<Net>& histor
   const auto choices = selector.select(eligible);
   std::vector<split_record> out;
   std::ostringstream desc;
-  // Directions are read before any split, at the widths the recorder saw. An earlier split of
-  // this batch widens the inputs of the producers that consume its site; a later choice's
-  // direction is widened the same way as those weights: input channel j's part scaled by
-  // keep, a copy scaled by copy appended as the new channel.
-  std::vector<std::map<std::string, std::vector<double>>> recorded(choices.size());
-  for (std::size_t k = 0; k < choices.size(); ++k)
-    for (const auto& n : sites[map[choices[k].site]].producer_weights)
-      recorded[k][n] = rec.direction(n, choices[k].filter);
-  std::map<std::string, std::vector<int>> widened;  // tensor -> input channels split so far, in order
-  std::size_t current = 0;
-  auto direction = [&](const std::string& t, int) {
-    auto d = recorded[current][t];
-    const auto it = widened.find(t);
-    if (d.empty() || it == widened.end()) return d;
-    tensor_index<Net> idx(tr.net());
-    const auto channels = static_cast<std::size_t>(idx.param(t).dim(1)) - it->second.size();
-    const std::size_t inner = d.size() / channels;
-    for (const int j : it->second) {
-      const auto at = static_cast<std::size_t>(j) * inner;
-      for (std::size_t i = 0; i < inner; ++i) d.push_back(d[at + i] * strategy.copy_factor());
-      for (std::size_t i = 0; i < inner; ++i) d[at + i] *= strategy.keep_factor();
-    }
-    return d;
-  };
+  // The recorder grows its state with every split of this batch (rec.grow), so a later
+  // choice's disagreement direction is read at the current widths: an earlier split that
+  // widened this producer's inputs widened the direction as it widened the weights.
+  auto direction = [&rec](const std::string& t, int filter) { return rec.direction(t, filter); };
   for (std::size_t k = 0; k < choices.size(); ++k) {
     const auto& c = choices[k];
     const auto& site = sites[map[c.site]];
-    current = k;
     auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + history.records().size()).next_u64(),
                           &tr.optimizer().state(), direction,
                           [&rec](const std::string& p, int axis, int filter, double keep, double copy) {
                             rec.grow(p, axis, filter, keep, copy);
                           });
-    for (const auto& n : site.consumer_weights) widened[n].push_back(c.filter);
     r.iteration = tr.iteration();
     r.score = c.score;
     history.add(r);
