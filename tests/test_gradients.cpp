@@ -3,6 +3,7 @@
 // error 1e-6 on inputs and parameters (see gradient_check.hpp for the error measure).
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdio>
 
 #include "gradient_check.hpp"
@@ -115,6 +116,36 @@ TEST_CASE("relu, global average pooling and linear gradients") {
   expect_gradients("linear", fc, {4, 6, 1, 1}, phase::train);
 }
 
+TEST_CASE("2x2 max pooling: gradients, and ties go to the first element in row-major order") {
+  max_pool2x2_layer<double, cpu, fmap_shape{3, 6, 4}> pool;
+  expect_gradients("max_pool2x2", pool, {2, 3, 6, 4}, phase::train);
+  // ties (a central difference straddles them, so they are checked by hand): one plane of
+  // 4x4, windows: all equal; top-right = bottom-right max; bottom-left max; a NaN
+  max_pool2x2_layer<float, cpu, fmap_shape{1, 4, 4}> p;
+  cpu_context ctx(1);
+  const float nan = std::nanf("");
+  tensor<float, cpu> x({1, 1, 4, 4});
+  const std::vector<float> xv{2, 2, 1, 5,
+                              2, 2, 0, 5,
+                              1, 0, nan, 1,
+                              7, 3, 9, 9};
+  x.from_host(xv);
+  const auto y = p.forward(ctx, x, phase::train).to_host();
+  CHECK(y[0] == 2);
+  CHECK(y[1] == 5);
+  CHECK(y[2] == 7);
+  CHECK(std::isnan(y[3]));
+  tensor<float, cpu> dy({1, 1, 2, 2});
+  const std::vector<float> dyv{10, 20, 30, 40};
+  dy.from_host(dyv);
+  const auto dx = p.backward(ctx, dy).to_host();
+  const std::vector<float> expected{10, 0, 0, 20,
+                                    0, 0, 0, 0,
+                                    0, 0, 40, 0,
+                                    30, 0, 0, 0};
+  CHECK(dx == expected);
+}
+
 TEST_CASE("shortcut gradients: option A scatter and option B projection") {
   shortcut_a_layer<double, cpu, fmap_shape{4, 6, 6}, 8, 2> a;
   expect_gradients("shortcut A (subsample + zero pad)", a, {2, 4, 6, 6}, phase::train);
@@ -161,18 +192,14 @@ TEST_CASE("softmax cross-entropy gradient") {
   CHECK(worst <= tolerance);
 }
 
-TEST_CASE("whole small network gradients through the loss (train-mode BN)") {
-  // A miniature ResNet: every layer kind, both shortcut options, stride changes. The loss is
-  // O(1), so a smaller step (1e-5) keeps perturbations from crossing a ReLU kink.
-  using net_t = sequential_layer<double, cpu, fmap_shape{3, 8, 8}, conv3x3<4>, batch_norm, relu,
-                                 basic_block<4, 1, shortcut_a>, basic_block<6, 2, shortcut_a>,
-                                 basic_block<8, 2, shortcut_b>, global_avg_pool, linear<5>>;
-  net_t net;
+namespace {
+/// Central differences of the softmax cross-entropy of a whole network (train-mode BN):
+/// 40 input values and 12 values of every parameter tensor. The loss is O(1), so a smaller
+/// step (1e-5) keeps perturbations from crossing a ReLU kink.
+template <class Net>
+void expect_network_gradients(const char* what, Net& net, cpu_tensor x, const std::vector<int>& labels,
+                              std::size_t parameter_tensors, rng& r) {
   cpu_context ctx(2);
-  rng r(21);
-  net.initialize(r);
-  auto x = random_tensor({4, 3, 8, 8}, r);
-  const std::vector<int> labels{1, 4, 0, 2};
   softmax_cross_entropy<double, cpu> loss;
   auto eval_loss = [&] { return loss.forward(ctx, net.forward(ctx, x, phase::train), labels); };
   eval_loss();
@@ -197,9 +224,40 @@ TEST_CASE("whole small network gradients through the loss (train-mode BN)") {
       }
     }
   });
-  std::printf("gradcheck %-34s input %.2e  params %.2e  (%zu parameter tensors, worst at %s)\n",
-              "small ResNet + softmax loss", worst_in, worst_param, tensors, worst_at.c_str());
-  CHECK(tensors == 26);
+  std::printf("gradcheck %-34s input %.2e  params %.2e  (%zu parameter tensors, worst at %s)\n", what, worst_in,
+              worst_param, tensors, worst_at.c_str());
+  CHECK(tensors == parameter_tensors);
   CHECK(worst_in <= tolerance);
   CHECK(worst_param <= tolerance);
+}
+}  // namespace
+
+TEST_CASE("whole small network gradients through the loss (train-mode BN)") {
+  // A miniature ResNet: every layer kind, both shortcut options, stride changes.
+  using net_t = sequential_layer<double, cpu, fmap_shape{3, 8, 8}, conv3x3<4>, batch_norm, relu,
+                                 basic_block<4, 1, shortcut_a>, basic_block<6, 2, shortcut_a>,
+                                 basic_block<8, 2, shortcut_b>, global_avg_pool, linear<5>>;
+  net_t net;
+  rng r(21);
+  net.initialize(r);
+  auto x = random_tensor({4, 3, 8, 8}, r);
+  expect_network_gradients("small ResNet + softmax loss", net, x, {1, 4, 0, 2}, 26, r);
+}
+
+TEST_CASE("a small VGG through the loss (max pooling), at a width multiplier") {
+  using net_t = sequential_layer<double, cpu, fmap_shape{3, 8, 8}, conv3x3<8>, batch_norm, relu, max_pool2x2,
+                                 conv3x3<8>, batch_norm, relu, conv3x3<12>, batch_norm, relu, max_pool2x2,
+                                 global_avg_pool, linear<5>>;
+  net_t net;
+  int stream = 3;
+  net.scale_widths(0.5, stream);  // 4, 4, 6 filters
+  CHECK(stream == 5);
+  rng r(23);
+  net.initialize(r);
+  net.visit_parameters([&](const std::string&, auto& w, auto&) {
+    if (w.rank() == 1)
+      for (std::int64_t i = 0; i < w.numel(); ++i) w.data()[i] += 0.3 * r.normal();
+  });
+  auto x = random_tensor({4, 3, 8, 8}, r);
+  expect_network_gradients("small VGG x0.5 + softmax loss", net, x, {1, 4, 0, 2}, 3 * 3 + 2, r);
 }

@@ -337,7 +337,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     };
   }
 
-  log.line("netsplit " + Net::architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
+  log.line("netsplit " + net.architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
            std::to_string(count_parameters(net)) + " parameters, " + fmt("%.2f", net.mult_adds_per_image() / 1e6) +
            " M conv multiply-adds per image");
   const std::int64_t display = display_interval(o);

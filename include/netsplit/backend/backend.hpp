@@ -63,6 +63,8 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   B::channel_scatter_backward(ctx, sd, cp, ip, ip, cp, p);
   B::global_avg_pool_forward(ctx, len, 1, cp, p);
   B::global_avg_pool_backward(ctx, len, 1, cp, p);
+  B::max_pool2x2_forward(ctx, len, 2, 2, cp, p);
+  B::max_pool2x2_backward(ctx, len, 2, 2, cp, cp, p);
   B::linear_forward(ctx, 1, 1, 1, cp, cp, cp, p);
   B::linear_backward(ctx, 1, 1, 1, cp, cp, cp, p, p, p);
   { B::softmax_cross_entropy(ctx, 1, 1, cp, ip, p) } -> std::convertible_to<double>;

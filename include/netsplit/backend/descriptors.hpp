@@ -22,6 +22,28 @@ struct conv2d_desc {
   }
 };
 
+/// 2x2 max pooling's winner rule, shared by every backend: the index (0..3, row-major:
+/// top-left, top-right, bottom-left, bottom-right) of the largest of four values; of equal
+/// values the first wins, as in PyTorch's kernels; a NaN wins (it propagates).
+template <class T>
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+constexpr int max_window_index(T a, T b, T c, T d) {
+  int k = 0;
+  T m = a;
+  if (m == m) {  // not NaN
+    if (b > m || b != b) k = 1, m = b;
+  }
+  if (m == m) {
+    if (c > m || c != c) k = 2, m = c;
+  }
+  if (m == m) {
+    if (d > m || d != d) k = 3, m = d;
+  }
+  return k;
+}
+
 /// Per-channel batch normalisation over N, H, W of an NCHW tensor.
 struct batch_norm_desc {
   int batch = 0, channels = 0, spatial = 0;  // spatial = H * W

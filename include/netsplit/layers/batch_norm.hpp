@@ -34,6 +34,8 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     initialize_state();
   }
   void initialize(rng&) { initialize_state(); }
+  /// Width multiplier (layers/layer.hpp): as many channels as the stream has.
+  void scale_widths(double, int& stream) { set_width(stream); }
 
   /// Adopts the width of γ after a split replaced the per-channel tensors (values kept).
   void sync_widths() {

@@ -43,6 +43,12 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
     grad_.fill(T(0));
   }
 
+  /// Width multiplier (layers/layer.hpp): reads `stream` channels, produces round(OutChannels x m).
+  void scale_widths(double m, int& stream) {
+    set_widths(stream, scaled_width(OutChannels, m));
+    stream = out_c_;
+  }
+
   /// dL/dx of the last backward (plus its dx_add; empty if it was not requested).
   const tensor<T, B>& input_grad() const { return dx_; }
 
@@ -126,7 +132,7 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
   template <class W>
   void describe_sites(W& w, const std::string& prefix) {
     w.consume(prefix + "weight", /*input_ok=*/true);
-    w.open_stream();
+    w.open_stream(prefix.empty() ? prefix : prefix.substr(0, prefix.size() - 1));
     w.produce_weight(prefix + "weight");
   }
  private:

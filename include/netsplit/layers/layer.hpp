@@ -111,6 +111,17 @@ concept CountsMultAdds = Layer<L> && requires(const L& l) {
 /// w.inner_site(...) (a site wholly inside a composite) and w.close_stream(). Parameter
 /// names are prefix + the names visit_parameters gives.
 
+/// Width multipliers. A model built at multiplier m gives every convolution round(nominal
+/// width x m) filters (at least 1; scaled_width) and its classifier the classes it has.
+/// Layers whose widths follow take them from the stream through them:
+///   void scale_widths(double m, int& stream);
+/// `stream` is the current width of the layer's input; on return, that of its output.
+/// Parameters are reshaped and reset (initialize() fills them in afterwards).
+inline int scaled_width(int nominal, double m) {
+  const double w = static_cast<double>(nominal) * m;
+  return w < 1.0 ? 1 : static_cast<int>(w + 0.5);
+}
+
 /// True when layer spec S can follow a layer producing shape In.
 template <class S, fmap_shape In>
 concept ComposableWith = LayerSpec<S> && S::accepts(In);

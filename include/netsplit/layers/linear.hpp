@@ -32,6 +32,12 @@ class linear_layer : public layer_base<T, B, In, (fmap_shape{Out, 1, 1})> {
     for (auto* t : {&weight_, &dweight_, &bias_, &dbias_}) t->fill(T(0));
   }
 
+  /// Width multiplier (layers/layer.hpp): reads the stream's channels; the classes stay.
+  void scale_widths(double, int& stream) {
+    set_in_width(stream);
+    stream = Out;
+  }
+
   /// Adopts the input width of the current weight after a split replaced it (values kept).
   void sync_widths() {
     NETSPLIT_EXPECT(weight_.rank() == 2 && weight_.dim(0) == Out && bias_.numel() == Out,

@@ -23,6 +23,8 @@ class relu_layer : public layer_base<T, B, In, In> {
     folded_ = nullptr;
     return out_;
   }
+  /// Width multiplier (layers/layer.hpp): the stream passes unchanged.
+  void scale_widths(double, int& stream) { c_ = stream; }
   /// Takes y, computed by the layer before with this ReLU folded in (a phase::infer
   /// forward, e.g. resnet's stem), as its output: output() returns it until the next
   /// forward; no backward follows.

@@ -78,6 +78,19 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
     if constexpr (requires { shortcut.sync_widths(); }) shortcut.sync_widths();
   }
 
+  /// Width multiplier (layers/layer.hpp): both convolutions round(Out x m), the shortcut
+  /// from the stream's width to theirs.
+  void scale_widths(double m, int& stream) {
+    int through_shortcut = stream;
+    conv1.scale_widths(m, stream);
+    bn1.scale_widths(m, stream);
+    conv2.scale_widths(m, stream);
+    bn2.scale_widths(m, stream);
+    shortcut.scale_widths(m, through_shortcut);
+    NETSPLIT_EXPECT(through_shortcut == stream, "residual block: the shortcut gives ", through_shortcut,
+                    " channels at width multiplier ", m, ", the main path ", stream);
+  }
+
   template <class V>
   void visit_parameters(V&& v) {
     auto prefixed = [&](const char* p) {

@@ -97,19 +97,15 @@ class sequential_layer {
   int in_channels() const { return std::get<0>(layers_).in_channels(); }
   int out_channels() const { return std::get<count - 1>(layers_).out_channels(); }
 
+  /// With phase::infer, every convolution followed by its batch norm and a ReLU runs as
+  /// one folded pass (conv2d_layer::forward_folded; the ReLU's output() is its result).
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
+    if (p == phase::infer) return forward_infer<0>(ctx, x);
     const tensor<T, B>* cur = &x;
     std::apply([&](auto&... l) { ((cur = &l.forward(ctx, *cur, p)), ...); }, layers_);
     return *cur;
   }
 
-  /// Forward through children First.. only, from x (the input of child First): for a caller
-  /// that computed the children before First itself (resnet's folded stem).
-  template <std::size_t First>
-  const tensor<T, B>& forward_from(context_type& ctx, const tensor<T, B>& x, phase p) {
-    static_assert(First < count, "netsplit: forward_from past the last child");
-    return forward_range<First>(ctx, x, p, std::make_index_sequence<count - First>{});
-  }
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     return backward_impl(ctx, dy, input_grad, std::make_index_sequence<count>{});
   }
@@ -151,6 +147,15 @@ class sequential_layer {
     });
   }
 
+  /// Width multiplier (layers/layer.hpp): each child in order; a child that has no widths
+  /// of its own to scale (none declares scale_widths) is a contract_violation naming it.
+  void scale_widths(double m, int& stream) {
+    for_each_layer([&](const std::string& name, auto& l) {
+      if constexpr (requires { l.scale_widths(m, stream); }) l.scale_widths(m, stream);
+      else detail::raise<contract_violation>("netsplit: layer '", name, "' cannot take a width multiplier");
+    });
+  }
+
   void initialize(rng& r) {
     for_each_layer([&](const std::string&, auto& l) {
       if constexpr (Initializable<std::decay_t<decltype(l)>>) l.initialize(r);
@@ -168,11 +173,33 @@ class sequential_layer {
   }
 
  private:
-  template <std::size_t First, std::size_t... I>
-  const tensor<T, B>& forward_range(context_type& ctx, const tensor<T, B>& x, phase p, std::index_sequence<I...>) {
-    const tensor<T, B>* cur = &x;
-    ((cur = &std::get<First + I>(layers_).forward(ctx, *cur, p)), ...);
-    return *cur;
+  template <std::size_t I>
+  using child = std::tuple_element_t<I, layers_type>;
+  /// Children I, I+1, I+2 are a convolution, a batch norm and a ReLU (fold with phase::infer).
+  template <std::size_t I>
+  static constexpr bool folds() {
+    if constexpr (I + 2 >= count) {
+      return false;
+    } else {
+      return requires(child<I>& c, child<I + 1>& bn, child<I + 2>& r, context_type& ctx, const tensor<T, B>& x) {
+        bn.running_mean();
+        bn.gamma();
+        c.forward_folded(ctx, x, bn, nullptr, true);
+        r.adopt_folded(x);
+      };
+    }
+  }
+  template <std::size_t I>
+  const tensor<T, B>& forward_infer(context_type& ctx, const tensor<T, B>& x) {
+    if constexpr (I == count) {
+      return x;
+    } else if constexpr (folds<I>()) {
+      const auto& y = std::get<I>(layers_).forward_folded(ctx, x, std::get<I + 1>(layers_), nullptr, true);
+      std::get<I + 2>(layers_).adopt_folded(y);
+      return forward_infer<I + 3>(ctx, y);
+    } else {
+      return forward_infer<I + 1>(ctx, std::get<I>(layers_).forward(ctx, x, phase::infer));
+    }
   }
   template <std::size_t... I>
   const tensor<T, B>& backward_impl(context_type& ctx, const tensor<T, B>& dy, bool input_grad,

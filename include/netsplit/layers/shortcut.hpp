@@ -28,6 +28,8 @@ class identity_shortcut_layer : public layer_base<T, B, In, In> {
     return x;
   }
   const tensor<T, B>& backward(typename B::context&, const tensor<T, B>& dy, bool = true) { return dy; }
+  /// Width multiplier (layers/layer.hpp): the stream passes unchanged.
+  void scale_widths(double, int& stream) { c_ = stream; }
 
   /// Split role inside a residual block: nothing to widen on either side.
   template <class W>
@@ -52,10 +54,13 @@ class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height
 
   /// Initial map: input channel c goes to output channel c + (Out - In)/2 (PyTorch's
   /// reference pads (Out - In)/2 zero channels on each side), coefficient 1.
-  shortcut_a_layer() {
-    std::vector<scatter_entry<T>> e;
-    for (int c = 0; c < In.channels; ++c) e.push_back({c, c + (Out - In.channels) / 2, T(1)});
-    set_map(In.channels, Out, e);
+  shortcut_a_layer() { set_padding_map(In.channels, Out); }
+
+  /// Width multiplier (layers/layer.hpp): the padding map from the stream's width to
+  /// round(Out x m) channels.
+  void scale_widths(double m, int& stream) {
+    set_padding_map(stream, scaled_width(Out, m));
+    stream = out_c_;
   }
 
   int in_channels() const { return in_c_; }
@@ -90,6 +95,14 @@ class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height
       dst_.from_host(dst);
       coef_.from_host(coef);
     }
+  }
+
+  /// The unsplit map: input channel c to output channel c + (out - in) / 2, coefficient 1.
+  void set_padding_map(int in, int out) {
+    NETSPLIT_EXPECT(out >= in, "shortcut_a cannot map ", in, " channels onto ", out);
+    std::vector<scatter_entry<T>> e;
+    for (int c = 0; c < in; ++c) e.push_back({c, c + (out - in) / 2, T(1)});
+    set_map(in, out, e);
   }
 
   /// Split support: input channel j gets a copy (new last channel); each entry reading j
@@ -187,6 +200,11 @@ class shortcut_b_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out,
   void sync_widths() {
     conv.sync_widths();
     bn.sync_widths();
+  }
+  /// Width multiplier (layers/layer.hpp): the projection and its batch norm.
+  void scale_widths(double m, int& stream) {
+    conv.scale_widths(m, stream);
+    bn.scale_widths(m, stream);
   }
   /// Split role inside a residual block: the projection consumes the input stream and,
   /// with its batch norm, produces the output stream's channels.

@@ -4,8 +4,10 @@
 // composition comes from models/structure.hpp (no model lists its sites by hand).
 #pragma once
 
+#include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -15,14 +17,37 @@
 
 namespace netsplit {
 
-/// A whole classifier: a default-constructible Layer with parameters, buffers and
-/// initialisation, whose output is [N, classes, 1, 1] logits, and an architecture string
-/// that checkpoints record (loading a checkpoint of another architecture is an error).
+/// A model's width multiplier: every convolution gets round(nominal width x value) filters
+/// (at least 1; layers/layer.hpp), the classifier keeps its classes. 1 is the published net.
+struct width_multiplier {
+  double value = 1.0;
+  width_multiplier() = default;
+  /// contract_violation unless 0 < value <= 16 (finite).
+  explicit width_multiplier(double v) : value(v) {
+    NETSPLIT_EXPECT(std::isfinite(v) && v > 0 && v <= 16, "width multiplier must be in (0, 16], got ", v);
+  }
+  /// As checkpoints' architecture strings write it: "" at 1, else " width=<%g>".
+  std::string suffix() const {
+    if (value == 1.0) return "";
+    char buf[32];
+    std::snprintf(buf, sizeof buf, " width=%g", value);
+    return buf;
+  }
+  bool operator==(const width_multiplier&) const = default;
+};
+
+/// A whole classifier: a Layer with parameters, buffers and initialisation, whose output is
+/// [N, classes, 1, 1] logits; constructible at the published widths (default) or at a
+/// width multiplier, which it reports (width()); and an architecture string naming the
+/// model and its widths, which checkpoints record (loading a checkpoint of another
+/// architecture is an error).
 template <class N>
 concept Network = Layer<N> && HasParameters<N> && HasBuffers<N> && Initializable<N> &&
-                  CountsMultAdds<N> && std::default_initializable<N> && requires {
+                  CountsMultAdds<N> && std::default_initializable<N> &&
+                  std::constructible_from<N, width_multiplier> && requires(const N& n) {
                     { N::classes } -> std::convertible_to<int>;
-                    { N::architecture() } -> std::convertible_to<std::string>;
+                    { n.width() } -> std::convertible_to<width_multiplier>;
+                    { n.architecture() } -> std::convertible_to<std::string>;
                   };
 
 /// Number of trainable scalars at the network's current widths.

@@ -3,14 +3,16 @@
 // and the coupled groups of residual streams. No model lists its sites by hand.
 // derive_sites(net) walks the composition with a structure_walker: every layer describes
 // its role through describe_sites(walker, prefix) (layers/layer.hpp lists the roles):
-//  * a convolution consumes the open stream's channels and opens a new stream it produces;
+//  * a convolution consumes the open stream's channels and opens a new stream it produces
+//    (a stream only it produces is that convolution's site, named after it: VGG's sites);
 //  * batch norm joins the producers of the open stream (per-channel parameters, buffers);
 //  * a ReLU is where metrics read the stream's activations (a tap);
 //  * pooling passes channels through; a linear classifier consumes and closes the stream;
 //  * a composite (the residual block) describes its own members: a site inside it
 //    (conv1/bn1 -> conv2), its consumption of the stream through conv1 and the shortcut,
 //    and, when its shortcut changes width or size, the next stream it opens.
-// ResNet20: 9 inner sites (336 filters) and 3 coupled groups (stage1..3). Sites refer to
+// ResNet20: 9 inner sites (336 filters) and 3 coupled groups (stage1..3); VGG11: 8 sites
+// (features.0, features.4, ...), one per convolution. Sites refer to
 // tensors by parameter name, so one description drives the split of parameters,
 // optimizer state and TPM accumulators.
 #pragma once
@@ -76,11 +78,13 @@ class structure_walker {
     NETSPLIT_EXPECT(open_, "a structural consumer has no producer before it; cannot derive split sites");
     stream_.structural.push_back(std::move(widen));
   }
-  /// Closes the open stream and opens the next one (stageN).
-  void open_stream() {
+  /// Closes the open stream and opens the next one (stageN). `layer`: the layer that opens
+  /// it, whose name the site takes if it stays that layer's alone (see close_stream).
+  void open_stream(const std::string& layer = {}) {
     close_stream();
     stream_.name = "stage" + std::to_string(++streams_);
     stream_.kind = site_kind::stream;
+    opener_ = layer;
     open_ = true;
   }
   /// Producers of the open stream: conv weights (axis 0), per-channel parameters and
@@ -120,10 +124,22 @@ class structure_walker {
     s.taps.push_back({std::move(activation), std::move(gradient)});
     inner_.push_back(std::move(s));
   }
-  /// The open stream ends (its last consumer was the classifier).
+  /// The open stream ends (at the next stream, or its last consumer was the classifier).
+  /// A stream with one producer convolution and no structural part (a plain convolution
+  /// feeding the next, as in VGG) is a site of that convolution alone: kind inner, named
+  /// after the layer that opened it; a coupled group (residual stream) keeps stageN.
   void close_stream() {
-    if (open_ && !stream_.producer_weights.empty()) streams_done_.push_back(std::move(stream_));
+    if (open_ && !stream_.producer_weights.empty()) {
+      if (stream_.producer_weights.size() == 1 && stream_.structural.empty() && !opener_.empty()) {
+        stream_.name = opener_;
+        stream_.kind = site_kind::inner;
+        inner_.push_back(std::move(stream_));
+      } else {
+        streams_done_.push_back(std::move(stream_));
+      }
+    }
     stream_ = {};
+    opener_.clear();
     open_ = false;
   }
   /// A layer that declares no split role.
@@ -148,6 +164,7 @@ class structure_walker {
   }
 
   split_site<T, B> stream_;
+  std::string opener_;
   bool open_ = false;
   int streams_ = 0;
   std::vector<split_site<T, B>> inner_, streams_done_;

@@ -84,7 +84,7 @@ template <class Net, class T, class B>
 io::safetensors_file capture(Net& net, const optimizer_state<T, B>& opt) {
   io::safetensors_file f;
   f.metadata["netsplit.format"] = format_tag;
-  f.metadata["netsplit.architecture"] = Net::architecture();
+  f.metadata["netsplit.architecture"] = net.architecture();
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { f.tensors["param/" + n] = record_of(w); });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { f.tensors["buffer/" + n] = record_of(b); });
   opt.for_each([&](const std::string& slot, const std::string& n, const tensor<T, B>& m) {
@@ -102,7 +102,7 @@ void check_compatible(const io::safetensors_file& f, Net& net, const std::string
   using T = typename Net::scalar_type;
   using B = typename Net::backend_type;
   expect_meta(f, "netsplit.format", format_tag, where);
-  expect_meta(f, "netsplit.architecture", Net::architecture(), where);
+  expect_meta(f, "netsplit.architecture", net.architecture(), where);
   auto check = [&](const std::string& key, const tensor<T, B>& t) {
     const auto it = f.tensors.find(key);
     if (it == f.tensors.end()) detail::raise<io_error>("netsplit: checkpoint ", where, " lacks tensor '", key, "'");

@@ -200,7 +200,7 @@ class trainer {
     std::optional<Net> fresh;
     for (const auto& s : sections_)
       if (s.reshape) {
-        if (!fresh) fresh.emplace();
+        if (!fresh) fresh.emplace(net_.width());
         reshaped = s.reshape(f, where, *fresh) || reshaped;
       }
     checkpoint::check_compatible(f, reshaped ? *fresh : net_, where, opt_.state().slot_names());

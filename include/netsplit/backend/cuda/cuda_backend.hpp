@@ -349,6 +349,21 @@ struct cuda_backend {
                                       detail::cuda_kernels::avg_pool_backward_f<T>{dy, spatial}));
   }
 
+  /// 2x2 max pooling, stride 2, planes of h x w (both even); ties and NaN as
+  /// max_window_index (backend/descriptors.hpp), like the CPU backend.
+  template <class T>
+  static void max_pool2x2_forward(context& ctx, std::int64_t planes, int h, int w, const T* x, T* y) {
+    NETSPLIT_THRUST("thrust::transform(max_pool2x2_forward)",
+                    thrust::transform(ctx.policy(), count(0), count(planes * (h / 2) * (w / 2)), y,
+                                      detail::cuda_kernels::max_pool_forward_f<T>{x, h, w}));
+  }
+  template <class T>
+  static void max_pool2x2_backward(context& ctx, std::int64_t planes, int h, int w, const T* x, const T* dy, T* dx) {
+    NETSPLIT_THRUST("thrust::transform(max_pool2x2_backward)",
+                    thrust::transform(ctx.policy(), count(0), count(planes * h * w), dx,
+                                      detail::cuda_kernels::max_pool_backward_f<T>{x, dy, h, w}));
+  }
+
   /// y[N, out] = x[N, in] * w[out, in]^T + b
   template <class T>
   static void linear_forward(context& ctx, int n, int in, int out, const T* x, const T* w, const T* b, T* y) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "netsplit/backend/cuda/config.hpp"
+#include "netsplit/backend/descriptors.hpp"
 
 namespace netsplit::detail::cuda_kernels {
 
@@ -353,6 +354,36 @@ struct avg_pool_backward_f {
   const T* dy;
   int spatial;
   NETSPLIT_HD T operator()(i64 i) const { return dy[i / spatial] / static_cast<T>(spatial); }
+};
+/// y[o] for output element o of 2x2 max pooling over planes of h x w (max_window_index).
+template <class T>
+struct max_pool_forward_f {
+  const T* x;
+  int h, w;
+  NETSPLIT_HD T operator()(i64 o) const {
+    const int ho = h / 2, wo = w / 2;
+    const i64 p = o / (ho * wo);
+    const int i = static_cast<int>(o % (ho * wo)) / wo, j = static_cast<int>(o % wo);
+    const T* r = x + p * h * w + (2 * i) * w + 2 * j;
+    const T v[4] = {r[0], r[1], r[w], r[w + 1]};
+    return v[max_window_index(v[0], v[1], v[2], v[3])];
+  }
+};
+/// dx[e] for input element e: dy of its window when e won it, else 0.
+template <class T>
+struct max_pool_backward_f {
+  const T* x;
+  const T* dy;
+  int h, w;
+  NETSPLIT_HD T operator()(i64 e) const {
+    const int ho = h / 2, wo = w / 2;
+    const i64 p = e / (h * w);
+    const int y = static_cast<int>(e % (h * w)) / w, xq = static_cast<int>(e % w);
+    const int i = y / 2, j = xq / 2;
+    const T* r = x + p * h * w + (2 * i) * w + 2 * j;
+    const int k = (y % 2) * 2 + (xq % 2);
+    return max_window_index(r[0], r[1], r[w], r[w + 1]) == k ? dy[(p * ho + i) * wo + j] : T(0);
+  }
 };
 /// y[i] += b[i % out]
 template <class T>
