@@ -39,7 +39,10 @@ struct options {
   double momentum = 0.9, weight_decay = 1e-4;
   bool nesterov = false;
   std::int64_t test_interval = 0;
+  std::string model = "resnet20";  // model_names()
+  double width_mult = 1.0;         // every convolution at round(width x this)
   std::string shortcut = "A";
+  bool shortcut_given = false;
   // run control
   std::vector<std::int64_t> snapshot_at;
   std::int64_t snapshot_every = 0;
@@ -147,10 +150,22 @@ inline std::string join_names(const std::vector<std::string>& names, bool prose)
   return out;
 }
 
+/// The models the program trains (--model): CIFAR ResNets (option A or B shortcuts) and
+/// VGGs with batch norm (netsplit/models/).
+inline const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names{"resnet20", "resnet32", "resnet44", "resnet56",
+                                              "vgg11",    "vgg13",    "vgg16",    "vgg19"};
+  return names;
+}
+
 inline std::string usage() {
   std::string s =
       "usage: cifar100_resnet20 [flags]\n"
-      "Trains ResNet20 on CIFAR-100 (or CIFAR-10) with netsplit.\n\n"
+      "Trains a CIFAR ResNet or VGG (default ResNet20) on CIFAR-100 (or CIFAR-10) with netsplit.\n\n"
+      "model:\n"
+      "  --model NAME                      " + join_names(model_names(), false) + " (default resnet20)\n"
+      "  --width-mult X                    every convolution at round(width x X) filters, X in (0, 16] (default 1)\n"
+      "  --shortcut A|B                    residual shortcut option of the ResNets (default A)\n"
       "data:\n"
       "  --dataset cifar100|cifar10|auto   auto: CIFAR-100 if present, else the shared CIFAR-10 (default auto)\n"
       "  --data-dir DIR                    folder with the binary files (cifar-100-binary/ or cifar-10-batches-bin/)\n"
@@ -162,7 +177,6 @@ inline std::string usage() {
       "  --lr-schedule SPEC                'multistep LR GAMMA M1 M2..' | 'cosine LR WARMUP TOTAL FLOOR' | 'constant LR'\n"
       "  --momentum X, --weight-decay X, --nesterov on|off\n"
       "  --test-interval N                 test every N iterations (0: only at the end)\n"
-      "  --shortcut A|B                    residual shortcut option (default A)\n"
       "run control:\n"
       "  --snapshot-at N[,N..]             write checkpoints at these iterations\n"
       "  --snapshot-every N                and every N iterations (0: off)\n"
@@ -297,6 +311,11 @@ inline options parse_options(int argc, const char* const* argv) {
     else if (f == "--shortcut") {
       if (v != "A" && v != "B") throw cli_error("--shortcut expects A or B, got '" + v + "'");
       o.shortcut = v;
+      o.shortcut_given = true;
+    } else if (f == "--model") o.model = detail::one_of(f, v, model_names());
+    else if (f == "--width-mult") {
+      o.width_mult = detail::parse_real(f, v, 0.0, 16.0);
+      if (!(o.width_mult > 0)) throw cli_error("--width-mult must be larger than 0, got '" + v + "'");
     } else if (f == "--snapshot-at") {
       o.snapshot_at.clear();
       for (const auto& part : detail::split_list(v)) o.snapshot_at.push_back(parse_int<std::int64_t>(f, part, 1, big));
@@ -365,6 +384,8 @@ inline options parse_options(int argc, const char* const* argv) {
         }
     } else throw cli_error("unknown flag '" + f + "' (see --help)");
   }
+  if (o.shortcut_given && o.model.rfind("resnet", 0) != 0)
+    throw cli_error("--shortcut applies to the ResNets; " + o.model + " has no residual shortcuts");
   if (!out_dir_given) o.out_dir = "runs/" + o.preset + (o.mode == "study" ? "-study" : "");
   // Resolve the TPM window and split iteration, and check they fit in the run.
   if (o.tpm_begin < 0) {

@@ -22,6 +22,7 @@
 #include "netsplit/io/folder_lock.hpp"
 #include "report.hpp"
 #include "run_control.hpp"
+#include "run.hpp"
 #include "study.hpp"
 
 // The program's allocation functions: as the standard ones, but a request that cannot be
@@ -100,88 +101,6 @@ data_env load_data(const options& o, const dataset_choice& c) {
   return d;
 }
 
-std::string recipe_line(const options& o) {
-  return "recipe: preset " + o.preset + ", " + std::to_string(o.max_iter) + " iterations of batch " +
-         std::to_string(o.batch_size) + ", lr " + o.schedule.describe() + ", momentum " + fmt("%g", o.momentum) +
-         (o.nesterov ? " (Nesterov)" : "") + ", weight decay " + fmt("%g", o.weight_decay) + ", seed(s)";
-}
-
-template <class Net>
-int run_train(const options& o, const data_env& data, run_log& log) {
-  log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
-           " training, " + std::to_string(data.test.size()) + " test images");
-  log.line(recipe_line(o) + " " + std::to_string(o.seed));
-  run_spec spec;
-  spec.seed = o.seed;
-  spec.dir = o.out_dir;
-  return execute_logged<Net>(o, spec, data, log).exit_code;
-}
-
-template <class Net>
-int run_study(const options& o, const data_env& data, const std::string& command, const std::string& note) {
-  std::vector<run_result> runs;
-  const fs::path root(o.out_dir);
-  fs::create_directories(root);
-  const bool resuming = !o.resume.empty();  // --resume names this study's folder
-  std::string table;
-  for (const auto seed : o.seeds) {
-    const fs::path sdir = root / ("seed" + std::to_string(seed));
-    // kind; for derived and random the snapshot to start from; for static the grown widths.
-    // Returns nullopt when the study stopped on a signal (exit code in `stopped`).
-    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {}) {
-      run_spec spec;
-      spec.kind = std::move(kind);
-      spec.snapshot = std::move(snapshot);
-      spec.grown = std::move(grown);
-      spec.seed = seed;
-      spec.dir = sdir / spec.kind;
-      std::optional<run_result> done = resuming ? finished_run(o, spec) : std::nullopt;
-      if (!done) {
-        if (resuming) spec.resume = latest_checkpoint(spec.dir).string();
-        run_log log(spec.dir, o.progress);
-        log.prefix = "[seed " + std::to_string(seed) + " " + spec.kind + "] ";
-        if (!note.empty()) log.line("note: " + note);
-        log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
-                 " training, " + std::to_string(data.test.size()) + " test images");
-        log.line(recipe_line(o) + " " + std::to_string(seed));
-        done = execute_logged<Net>(o, spec, data, log);
-        if (done->exit_code > 128) return done;  // stopped by a signal: the study stops too
-        if (done->exit_code != 0)
-          throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
-      } else {
-        run_control::print("[seed " + std::to_string(seed) + " " + spec.kind + "] finished before (" +
-                           spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
-      }
-      runs.push_back(*done);
-      table = write_report(o, command, note, runs, root);
-      return done;
-    };
-    const auto base = run("baseline");
-    if (base->exit_code > 128) return base->exit_code;
-    if (base->split_snapshot.empty() || !fs::exists(base->split_snapshot))
-      throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
-    const auto derived = run("derived", base->split_snapshot.string());
-    if (derived->exit_code > 128) return derived->exit_code;
-    for (const auto& c : o.controls) {
-      std::optional<run_result> r;
-      if (c == "random") r = run("random", base->split_snapshot.string());
-      if (c == "static") r = run("static", "", derived->splits);
-      if (r && r->exit_code > 128) return r->exit_code;
-    }
-  }
-  run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
-                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n");
-  return 0;
-}
-
-template <class Net>
-int dispatch(const options& o, const data_env& data, const std::string& command, const std::string& note) {
-  if (o.mode == "study") return run_study<Net>(o, data, command, note);
-  run_log log(o.out_dir, o.progress);
-  if (!note.empty()) log.line("note: " + note);
-  return run_train<Net>(o, data, log);
-}
-
 /// "out of memory while <activity>", the size asked, and the address-space limit if any.
 void report_out_of_memory(std::size_t bytes) {
   std::string what = run_control::activity;
@@ -233,12 +152,7 @@ int main(int argc, char** argv) {
       return 2;
     }
     run_control::activity = "building the network";
-    const bool b = o.shortcut == "B";
-    if (choice.kind == "cifar100")
-      return b ? dispatch<resnet20<cpu_backend, 100, float, shortcut_b>>(o, data, command, choice.note)
-               : dispatch<resnet20<cpu_backend, 100, float, shortcut_a>>(o, data, command, choice.note);
-    return b ? dispatch<resnet20<cpu_backend, 10, float, shortcut_b>>(o, data, command, choice.note)
-             : dispatch<resnet20<cpu_backend, 10, float, shortcut_a>>(o, data, command, choice.note);
+    return run_named_model({o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10});
   } catch (const divergence_error& e) {
     std::fprintf(stderr, "cifar100_resnet20: %s\n", e.what());
     return 3;

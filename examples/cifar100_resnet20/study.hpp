@@ -137,13 +137,13 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
 }
 
 /// The checkpoint of the highest iteration in a run's folder (empty if none).
-inline fs::path latest_checkpoint(const fs::path& dir) {
+inline fs::path latest_checkpoint(const fs::path& dir, const std::string& model) {
   fs::path best;
   std::int64_t best_iter = -1;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const auto name = e.path().filename().string();
-    const std::string head = "resnet20_iter_", tail = ".safetensors";
+    const std::string head = model + "_iter_", tail = ".safetensors";
     if (name.size() <= head.size() + tail.size() || name.rfind(head, 0) != 0 ||
         name.compare(name.size() - tail.size(), tail.size(), tail) != 0)
       continue;
@@ -179,7 +179,7 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
   r.params = static_cast<std::int64_t>(detail::json_number(summary, "params"));
   r.macs = static_cast<std::int64_t>(detail::json_number(summary, "macs"));
   r.seconds = detail::json_number(summary, "seconds");
-  const auto final_ckpt = spec.dir / ("resnet20_iter_" + std::to_string(iter) + ".safetensors");
+  const auto final_ckpt = spec.dir / (o.model + "_iter_" + std::to_string(iter) + ".safetensors");
   if (fs::exists(final_ckpt)) {
     const auto f = netsplit::io::read_file(final_ckpt, netsplit::io::read_options{.require_checksum = true});
     if (const auto h = f.metadata.find("netsplit.splits"); h != f.metadata.end())
@@ -189,7 +189,7 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
                                                 " has no final checkpoint ", final_ckpt.string(),
                                                 " to read its splits from");
   }
-  if (spec.kind == "baseline") r.split_snapshot = spec.dir / ("resnet20_iter_" + std::to_string(o.split_at) + ".safetensors");
+  if (spec.kind == "baseline") r.split_snapshot = spec.dir / (o.model + "_iter_" + std::to_string(o.split_at) + ".safetensors");
   return r;
 }
 
@@ -201,7 +201,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   res.kind = spec.kind;
   res.seed = spec.seed;
   cpu_context ctx(o.threads);
-  Net net(rng::derive(spec.seed, 0).next_u64());
+  Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{o.width_mult});
   train_config cfg;
   cfg.max_iter = o.max_iter;
   cfg.batch_size = o.batch_size;
@@ -211,7 +211,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   cfg.snapshot_every = o.snapshot_every;
   cfg.snapshot_at = o.snapshot_at;
   cfg.snapshot_dir = spec.dir;
-  cfg.snapshot_prefix = "resnet20";
+  cfg.snapshot_prefix = o.model;
   cfg.seed = spec.seed;
   const bool grows = spec.kind == "derived" || spec.kind == "random" ||
                      (spec.kind == "train" && (o.split_at_given || !o.from_snapshot.empty()));

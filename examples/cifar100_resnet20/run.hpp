@@ -1,0 +1,158 @@
+// examples/cifar100_resnet20/run.hpp — from a parsed command line to a run of the chosen
+// model: train mode (one run) or study mode (per seed: baseline, derived run, controls;
+// then the report). run_named_model maps --model to a network type; each model's runs
+// are instantiated in a translation unit of their own (model_unit.cpp, built once per
+// model by CMake), so the program's heaviest templates compile in parallel.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli.hpp"
+#include "netsplit/netsplit.hpp"
+#include "report.hpp"
+#include "run_control.hpp"
+#include "study.hpp"
+
+namespace cifar_cli {
+
+using netsplit::divergence_error;
+using netsplit::io_error;
+using netsplit::split_record;
+
+/// What main hands to a model's runs.
+struct run_request {
+  const options& o;
+  const data_env& data;
+  std::string command, note;
+  int classes = 100;  // the dataset's: 100 or 10
+};
+
+inline std::string recipe_line(const options& o) {
+  return "recipe: preset " + o.preset + ", " + std::to_string(o.max_iter) + " iterations of batch " +
+         std::to_string(o.batch_size) + ", lr " + o.schedule.describe() + ", momentum " + fmt("%g", o.momentum) +
+         (o.nesterov ? " (Nesterov)" : "") + ", weight decay " + fmt("%g", o.weight_decay) + ", seed(s)";
+}
+
+template <class Net>
+int run_train(const options& o, const data_env& data, run_log& log) {
+  log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
+           " training, " + std::to_string(data.test.size()) + " test images");
+  log.line(recipe_line(o) + " " + std::to_string(o.seed));
+  run_spec spec;
+  spec.seed = o.seed;
+  spec.dir = o.out_dir;
+  return execute_logged<Net>(o, spec, data, log).exit_code;
+}
+
+template <class Net>
+int run_study(const options& o, const data_env& data, const std::string& command, const std::string& note) {
+  std::vector<run_result> runs;
+  const fs::path root(o.out_dir);
+  fs::create_directories(root);
+  const bool resuming = !o.resume.empty();  // --resume names this study's folder
+  std::string table;
+  for (const auto seed : o.seeds) {
+    const fs::path sdir = root / ("seed" + std::to_string(seed));
+    // kind; for derived and random the snapshot to start from; for static the grown widths.
+    // Returns nullopt when the study stopped on a signal (exit code in `stopped`).
+    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {}) {
+      run_spec spec;
+      spec.kind = std::move(kind);
+      spec.snapshot = std::move(snapshot);
+      spec.grown = std::move(grown);
+      spec.seed = seed;
+      spec.dir = sdir / spec.kind;
+      std::optional<run_result> done = resuming ? finished_run(o, spec) : std::nullopt;
+      if (!done) {
+        if (resuming) spec.resume = latest_checkpoint(spec.dir, o.model).string();
+        run_log log(spec.dir, o.progress);
+        log.prefix = "[seed " + std::to_string(seed) + " " + spec.kind + "] ";
+        if (!note.empty()) log.line("note: " + note);
+        log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
+                 " training, " + std::to_string(data.test.size()) + " test images");
+        log.line(recipe_line(o) + " " + std::to_string(seed));
+        done = execute_logged<Net>(o, spec, data, log);
+        if (done->exit_code > 128) return done;  // stopped by a signal: the study stops too
+        if (done->exit_code != 0)
+          throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
+      } else {
+        run_control::print("[seed " + std::to_string(seed) + " " + spec.kind + "] finished before (" +
+                           spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
+      }
+      runs.push_back(*done);
+      table = write_report(o, command, note, runs, root);
+      return done;
+    };
+    const auto base = run("baseline");
+    if (base->exit_code > 128) return base->exit_code;
+    if (base->split_snapshot.empty() || !fs::exists(base->split_snapshot))
+      throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
+    const auto derived = run("derived", base->split_snapshot.string());
+    if (derived->exit_code > 128) return derived->exit_code;
+    for (const auto& c : o.controls) {
+      std::optional<run_result> r;
+      if (c == "random") r = run("random", base->split_snapshot.string());
+      if (c == "static") r = run("static", "", derived->splits);
+      if (r && r->exit_code > 128) return r->exit_code;
+    }
+  }
+  run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
+                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n");
+  return 0;
+}
+
+template <class Net>
+int dispatch(const run_request& r) {
+  if (r.o.mode == "study") return run_study<Net>(r.o, r.data, r.command, r.note);
+  run_log log(r.o.out_dir, r.o.progress);
+  if (!r.note.empty()) log.line("note: " + r.note);
+  return run_train<Net>(r.o, r.data, log);
+}
+
+
+enum class family { resnet, vgg };
+
+/// The runs of one model (family and depth), for the dataset's classes and the shortcut option.
+template <family F, int Depth>
+int run_model(const run_request& r) {
+  using netsplit::cpu_backend;
+  if constexpr (F == family::resnet) {
+    using netsplit::resnet, netsplit::shortcut_a, netsplit::shortcut_b;
+    const bool b = r.o.shortcut == "B";
+    if (r.classes == 100)
+      return b ? dispatch<resnet<Depth, 100, cpu_backend, float, shortcut_b>>(r)
+               : dispatch<resnet<Depth, 100, cpu_backend, float, shortcut_a>>(r);
+    return b ? dispatch<resnet<Depth, 10, cpu_backend, float, shortcut_b>>(r)
+             : dispatch<resnet<Depth, 10, cpu_backend, float, shortcut_a>>(r);
+  } else {
+    return r.classes == 100 ? dispatch<netsplit::vgg<Depth, 100, cpu_backend, float>>(r)
+                            : dispatch<netsplit::vgg<Depth, 10, cpu_backend, float>>(r);
+  }
+}
+// Instantiated in model_unit.cpp, once per model.
+extern template int run_model<family::resnet, 20>(const run_request&);
+extern template int run_model<family::resnet, 32>(const run_request&);
+extern template int run_model<family::resnet, 44>(const run_request&);
+extern template int run_model<family::resnet, 56>(const run_request&);
+extern template int run_model<family::vgg, 11>(const run_request&);
+extern template int run_model<family::vgg, 13>(const run_request&);
+extern template int run_model<family::vgg, 16>(const run_request&);
+extern template int run_model<family::vgg, 19>(const run_request&);
+
+/// --model's name to its network type (the names are model_names()).
+inline int run_named_model(const run_request& r) {
+  const auto& m = r.o.model;
+  if (m == "resnet20") return run_model<family::resnet, 20>(r);
+  if (m == "resnet32") return run_model<family::resnet, 32>(r);
+  if (m == "resnet44") return run_model<family::resnet, 44>(r);
+  if (m == "resnet56") return run_model<family::resnet, 56>(r);
+  if (m == "vgg11") return run_model<family::vgg, 11>(r);
+  if (m == "vgg13") return run_model<family::vgg, 13>(r);
+  if (m == "vgg16") return run_model<family::vgg, 16>(r);
+  if (m == "vgg19") return run_model<family::vgg, 19>(r);
+  netsplit::detail::raise<netsplit::contract_violation>("cifar100_resnet20: no network type for model '", m, "'");
+}
+
+}  // namespace cifar_cli
