@@ -97,6 +97,26 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--mode", "evolve"}, "--mode expects train or study");
 }
 
+TEST_CASE("--model and --width-mult choose the network; mistakes say what was expected") {
+  const auto d = parse({});
+  CHECK(d.model == "resnet20");
+  CHECK(d.width_mult == 1.0);
+  const auto v = parse({"--model", "vgg16", "--width-mult", "0.25"});
+  CHECK(v.model == "vgg16");
+  CHECK(v.width_mult == 0.25);
+  CHECK(parse({"--model", "resnet56", "--shortcut", "B"}).shortcut == "B");
+  for (const auto& m : cifar_cli::model_names()) CHECK(parse({"--model", m}).model == m);
+  CHECK_THROWS_WITH_AS(parse({"--model", "vgg12"}),
+                       "--model expects resnet20, resnet32, resnet44, resnet56, vgg11, vgg13, vgg16 or vgg19, got 'vgg12'",
+                       cli_error);
+  CHECK_THROWS_WITH_AS(parse({"--model", "vgg11", "--shortcut", "A"}),
+                       "--shortcut applies to the ResNets; vgg11 has no residual shortcuts", cli_error);
+  CHECK_THROWS_WITH_AS(parse({"--width-mult", "0"}), "--width-mult must be larger than 0, got '0'", cli_error);
+  CHECK_THROWS_AS(parse({"--width-mult", "17"}), cli_error);
+  CHECK_THROWS_AS(parse({"--width-mult", "half"}), cli_error);
+  CHECK_THROWS_AS(parse({"--model"}), cli_error);
+}
+
 TEST_CASE("study flags and windows resolved from the preset") {
   const auto s = parse({"--mode", "study", "--preset", "seed"});
   CHECK(s.tpm_begin == 40000);

@@ -100,4 +100,20 @@ grep -q "does not fit in a run of 9 iterations" "$out/err" || fail "window messa
 "$prog" "${common[@]}" --max-iter 6 --tpm-window 1:3 --split-at 3 --splits 5000 --out-dir "$out/toomany" >/dev/null 2>"$out/err"
 [ $? -eq 1 ] || fail "too many splits must exit 1"
 grep -q "cannot select 5000 filters" "$out/err" || fail "too-many-splits message: $(cat "$out/err")"
+
+# Other models: a VGG at a width multiplier trains, splits and names its checkpoints after
+# itself; its checkpoint is refused by another model or width (exit 1, both architectures named).
+"$prog" "${common[@]}" --model vgg11 --width-mult 0.25 --max-iter 6 --test-interval 3 --tpm-window 2:4 --split-at 4 \
+  --splits 3 --out-dir "$out/vgg" >"$out/vgg.out" 2>&1 || { tail -20 "$out/vgg.out"; fail "vgg11 run failed"; }
+[ -f "$out/vgg/vgg11_iter_6.safetensors" ] || fail "vgg11 checkpoint missing"
+grep -q "netsplit vgg11 classes=10 scalar=f32 width=0.25" "$out/vgg/train.log" || fail "vgg11 architecture not logged"
+grep -q "features\.[0-9]* filter" "$out/vgg/train.log" || fail "vgg11 splits not logged: $(grep split "$out/vgg/train.log")"
+"$prog" "${common[@]}" --model resnet32 --max-iter 6 --out-dir "$out/r32" --resume "$out/vgg/vgg11_iter_6.safetensors" 2>"$out/err" >/dev/null
+[ $? -eq 1 ] || fail "a vgg11 checkpoint resumed as resnet32 must exit 1"
+grep -q "'vgg11 classes=10 scalar=f32 width=0.25' but this run expects 'resnet32 classes=10 shortcut=A scalar=f32'" "$out/err" ||
+  fail "model mismatch message: $(cat "$out/err")"
+"$prog" "${common[@]}" --model vgg11 --max-iter 6 --out-dir "$out/v1" --resume "$out/vgg/vgg11_iter_6.safetensors" 2>"$out/err" >/dev/null
+[ $? -eq 1 ] || fail "a width-0.25 checkpoint resumed at width 1 must exit 1"
+"$prog" --model vgg11 --shortcut B 2>"$out/err"; [ $? -eq 2 ] || fail "--shortcut on a VGG must exit 2"
+"$prog" --model vgg12 2>"$out/err"; [ $? -eq 2 ] || fail "unknown --model must exit 2"
 echo "example end-to-end: ok"

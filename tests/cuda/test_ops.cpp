@@ -393,6 +393,10 @@ template <class T, class B> using conv1_s2 = conv2d_layer<T, B, fmap_shape{4, 8,
 template <class T, class B> using bn_layer = batch_norm_layer<T, B, fmap_shape{6, 5, 5}>;
 template <class T, class B> using relu6 = relu_layer<T, B, fmap_shape{6, 5, 5}>;
 template <class T, class B> using pool6 = global_avg_pool_layer<T, B, fmap_shape{6, 5, 5}>;
+template <class T, class B> using maxpool6 = max_pool2x2_layer<T, B, fmap_shape{6, 6, 4}>;
+template <class T, class B>
+using small_vgg = sequential_layer<T, B, fmap_shape{3, 8, 8}, conv3x3<4>, batch_norm, relu, max_pool2x2, conv3x3<6>,
+                                   batch_norm, relu, max_pool2x2, global_avg_pool, linear<5>>;
 template <class T, class B> using fc = linear_layer<T, B, fmap_shape{6, 1, 1}, 10>;
 template <class T, class B> using short_a = shortcut_a_layer<T, B, fmap_shape{4, 8, 8}, 8, 2>;
 template <class T, class B> using short_b = shortcut_b_layer<T, B, fmap_shape{4, 8, 8}, 8, 2>;
@@ -435,6 +439,8 @@ TEST_CASE("cuda backend: each layer's forward/backward matches the CPU backend")
     SUBCASE("batch norm") { compare_layer<bn_layer, backend_under_test>(p, 103); }
     SUBCASE("relu") { compare_layer<relu6, backend_under_test>(p, 104); }
     SUBCASE("global average pool") { compare_layer<pool6, backend_under_test>(p, 105); }
+    SUBCASE("2x2 max pool") { compare_layer<maxpool6, backend_under_test>(p, 113); }
+    SUBCASE("a small VGG-like network") { compare_layer<small_vgg, backend_under_test>(p, 114); }
     SUBCASE("linear") { compare_layer<fc, backend_under_test>(p, 106); }
     SUBCASE("shortcut A") { compare_layer<short_a, backend_under_test>(p, 107); }
     SUBCASE("shortcut B") { compare_layer<short_b, backend_under_test>(p, 108); }

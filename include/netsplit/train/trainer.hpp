@@ -192,6 +192,9 @@ class trainer {
     const auto iter = checkpoint::parse_int(checkpoint::meta(f, "netsplit.iteration", where), "iteration", where);
     checkpoint::expect_meta(f, "netsplit.dataset", train_set_.name, where);
     checkpoint::expect_meta(f, "netsplit.batch_size", std::to_string(cfg_.batch_size), where);
+    // the model and its widths first: a section of another model's file (its split history)
+    // would otherwise fail on names this network does not have
+    checkpoint::expect_meta(f, "netsplit.architecture", net_.architecture(), where);
     for (const auto& s : sections_)
       if (s.validate) s.validate(f, where);
     // A section that will change the network's widths (a split history) shows the widths
