@@ -94,7 +94,7 @@ for model in models:
               f"       {b * g:13.1f} ({100 * b * g / peak:4.1f}%)   {layout}")
     rss_o, rss_t = max(r["peak_rss_mb"] for r in ours_r), max(r["peak_rss_mb"] for r in theirs_r)
     print(f"{'':13}{'peak RSS MiB':18}{rss_o:10.0f}{rss_t:10.0f}{rss_o / rss_t:8.2f}   (largest of the rounds)")
-    details.append(f"{model} ({ours_r[0]['architecture']}, {2 * ours_r[0]['infer_gflop_per_image']:.3f} GFLOP per image "
+    details.append(f"{model} ({ours_r[0]['architecture']}, {ours_r[0]['infer_gflop_per_image']:.4f} GFLOP per image "
                    f"forward, conv only): ratio per round: training {[round(v, 2) for v in paired('train_img_s')]} "
                    f"inference {[round(v, 2) for v in paired('infer_img_s')]}")
     details.append(f"  windows (img/s): netsplit train {[round(v) for v in ours['train_img_s']]} "
