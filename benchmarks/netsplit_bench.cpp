@@ -1,8 +1,12 @@
-// Benchmarks of the CPU backend at ResNet20's shapes, batch 128: every distinct conv2d
-// shape forward and backward (GFLOP/s counter), batch norm, element-wise ops, a basic block,
-// and the whole network's training step (forward, softmax CE, backward, SGD) and inference
-// in images/s. Threads: NETSPLIT_THREADS (default 2). Times are wall-clock (UseRealTime),
-// because the work runs on the pool's threads, not only on the benchmark's.
+// Benchmarks of the CPU backend, batch 128: every distinct conv2d shape of ResNet20 forward
+// and backward (GFLOP/s counter) with each algorithm, VGG11's shapes (64 ... 512 channels on
+// 32x32 down to 2x2 maps, full width and x0.25), batch norm, 2x2 max pooling, element-wise
+// ops, a basic block, and whole networks' training step (forward, softmax CE, backward,
+// SGD) and inference in images/s: ResNet20, ResNet56, VGG11 with batch norm at full width
+// and x0.25 (argument width_pct). Threads: NETSPLIT_THREADS (default 2). Times are
+// wall-clock (UseRealTime), because the work runs on the pool's threads, not only on the
+// benchmark's. (Each whole model is one more instantiation to compile: VGG11 and ResNet56
+// add about a third to this file's build time.)
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -124,6 +128,33 @@ void conv_shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_conv2d_forward)->Apply(conv_shapes);
 BENCHMARK(BM_conv2d_backward)->Apply(conv_shapes);
 
+// VGG11's convolutions that ResNet20 lacks (all 3x3 stride 1): full width from the stem's
+// 3->64 at 32x32 to 512->512 at 2x2, every algorithm, and x0.25's on its smallest maps.
+// Where `fastest` takes Winograd: vectorised F(4x4) needs W % 4 == 0, so 2x2 maps run on
+// the direct engine in every pass (winograd_fastest, backend/cpu/winograd.hpp).
+void vgg_conv_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"cin", "cout", "hw", "s", "alg"});
+  b->Args({3, 64, 32, 1, 0});
+  b->Args({3, 64, 32, 1, 1});
+  for (int algorithm : {0, 1, 2, 3}) {
+    b->Args({64, 128, 16, 1, algorithm});
+    b->Args({128, 256, 8, 1, algorithm});
+    b->Args({256, 256, 8, 1, algorithm});
+    b->Args({256, 512, 4, 1, algorithm});
+    b->Args({512, 512, 4, 1, algorithm});
+    b->Args({512, 512, 2, 1, algorithm});
+  }
+  for (int algorithm : {0, 1}) {
+    b->Args({128, 128, 4, 1, algorithm});  // x0.25
+    b->Args({128, 128, 2, 1, algorithm});
+  }
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+void BM_vgg_conv2d_forward(benchmark::State& st) { BM_conv2d_forward(st); }
+void BM_vgg_conv2d_backward(benchmark::State& st) { BM_conv2d_backward(st); }
+BENCHMARK(BM_vgg_conv2d_forward)->Apply(vgg_conv_shapes);
+BENCHMARK(BM_vgg_conv2d_backward)->Apply(vgg_conv_shapes);
+
 // ---- batch norm and element-wise ---------------------------------------------------------------
 // args: channels, spatial size
 struct bn_state {
@@ -181,6 +212,26 @@ void BM_add_relu_forward(benchmark::State& st) {
 BENCHMARK(BM_relu_backward)->Args({16, 32})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_add_relu_forward)->Args({16, 32})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
+// 2x2 max pooling (VGG's first and last: 64 channels 32x32, 512 channels 4x4); args
+// channels, input size. Bytes: the input's.
+void BM_max_pool_forward(benchmark::State& st) {
+  bn_state s(st);
+  ftensor y({batch, s.d.channels, st.range(1) / 2, st.range(1) / 2});
+  const int hw = static_cast<int>(st.range(1));
+  for (auto _ : st) cpu::max_pool2x2_forward(context(), std::int64_t{batch} * s.d.channels, hw, hw, s.x.data(), y.data());
+  bn_label(st, s.d);
+}
+void BM_max_pool_backward(benchmark::State& st) {
+  bn_state s(st);
+  const int hw = static_cast<int>(st.range(1));
+  auto dy = random_tensor({batch, s.d.channels, hw / 2, hw / 2}, 6);
+  for (auto _ : st)
+    cpu::max_pool2x2_backward(context(), std::int64_t{batch} * s.d.channels, hw, hw, s.x.data(), dy.data(), s.dx.data());
+  bn_label(st, s.d);
+}
+BENCHMARK(BM_max_pool_forward)->ArgNames({"c", "hw"})->Args({64, 32})->Args({512, 4})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_max_pool_backward)->ArgNames({"c", "hw"})->Args({64, 32})->Args({512, 4})->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // ---- a basic block (16 channels, 32x32, identity shortcut) -------------------------------------
 void BM_basic_block_train(benchmark::State& st) {
   auto& ctx = context();
@@ -199,14 +250,16 @@ void BM_basic_block_train(benchmark::State& st) {
 }
 BENCHMARK(BM_basic_block_train)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-// ---- whole ResNet20 (100 classes) ---------------------------------------------------------------
-struct resnet_fixture {
-  resnet20<cpu, 100, float> net{42};
+// ---- whole networks (100 classes) ------------------------------------------------------------
+/// A network at a width multiplier, a batch, labels and SGD momentum buffers.
+template <class Net>
+struct model_fixture {
+  Net net;
   ftensor x = random_tensor({batch, 3, 32, 32}, 10);
   std::vector<int> labels;
   softmax_cross_entropy<float, cpu> loss;
   std::vector<ftensor> momentum;
-  resnet_fixture() {
+  explicit model_fixture(double width = 1.0) : net(42, width_multiplier{width}) {
     rng r(11);
     for (int i = 0; i < batch; ++i) labels.push_back(static_cast<int>(r.uniform_int(100)));
     net.visit_parameters([&](const std::string&, ftensor& p, ftensor&) { momentum.emplace_back(p.shape(), 0.0f); });
@@ -221,28 +274,49 @@ struct resnet_fixture {
     });
   }
 };
+using resnet_fixture = model_fixture<resnet20<cpu, 100, float>>;
 
-void BM_resnet20_train_step(benchmark::State& st) {
+/// Training step of Net at width multiplier `width`; GFLOP/s counts the convolutions'
+/// multiply-adds three times (forward, input and weight gradients).
+template <class Net>
+void train_step_benchmark(benchmark::State& st, double width) {
   auto& ctx = context();
-  resnet_fixture f;
+  model_fixture<Net> f(width);
   f.train_step(ctx);  // warm-up: sizes every tensor and scratch buffer
   for (auto _ : st) f.train_step(ctx);
   st.counters["GFLOP/s"] = benchmark::Counter(6.0 * static_cast<double>(f.net.mult_adds_per_image()) * batch * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
   st.SetItemsProcessed(st.iterations() * batch);
+  st.SetLabel(f.net.architecture());
 }
-BENCHMARK(BM_resnet20_train_step)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
-
-void BM_resnet20_inference(benchmark::State& st) {
+template <class Net>
+void inference_benchmark(benchmark::State& st, double width) {
   auto& ctx = context();
-  resnet_fixture f;
+  model_fixture<Net> f(width);
   f.net.forward(ctx, f.x, phase::infer);
   for (auto _ : st) benchmark::DoNotOptimize(f.net.forward(ctx, f.x, phase::infer).data());
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(f.net.mult_adds_per_image()) * batch * 1e-9,
                                               benchmark::Counter::kIsIterationInvariantRate);
   st.SetItemsProcessed(st.iterations() * batch);
+  st.SetLabel(f.net.architecture());
 }
+
+void BM_resnet20_train_step(benchmark::State& st) { train_step_benchmark<resnet20<cpu, 100, float>>(st, 1.0); }
+BENCHMARK(BM_resnet20_train_step)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+void BM_resnet20_inference(benchmark::State& st) { inference_benchmark<resnet20<cpu, 100, float>>(st, 1.0); }
 BENCHMARK(BM_resnet20_inference)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+void BM_resnet56_train_step(benchmark::State& st) { train_step_benchmark<resnet56<cpu, 100, float>>(st, 1.0); }
+BENCHMARK(BM_resnet56_train_step)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+void BM_resnet56_inference(benchmark::State& st) { inference_benchmark<resnet56<cpu, 100, float>>(st, 1.0); }
+BENCHMARK(BM_resnet56_inference)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+// VGG11 with batch norm; argument: the width multiplier in percent (100: 64 ... 512 channels,
+// 25: 16 ... 128).
+void BM_vgg11_train_step(benchmark::State& st) { train_step_benchmark<vgg11<cpu, 100, float>>(st, st.range(0) / 100.0); }
+BENCHMARK(BM_vgg11_train_step)->ArgName("width_pct")->Arg(100)->Arg(25)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(3.0);
+void BM_vgg11_inference(benchmark::State& st) { inference_benchmark<vgg11<cpu, 100, float>>(st, st.range(0) / 100.0); }
+BENCHMARK(BM_vgg11_inference)->ArgName("width_pct")->Arg(100)->Arg(25)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 // ---- growth: TPM recording overhead and the split itself ------------------------------------------
 /// A ResNet20 with a TPM recorder (metric by index, window covering every iteration, on

@@ -1,11 +1,15 @@
-// benchmarks/throughput.cpp — ResNet20 training and inference throughput of netsplit for
+// benchmarks/throughput.cpp — training and inference throughput of one netsplit model for
 // the side-by-side comparison with PyTorch (compare_pytorch.sh), plus a measurement of the
-// machine's FP32 FMA peak. Synthetic input, 100 classes, batch 128. Prints one JSON object:
-// per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's multiply-adds,
-// whichever algorithm ran), peak resident memory. Inference is phase::infer. --conv direct
-// turns Winograd off; --conv compare instead interleaves windows of fastest, winograd_4x4,
-// winograd_2x2 and direct in one process and prints each one's medians and its ratio to
-// direct.
+// machine's FP32 FMA peak. --model resnet20 (default), resnet56 or vgg11 (VGG11 with batch
+// norm), each optionally at a width multiplier written after an x: vgg11x0.25 (the
+// spelling compare_pytorch.sh's MODELS and pytorch_throughput.py share; ResNets take option-A
+// shortcuts). Synthetic input, 100 classes, batch 128. Prints one JSON object: the model,
+// per-window img/s, medians, achieved GFLOP/s (counted as direct convolution's
+// multiply-adds, whichever algorithm ran; the classifier is not counted), peak resident
+// memory. Inference is phase::infer. --conv direct turns Winograd off; --conv compare
+// instead interleaves windows of fastest, winograd_4x4, winograd_2x2 and direct in one
+// process and prints each one's medians and its ratio to direct. A bad flag or model:
+// usage on stderr, exit 2.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -66,30 +70,36 @@ double fma_peak_gflops(int threads, double seconds) {
   for (double f : flops) total += f;
   return total / secs / 1e9;
 }
-}  // namespace
+/// A model token: resnet20, resnet56 or vgg11, optionally followed by x<width multiplier>.
+struct model_choice {
+  std::string name;
+  double width = 1.0;
+};
+bool parse_model(const std::string& token, model_choice& out) {
+  const auto x = token.find('x');
+  out.name = token.substr(0, x);
+  if (out.name != "resnet20" && out.name != "resnet56" && out.name != "vgg11") return false;
+  if (x == std::string::npos) return true;
+  const std::string w = token.substr(x + 1);
+  char* end = nullptr;
+  out.width = std::strtod(w.c_str(), &end);
+  return !w.empty() && end == w.c_str() + w.size() && out.width > 0 && out.width <= 16;
+}
 
-int main(int argc, char** argv) {
+struct run_options {
   int threads = 2, batch = 128, windows = 5, steps = 4;
   std::string conv = "fastest";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    const int v = std::atoi(argv[i + 1]);
-    const std::string value = argv[i + 1];
-    if (a == "--conv" && (value == "fastest" || value == "direct" || value == "compare")) conv = value;
-    else if (a == "--threads") threads = v;
-    else if (a == "--batch") batch = v;
-    else if (a == "--windows") windows = v;
-    else if (a == "--steps") steps = v;
-    else {
-      std::fprintf(stderr,
-                   "usage: netsplit_throughput [--threads N] [--batch N] [--windows N] [--steps N] "
-                   "[--conv fastest|direct|compare]\n");
-      return 2;
-    }
-  }
+  std::string model = "resnet20";
+  double width = 1.0;
+};
+
+template <class Net>
+int run(const run_options& o) {
+  const int threads = o.threads, batch = o.batch, windows = o.windows, steps = o.steps;
+  const std::string& conv = o.conv;
   cpu_context ctx(threads);
   ctx.set_conv_algorithm(conv == "direct" ? cpu_conv_algorithm::direct : cpu_conv_algorithm::fastest);
-  resnet20<cpu_backend, 100> net(1);
+  Net net(1, width_multiplier{o.width});
   rng r(7);
   tensor<float, cpu_backend> x({batch, 3, 32, 32});
   for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(r.normal());
@@ -113,6 +123,9 @@ int main(int argc, char** argv) {
     }
     return out;
   };
+  char model_json[160];
+  std::snprintf(model_json, sizeof model_json, "\"model\":\"%s\",\"width\":%g,\"architecture\":\"%s\"", o.model.c_str(),
+                o.width, net.architecture().c_str());
   if (conv == "compare") {
     // The convolution algorithms side by side in one process: window w runs each algorithm in
     // turn, so the machine's drifting load falls on all of them alike.
@@ -136,8 +149,9 @@ int main(int argc, char** argv) {
         tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
         inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
       }
-    std::string out = "{\"framework\":\"netsplit\",\"conv\":\"compare\",\"threads\":" + std::to_string(threads) +
-                      ",\"batch\":" + std::to_string(batch) + ",\"windows\":" + std::to_string(windows);
+    std::string out = "{\"framework\":\"netsplit\"," + std::string(model_json) + ",\"conv\":\"compare\",\"threads\":" +
+                      std::to_string(threads) + ",\"batch\":" + std::to_string(batch) +
+                      ",\"windows\":" + std::to_string(windows);
     for (int k = 0; k < K; ++k) {
       char buf[256];
       std::snprintf(buf, sizeof buf,
@@ -158,14 +172,49 @@ int main(int argc, char** argv) {
   const double fwd_gflop = 2.0 * double(net.mult_adds_per_image()) / 1e9;  // conv only
   auto list = [](const std::vector<double>& v) {
     std::string s;
-    for (double d : v) s += (s.empty() ? "" : ",") + std::to_string(d);
+    for (double d : v) {
+      if (!s.empty()) s += ',';
+      s += std::to_string(d);
+    }
     return "[" + s + "]";
   };
   std::printf(
-      "{\"framework\":\"netsplit\",\"conv\":\"%s\",\"threads\":%d,\"batch\":%d,\"train_img_s\":%s,\"train_median\":%.1f,"
+      "{\"framework\":\"netsplit\",%s,\"conv\":\"%s\",\"threads\":%d,\"batch\":%d,\"train_img_s\":%s,\"train_median\":%.1f,"
       "\"infer_img_s\":%s,\"infer_median\":%.1f,\"train_gflop_per_image\":%.4f,\"infer_gflop_per_image\":%.4f,"
       "\"fma_peak_gflops\":%.1f,\"peak_rss_mb\":%.1f}\n",
-      conv.c_str(), threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer), 3 * fwd_gflop, fwd_gflop,
-      peak, ru.ru_maxrss / 1024.0);
+      model_json, conv.c_str(), threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer),
+      3 * fwd_gflop, fwd_gflop, peak, ru.ru_maxrss / 1024.0);
   return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  run_options o;
+  auto usage = [] {
+    std::fprintf(stderr,
+                 "usage: netsplit_throughput [--model resnet20|resnet56|vgg11[x<width>]] [--threads N] [--batch N]\n"
+                 "                           [--windows N] [--steps N] [--conv fastest|direct|compare]\n");
+    return 2;
+  };
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) return usage();
+    const std::string value = argv[i + 1];
+    const int v = std::atoi(value.c_str());
+    model_choice m;
+    if (a == "--conv" && (value == "fastest" || value == "direct" || value == "compare")) o.conv = value;
+    else if (a == "--model" && parse_model(value, m)) {
+      o.model = value;
+      o.width = m.width;
+    } else if (a == "--threads" && v > 0) o.threads = v;
+    else if (a == "--batch" && v > 0) o.batch = v;
+    else if (a == "--windows" && v > 0) o.windows = v;
+    else if (a == "--steps" && v > 0) o.steps = v;
+    else return usage();
+  }
+  model_choice m;
+  parse_model(o.model, m);
+  if (m.name == "resnet56") return run<resnet56<cpu_backend, 100>>(o);
+  if (m.name == "vgg11") return run<vgg11<cpu_backend, 100>>(o);
+  return run<resnet20<cpu_backend, 100>>(o);
 }

@@ -12,8 +12,9 @@
 #    trainer, splits) runs here through test_data, test_safetensors, test_training,
 #    test_split, test_reliability and the fuzz replays. (Run once by hand under ASan:
 #    test_reliability_program had no sanitizer report.)
-#  * test_parity_export_flags: it runs parity_export, which is not built here (see the
-#    targets below); it checks that tool's flag handling, which the release run covers;
+#  * test_parity_export_flags and test_parity_export_model_flag: they run parity_export,
+#    which is not built here (see the targets below); they check that tool's flag
+#    handling, which the release run covers;
 #  * the test case "ResNet20 learns real CIFAR-10" of test_training: a minute of training in
 #    release, far longer under ASan; the other test_training cases run.
 # Compiler: g++ (clang 14 compiles every translation unit too: scripts/ci_clang.sh checks
@@ -47,7 +48,7 @@ export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200 \
-  -LE 'slow|gpu|torch|package|download' -E '^(test_training|test_parity_export_flags)$' || status=1
+  -LE 'slow|gpu|torch|package|download' -E '^(test_training|test_parity_export_flags|test_parity_export_model_flag)$' || status=1
 "$build/tests/test_training" --test-case-exclude='*learns real CIFAR*' || status=1
 took="$(( $(date +%s) - built )) s (total $(( $(date +%s) - start )) s)"
 if [ $status -ne 0 ]; then echo "ci_sanitize: FAILED (see above) after $took" >&2; exit 1; fi

@@ -1,12 +1,29 @@
 #!/usr/bin/env python3
-"""PyTorch parity check of netsplit's ResNet20.
+"""PyTorch parity check of netsplit's models: ResNet20, ResNet56 and VGG11 with batch norm.
 
-Replays one training step exported by tests/parity_export on an independent PyTorch ResNet20
-(the standard CIFAR definition of akamaster/pytorch_resnet_cifar10: 3x3 convs without bias,
-BatchNorm, option-A shortcut F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes//4, planes//4)) or
-option-B 1x1 conv + BatchNorm, global average pooling, linear) and compares:
+Replays one training step exported by tests/parity_export on an independent PyTorch
+definition of the same net and compares:
   logits, loss, every parameter gradient, and the BatchNorm running statistics after the
   train-mode forward (momentum 0.1, eps 1e-5, unbiased running variance).
+The definitions, written out here (not imported from netsplit or torchvision):
+  ResNet 6n+2: the standard CIFAR definition of akamaster/pytorch_resnet_cifar10: 3x3 convs
+    without bias, BatchNorm, option-A shortcut F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))
+    with p = (planes - in_planes) / 2 (planes // 4 at the published widths) or option-B
+    1x1 conv + BatchNorm, global average pooling, linear.
+  VGG 11/13/16/19 with batch norm for 32x32 inputs: the channel lists of Simonyan &
+    Zisserman 2015 (table 1, columns A, B, D, E), each 3x3 conv (no bias) followed by
+    BatchNorm and ReLU, 2x2 max pooling (stride 2) closing each of the five groups, as an
+    nn.Sequential named `features` (torchvision's numbering); then global average pooling
+    over the 1x1 map and one Linear named `classifier` (the CIFAR head of
+    kuangliu/pytorch-cifar).
+  A width multiplier m gives every conv round(width * m) filters, rounding halves up, at
+  least 1 (netsplit's rule; Python's round() would round halves to even).
+Counts: for every export the script also computes the model's parameter count
+(sum of numel over parameters) and its convolution multiply-adds per image (forward hooks on
+every nn.Conv2d: output elements x in_channels / groups x kernel area; the classifier is
+not counted, as in netsplit) and fails unless they equal the `parameters` and
+`conv_mult_adds` that netsplit wrote into the export's metadata. --pinned FILE checks every
+`expect_counts` line of tests/test_models.cpp the same way (those counts are pinned there).
 
 The reference runs in float64 from the exported values (float32 weights widen exactly), so
 the measured error is netsplit's own rounding plus any formula difference. Error measure per
@@ -20,16 +37,17 @@ ReLU input crosses zero, and with ~3 million ReLU inputs per batch-16 step some 
 float rounding of zero. Measured: scaling the direct engine's conv weights by (1 + 1e-7 * noise)
 changes logits by 3e-7 but some weight gradients by 1.4e-2 and 3.0e-2 (one flipped ReLU
 moves a weight gradient whose batch-norm-projected sum nearly cancels); F(4x4, 3x3)'s
-rounding (about 1e-6) flips such units too. The float64 runs, whose rounding is far from
-any kink, check every gradient formula at 1e-9 with each convolution algorithm
-(direct, winograd_2x2, winograd_4x4), and tests/test_conv_kernels checks each float
-convolution against a double reference.
+rounding (about 1e-6) flips such units too. (Max pooling adds the same kind of kink: two
+window elements within rounding of each other.) The float64 runs, whose rounding is far
+from any kink, check every gradient formula at 1e-9 with each convolution algorithm
+(direct, winograd_2x2, winograd_4x4; VGG's 2x2 and 4x4 maps included), and
+tests/test_conv_kernels checks each float convolution against a double reference.
 
 Usage:
   pytorch_parity.py EXPORT.safetensors [...]          check existing exports
-  pytorch_parity.py --exporter PATH --workdir DIR      run parity_export for shortcut A/B: f32 with
-                                                       the default conv algorithm, f64 with each
-                                                       of direct, winograd_2x2, winograd_4x4
+  pytorch_parity.py --exporter PATH --workdir DIR      run parity_export for the runs in RUNS
+                    [--models resnet20,vgg11]          (all models unless --models) and check them
+  pytorch_parity.py --pinned tests/test_models.cpp     check the counts pinned there
 Exit status: 0 all agree, 1 disagreement, 2 usage or file error, 77 torch/numpy unavailable.
 The file is read with a minimal safetensors reader here (json + numpy), which also checks
 netsplit's "netsplit.crc32" content checksum, re-implemented independently with zlib.
@@ -38,9 +56,11 @@ netsplit's "netsplit.crc32" content checksum, re-implemented independently with 
 import argparse
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 SKIP = 77
@@ -109,7 +129,12 @@ def verify_checksum(path, meta, tensors):
         raise ValueError(f"{path}: checksum mismatch ({crc:08x} vs {meta['netsplit.crc32']})")
 
 
-# ---- the reference network (akamaster/pytorch_resnet_cifar10, written out here) -----------------
+# ---- the reference networks (written out here) ---------------------------------------------------
+def scaled(width, m):
+    """round(width * m), halves up, at least 1."""
+    return max(1, int(width * m + 0.5))
+
+
 class LambdaLayer(nn.Module):
     def __init__(self, fn):
         super().__init__()
@@ -129,8 +154,10 @@ class BasicBlock(nn.Module):
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             if option == "A":
+                lo = (planes - in_planes) // 2  # akamaster's planes // 4 when planes = 2 in_planes
+                hi = planes - in_planes - lo
                 self.shortcut = LambdaLayer(
-                    lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0)
+                    lambda x: F.pad(x[:, :, ::stride, ::stride], (0, 0, 0, 0, lo, hi), "constant", 0)
                 )
             else:
                 self.shortcut = nn.Sequential(
@@ -146,15 +173,18 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, num_blocks, num_classes, option):
+    """CIFAR ResNet of depth 6n+2 for num_blocks = [n, n, n], at a width multiplier."""
+
+    def __init__(self, num_blocks, num_classes, option, width=1.0):
         super().__init__()
-        self.in_planes = 16
-        self.conv1 = nn.Conv2d(3, 16, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        self.layer1 = self._make_layer(16, num_blocks[0], 1, option)
-        self.layer2 = self._make_layer(32, num_blocks[1], 2, option)
-        self.layer3 = self._make_layer(64, num_blocks[2], 2, option)
-        self.linear = nn.Linear(64, num_classes)
+        w16, w32, w64 = scaled(16, width), scaled(32, width), scaled(64, width)
+        self.in_planes = w16
+        self.conv1 = nn.Conv2d(3, w16, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(w16)
+        self.layer1 = self._make_layer(w16, num_blocks[0], 1, option)
+        self.layer2 = self._make_layer(w32, num_blocks[1], 2, option)
+        self.layer3 = self._make_layer(w64, num_blocks[2], 2, option)
+        self.linear = nn.Linear(w64, num_classes)
 
     def _make_layer(self, planes, n, stride, option):
         layers = []
@@ -170,10 +200,71 @@ class ResNet(nn.Module):
         return self.linear(out.view(out.size(0), -1))
 
 
+# Simonyan & Zisserman 2015, table 1: columns A (11), B (13), D (16), E (19); "M" a max pooling.
+VGG_CONFIGS = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    """VGG with batch norm for 32x32 inputs: five pooled groups down to 1x1, one Linear."""
+
+    def __init__(self, config, num_classes, width=1.0):
+        super().__init__()
+        layers, channels = [], 3
+        for v in VGG_CONFIGS[config]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                out = scaled(v, width)
+                layers += [nn.Conv2d(channels, out, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(out),
+                           nn.ReLU(inplace=True)]
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        out = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(out, 1))
+
+
+def build_model(model, classes, width=1.0, shortcut="A"):
+    """The reference net for one of netsplit's model names (resnet<6n+2>, vgg11/13/16/19)."""
+    m = re.fullmatch(r"resnet(\d+)|vgg(\d+)", model)
+    if m and m.group(1) and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) >= 8:
+        n = (int(m.group(1)) - 2) // 6
+        return ResNet([n, n, n], classes, shortcut, width)
+    if m and m.group(2) and int(m.group(2)) in VGG_CONFIGS:
+        return VGG(int(m.group(2)), classes, width)
+    raise ValueError(f"unknown model '{model}'")
+
+
 def torch_name(netsplit_name):
     """netsplit's option-B shortcut is named shortcut.conv / shortcut.bn; PyTorch's Sequential
-    numbers them shortcut.0 / shortcut.1. Every other name is the same."""
+    numbers them shortcut.0 / shortcut.1. Every other name is the same (VGG's included)."""
     return netsplit_name.replace(".shortcut.conv.", ".shortcut.0.").replace(".shortcut.bn.", ".shortcut.1.")
+
+
+def counts(model, x):
+    """(parameters, convolution multiply-adds per image) of `model` on input batch x, the
+    latter from forward hooks on every Conv2d; runs one forward (in the model's mode).
+    Returns the forward's output too."""
+    macs = [0]
+
+    def hook(m, _inp, out):
+        kh, kw = m.kernel_size
+        macs[0] += out[0].numel() * (m.in_channels // m.groups) * kh * kw
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(p.numel() for p in model.parameters()), macs[0], y
 
 
 # ---- comparison ---------------------------------------------------------------------------------
@@ -189,7 +280,9 @@ def rel_error(ours, ref):
 
 def check(path, tol=None, verbose=False):
     meta, t = read_safetensors(path)
-    option = meta["shortcut"]
+    model_name = meta.get("model", "resnet20")  # exports before VGG/ResNet56 were ResNet20's
+    width = float(meta.get("width", "1"))
+    option = meta.get("shortcut", "A")
     scalar = meta["dtype"]
     conv = meta.get("conv", "fastest")
     if tol is not None:
@@ -200,7 +293,7 @@ def check(path, tol=None, verbose=False):
         tols = {"output": 1e-9, "gradient": 1e-9, "running stat": 1e-9}
     classes = int(meta["classes"])
     torch.manual_seed(0)
-    model = ResNet([3, 3, 3], classes, option).double()
+    model = build_model(model_name, classes, width, option).double()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             assert m.momentum == 0.1 and m.eps == 1e-5
@@ -225,7 +318,7 @@ def check(path, tol=None, verbose=False):
     model.train()
     x = torch.from_numpy(t["input"].astype(np.float64))
     labels = torch.from_numpy(t["labels"].astype(np.int64))
-    logits = model(x)
+    params_torch, macs_torch, logits = counts(model, x)
     loss = F.cross_entropy(logits, labels)
     model.zero_grad()
     loss.backward()
@@ -241,9 +334,15 @@ def check(path, tol=None, verbose=False):
         elif tname in buffers:
             rows.append(("updated." + nname, "running stat", rel_error(t["updated." + nname], buffers[tname].numpy())))
 
-    ok = all(r[2][0] <= tols[r[1]] for r in rows)
-    print(f"{os.path.basename(path)}: resnet20 shortcut {option}, {scalar}, conv {conv}, batch {meta['batch']}, "
+    # The counts netsplit reports (tests/test_models.cpp pins them) against this definition's.
+    params_ns, macs_ns = int(meta.get("parameters", -1)), int(meta.get("conv_mult_adds", -1))
+    counts_ok = params_ns == params_torch and macs_ns == macs_torch
+    ok = counts_ok and all(r[2][0] <= tols[r[1]] for r in rows)
+    shown = model_name + (f" x{width:g}" if width != 1 else "") + (f" shortcut {option}" if "shortcut" in meta else "")
+    print(f"{os.path.basename(path)}: {shown}, {scalar}, conv {conv}, batch {meta['batch']}, "
           f"loss netsplit {float(t['loss'][0]):.10f} torch {loss.item():.10f}")
+    print(f"  counts        parameters {params_ns} (torch {params_torch}), conv multiply-adds per image "
+          f"{macs_ns} (torch {macs_torch}){'' if counts_ok else '  <-- FAIL (missing or different)'}")
     for kind in ("output", "gradient", "running stat"):
         sel = [r for r in rows if r[1] == kind]
         worst = max(sel, key=lambda r: r[2][0])
@@ -258,33 +357,98 @@ def check(path, tol=None, verbose=False):
     return ok
 
 
+def check_pinned(path):
+    """Every `{ <model><cpu, classes[, scalar, shortcut]> n[(width_multiplier{m})]; expect_counts(n,
+    P, M); }` line of tests/test_models.cpp against the PyTorch definition's counts."""
+    pattern = re.compile(
+        r"\{\s*(resnet\d+|vgg\d+)<cpu,\s*(\d+)(?:,\s*\w+)?(?:,\s*shortcut_([ab]))?>\s*n"
+        r"(?:\(width_multiplier\{([0-9.]+)\}\))?;\s*expect_counts\(n,\s*([0-9+\- ]+),\s*([0-9+\- ]+)\);\s*\}")
+    evaluate = lambda e: sum(int(a) * (-1 if sign == "-" else 1) for sign, a in re.findall(r"([+-]?)\s*(\d+)", e))
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    found = pattern.findall(text)
+    calls = text.count("expect_counts(n,")
+    if not found or len(found) != calls:
+        print(f"{path}: {calls} expect_counts calls, {len(found)} in the form this check reads")
+        return False
+    ok = True
+    for model, classes, shortcut, width, p_text, m_text in found:
+        net = build_model(model, int(classes), float(width or 1), (shortcut or "a").upper()).eval()
+        with torch.no_grad():
+            p, m, _ = counts(net, torch.zeros(1, 3, 32, 32))
+        pinned = (evaluate(p_text), evaluate(m_text))
+        good = pinned == (p, m)
+        ok = ok and good
+        label = f"{model} classes={classes}" + (f" shortcut {shortcut.upper()}" if shortcut else "") + (
+            f" x{width}" if width else "")
+        print(f"  pinned {label:36s} parameters {pinned[0]:9d} (torch {p:9d}), conv multiply-adds "
+              f"{pinned[1]:10d} (torch {m:10d})  {'ok' if good else '<-- FAIL'}")
+    print(f"{os.path.basename(path)}: {len(found)} pinned counts " + ("agree" if ok else "DISAGREE"))
+    return ok
+
+
+# The exports the test runs: (model, width, dtype, conv algorithm, shortcut, batch). ResNet20 with
+# every convolution algorithm in float64; ResNet56 (no shapes ResNet20 lacks, but 27 blocks
+# deep) with both shortcuts in float64 and option A in float32 (option B's float32 gradients
+# measured 6.3e-2 against the 0.1 of gross errors: 27 blocks of ReLU kinks, too close to
+# hold on other machines' rounding); VGG11: x0.25 and full width in float32 with the
+# default algorithm, x0.125 (8..64 channels: every map down to 2x2 at the least cost) in
+# float64 with each algorithm forced, so F(4x4) and F(2x2) tiles that overhang 2x2 and
+# 4x4 maps are checked at 1e-9.
+RUNS = (
+    [("resnet20", 1.0, "f32", "fastest", sc, 16) for sc in "ab"]
+    + [("resnet20", 1.0, "f64", conv, sc, 16) for conv in ("direct", "winograd_2x2", "winograd_4x4") for sc in "ab"]
+    + [("resnet56", 1.0, "f32", "fastest", "a", 16)]
+    + [("resnet56", 1.0, "f64", "direct", sc, 16) for sc in "ab"]
+    + [("vgg11", 0.25, "f32", "fastest", "a", 16), ("vgg11", 1.0, "f32", "fastest", "a", 16)]
+    + [("vgg11", 0.125, "f64", conv, "a", 16) for conv in ("direct", "winograd_2x2", "winograd_4x4")]
+)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*", help="exports written by parity_export")
-    ap.add_argument("--exporter", help="path of parity_export; runs it for f32/f64 x shortcut A/B")
+    ap.add_argument("--exporter", help="path of parity_export; runs it for every run in RUNS")
     ap.add_argument("--workdir", default=".", help="where --exporter writes its files")
+    ap.add_argument("--models", help="comma-separated models of RUNS to export (default: all)")
+    ap.add_argument("--pinned", help="tests/test_models.cpp: check its pinned parameter and MAC counts")
     ap.add_argument("--tol", type=float, help="override the relative tolerance")
     ap.add_argument("--verbose", action="store_true", help="print every tensor")
     args = ap.parse_args()
     torch.set_num_threads(1)
     files = list(args.files)
-    if args.exporter:
-        os.makedirs(args.workdir, exist_ok=True)
-        runs = [("f32", "fastest"), ("f64", "direct"), ("f64", "winograd_2x2"), ("f64", "winograd_4x4")]
-        for dt, conv in runs:
-            for sc in ("a", "b"):
-                out = os.path.join(args.workdir, f"parity_{dt}_{conv}_{sc}.safetensors")
-                r = subprocess.run([args.exporter, out, "--dtype", dt, "--shortcut", sc, "--conv", conv])
-                if r.returncode != 0:
-                    print(f"parity_export failed with status {r.returncode}")
-                    return 2
-                files.append(out)
-    if not files:
-        ap.error("give export files or --exporter")
     ok = True
+    if args.pinned:
+        try:
+            ok = check_pinned(args.pinned)
+        except (OSError, ValueError) as exc:
+            print(f"{args.pinned}: cannot check: {exc}")
+            return 2
+    if args.exporter:
+        wanted = set(args.models.split(",")) if args.models else {r[0] for r in RUNS}
+        unknown = wanted - {r[0] for r in RUNS}
+        if unknown:
+            ap.error(f"--models: no runs for {sorted(unknown)}; known: {sorted({r[0] for r in RUNS})}")
+        os.makedirs(args.workdir, exist_ok=True)
+        for model, width, dt, conv, sc, batch in RUNS:
+            if model not in wanted:
+                continue
+            out = os.path.join(args.workdir, f"parity_{model}x{width:g}_{dt}_{conv}_{sc}.safetensors")
+            t0 = time.perf_counter()
+            r = subprocess.run([args.exporter, out, "--model", model, "--width", f"{width:g}", "--dtype", dt,
+                                "--shortcut", sc, "--conv", conv, "--batch", str(batch)])
+            if r.returncode != 0:
+                print(f"parity_export failed with status {r.returncode}")
+                return 2
+            print(f"  (export took {time.perf_counter() - t0:.1f} s)")
+            files.append(out)
+    if not files and not args.pinned:
+        ap.error("give export files, --exporter or --pinned")
     for f in files:
         try:
+            t0 = time.perf_counter()
             ok = check(f, args.tol, args.verbose) and ok
+            print(f"  (check took {time.perf_counter() - t0:.1f} s)")
         except (OSError, ValueError, KeyError) as exc:
             print(f"{f}: cannot check: {exc}")
             return 2
