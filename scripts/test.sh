@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is missing, builds the release configuration
-# and runs every test that is not labelled slow or gpu.
+# The README's test command: installs what is missing (with Debian's python3-torch and
+# numpy, for the PyTorch parity test), builds the release configuration and runs every
+# test that is not labelled slow or gpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install_deps.sh
+bash scripts/install_deps.sh python3-torch python3-numpy
 jobs=$(nproc)
 start=$(date +%s)
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
