@@ -23,7 +23,7 @@ namespace netsplit {
 /// Any shipped metric, chosen at run time by name.
 class any_tpm_metric {
  public:
-  using variant_type = std::variant<taylor, weight_motion, grad_disagreement, l1_norm, random_score>;
+  using variant_type = std::variant<taylor, taylor_sum, weight_motion, grad_disagreement, l1_norm, random_score>;
   any_tpm_metric() = default;
   template <TpmMetric M>
     requires std::constructible_from<variant_type, M>

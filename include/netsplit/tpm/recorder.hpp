@@ -327,8 +327,9 @@ class tpm_recorder {
       assemble(gradients_, [&](const std::string& n) -> tensor<T, B>& { return *grads.at(n); });
       signals_.gradients = gradients_;
     }
-    if (needs & tpm_signal::taylor) {
+    if (needs & (tpm_signal::taylor | tpm_signal::taylor_sum)) {
       taylor_.assign(static_cast<std::size_t>(filters), 0.0);
+      taylor_sum_.assign(static_cast<std::size_t>(filters), 0.0);
       for (const auto& tap : site.taps) {
         const auto* a = tap.activation();
         const auto* g = tap.gradient();
@@ -357,11 +358,16 @@ class tpm_recorder {
         };
         if (ctx_) ctx_->parallel_for(n * filters, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) { planes(lo, hi); });
         else planes(0, n * filters);
+        // Spatial mean (taylor) and sum (taylor_sum, the first-order loss change) per sample.
         for (std::int64_t b = 0; b < n; ++b)
-          for (int c = 0; c < filters; ++c)
-            taylor_[c] += std::abs(plane_dot_[static_cast<std::size_t>(b * filters + c)] / double(plane)) / double(n);
+          for (int c = 0; c < filters; ++c) {
+            const double d = plane_dot_[static_cast<std::size_t>(b * filters + c)];
+            taylor_[c] += std::abs(d / double(plane)) / double(n);
+            taylor_sum_[c] += std::abs(d) / double(n);
+          }
       }
       signals_.taylor = taylor_;
+      signals_.taylor_sum = taylor_sum_;
     }
   }
 
@@ -391,7 +397,7 @@ class tpm_recorder {
   std::int64_t summary_stride_ = 1;
   site_signals signals_;
   std::vector<float> weights_, gradients_;
-  std::vector<double> taylor_;
+  std::vector<double> taylor_, taylor_sum_;
 };
 
 }  // namespace netsplit
