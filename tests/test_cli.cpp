@@ -87,6 +87,7 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--preset", "smoke", "--tpm-window", "5:10", "--split-at", "30"}, "before --max-iter");
   fails({"--strategy", "clone"}, "--strategy expects net2wider");
   fails({"--select", "best"}, "--select expects top_k");
+  fails({"--normalise", "rank"}, "--normalise expects none or per_tap, got 'rank'");
   fails({"--splits", "0"}, "--splits expects an integer in [1");
   fails({"--mode", "study", "--from-snapshot", "x.safetensors"}, "--from-snapshot is for train mode");
   fails({"--mode", "study", "--resume", "runs/a", "--out-dir", "runs/b"}, "a study resumes in its own folder");
@@ -110,6 +111,8 @@ TEST_CASE("study flags and windows resolved from the preset") {
   CHECK(q.tpm_end == 3128);
   CHECK(q.splits == 5);
   CHECK(parse({"--controls", "none"}).controls.empty());
+  CHECK(q.normalise == "none");
+  CHECK(parse({"--normalise", "per_tap"}).normalise == "per_tap");
   // a study resumes in its folder: --resume DIR is its --out-dir
   CHECK(parse({"--mode", "study", "--resume", "runs/s"}).out_dir == "runs/s");
   CHECK(parse({"--mode", "study", "--resume", "runs/s", "--out-dir", "runs/s"}).out_dir == "runs/s");

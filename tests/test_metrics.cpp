@@ -119,3 +119,37 @@ TEST_CASE("the recorder's taylor_sum equals an independent computation and taylo
   }
   CHECK(top_k{9}.select(ss) == top_k{9}.select(rescaled));
 }
+
+TEST_CASE("score normalisation: none keeps the scores, per_tap divides a site's scores by its taps") {
+  // A group's score sums its taps (one per producer: 3 or 4 in ResNet20), an inner site's
+  // has one. Hand case: an inner site scoring 3 per tap, a 4-tap group scoring 2 per tap.
+  const std::vector<site_scores> s{{"inner", {3.0, 1.0}, 1}, {"group", {8.0, 4.0}, 4}};
+  auto apply = [&](const std::string& name) {
+    auto out = s;
+    make_score_normalisation(name).apply(out);
+    return out;
+  };
+  CHECK(apply("none")[1].scores == std::vector<double>{8.0, 4.0});
+  CHECK(apply("per_tap")[0].scores == std::vector<double>{3.0, 1.0});
+  CHECK(apply("per_tap")[1].scores == std::vector<double>{2.0, 1.0});
+  // as a selector policy: the same selector picks the group's filter raw, the inner one per tap
+  CHECK(normalised_selector{make_score_normalisation("none"), top_k{1}}.select(s).front() == split_choice{1, 0, 8.0});
+  CHECK(normalised_selector{make_score_normalisation("per_tap"), top_k{1}}.select(s).front() == split_choice{0, 0, 3.0});
+  CHECK(normalised_selector{per_tap{}, capped_top_k{2, 1}}.select(s) ==
+        std::vector<split_choice>{{0, 0, 3.0}, {1, 0, 2.0}});
+  CHECK(score_normalisation_names() == std::vector<std::string>{"none", "per_tap"});
+  CHECK_THROWS_WITH_AS(make_score_normalisation("rank"), doctest::Contains("known: none, per_tap"), contract_violation);
+  std::vector<site_scores> no_taps{{"x", {1.0}, 0}};
+  CHECK_THROWS_WITH_AS(per_tap{}.apply(no_taps), doctest::Contains("'x'"), contract_violation);
+}
+
+TEST_CASE("the recorder reports each site's taps: 1 per inner site, one per producer of a group") {
+  net_a net(1);
+  tpm_recorder<net_a> rec(net, make_tpm_metric("random"), {0, 1}, 1);
+  rec.observe(0);
+  for (const auto& s : rec.scores()) {
+    INFO(s.site);
+    const int expect = s.site == "stage1" ? 4 : s.site == "stage2" || s.site == "stage3" ? 3 : 1;
+    CHECK(s.taps == expect);
+  }
+}

@@ -312,14 +312,17 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
             std::visit(
                 [&](const auto& st) {
                   const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
-                  res.splits = split_now(tr, history, *rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
+                  // the random control's picks stay uniform: no normalisation of its scores
+                  const normalised_selector picker{make_score_normalisation(spec.kind == "random" ? "none" : o.normalise), sel};
+                  res.splits = split_now(tr, history, *rec, picker, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
                 make_strategy(o));
           },
           make_selector(o));
       log.line("Iteration " + std::to_string(it) + ": split " + std::to_string(res.splits.size()) + " filters (" +
-               metric + " scores, " + o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
+               metric + " scores, " + (spec.kind != "random" && o.normalise != "none" ? o.normalise + ", " : "") +
+               o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
                " -> " + std::to_string(count_parameters(net)));
     });
     tr.events.on_split = [&](const split_event& e) {
@@ -505,7 +508,8 @@ inline std::string write_report(const options& o, const std::string& command, co
      << "Recipe: preset `" << o.preset << "`, " << o.max_iter << " iterations of batch " << o.batch_size << ", lr `"
      << o.schedule.describe() << "`, momentum " << o.momentum << (o.nesterov ? " (Nesterov)" : "") << ", weight decay "
      << o.weight_decay << ". TPM `" << o.tpm << "` over iterations [" << o.tpm_begin << ", " << o.tpm_end
-     << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, `" << o.strategy
+     << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, normalisation `"
+     << o.normalise << "`, `" << o.strategy
      << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n"
      << "## Test top-1\n\n" << table.str() << "\n"
      << "## Paired difference of final top-1 (same seed)\n\n" << paired_header

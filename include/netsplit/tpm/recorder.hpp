@@ -189,7 +189,7 @@ class tpm_recorder {
     const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, window_.end, 0);
-      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_)});
+      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_), static_cast<int>(sites_[s].taps.size())});
     }
     return out;
   }
