@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -30,13 +31,16 @@ tensor<float, cpu> random_images(int n, std::uint64_t seed) {
 
 /// One training-mode forward and backward pass on random images (activations and gradients
 /// of every tap are then readable, as after the trainer's backward).
+/// The returned images must outlive the next backward (layers keep pointers to their inputs).
 template <class Net>
-void forward_backward(Net& net, cpu_context& ctx, int n, std::uint64_t seed) {
+tensor<float, cpu> forward_backward(Net& net, cpu_context& ctx, int n, std::uint64_t seed) {
   softmax_cross_entropy<float, cpu> loss;
   std::vector<int> labels(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) labels[static_cast<std::size_t>(i)] = i % Net::classes;
-  loss.forward(ctx, net.forward(ctx, random_images(n, seed), phase::train), labels);
+  auto images = random_images(n, seed);
+  loss.forward(ctx, net.forward(ctx, images, phase::train), labels);
   net.backward(ctx, loss.backward());
+  return images;
 }
 
 int plane_of(const std::string& site) {  // H*W of a ResNet20 site's maps (CIFAR input)
@@ -81,7 +85,7 @@ TEST_CASE("the recorder's taylor_sum equals an independent computation and taylo
   net_a net(5);
   tpm_recorder<net_a> mean(net, make_tpm_metric("taylor"), {0, 1}, 1, &ctx);
   tpm_recorder<net_a> sum(net, make_tpm_metric("taylor_sum"), {0, 1}, 1);
-  forward_backward(net, ctx, 40, 9);  // 40 samples: the recorder reads the first 32
+  const auto images = forward_backward(net, ctx, 40, 9);  // 40 samples: the recorder reads the first 32
   mean.observe(0);
   sum.observe(0);
   const auto sm = mean.scores(), ss = sum.scores();
@@ -152,4 +156,109 @@ TEST_CASE("the recorder reports each site's taps: 1 per inner site, one per prod
     const int expect = s.site == "stage1" ? 4 : s.site == "stage2" || s.site == "stage3" ? 3 : 1;
     CHECK(s.taps == expect);
   }
+}
+
+namespace {
+bool is_bn_gamma(const std::string& name, std::int64_t rank) {
+  return rank == 1 && name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+}
+double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0, m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, double(std::abs(a[i] - b[i])));
+    m = std::max(m, double(std::abs(b[i])));
+  }
+  return d / std::max(m, 1e-12);
+}
+/// Eval-mode and train-mode outputs (train mode's update of the running statistics undone).
+template <class Net>
+std::pair<std::vector<float>, std::vector<float>> outputs(Net& net, cpu_context& ctx, const tensor<float, cpu>& x) {
+  auto eval = net.forward(ctx, x, phase::eval).to_host();
+  std::vector<std::vector<float>> saved;
+  net.visit_buffers([&](const std::string&, auto& b) { saved.push_back(b.to_host()); });
+  auto train = net.forward(ctx, x, phase::train).to_host();
+  std::size_t k = 0;
+  net.visit_buffers([&](const std::string&, auto& b) { b.from_host(saved[k++]); });
+  return {eval, train};
+}
+template <class Net>
+std::vector<double> site_score(Net& net, const char* metric, const std::string& site) {
+  tpm_recorder<Net> rec(net, make_tpm_metric(metric), {0, 1}, 1);
+  rec.observe(0);
+  return rec.scores()[find_site(rec.sites(), site)].scores;
+}
+}  // namespace
+
+TEST_CASE("bn_gamma scores a filter by |gamma| of the batch norm after its producer; a group by the mean over producers") {
+  net_a net(2);
+  // gamma of channel c in the k-th batch norm: (-1)^c (0.1 k + 0.01 c), so |gamma| differs everywhere
+  std::map<std::string, std::vector<float>> gamma;
+  int k = 0;
+  net.visit_parameters([&](const std::string& n, auto& w, auto&) {
+    if (!is_bn_gamma(n, w.rank())) return;
+    ++k;
+    std::vector<float> g(static_cast<std::size_t>(w.numel()));
+    for (std::size_t c = 0; c < g.size(); ++c) g[c] = static_cast<float>((c % 2 ? -1 : 1) * (0.1 * k + 0.01 * double(c)));
+    w.from_host(g);
+    gamma[n] = g;
+  });
+  REQUIRE(k == 19);  // the stem's and two per block
+  tpm_recorder<net_a> rec(net, make_tpm_metric("bn_gamma"), {0, 1}, 1);
+  CHECK(rec.metric().needs() == tpm_signal::bn_scale);
+  rec.observe(0);
+  const auto scores = rec.scores();
+  auto at = [&](const char* site) { return scores[find_site(rec.sites(), site)].scores; };
+  const auto inner = at("layer2.1.conv1");
+  REQUIRE(inner.size() == 32);
+  for (std::size_t c = 0; c < inner.size(); ++c) CHECK(inner[c] == doctest::Approx(std::abs(gamma["layer2.1.bn1.weight"][c])));
+  const auto group = at("stage1");  // the stem's bn1 and every stage-1 block's bn2
+  for (std::size_t c = 0; c < group.size(); ++c) {
+    double m = 0;
+    for (const char* bn : {"bn1.weight", "layer1.0.bn2.weight", "layer1.1.bn2.weight", "layer1.2.bn2.weight"})
+      m += std::abs(gamma[bn][c]) / 4;
+    CHECK(group[c] == doctest::Approx(m));
+  }
+  const auto stage2 = at("stage2");  // option A: the shortcut has no batch norm
+  for (std::size_t c = 0; c < stage2.size(); ++c) {
+    double m = 0;
+    for (const char* bn : {"layer2.0.bn2.weight", "layer2.1.bn2.weight", "layer2.2.bn2.weight"}) m += std::abs(gamma[bn][c]) / 3;
+    CHECK(stage2[c] == doctest::Approx(m));
+  }
+  // the window's closing read (after its last update) sees the gamma the window ends with
+  tensor_index<net_a>(net).param("layer2.1.bn1.weight").from_host(std::vector<float>(32, -3.0f));
+  rec.after_update(1);
+  const auto closed = rec.scores()[find_site(rec.sites(), "layer2.1.conv1")].scores;
+  CHECK(closed == std::vector<double>(32, 3.0));
+  CHECK(make_tpm_metric("bn_gamma").name() == "bn_gamma");
+}
+
+TEST_CASE("a conv feeding batch norm is scale-invariant: l1_norm follows its scale, the function and bn_gamma do not") {
+  // The documented reason l1_norm is no magnitude control here (docs/metrics.md).
+  cpu_context ctx(2);
+  net_a net(3);
+  for (int i = 0; i < 3; ++i) net.forward(ctx, random_images(8, 100 + i), phase::train);  // running statistics
+  const auto x = random_images(6, 77);
+  const auto [eval0, train0] = outputs(net, ctx, x);
+  const auto l1_before = site_score(net, "l1_norm", "layer1.0.conv1");
+  const auto gamma_before = site_score(net, "bn_gamma", "layer1.0.conv1");
+  tensor_index<net_a> idx(net);
+  auto scale = [](auto& t, float by) {
+    auto h = t.to_host();
+    for (auto& v : h) v *= by;
+    t.from_host(h);
+  };
+  scale(idx.param("layer1.0.conv1.weight"), 2.0f);
+  // the statistics batch norm would gather from the rescaled conv (eval mode reads them)
+  scale(idx.buffer("layer1.0.bn1.running_mean"), 2.0f);
+  scale(idx.buffer("layer1.0.bn1.running_var"), 4.0f);
+  const auto [eval1, train1] = outputs(net, ctx, x);
+  const double de = max_rel_diff(eval1, eval0), dt = max_rel_diff(train1, train0);
+  std::printf("conv x2 before batch norm: output change eval %.2e, train %.2e\n", de, dt);
+  CHECK(de <= 1e-4);
+  CHECK(dt <= 1e-4);
+  const auto l1_after = site_score(net, "l1_norm", "layer1.0.conv1");
+  const auto gamma_after = site_score(net, "bn_gamma", "layer1.0.conv1");
+  for (std::size_t f = 0; f < l1_before.size(); ++f) CHECK(l1_after[f] == doctest::Approx(2 * l1_before[f]));
+  CHECK(gamma_after == gamma_before);
 }

@@ -82,7 +82,7 @@ class tpm_recorder {
     if (completed != window_.end || observed_ == 0 || !metric_.closes()) return;
     const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
-      gather(idx, s, completed, tpm_signal::weights);
+      gather(idx, s, completed, metric_.needs() & (tpm_signal::weights | tpm_signal::bn_scale));
       metric_.close(state_[s], signals_);
     }
   }
@@ -327,6 +327,22 @@ class tpm_recorder {
       assemble(gradients_, [&](const std::string& n) -> tensor<T, B>& { return *grads.at(n); });
       signals_.gradients = gradients_;
     }
+    if (needs & tpm_signal::bn_scale) {
+      // The producers' per-channel scales: batch norm's γ is its "weight" (β its "bias").
+      std::vector<std::vector<float>> scales;
+      for (const auto& n : site.producer_params)
+        if (n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0) {
+          const auto h = idx.param(n).to_host();
+          scales.emplace_back(h.begin(), h.end());
+        }
+      const auto count = scales.size();
+      bn_scale_.assign(static_cast<std::size_t>(filters) * count, 0.f);
+      for (std::size_t k = 0; k < count; ++k)
+        for (std::size_t f = 0; f < static_cast<std::size_t>(filters) && f < scales[k].size(); ++f)
+          bn_scale_[f * count + k] = scales[k][f];
+      signals_.bn_scale = bn_scale_;
+      signals_.bn_count = static_cast<int>(count);
+    }
     if (needs & (tpm_signal::taylor | tpm_signal::taylor_sum)) {
       taylor_.assign(static_cast<std::size_t>(filters), 0.0);
       taylor_sum_.assign(static_cast<std::size_t>(filters), 0.0);
@@ -396,7 +412,7 @@ class tpm_recorder {
   tpm_window summary_range_{0, 0};
   std::int64_t summary_stride_ = 1;
   site_signals signals_;
-  std::vector<float> weights_, gradients_;
+  std::vector<float> weights_, gradients_, bn_scale_;
   std::vector<double> taylor_, taylor_sum_;
 };
 
