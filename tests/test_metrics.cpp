@@ -323,3 +323,104 @@ TEST_CASE("grad_disagreement_annealed: Oja's step decays, so the direction settl
   CHECK(make_tpm_metric("grad_disagreement_annealed").name() == "grad_disagreement_annealed");
   CHECK(make_tpm_metric("grad_disagreement_annealed").weight_like("direction"));
 }
+
+namespace {
+fs::path cifar10_dir() { return fs::path(NETSPLIT_SOURCE_DIR) / ".." / "shared" / "data" / "cifar10-jpeg" / "cifar-10-batches-bin"; }
+
+/// Filter f's incoming weights over every producer of `site` (the row a split pair compares).
+template <class Net>
+std::vector<double> incoming_row(Net& net, const std::string& site_name, int f) {
+  const auto sites = derive_sites(net);
+  const auto& site = sites[find_site(sites, site_name)];
+  tensor_index<Net> idx(net);
+  std::vector<double> row;
+  for (const auto& n : site.producer_weights) {
+    const auto& w = idx.param(n);
+    const auto h = w.to_host();
+    const auto len = static_cast<std::size_t>(w.numel() / w.dim(0));
+    row.insert(row.end(), h.begin() + static_cast<std::ptrdiff_t>(f * len), h.begin() + static_cast<std::ptrdiff_t>((f + 1) * len));
+  }
+  return row;
+}
+}  // namespace
+
+TEST_CASE("split_pair_monitor: cosine and distance of each split pair's incoming weights, as split and as trained") {
+  if (!fs::exists(cifar10_dir())) return;
+  const auto train = subset(load_cifar10(cifar10_dir(), split::train), 0, 256);
+  const auto test = subset(load_cifar10(cifar10_dir(), split::test), 0, 64);
+  const auto stats = compute_channel_stats(train);
+  const auto dir = fs::temp_directory_path() / ("netsplit_pairs_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  cpu_context ctx(2);
+  net_a net(3);
+  train_config cfg;
+  cfg.max_iter = 8;
+  cfg.batch_size = 16;
+  cfg.schedule = constant_lr{0.05};
+  cfg.snapshot_final = false;
+  cfg.snapshot_dir = dir;
+  trainer<net_a> tr(ctx, net, train, test, stats, cfg);
+  split_history<net_a> history;
+  history.attach(tr);
+  const auto sites = derive_sites(net);
+  // at iteration 2: an exact copy (net2wider, eps 0) of an inner filter and of a stage-2
+  // channel (rows over its three producers), a noisy one (eps 0.01), a fresh one (random_init)
+  tr.before_iteration.add([&](std::int64_t it) {
+    if (it != 2) return;
+    auto split = [&](const char* site, int f, const auto& strategy, std::uint64_t seed) {
+      auto r = split_filter(net, sites[find_site(sites, site)], f, strategy, seed, &tr.optimizer().state());
+      r.iteration = it;
+      history.add(r);
+    };
+    split("layer1.0.conv1", 3, net2wider{0.0}, 1);
+    split("stage2", 5, net2wider{0.0}, 2);
+    split("layer3.1.conv1", 7, net2wider{0.01}, 3);
+    split("layer2.2.conv1", 1, random_init{}, 4);
+  });
+  split_pair_monitor<net_a> monitor(net, history, 3);  // after the splitting hook: also reports as split
+  std::vector<split_pair_report> reports;
+  monitor.on_report = [&](const split_pair_report& r) { reports.push_back(r); };
+  monitor.attach(tr);
+  tr.run();
+  // reported at the split (before any update), then every 3 completed iterations
+  std::vector<std::int64_t> iters;
+  for (const auto& r : reports) iters.push_back(r.iter);
+  CHECK(iters == std::vector<std::int64_t>{2, 3, 6});
+  REQUIRE(reports.front().pairs.size() == 4);
+  const auto& at_split = reports.front().pairs;
+  CHECK(at_split[0].site == "layer1.0.conv1");
+  CHECK(at_split[0].filter == 3);
+  CHECK(at_split[0].copy == 16);
+  CHECK(at_split[1].copy == 32);
+  CHECK(at_split[0].cosine == doctest::Approx(1.0).epsilon(1e-12));
+  CHECK(at_split[0].distance == 0.0);
+  CHECK(at_split[1].cosine == doctest::Approx(1.0).epsilon(1e-12));
+  // +-eps |w| u: ||a - b|| = 2 eps |w|, the mean norm |w| sqrt(1 + eps^2)
+  CHECK(at_split[2].distance == doctest::Approx(0.02).epsilon(1e-3));
+  CHECK(at_split[2].cosine == doctest::Approx((1 - 1e-4) / (1 + 1e-4)).epsilon(1e-6));
+  CHECK(std::abs(at_split[3].cosine) < 0.5);  // a fresh He-normal filter is unrelated to the original
+  CHECK(reports.front().min_cosine == std::min({at_split[0].cosine, at_split[1].cosine, at_split[2].cosine, at_split[3].cosine}));
+  // after training: exact copies get identical gradients and stay copies (why symmetry must
+  // be broken); the noisy pair moved from where it started
+  const auto& last = reports.back().pairs;
+  CHECK(last[0].cosine > 1 - 1e-6);
+  CHECK(last[1].cosine > 1 - 1e-6);
+  CHECK(last[2].cosine < 1.0);
+  CHECK(last[2].cosine != at_split[2].cosine);
+  // the reported values are the rows' cosine and relative distance, computed independently
+  // (now, at the end of the run)
+  const auto now = monitor.measure(8);
+  REQUIRE(now.pairs.size() == 4);
+  const auto a = incoming_row(net, "layer3.1.conv1", 7), b = incoming_row(net, "layer3.1.conv1", 64);
+  double dot = 0, na = 0, nb = 0, d2 = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+    d2 += (a[i] - b[i]) * (a[i] - b[i]);
+  }
+  CHECK(now.pairs[2].cosine == doctest::Approx(dot / std::sqrt(na * nb)).epsilon(1e-12));
+  CHECK(now.pairs[2].distance == doctest::Approx(std::sqrt(d2) / ((std::sqrt(na) + std::sqrt(nb)) / 2)).epsilon(1e-12));
+  CHECK(now.iter == 8);
+  fs::remove_all(dir);
+}

@@ -47,3 +47,4 @@
 #include "netsplit/split/strategy.hpp"
 #include "netsplit/grow/split_history.hpp"
 #include "netsplit/grow/split_now.hpp"
+#include "netsplit/grow/split_pairs.hpp"
