@@ -272,7 +272,10 @@ double oja_cosine(const M& m, int n, int steps, double spread, std::uint64_t see
   rng r(seed);
   std::vector<double> u(static_cast<std::size_t>(n)), mu(u.size());
   double norm = 0;
-  for (auto& v : u) norm += (v = r.normal()) * v;
+  for (auto& v : u) {
+    v = r.normal();
+    norm += v * v;
+  }
   for (auto& v : u) v /= std::sqrt(norm);
   for (auto& v : mu) v = r.normal();
   site_signals s;
