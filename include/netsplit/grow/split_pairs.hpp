@@ -13,7 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
-#include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -74,6 +74,7 @@ class split_pair_monitor {
     split_pair_report out;
     out.iter = iter;
     const tensor_index<Net> idx(net_);
+    std::map<std::string, std::vector<typename Net::scalar_type>> host;  // each producer copied once
     double sum = 0;
     for (const auto& r : history_.records()) {
       const auto& site = sites_[find_site(sites_, r.site)];
@@ -87,7 +88,9 @@ class split_pair_monitor {
         const auto& w = idx.param(n);
         NETSPLIT_EXPECT(r.filter < w.dim(0) && r.new_index < w.dim(0), "split pair ", r.filter, " / ", r.new_index,
                         " of site '", r.site, "' is out of range: '", n, "' has ", w.dim(0), " filters");
-        const auto h = w.to_host();
+        auto [at, fresh] = host.try_emplace(n);
+        if (fresh) at->second = w.to_host();
+        const auto& h = at->second;
         const auto len = static_cast<std::size_t>(w.numel() / w.dim(0));
         const auto* a = h.data() + static_cast<std::size_t>(r.filter) * len;
         const auto* b = h.data() + static_cast<std::size_t>(r.new_index) * len;
