@@ -11,8 +11,9 @@
 //    k = 100000), so the error shrinks as the window goes on and the early steps converge
 //    fast. Not 1/k, the Robbins-Monro rate: on these normalised updates it converges only
 //    when its constant exceeds 1/(2 x eigen-gap), and the gap of high-dimensional,
-//    noise-dominated gradients is small, so c/k froze the direction early in our synthetic
-//    streams (|cos| 0.14-0.77 where the fixed step reached 0.96-0.98; docs/metrics.md).
+//    noise-dominated gradients is small, so 1/k froze the direction early in a standalone
+//    simulation of this rule on the streams of benchmarks/oja_step.cpp (|cos| 0.14-0.77
+//    where the fixed step reached 0.96-0.98; docs/metrics.md).
 // The scores (the variances) are the same for both.
 #pragma once
 
