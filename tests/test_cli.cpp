@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../examples/cifar100_resnet20/cli.hpp"
+#include "../examples/cifar100_resnet20/plot.hpp"
 #include "../examples/cifar100_resnet20/stats.hpp"
 
 using cifar_cli::cli_error;
@@ -87,6 +88,7 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--preset", "smoke", "--tpm-window", "5:10", "--split-at", "30"}, "before --max-iter");
   fails({"--strategy", "clone"}, "--strategy expects net2wider");
   fails({"--select", "best"}, "--select expects top_k");
+  fails({"--normalise", "rank"}, "--normalise expects none or per_tap, got 'rank'");
   fails({"--splits", "0"}, "--splits expects an integer in [1");
   fails({"--mode", "study", "--from-snapshot", "x.safetensors"}, "--from-snapshot is for train mode");
   fails({"--mode", "study", "--resume", "runs/a", "--out-dir", "runs/b"}, "a study resumes in its own folder");
@@ -130,6 +132,8 @@ TEST_CASE("study flags and windows resolved from the preset") {
   CHECK(q.tpm_end == 3128);
   CHECK(q.splits == 5);
   CHECK(parse({"--controls", "none"}).controls.empty());
+  CHECK(q.normalise == "none");
+  CHECK(parse({"--normalise", "per_tap"}).normalise == "per_tap");
   // a study resumes in its folder: --resume DIR is its --out-dir
   CHECK(parse({"--mode", "study", "--resume", "runs/s"}).out_dir == "runs/s");
   CHECK(parse({"--mode", "study", "--resume", "runs/s", "--out-dir", "runs/s"}).out_dir == "runs/s");
@@ -151,4 +155,18 @@ TEST_CASE("report statistics: sample std, Student-t 95% interval of a paired mea
   CHECK(t_quantile_975(30) == doctest::Approx(2.042));
   CHECK(t_quantile_975(60) == doctest::Approx(2.000).epsilon(0.002));  // exact 2.0003
   CHECK(t_quantile_975(120) == doctest::Approx(1.980).epsilon(0.002));  // exact 1.9799
+}
+
+TEST_CASE("plot axes: ticks at round values, labelled with the decimals their step needs") {
+  using cifar_cli::svg::ticks;
+  using tick = std::pair<double, std::string>;
+  CHECK(ticks(0, 800) == std::vector<tick>{{0, "0"}, {200, "200"}, {400, "400"}, {600, "600"}, {800, "800"}});
+  CHECK(ticks(-0.05, 1.05).front() == tick{0, "0.0"});
+  CHECK(ticks(-0.05, 1.05).back().second == "1.0");
+  const auto near_one = ticks(0.99974, 1.00003);  // cosines of split pairs
+  REQUIRE(near_one.size() == 6);
+  CHECK(near_one.front().second == "0.99975");
+  CHECK(near_one.back().second == "1.00000");
+  CHECK(ticks(1, 1).empty());
+  CHECK(ticks(6, 9, 5, 1.0) == std::vector<tick>{{6, "6"}, {7, "7"}, {8, "8"}, {9, "9"}});  // whole iterations
 }

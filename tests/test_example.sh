@@ -61,13 +61,28 @@ head -c 5000 "$out/run/resnet20_iter_3.safetensors" > "$out/broken.safetensors"
 "$prog" "${common[@]}" --mode study --max-iter 9 --test-interval 3 --tpm grad_disagreement --tpm-window 3:6 --split-at 6 \
   --splits 4 --strategy gradient_direction --controls random,static --out-dir "$out/study" >"$out/study.out" 2>&1 \
   || { tail -30 "$out/study.out"; fail "study failed"; }
-for f in report.md results.csv loss.svg accuracy.svg tpm.svg splits.svg seed1/baseline/metrics.jsonl seed1/derived/train.log; do
+for f in report.md results.csv loss.svg accuracy.svg tpm.svg splits.svg split_pairs.svg seed1/baseline/metrics.jsonl seed1/derived/train.log; do
   [ -s "$out/study/$f" ] || fail "study output $f missing"
 done
 grep -q "^| derived − baseline |" "$out/study/report.md" || fail "no paired difference in the report"
 grep -q "split .* filter .* -> " "$out/study/seed1/derived/train.log" || fail "derived log does not list the splits"
 grep -q '"type":"split","iter":6,"count":4}' "$out/study/seed1/derived/metrics.jsonl" ||
   fail "derived metrics.jsonl does not count its 4 splits"
+# Every split pair's incoming weights, at the split (6) and every display interval (1) after it,
+# in the runs that split; gradient_direction at eps 0.01 starts each pair at cosine ~0.9998.
+python3 - "$out/study/seed1" <<'PY' || fail "split_pairs lines in metrics.jsonl"
+import json, sys
+for kind in ("derived", "random"):
+    rows = [json.loads(l) for l in open(f"{sys.argv[1]}/{kind}/metrics.jsonl")]
+    pairs = [r for r in rows if r["type"] == "split_pairs"]
+    assert [r["iter"] for r in pairs] == [6, 7, 8, 9], (kind, pairs)
+    for r in pairs:
+        assert len(r["site"]) == len(r["filter"]) == len(r["copy"]) == len(r["cos"]) == len(r["rel_dist"]) == 4, r
+        assert abs(r["min_cos"] - min(r["cos"])) < 1e-8 and abs(r["mean_cos"] - sum(r["cos"]) / 4) < 1e-8, r
+    assert all(0.999 < c < 1 for c in pairs[0]["cos"]), (kind, pairs[0])
+for kind in ("baseline", "static"):
+    assert not any('"split_pairs"' in l for l in open(f"{sys.argv[1]}/{kind}/metrics.jsonl")), kind
+PY
 python3 - "$out/study/results.csv" <<'PY' || fail "results.csv"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -130,9 +130,7 @@ TEST_CASE("splits preserve the function on VGG11 (every site, every strategy), R
   const double deep = 5e-5;
   auto resnets = [&](auto& proto, const char* label) {
     warm_up(proto, ctx);
-    const auto sites = derive_sites(proto);
-    for (const auto& site : sites) {
-      if (site.kind == site_kind::inner && site.name.find(".1.conv1") == std::string::npos) continue;  // a sample
+    for (const auto& site : derive_sites(proto)) {
       auto net = proto;
       const std::string what = std::string(label) + " " + site.name;
       INFO(what);
@@ -146,10 +144,29 @@ TEST_CASE("splits preserve the function on VGG11 (every site, every strategy), R
   };
   resnet32<cpu, 10, float, shortcut_a> a32(5);
   resnets(a32, "resnet32 A");
+  resnet32<cpu, 10, float, shortcut_b> b32(5);
+  resnets(b32, "resnet32 B");
   resnet56<cpu, 10, float, shortcut_b> b56(6);
   resnets(b56, "resnet56 B");
   resnet56<cpu, 10, float, shortcut_a> a56(7);
   resnets(a56, "resnet56 A");
+}
+
+TEST_CASE("splits preserve the function on every site of the other models (VGG 13/16/19 at x0.25, ResNet44)") {
+  cpu_context ctx(2);
+  auto every_site = [&](auto proto, const char* label) {
+    warm_up(proto, ctx);
+    for (const auto& site : derive_sites(proto)) {
+      auto net = proto;
+      const std::string what = std::string(label) + " " + site.name;
+      INFO(what);
+      expect_preserved(what.c_str(), net, ctx, {{site.name, 0}}, 0, net2wider{}, 5e-5);
+    }
+  };
+  every_site(vgg13<cpu, 10>(11, width_multiplier{0.25}), "vgg13x0.25");
+  every_site(vgg16<cpu, 10>(12, width_multiplier{0.25}), "vgg16x0.25");
+  every_site(vgg19<cpu, 100>(13, width_multiplier{0.25}), "vgg19x0.25");
+  every_site(resnet44<cpu, 10, float, shortcut_a>(14, width_multiplier{0.5}), "resnet44x0.5 A");
 }
 
 TEST_CASE("phase::infer folds VGG's convolutions, batch norms and ReLUs and matches eval") {
@@ -201,6 +218,26 @@ TEST_CASE("checkpoints round-trip per model, and refuse another model or another
   expect_round_trip(r, dir / "resnet32.safetensors");
   resnet56<cpu, 10, float, shortcut_a> r56(3, width_multiplier{0.5});
   expect_round_trip(r56, dir / "resnet56.safetensors");
+  {
+    vgg13<cpu, 10> n(4, width_multiplier{0.25});
+    expect_round_trip(n, dir / "vgg13.safetensors");
+  }
+  {
+    vgg16<cpu, 10> n(5, width_multiplier{0.25});
+    expect_round_trip(n, dir / "vgg16.safetensors");
+  }
+  {
+    vgg19<cpu, 100> n(6, width_multiplier{0.25});
+    expect_round_trip(n, dir / "vgg19.safetensors");
+  }
+  {
+    resnet44<cpu, 10, float, shortcut_a> n(7);
+    expect_round_trip(n, dir / "resnet44.safetensors");
+  }
+  {
+    resnet20<cpu, 100, float, shortcut_b> n(8, width_multiplier{0.5});
+    expect_round_trip(n, dir / "resnet20.safetensors");
+  }
 
   const auto f = io::read_file(dir / "vgg.safetensors");
   vgg11<cpu, 10> other_width(width_multiplier{0.5});

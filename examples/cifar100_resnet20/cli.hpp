@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "netsplit/split/normalisations.hpp"
 #include "netsplit/split/selectors.hpp"
 #include "netsplit/split/strategies.hpp"
 #include "netsplit/tpm/metrics.hpp"
@@ -65,6 +66,7 @@ struct options {
   std::string select = "top_k";
   int select_cap = 1;
   double select_threshold = 0.0;
+  std::string normalise = "none";  // score normalisation before selection (not for the random control)
   std::string split_sites = "all";
   std::string from_snapshot;
   std::vector<std::uint64_t> seeds{1};
@@ -197,6 +199,8 @@ inline std::string usage() {
       "  --split-eps X                     symmetry-breaking noise, relative to the filter norm (default 0.01)\n"
       "  --select S                        " + join_names(netsplit::selector_names(), false) + " (default top_k)\n"
       "  --select-cap N, --select-threshold X   for capped_top_k / threshold\n"
+      "  --normalise N                     " + join_names(netsplit::score_normalisation_names(), false) +
+      ": scores rescaled per site before selection (default none)\n"
       "  --split-sites all|inner|stream|NAMES   which sites may be split (default all)\n"
       "  --from-snapshot FILE              start a derived run from a baseline snapshot (splits at its iteration)\n"
       "  --seeds N[,N..]                   study seeds (default 1)\n"
@@ -357,6 +361,8 @@ inline options parse_options(int argc, const char* const* argv) {
     } else if (f == "--split-eps") o.split_eps = detail::parse_real(f, v, 0.0, 10.0);
     else if (f == "--select") {
       o.select = detail::one_of(f, v, netsplit::selector_names());
+    } else if (f == "--normalise") {
+      o.normalise = detail::one_of(f, v, netsplit::score_normalisation_names());
     } else if (f == "--select-cap") o.select_cap = parse_int<int>(f, v, 1, 100000);
     else if (f == "--select-threshold") o.select_threshold = detail::parse_real(f, v, -1e300, 1e300);
     else if (f == "--split-sites") {

@@ -37,6 +37,22 @@ inline std::string num(double v) {
   std::snprintf(b, sizeof b, "%.4g", v);
   return b;
 }
+/// Ticks at round values (1, 2 or 5 x 10^k apart, about `target` of them, at least
+/// `min_step`: 1 for iterations) inside [lo, hi], each labelled with the decimals its step needs.
+inline std::vector<std::pair<double, std::string>> ticks(double lo, double hi, int target = 5, double min_step = 0) {
+  std::vector<std::pair<double, std::string>> out;
+  if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return out;
+  const double raw = std::max((hi - lo) / target, min_step), mag = std::pow(10.0, std::floor(std::log10(raw)));
+  const double step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  for (double k = std::ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k += 1) {
+    const double v = k * step;
+    char b[48];
+    std::snprintf(b, sizeof b, "%.*f", decimals, std::abs(v) < step * 1e-9 ? 0.0 : v);
+    out.emplace_back(v, b);
+  }
+  return out;
+}
 inline void save(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::trunc);
   f << content;
@@ -71,10 +87,10 @@ inline std::string line_chart(const std::string& title, const std::string& xlabe
   o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << svg::esc(title) << "</text>\n";
   o << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
   o << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B << "' stroke='black'/>\n";
-  for (int i = 0; i <= 5; ++i) {
-    const double xv = x0 + (x1 - x0) * i / 5, yv = y0 + (y1 - y0) * i / 5;
-    o << "<text x='" << px(xv) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << svg::num(xv) << "</text>\n";
-    o << "<text x='" << L - 6 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << svg::num(yv) << "</text>\n";
+  for (const auto& [xv, label] : svg::ticks(x0, x1, 5, 1.0))  // x: iterations
+    o << "<text x='" << px(xv) << "' y='" << H - B + 16 << "' text-anchor='middle'>" << label << "</text>\n";
+  for (const auto& [yv, label] : svg::ticks(y0, y1)) {
+    o << "<text x='" << L - 6 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << label << "</text>\n";
     o << "<line x1='" << L << "' y1='" << py(yv) << "' x2='" << W - R << "' y2='" << py(yv)
       << "' stroke='#ddd'/>\n";
   }

@@ -99,7 +99,7 @@ int run_study(const options& o, const data_env& data, const std::string& command
     }
   }
   run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
-                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg; table: results.csv)\n");
+                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg, split_pairs.svg; table: results.csv)\n");
   return 0;
 }
 

@@ -51,6 +51,7 @@ struct run_result {
   std::int64_t params = 0, macs = 0;
   double seconds = 0;
   std::vector<std::pair<double, double>> loss, top1, tpm;
+  std::vector<std::pair<double, double>> pair_min_cos, pair_mean_cos;  // split pairs' incoming weights
   std::vector<netsplit::split_record> splits;
   fs::path split_snapshot;  // baseline: the snapshot derived runs start from
   int exit_code = 0;        // 3: diverged; 128 + signal: stopped by that signal (checkpoint written)
@@ -121,6 +122,7 @@ inline bool json_type(const std::string& line, const char* type) {
 inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, run_result& res) {
   std::ifstream in(metrics);
   std::map<std::int64_t, double> loss, tpm;
+  std::map<std::int64_t, std::pair<double, double>> pairs;  // min, mean cosine
   std::map<std::int64_t, std::pair<double, double>> test;  // top-1, top-5
   for (std::string line; std::getline(in, line);) {
     const double it = detail::json_number(line, "iter");
@@ -130,10 +132,16 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
     if (detail::json_type(line, "test") && i <= upto)
       test[i] = {detail::json_number(line, "top1"), detail::json_number(line, "top5")};
     if (detail::json_type(line, "tpm") && i < upto) tpm[i] = detail::json_number(line, "mean");
+    if (detail::json_type(line, "split_pairs") && i <= upto)
+      pairs[i] = {detail::json_number(line, "min_cos"), detail::json_number(line, "mean_cos")};
   }
   for (const auto& [i, l] : loss) res.add_loss(i, l, i % display == 0);
   for (const auto& [i, t] : test) res.add_test(i, t.first, t.second);
   for (const auto& [i, m] : tpm) res.tpm.emplace_back(double(i), m);
+  for (const auto& [i, p] : pairs) {
+    res.pair_min_cos.emplace_back(double(i), p.first);
+    res.pair_mean_cos.emplace_back(double(i), p.second);
+  }
 }
 
 /// The checkpoint of the highest iteration in a run's folder (empty if none).
@@ -312,14 +320,17 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
             std::visit(
                 [&](const auto& st) {
                   const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
-                  res.splits = split_now(tr, history, *rec, sel, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
+                  // the random control's picks stay uniform: no normalisation of its scores
+                  const normalised_selector picker{make_score_normalisation(spec.kind == "random" ? "none" : o.normalise), sel};
+                  res.splits = split_now(tr, history, *rec, picker, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
                 make_strategy(o));
           },
           make_selector(o));
       log.line("Iteration " + std::to_string(it) + ": split " + std::to_string(res.splits.size()) + " filters (" +
-               metric + " scores, " + o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
+               metric + " scores, " + (spec.kind != "random" && o.normalise != "none" ? o.normalise + ", " : "") +
+               o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
                " -> " + std::to_string(count_parameters(net)));
     });
     tr.events.on_split = [&](const split_event& e) {
@@ -335,6 +346,34 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << count << "}";
       log.json(js.str());
     };
+  }
+
+  // Whether the split copies diverge: every pair's incoming weights, at the split and every
+  // display interval after it (a JSON line each; the report plots min and mean cosine).
+  std::optional<split_pair_monitor<Net>> pairs;
+  if (grows) {
+    pairs.emplace(net, history, display_interval(o));
+    pairs->on_report = [&](const split_pair_report& r) {
+      std::ostringstream js;
+      js.precision(9);
+      js << "{\"type\":\"split_pairs\",\"iter\":" << r.iter << ",\"min_cos\":" << r.min_cosine
+         << ",\"mean_cos\":" << r.mean_cosine;
+      const auto list = [&](const char* key, auto get) {
+        js << ",\"" << key << "\":[";
+        for (std::size_t i = 0; i < r.pairs.size(); ++i) js << (i ? "," : "") << get(r.pairs[i]);
+        js << "]";
+      };
+      list("site", [](const split_pair_state& p) { return "\"" + p.site + "\""; });
+      list("filter", [](const split_pair_state& p) { return p.filter; });
+      list("copy", [](const split_pair_state& p) { return p.copy; });
+      list("cos", [](const split_pair_state& p) { return p.cosine; });
+      list("rel_dist", [](const split_pair_state& p) { return p.distance; });
+      js << "}";
+      log.json(js.str());
+      res.pair_min_cos.emplace_back(double(r.iter), r.min_cosine);
+      res.pair_mean_cos.emplace_back(double(r.iter), r.mean_cosine);
+    };
+    pairs->attach(tr);  // after the split hook above
   }
 
   log.line("netsplit " + net.architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
@@ -499,13 +538,25 @@ inline std::string write_report(const options& o, const std::string& command, co
       for (const auto& s : r.splits) where[s.site] += 1;
   std::vector<std::pair<std::string, double>> bars(where.begin(), where.end());
   svg::save((dir / "splits.svg").string(), bar_chart("where the " + o.tpm + " splits went (all seeds)", "splits", bars));
+  std::vector<series> pair_cos;  // per growing arm: mean (solid) and min (dashed) over its split pairs
+  c = 0;
+  for (const auto& r : runs)
+    if (r.seed == first_seed && !r.pair_mean_cos.empty()) {
+      const auto& color = colors[c++ % colors.size()];
+      pair_cos.push_back({r.kind + " mean", color, r.pair_mean_cos, false});
+      pair_cos.push_back({r.kind + " min", color, r.pair_min_cos, true});
+    }
+  svg::save((dir / "split_pairs.svg").string(),
+            line_chart("split pairs: cosine of incoming weights (seed " + std::to_string(first_seed) + ")", "iteration",
+                       "cosine (original, copy)", pair_cos));
 
   md << "# netsplit study report\n\n"
      << "Command: `" << command << "`\n\n" << dataset_note << "\n\n"
      << "Recipe: preset `" << o.preset << "`, " << o.max_iter << " iterations of batch " << o.batch_size << ", lr `"
      << o.schedule.describe() << "`, momentum " << o.momentum << (o.nesterov ? " (Nesterov)" : "") << ", weight decay "
      << o.weight_decay << ". TPM `" << o.tpm << "` over iterations [" << o.tpm_begin << ", " << o.tpm_end
-     << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, `" << o.strategy
+     << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, normalisation `"
+     << o.normalise << "`, `" << o.strategy
      << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n"
      << "## Test top-1\n\n" << table.str() << "\n"
      << "## Paired difference of final top-1 (same seed)\n\n" << paired_header
@@ -516,8 +567,10 @@ inline std::string write_report(const options& o, const std::string& command, co
         "`random` splits the same number of filters chosen at random (same strategy); `static` trains a network "
         "of the grown widths from scratch. The 95% interval is Student's t on the n paired differences "
         "(n − 1 degrees of freedom): an interval that contains 0 is not evidence of an effect, and with few "
-        "seeds it is wide.\n\n"
-     << "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n\n"
+        "seeds it is wide. The split-pairs plot follows each arm's split pairs (original filter, copy): the mean "
+        "(solid) and least (dashed) cosine of their incoming weights; a curve that stays at 1 means the copies did "
+        "not diverge and the grown network is the small one re-parametrised.\n\n"
+     << "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n![split pairs](split_pairs.svg)\n\n"
      << "## Runs\n\n| run | seed | final top-1 | best top-1 (iter) | params | time |\n|---|---|---|---|---|---|\n";
   for (const auto& r : runs)
     md << "| " << r.kind << " | " << r.seed << " | " << fmt("%.4f", r.final_top1) << " | " << fmt("%.4f", r.best_top1)

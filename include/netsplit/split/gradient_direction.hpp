@@ -1,6 +1,6 @@
 // netsplit/split/gradient_direction.hpp — a SplitStrategy: like net2wider, but d is the
 // direction in which the filter's mini-batch gradients disagreed most over the TPM window
-// (tracked by the grad_disagreement metric), scaled to the filter's norm.
+// (tracked by the grad_disagreement metrics), scaled to the filter's norm.
 #pragma once
 
 #include <cmath>
@@ -26,7 +26,7 @@ struct gradient_direction {
     NETSPLIT_EXPECT(r.direction.size() == original.size(), "gradient_direction split of ", r.tensor, " filter ",
                     r.filter, " needs the gradient-disagreement direction recorded over the TPM window (got ",
                     r.direction.size(), " values for a filter of ", original.size(),
-                    "); record --tpm grad_disagreement or use --strategy net2wider");
+                    "); record --tpm grad_disagreement (or grad_disagreement_annealed) or use --strategy net2wider");
     (void)g;
     detail::symmetric_offset(original, copy, std::vector<double>(r.direction.begin(), r.direction.end()), eps);
   }

@@ -25,7 +25,9 @@ struct tpm_window {
 namespace tpm_signal {
 inline constexpr unsigned weights = 1u;         // producer conv weights
 inline constexpr unsigned gradients = 2u;       // their mini-batch gradients
-inline constexpr unsigned taylor = 4u;          // per-channel |activation x gradient| of the site's output
+inline constexpr unsigned taylor = 4u;          // per-channel |activation x gradient| of the site's output, spatial mean
+inline constexpr unsigned taylor_sum = 8u;      // the same, spatial sum (the first-order change of the loss)
+inline constexpr unsigned bn_scale = 16u;       // per-channel scales (BatchNorm γ) of the site's producers
 }  // namespace tpm_signal
 
 /// What a metric sees of one site at one iteration. Rows are per filter: filter f's row is
@@ -37,7 +39,12 @@ struct site_signals {
   int row_length = 0;
   std::span<const float> weights;  // filters * row_length, when requested
   std::span<const float> gradients;
-  std::span<const double> taylor;  // filters, when requested
+  std::span<const double> taylor;      // filters, when requested: per sample |mean over H*W of a*g|
+  std::span<const double> taylor_sum;  // filters, when requested: per sample |sum over H*W of a*g|
+  /// filters * bn_count, when requested: filter f's scale (γ) in each of the site's batch
+  /// norms (its producer parameters named "*.weight"), filter by filter.
+  std::span<const float> bn_scale;
+  int bn_count = 0;
   std::uint64_t site_seed = 0;     // for the random control: derived from seed and site
 };
 

@@ -11,6 +11,7 @@
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/core/registry.hpp"
+#include "netsplit/tpm/bn_gamma.hpp"
 #include "netsplit/tpm/grad_disagreement.hpp"
 #include "netsplit/tpm/l1_norm.hpp"
 #include "netsplit/tpm/metric.hpp"
@@ -23,7 +24,7 @@ namespace netsplit {
 /// Any shipped metric, chosen at run time by name.
 class any_tpm_metric {
  public:
-  using variant_type = std::variant<taylor, weight_motion, grad_disagreement, l1_norm, random_score>;
+  using variant_type = std::variant<taylor, taylor_sum, weight_motion, grad_disagreement, grad_disagreement_annealed, l1_norm, bn_gamma, random_score>;
   any_tpm_metric() = default;
   template <TpmMetric M>
     requires std::constructible_from<variant_type, M>

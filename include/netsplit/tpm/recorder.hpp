@@ -82,7 +82,7 @@ class tpm_recorder {
     if (completed != window_.end || observed_ == 0 || !metric_.closes()) return;
     const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
-      gather(idx, s, completed, tpm_signal::weights);
+      gather(idx, s, completed, metric_.needs() & (tpm_signal::weights | tpm_signal::bn_scale));
       metric_.close(state_[s], signals_);
     }
   }
@@ -189,7 +189,7 @@ class tpm_recorder {
     const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, window_.end, 0);
-      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_)});
+      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_), static_cast<int>(sites_[s].taps.size())});
     }
     return out;
   }
@@ -327,8 +327,25 @@ class tpm_recorder {
       assemble(gradients_, [&](const std::string& n) -> tensor<T, B>& { return *grads.at(n); });
       signals_.gradients = gradients_;
     }
-    if (needs & tpm_signal::taylor) {
+    if (needs & tpm_signal::bn_scale) {
+      // The producers' per-channel scales: batch norm's γ is its "weight" (β its "bias").
+      std::vector<std::vector<float>> scales;
+      for (const auto& n : site.producer_params)
+        if (n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0) {
+          const auto h = idx.param(n).to_host();
+          scales.emplace_back(h.begin(), h.end());
+        }
+      const auto count = scales.size();
+      bn_scale_.assign(static_cast<std::size_t>(filters) * count, 0.f);
+      for (std::size_t k = 0; k < count; ++k)
+        for (std::size_t f = 0; f < static_cast<std::size_t>(filters) && f < scales[k].size(); ++f)
+          bn_scale_[f * count + k] = scales[k][f];
+      signals_.bn_scale = bn_scale_;
+      signals_.bn_count = static_cast<int>(count);
+    }
+    if (needs & (tpm_signal::taylor | tpm_signal::taylor_sum)) {
       taylor_.assign(static_cast<std::size_t>(filters), 0.0);
+      taylor_sum_.assign(static_cast<std::size_t>(filters), 0.0);
       for (const auto& tap : site.taps) {
         const auto* a = tap.activation();
         const auto* g = tap.gradient();
@@ -357,11 +374,16 @@ class tpm_recorder {
         };
         if (ctx_) ctx_->parallel_for(n * filters, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) { planes(lo, hi); });
         else planes(0, n * filters);
+        // Spatial mean (taylor) and sum (taylor_sum, the first-order loss change) per sample.
         for (std::int64_t b = 0; b < n; ++b)
-          for (int c = 0; c < filters; ++c)
-            taylor_[c] += std::abs(plane_dot_[static_cast<std::size_t>(b * filters + c)] / double(plane)) / double(n);
+          for (int c = 0; c < filters; ++c) {
+            const double d = plane_dot_[static_cast<std::size_t>(b * filters + c)];
+            taylor_[c] += std::abs(d / double(plane)) / double(n);
+            taylor_sum_[c] += std::abs(d) / double(n);
+          }
       }
       signals_.taylor = taylor_;
+      signals_.taylor_sum = taylor_sum_;
     }
   }
 
@@ -390,8 +412,8 @@ class tpm_recorder {
   tpm_window summary_range_{0, 0};
   std::int64_t summary_stride_ = 1;
   site_signals signals_;
-  std::vector<float> weights_, gradients_;
-  std::vector<double> taylor_;
+  std::vector<float> weights_, gradients_, bn_scale_;
+  std::vector<double> taylor_, taylor_sum_;
 };
 
 }  // namespace netsplit

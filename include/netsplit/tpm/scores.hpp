@@ -1,5 +1,5 @@
 // netsplit/tpm/scores.hpp — what TPM produces: per-site, per-filter scores (the input of
-// split selectors).
+// split selectors and of score normalisations, split/normalisation.hpp).
 #pragma once
 
 #include <string>
@@ -10,6 +10,10 @@ namespace netsplit {
 struct site_scores {
   std::string site;
   std::vector<double> scores;  // per filter, current width
+  /// Signal taps the site has (models/structure.hpp): 1 for an inner site, one per producer
+  /// for a residual-stream group. Activation metrics (taylor) sum over them; rows of weight
+  /// metrics span the same producers. The per_tap normalisation divides by it.
+  int taps = 1;
 };
 
 }  // namespace netsplit
