@@ -3,6 +3,7 @@
 // cli_error; on acceptance the options must lie in their documented ranges (a growing
 // run's TPM window and split iteration inside the run), the TPM metric must exist and the
 // learning-rate schedule must read back from its own text form.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -45,7 +46,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       NETSPLIT_FUZZ_CHECK(o.tpm_end <= o.split_at && o.split_at < o.max_iter);
     }
     NETSPLIT_FUZZ_CHECK(o.mode == "train" || o.mode == "study");
-    NETSPLIT_FUZZ_CHECK(o.mode != "study" || (o.resume.empty() && o.from_snapshot.empty()));
+    // a study resumes in its own folder (--resume DIR is its output folder); no snapshot
+    NETSPLIT_FUZZ_CHECK(o.mode != "study" || (o.from_snapshot.empty() && (o.resume.empty() || o.resume == o.out_dir)));
+    // the model is one the program can build, at a positive width; --shortcut only on ResNets
+    NETSPLIT_FUZZ_CHECK(std::find(cifar_cli::model_names().begin(), cifar_cli::model_names().end(), o.model) !=
+                        cifar_cli::model_names().end());
+    NETSPLIT_FUZZ_CHECK(o.width_mult > 0 && o.width_mult <= 16);
+    NETSPLIT_FUZZ_CHECK(!o.shortcut_given || o.model.rfind("resnet", 0) == 0);
     NETSPLIT_FUZZ_CHECK(o.splits >= 1 && !o.seeds.empty() && !o.split_sites.empty());
     (void)netsplit::make_tpm_metric(o.tpm);  // a name the parser accepted must exist
     const std::string text = o.schedule.describe();
