@@ -43,6 +43,19 @@ template <fmap_shape In, class... Specs>
 concept Composable = (LayerSpec<Specs> && ...) &&
                      detail::first_rejecting<In, Specs...>() == sizeof...(Specs);
 
+namespace detail {
+/// C, BN, R are a convolution, the batch norm after it and a ReLU: under phase::infer they
+/// run as one folded pass (C::forward_folded, R::adopt_folded). Outside the class so that
+/// every compiler (nvcc's front end included) checks it only for the layer types given.
+template <class C, class BN, class R, class Ctx, class X>
+concept folds_conv_bn_relu = requires(C& c, BN& bn, R& r, Ctx& ctx, const X& x) {
+  bn.running_mean();
+  bn.gamma();
+  c.forward_folded(ctx, x, bn, nullptr, true);
+  r.adopt_folded(x);
+};
+}  // namespace detail
+
 /// Reports a composition error: instantiated only for a failing chain, so the compiler's
 /// note shows the rejecting spec, its position and the shape it was offered.
 template <class Rejecting, std::size_t Position, fmap_shape Offered>
@@ -173,20 +186,14 @@ class sequential_layer {
   }
 
  private:
-  template <std::size_t I>
-  using child = std::tuple_element_t<I, layers_type>;
   /// Children I, I+1, I+2 are a convolution, a batch norm and a ReLU (fold with phase::infer).
   template <std::size_t I>
   static constexpr bool folds() {
     if constexpr (I + 2 >= count) {
       return false;
     } else {
-      return requires(child<I>& c, child<I + 1>& bn, child<I + 2>& r, context_type& ctx, const tensor<T, B>& x) {
-        bn.running_mean();
-        bn.gamma();
-        c.forward_folded(ctx, x, bn, nullptr, true);
-        r.adopt_folded(x);
-      };
+      return detail::folds_conv_bn_relu<std::tuple_element_t<I, layers_type>, std::tuple_element_t<I + 1, layers_type>,
+                                        std::tuple_element_t<I + 2, layers_type>, context_type, tensor<T, B>>;
     }
   }
   template <std::size_t I>
