@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/gpu_check.sh — one command for a machine with an NVIDIA GPU: builds netsplit's
-# CUDA backend with nvcc, runs the GPU-labelled tests, and measures ResNet20 (100 classes,
-# batch 128, fp32) training and inference throughput for netsplit and, in the same run,
-# for PyTorch on the same GPU. Needs no internet. Finishes in well under 8 minutes.
+# CUDA backend with nvcc, runs the GPU-labelled tests, and measures training and inference
+# throughput (100 classes, batch 128, fp32 and TF32) of ResNet20, ResNet56, VGG11 and VGG11 x0.25
+# (NETSPLIT_GPU_MODELS) for netsplit and, in the same run, for PyTorch on the same GPU.
+# Needs no internet. Finishes in well under 8 minutes.
 #
 # Dependencies: nvcc + cuBLAS (CUDA toolkit), CMake >= 3.20, a python3 with torch (for the
 # PyTorch half; skipped if missing). cuDNN is used when found: in the toolkit, under
@@ -15,7 +16,8 @@
 #
 # Environment: NETSPLIT_DEPS, NETSPLIT_GPU_BUILD (build folder, default build/gpu),
 # CMAKE_CUDA_ARCHITECTURES (default 90), CUDNN_ROOT, NETSPLIT_TORCH_PYTHON (default python3),
-# NETSPLIT_BENCH_ITERS (timed steps per measurement, default 100),
+# NETSPLIT_BENCH_ITERS (timed steps per measurement, default 100), NETSPLIT_GPU_MODELS (models
+# for the throughput, default "resnet20 resnet56 vgg11 vgg11x0.25"),
 # NETSPLIT_GPU_CHECK_CONFIGURE_ONLY=1 (stop after configuring: checks the set-up anywhere).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -116,22 +118,25 @@ if grep -q "Skipped\|Not Run" "$ctest_log"; then
   echo "gpu_check: GPU tests were SKIPPED (no usable CUDA device?)"
 fi
 
-echo "== throughput: ResNet20, 100 classes, batch 128, fp32 ($(elapsed))"
+models=${NETSPLIT_GPU_MODELS:-resnet20 resnet56 vgg11 vgg11x0.25}
+echo "== throughput: $models; 100 classes, batch 128 ($(elapsed))"
 results=$(mktemp)
-for flag in "" --tf32; do
-  if ! timeout 120 "$build/tests/cuda/gpu_throughput" --batch 128 --iters "$iters" $flag | tee -a "$results"; then
-    status=1
-    echo "gpu_check: netsplit throughput run ${flag:-fp32} failed"
-  fi
+for m in $models; do
+  for flag in "" --tf32; do
+    if ! timeout 120 "$build/tests/cuda/gpu_throughput" --model "$m" --batch 128 --iters "$iters" $flag | tee -a "$results"; then
+      status=1
+      echo "gpu_check: netsplit throughput run $m ${flag:-fp32} failed"
+    fi
+  done
 done
 
 if "$py" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
-  NETSPLIT_ROOT=$root ITERS=$iters timeout 240 "$py" - <<'PY' | tee -a "$results" || status=1
+  NETSPLIT_ROOT=$root ITERS=$iters MODELS="$models" timeout 300 "$py" - <<'PY' | tee -a "$results" || status=1
 import json, os, sys, time
 import torch
 import torch.nn.functional as F
 sys.path.insert(0, os.path.join(os.environ["NETSPLIT_ROOT"], "scripts"))
-from pytorch_parity import ResNet  # the reference ResNet20 (option-A shortcuts) of the parity test
+from pytorch_parity import build_model  # the parity test's reference definitions
 
 iters = int(os.environ["ITERS"])
 torch.backends.cudnn.benchmark = True
@@ -139,10 +144,12 @@ torch.backends.cuda.matmul.allow_tf32 = False
 dev = torch.device("cuda")
 print(f"# torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)}", file=sys.stderr)
 
-def measure(tf32):
+def measure(token, tf32):
+    name, _, width = token.partition("x")
+    width = float(width) if width else 1.0
     torch.backends.cudnn.allow_tf32 = tf32  # PyTorch's default is True for convolutions
     torch.manual_seed(1)
-    model = ResNet([3, 3, 3], 100, "A").to(dev)
+    model = build_model(name, 100, width).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     x = torch.randn(128, 3, 32, 32, device=dev)
     y = torch.randint(0, 100, (128,), device=dev)
@@ -164,19 +171,19 @@ def measure(tf32):
         torch.cuda.synchronize()
         return time.perf_counter() - t0
 
+    head = {"impl": "pytorch", "model": name, "width": width, "batch": 128, "iters": iters, "tf32": tf32}
     model.train()
     t = timed(train_step)
-    print(json.dumps({"impl": "pytorch", "mode": "train", "batch": 128, "iters": iters, "tf32": tf32,
-                      "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
+    print(json.dumps({**head, "mode": "train", "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
     model.eval()
     with torch.no_grad():
         t = timed(lambda: model(x))
-    print(json.dumps({"impl": "pytorch", "mode": "inference", "batch": 128, "iters": iters, "tf32": tf32,
-                      "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
+    print(json.dumps({**head, "mode": "inference", "images_per_s": round(iters * 128 / t, 1), "ms_per_step": round(1e3 * t / iters, 3)}))
     sys.stdout.flush()
 
-measure(False)  # strict fp32, like netsplit's default
-measure(True)   # PyTorch's default (TF32 convolutions)
+for token in os.environ["MODELS"].split():
+    measure(token, False)  # strict fp32, like netsplit's default
+    measure(token, True)   # PyTorch's default (TF32 convolutions)
 PY
 else
   echo "gpu_check: no python3 with torch and a GPU: PyTorch half skipped"
@@ -186,13 +193,15 @@ echo "== summary (images/s) ($(elapsed))"
 "${py}" - "$results" <<'PY' 2>/dev/null || cat "$results"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-get = lambda i, m, t: next((r["images_per_s"] for r in rows if r["impl"] == i and r["mode"] == m and r["tf32"] == t), None)
-print(f"{'':24}{'netsplit':>12}{'pytorch':>12}{'ratio':>8}")
-for m in ("train", "inference"):
-    for t in (False, True):
-        a, b = get("netsplit", m, t), get("pytorch", m, t)
-        ratio = f"{a / b:.2f}" if a and b else "-"
-        print(f"{m + (' tf32' if t else ' fp32'):24}{a or '-':>12}{b or '-':>12}{ratio:>8}")
+key = lambda r: f"{r['model']}" + (f"x{r['width']:g}" if r["width"] != 1 else "")
+get = lambda i, k, m, t: next((r["images_per_s"] for r in rows if r["impl"] == i and key(r) == k and r["mode"] == m and r["tf32"] == t), None)
+print(f"{'':32}{'netsplit':>12}{'pytorch':>12}{'ratio':>8}")
+for k in dict.fromkeys(key(r) for r in rows):
+    for m in ("train", "inference"):
+        for t in (False, True):
+            a, b = get("netsplit", k, m, t), get("pytorch", k, m, t)
+            ratio = f"{a / b:.2f}" if a and b else "-"
+            print(f"{k + ' ' + m + (' tf32' if t else ' fp32'):32}{a or '-':>12}{b or '-':>12}{ratio:>8}")
 PY
 rm -f "$results"
 echo "gpu_check: done in $(elapsed), status $status"

@@ -49,19 +49,16 @@ Usage:
                     [--models resnet20,vgg11]          (all models unless --models) and check them
   pytorch_parity.py --pinned tests/test_models.cpp     check the counts pinned there
 Exit status: 0 all agree, 1 disagreement, 2 usage or file error, 77 torch/numpy unavailable.
-The file is read with a minimal safetensors reader here (json + numpy), which also checks
-netsplit's "netsplit.crc32" content checksum, re-implemented independently with zlib.
+The file is read with python/netsplit_torch.py's safetensors reader (json + numpy), which also
+checks netsplit's "netsplit.crc32" content checksum, re-implemented independently with zlib.
 """
 
 import argparse
-import json
 import os
 import re
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 SKIP = 77
 
@@ -70,6 +67,10 @@ try:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
+
+    # the safetensors reader with netsplit's checksum: python/netsplit_torch.py's
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+    from netsplit_torch import read_safetensors
 except ImportError as exc:  # pragma: no cover - depends on the machine
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         # in CI a skipped parity test would pass silently: it is a failure there
@@ -78,61 +79,6 @@ except ImportError as exc:  # pragma: no cover - depends on the machine
         sys.exit(1)
     print(f"SKIP: PyTorch parity needs torch and numpy ({exc}); interpreter {sys.executable}")
     sys.exit(SKIP)
-
-DTYPES = {"F32": "<f4", "F64": "<f8", "I32": "<i4", "I64": "<i8", "U8": "u1"}
-
-
-# ---- minimal safetensors reader ---------------------------------------------------------------
-def read_safetensors(path):
-    with open(path, "rb") as fh:
-        blob = fh.read()
-    if len(blob) < 8:
-        raise ValueError(f"{path}: shorter than 8 bytes")
-    (n,) = struct.unpack("<Q", blob[:8])
-    if n > len(blob) - 8:
-        raise ValueError(f"{path}: header length {n} runs past the end")
-    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
-    buf = memoryview(blob)[8 + n :]
-    meta = header.pop("__metadata__", {})
-    tensors, spans = {}, []
-    for name, e in header.items():
-        b, end = e["data_offsets"]
-        dt = np.dtype(DTYPES[e["dtype"]])
-        count = int(np.prod(e["shape"], dtype=np.int64)) if e["shape"] else 1
-        if end - b != count * dt.itemsize or end > len(buf):
-            raise ValueError(f"{path}: bad data_offsets for {name}")
-        arr = np.frombuffer(buf[b:end], dtype=dt).reshape(e["shape"]).copy()
-        tensors[name] = (e["dtype"], arr, bytes(buf[b:end]))
-        spans.append((b, end))
-    spans.sort()
-    pos = 0
-    for b, end in spans:
-        if b != pos:
-            raise ValueError(f"{path}: data buffer has a hole or overlap at {pos}")
-        pos = end
-    if pos != len(buf):
-        raise ValueError(f"{path}: trailing bytes in the data buffer")
-    if "netsplit.crc32" in meta:
-        verify_checksum(path, meta, tensors)
-    return meta, {k: v[1] for k, v in tensors.items()}
-
-
-def verify_checksum(path, meta, tensors):
-    """netsplit's content checksum: CRC-32 of length-prefixed metadata and tensors, sorted."""
-    u64 = lambda v: struct.pack("<Q", v)
-    s = lambda t: u64(len(t.encode())) + t.encode()
-    others = sorted((k for k in meta if k != "netsplit.crc32"), key=lambda k: k.encode())
-    crc = zlib.crc32(u64(len(others)))
-    for k in others:
-        crc = zlib.crc32(s(k) + s(meta[k]), crc)
-    crc = zlib.crc32(u64(len(tensors)), crc)
-    for name in sorted(tensors, key=lambda k: k.encode()):
-        dtype, arr, raw = tensors[name]
-        part = s(name) + s(dtype) + u64(arr.ndim) + b"".join(struct.pack("<q", d) for d in arr.shape)
-        crc = zlib.crc32(part + u64(len(raw)) + raw, crc)
-    if f"{crc:08x}" != meta["netsplit.crc32"]:
-        raise ValueError(f"{path}: checksum mismatch ({crc:08x} vs {meta['netsplit.crc32']})")
-
 
 # ---- the reference networks (written out here) ---------------------------------------------------
 def scaled(width, m):

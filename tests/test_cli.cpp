@@ -2,6 +2,7 @@
 // in the program) for unknown or malformed flags.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <thread>
 
 #include <string>
@@ -169,4 +170,19 @@ TEST_CASE("plot axes: ticks at round values, labelled with the decimals their st
   CHECK(near_one.back().second == "1.00000");
   CHECK(ticks(1, 1).empty());
   CHECK(ticks(6, 9, 5, 1.0) == std::vector<tick>{{6, "6"}, {7, "7"}, {8, "8"}, {9, "9"}});  // whole iterations
+}
+
+TEST_CASE("the split map draws every site, zeros included, each with its score") {
+  const auto svg = cifar_cli::bar_chart("where splits went", "splits",
+                                        {{"stage1", 3, 0.25}, {"layer1.0.conv1", 0, 1.5e-5}, {"stage3", 6, std::nan("")}});
+  auto count = [&](const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = svg.find(what); at != std::string::npos; at = svg.find(what, at + 1)) ++n;
+    return n;
+  };
+  CHECK(count("<rect x=") == 3);  // the zero bar too (height 0)
+  CHECK(count(">stage1 (0.25)</text>") == 1);
+  CHECK(count(">layer1.0.conv1 (1.5e-05)</text>") == 1);
+  CHECK(count(">stage3</text>") == 1);  // no score: the label alone
+  CHECK(count(">6</text>") == 2);       // the bar's value and the y axis' top tick
 }

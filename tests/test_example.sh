@@ -83,6 +83,19 @@ for kind in ("derived", "random"):
 for kind in ("baseline", "static"):
     assert not any('"split_pairs"' in l for l in open(f"{sys.argv[1]}/{kind}/metrics.jsonl")), kind
 PY
+# The split map: every site of the network (zeros included) with its best score at the split,
+# which the growing runs log as a site_scores line.
+python3 - "$out/study" <<'PY' || fail "site_scores line or split map"
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/seed1/derived/metrics.jsonl")]
+scores = [r for r in rows if r["type"] == "site_scores"]
+assert len(scores) == 1 and scores[0]["iter"] == 6, scores
+sites = scores[0]["site"]
+assert len(sites) == len(scores[0]["best"]) == 12 and "stage1" in sites, sites  # ResNet20: 3 groups, 9 inner
+svg = open(f"{sys.argv[1]}/splits.svg").read()
+assert svg.count("<rect x=") == len(sites), svg.count("<rect x=")
+assert all(f">{s} (" in svg for s in sites), [s for s in sites if f">{s} (" not in svg]
+PY
 python3 - "$out/study/results.csv" <<'PY' || fail "results.csv"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -284,6 +284,10 @@ TEST_CASE("a net grown at a width multiplier resumes through the trainer (fresh 
   tr.step();
   auto sites = derive_sites(net);
   history.add(split_filter(net, sites[find_site(sites, "stage2")], 3, net2wider{0.0}, 9, &tr.optimizer().state()));
+  // random_init through stage 1 gives the option-A shortcut coefficients 1 and 0 (net2wider's
+  // are 1/2 and 1/2): the replay must rebuild them from the recorded strategy
+  sites = derive_sites(net);
+  history.add(split_filter(net, sites[find_site(sites, "stage1")], 2, random_init{}, 10, &tr.optimizer().state()));
   tr.step();
   tr.save(dir / "grown.safetensors");
   net_t net2(2, width_multiplier{0.5});
@@ -297,5 +301,20 @@ TEST_CASE("a net grown at a width multiplier resumes through the trainer (fresh 
   net.visit_parameters([&](const std::string&, auto& w, auto&) { a.push_back(w.to_host()); });
   net2.visit_parameters([&](const std::string&, auto& w, auto&) { b.push_back(w.to_host()); });
   CHECK(a == b);
+  CHECK(checkpoint::channel_maps_json(net2) == checkpoint::channel_maps_json(net));
+  const auto x = random_images(4, 11);
+  const auto y = net.forward(ctx, x, phase::eval).to_host();
+  CHECK(net2.forward(ctx, x, phase::eval).to_host() == y);
+
+  // outside a trainer: load_network replays the splits, restores the weights, returns the
+  // input normalisation the run trained with
+  net_t net3(3, width_multiplier{0.5});
+  const auto recorded = load_network(net3, dir / "grown.safetensors");
+  REQUIRE(recorded.has_value());
+  CHECK(*recorded == stats);
+  CHECK(net3.forward(ctx, x, phase::eval).to_host() == y);
+  CHECK_THROWS_AS(load_network(net3, dir / "grown.safetensors"), contract_violation);  // already grown
+  resnet20<cpu, 10, float, shortcut_b> other(1, width_multiplier{0.5});
+  CHECK_THROWS_AS(load_network(other, dir / "grown.safetensors"), io_error);  // another architecture
   fs::remove_all(dir);
 }

@@ -339,6 +339,18 @@ TEST_CASE("the recorder honours the window exactly and resumes mid-window with i
     for (int i = 0; i < 9; ++i) a.step();
     CHECK(seen == std::vector<std::int64_t>{3, 4, 5, 6});
     CHECK(ra.observed() == 4);
+    {  // with a summary range, summaries follow its stride only, inside the window too
+      net_a sampled(8);
+      trainer<net_a> c(ctx, sampled, d.train, d.test, d.stats, cfg_for(dir));
+      tpm_recorder<net_a> rc(sampled, make_tpm_metric(metric), {3, 7}, 11);
+      rc.set_summary_range({0, 9}, 2);
+      std::vector<std::int64_t> at;
+      rc.on_summary = [&](const tpm_summary& s) { at.push_back(s.iter); };
+      rc.attach(c);
+      for (int i = 0; i < 9; ++i) c.step();
+      CHECK(at == std::vector<std::int64_t>{0, 2, 4, 6, 8});
+      CHECK(rc.observed() == 4);
+    }
 
     net_a first(8);
     trainer<net_a> b(ctx, first, d.train, d.test, d.stats, cfg_for(dir));

@@ -115,27 +115,43 @@ inline std::string line_chart(const std::string& title, const std::string& xlabe
   return o.str();
 }
 
-/// A vertical bar chart of labelled counts.
-inline std::string bar_chart(const std::string& title, const std::string& ylabel,
-                             const std::vector<std::pair<std::string, double>>& bars) {
-  const double W = 720, H = 420, L = 60, R = 20, T = 40, B = 110;
+/// One bar: its label, height, and a number written under the label (NaN: none).
+struct bar {
+  std::string label;
+  double value = 0;
+  double note = std::nan("");
+};
+
+/// A vertical bar chart: every bar (zeros too: their value on the axis), the value above
+/// each bar, the label and the note below it; the y axis has round ticks.
+inline std::string bar_chart(const std::string& title, const std::string& ylabel, const std::vector<bar>& bars) {
+  const double W = std::max(720.0, 60.0 + 28.0 * bars.size()), H = 440, L = 60, R = 20, T = 40, B = 130;
   double ymax = 1;
-  for (const auto& b : bars) ymax = std::max(ymax, b.second);
+  for (const auto& b : bars) ymax = std::max(ymax, b.value);
   std::ostringstream o;
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
     << "' font-family='sans-serif' font-size='11'>\n<rect width='100%' height='100%' fill='white'/>\n";
   o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << svg::esc(title) << "</text>\n";
   o << "<text transform='translate(16," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>"
     << svg::esc(ylabel) << "</text>\n";
+  const auto y_ticks = svg::ticks(0, ymax, 4, 1.0);
+  if (!y_ticks.empty()) ymax = std::max(ymax, y_ticks.back().first);
+  for (const auto& [yv, label] : y_ticks) {
+    const double y = H - B - yv / ymax * (H - T - B);
+    o << "<text x='" << L - 6 << "' y='" << y + 4 << "' text-anchor='end'>" << label << "</text>\n";
+    o << "<line x1='" << L << "' y1='" << y << "' x2='" << W - R << "' y2='" << y << "' stroke='#ddd'/>\n";
+  }
   const double slot = bars.empty() ? 1 : (W - L - R) / bars.size();
   for (std::size_t i = 0; i < bars.size(); ++i) {
-    const double h = bars[i].second / ymax * (H - T - B), x = L + slot * i;
+    const double h = bars[i].value / ymax * (H - T - B), x = L + slot * i;
     o << "<rect x='" << x + slot * 0.15 << "' y='" << H - B - h << "' width='" << slot * 0.7 << "' height='" << h
       << "' fill='#4477aa'/>\n";
     o << "<text x='" << x + slot / 2 << "' y='" << H - B - h - 4 << "' text-anchor='middle'>"
-      << svg::num(bars[i].second) << "</text>\n";
-    o << "<text transform='translate(" << x + slot / 2 << "," << H - B + 10 << ") rotate(60)'>"
-      << svg::esc(bars[i].first) << "</text>\n";
+      << svg::num(bars[i].value) << "</text>\n";
+    std::string label = bars[i].label;
+    if (!std::isnan(bars[i].note)) label += " (" + svg::num(bars[i].note) + ")";
+    o << "<text transform='translate(" << x + slot / 2 - 3 << "," << H - B + 8 << ") rotate(60)' font-size='10'>"
+      << svg::esc(label) << "</text>\n";
   }
   o << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
   o << "</svg>\n";

@@ -53,6 +53,10 @@ struct run_result {
   std::vector<std::pair<double, double>> loss, top1, tpm;
   std::vector<std::pair<double, double>> pair_min_cos, pair_mean_cos;  // split pairs' incoming weights
   std::vector<netsplit::split_record> splits;
+  // every site's best filter score at the split (after the run's normalisation), in network
+  // order: the report's split map shows all sites, zeros included
+  std::vector<std::string> sites;
+  std::vector<double> site_best;
   fs::path split_snapshot;  // baseline: the snapshot derived runs start from
   int exit_code = 0;        // 3: diverged; 128 + signal: stopped by that signal (checkpoint written)
 
@@ -102,6 +106,12 @@ inline std::int64_t display_interval(const options& o) {
   return std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 20));
 }
 
+/// Iterations between points of the baseline's whole-run TPM curve (one interval across the
+/// run, the window included).
+inline std::int64_t tpm_curve_stride(const options& o) {
+  return std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 40));
+}
+
 namespace detail {
 /// The number after "\"key\":" in one of our own JSON lines, or NaN.
 inline double json_number(const std::string& line, const std::string& key) {
@@ -112,6 +122,21 @@ inline double json_number(const std::string& line, const std::string& key) {
 inline bool json_type(const std::string& line, const char* type) {
   return line.rfind(std::string("{\"type\":\"") + type + "\"", 0) == 0;
 }
+/// The items of the flat list after "\"key\":[" in one of our own JSON lines (strings
+/// without their quotes; our lists hold no commas inside items).
+inline std::vector<std::string> json_list(const std::string& line, const std::string& key) {
+  std::vector<std::string> out;
+  const auto at = line.find("\"" + key + "\":[");
+  if (at == std::string::npos) return out;
+  const auto begin = at + key.size() + 4, end = line.find(']', begin);
+  if (end == std::string::npos || end == begin) return out;
+  std::istringstream items(line.substr(begin, end - begin));
+  for (std::string item; std::getline(items, item, ',');) {
+    if (item.size() >= 2 && item.front() == '"' && item.back() == '"') item = item.substr(1, item.size() - 2);
+    out.push_back(item);
+  }
+  return out;
+}
 }  // namespace detail
 
 /// Fills a resumed run's result (loss, top-1 and TPM curves, best and final test results)
@@ -119,7 +144,8 @@ inline bool json_type(const std::string& line, const char* type) {
 /// progress. An earlier attempt may have logged iterations past its last checkpoint, and a
 /// run resumed twice logs some twice: each iteration counts once (the last line wins; the
 /// run is deterministic, so all agree).
-inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, run_result& res) {
+inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::int64_t display, std::int64_t tpm_stride,
+                             run_result& res) {
   std::ifstream in(metrics);
   std::map<std::int64_t, double> loss, tpm;
   std::map<std::int64_t, std::pair<double, double>> pairs;  // min, mean cosine
@@ -131,9 +157,15 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
     if (detail::json_type(line, "train") && i <= upto) loss[i] = detail::json_number(line, "loss");
     if (detail::json_type(line, "test") && i <= upto)
       test[i] = {detail::json_number(line, "top1"), detail::json_number(line, "top5")};
-    if (detail::json_type(line, "tpm") && i < upto) tpm[i] = detail::json_number(line, "mean");
+    // (logs written before the curve was sampled at one interval hold every window iteration)
+    if (detail::json_type(line, "tpm") && i < upto && i % tpm_stride == 0) tpm[i] = detail::json_number(line, "mean");
     if (detail::json_type(line, "split_pairs") && i <= upto)
       pairs[i] = {detail::json_number(line, "min_cos"), detail::json_number(line, "mean_cos")};
+    if (detail::json_type(line, "site_scores") && i <= upto) {
+      res.sites = detail::json_list(line, "site");
+      res.site_best.clear();
+      for (const auto& v : detail::json_list(line, "best")) res.site_best.push_back(std::strtod(v.c_str(), nullptr));
+    }
   }
   for (const auto& [i, l] : loss) res.add_loss(i, l, i % display == 0);
   for (const auto& [i, t] : test) res.add_test(i, t.first, t.second);
@@ -178,7 +210,7 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
   r.kind = spec.kind;
   r.seed = spec.seed;
   const auto iter = static_cast<std::int64_t>(detail::json_number(summary, "iter"));
-  restore_progress(spec.dir / "metrics.jsonl", iter, display_interval(o), r);
+  restore_progress(spec.dir / "metrics.jsonl", iter, display_interval(o), tpm_curve_stride(o), r);
   r.close_loss(iter);
   r.final_top1 = detail::json_number(summary, "final_top1");
   r.final_top5 = detail::json_number(summary, "final_top5");
@@ -199,6 +231,13 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
   }
   if (spec.kind == "baseline") r.split_snapshot = spec.dir / (o.model + "_iter_" + std::to_string(o.split_at) + ".safetensors");
   return r;
+}
+
+/// Derived runs that logged every site's score at their split (at least 1).
+inline int derived_runs_with_scores(const std::vector<run_result>& runs) {
+  return std::max<int>(1, static_cast<int>(std::count_if(runs.begin(), runs.end(), [](const run_result& r) {
+                            return r.kind == "derived" && !r.sites.empty();
+                          })));
 }
 
 /// Runs one training run as `spec` says; reports through `log`. Throws netsplit errors.
@@ -245,11 +284,11 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   const bool uses_tpm = records || grows;
   if (uses_tpm) rec.emplace(net, make_tpm_metric(o.tpm), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed, &ctx);
   if (spec.kind == "random") random_scores.emplace(net, make_tpm_metric("random"), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed);
-  // A baseline also reports the metric's summary over the whole run (every display
-  // interval outside the window, every iteration inside), for the "where learning
-  // happens" curve; summaries outside the window do not touch the scores.
+  // A baseline also reports the metric's summary over the whole run at one interval
+  // (tpm_curve_stride; the window is not sampled more densely), for the "where
+  // learning happens" curve; summaries outside the window do not touch the scores.
   if (spec.kind == "baseline" && o.tpm_curve)
-    rec->set_summary_range({0, o.max_iter}, std::max<std::int64_t>(1, std::min<std::int64_t>(100, o.max_iter / 40)));
+    rec->set_summary_range({0, o.max_iter}, tpm_curve_stride(o));
   auto on_summary = [&](const tpm_summary& s) {
     const double mean = std::accumulate(s.per_site.begin(), s.per_site.end(), 0.0) / std::max<std::size_t>(1, s.per_site.size());
     std::ostringstream js;
@@ -322,6 +361,25 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
                   const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
                   // the random control's picks stay uniform: no normalisation of its scores
                   const normalised_selector picker{make_score_normalisation(spec.kind == "random" ? "none" : o.normalise), sel};
+                  {  // every site's best filter score (the TPM's, normalised as the run selects)
+                    auto all = rec->scores();
+                    make_score_normalisation(o.normalise).apply(all);
+                    std::ostringstream js;
+                    js.precision(7);
+                    js << "{\"type\":\"site_scores\",\"iter\":" << it << ",\"metric\":\"" << o.tpm
+                       << "\",\"normalise\":\"" << o.normalise << "\",\"site\":[";
+                    res.sites.clear();
+                    res.site_best.clear();
+                    for (const auto& a : all) {
+                      res.sites.push_back(a.site);
+                      res.site_best.push_back(a.scores.empty() ? 0.0 : *std::max_element(a.scores.begin(), a.scores.end()));
+                      js << (res.sites.size() > 1 ? "," : "") << "\"" << a.site << "\"";
+                    }
+                    js << "],\"best\":[";
+                    for (std::size_t i = 0; i < res.site_best.size(); ++i) js << (i ? "," : "") << res.site_best[i];
+                    js << "]}";
+                    log.json(js.str());
+                  }
                   res.splits = split_now(tr, history, *rec, picker, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
@@ -381,7 +439,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
            " M conv multiply-adds per image");
   const std::int64_t display = display_interval(o);
   // A resumed run's curves and test results so far come from its own metrics log.
-  if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, res);
+  if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, tpm_curve_stride(o), res);
   // A baseline resumed past its split iteration wrote the derived runs' snapshot before.
   if (spec.kind == "baseline" && tr.iteration() >= o.split_at && fs::exists(tr.snapshot_path(o.split_at)))
     res.split_snapshot = tr.snapshot_path(o.split_at);
@@ -532,12 +590,32 @@ inline std::string write_report(const options& o, const std::string& command, co
     if (r.kind == "baseline" && !r.tpm.empty())
       tpm.push_back({"seed " + std::to_string(r.seed), colors[c++ % colors.size()], r.tpm, false});
   svg::save((dir / "tpm.svg").string(), line_chart("TPM (" + o.tpm + ") per iteration, mean over sites and filters", "iteration", "score", tpm));
-  std::map<std::string, double> where;
+  // Every site in network order (zeros included) with its splits over all seeds and the
+  // mean over seeds of its best filter score at the split.
+  std::vector<bar> bars;
   for (const auto& r : runs)
-    if (r.kind == "derived")
-      for (const auto& s : r.splits) where[s.site] += 1;
-  std::vector<std::pair<std::string, double>> bars(where.begin(), where.end());
-  svg::save((dir / "splits.svg").string(), bar_chart("where the " + o.tpm + " splits went (all seeds)", "splits", bars));
+    if (r.kind == "derived" && bars.empty())
+      for (const auto& site : r.sites) bars.push_back({site, 0, 0});
+  if (bars.empty())  // runs logged before the site list was: the sites that got splits
+    for (const auto& r : runs)
+      if (r.kind == "derived")
+        for (const auto& sp : r.splits)
+          if (std::none_of(bars.begin(), bars.end(), [&](const bar& b) { return b.label == sp.site; }))
+            bars.push_back({sp.site, 0, std::nan("")});
+  const int scored = derived_runs_with_scores(runs);
+  for (const auto& r : runs)
+    if (r.kind == "derived") {
+      for (const auto& sp : r.splits)
+        for (auto& b : bars)
+          if (b.label == sp.site) b.value += 1;
+      for (std::size_t i = 0; i < r.sites.size(); ++i)
+        for (auto& b : bars)
+          if (b.label == r.sites[i] && i < r.site_best.size()) b.note += r.site_best[i] / scored;
+    }
+  svg::save((dir / "splits.svg").string(),
+            bar_chart("where the " + o.tpm + " splits went (all seeds); under each site its best filter score" +
+                          (o.normalise != "none" ? " (" + o.normalise + ")" : ""),
+                      "splits", bars));
   std::vector<series> pair_cos;  // per growing arm: mean (solid) and min (dashed) over its split pairs
   c = 0;
   for (const auto& r : runs)

@@ -47,6 +47,7 @@
 #include "netsplit/split/selectors.hpp"
 #include "netsplit/split/strategies.hpp"
 #include "netsplit/split/strategy.hpp"
+#include "netsplit/grow/load_network.hpp"
 #include "netsplit/grow/split_history.hpp"
 #include "netsplit/grow/split_now.hpp"
 #include "netsplit/grow/split_pairs.hpp"

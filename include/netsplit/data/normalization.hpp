@@ -1,5 +1,6 @@
 // netsplit/data/normalization.hpp — per-channel mean/std normalisation of 8-bit images.
-// Provides channel_stats, compute_channel_stats (from a training set) and normalize_image,
+// Provides channel_stats, compute_channel_stats (from a training set), describe and
+// parse_channel_stats (the form checkpoints record them in) and normalize_image,
 // which maps a byte v of channel c to (v/255 - mean[c]) / std[c] in float, computed in the
 // same order as torchvision's ToTensor + Normalize so the values agree bit for bit.
 #pragma once
@@ -7,6 +8,9 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <string>
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/data/cifar.hpp"
@@ -20,6 +24,29 @@ struct channel_stats {
   std::array<float, 3> std{};
   bool operator==(const channel_stats&) const = default;
 };
+
+/// The stats as JSON, {"mean": [r, g, b], "std": [r, g, b]}, each to 9 significant digits
+/// (reads back as the same float): checkpoints record it, so a network can be used outside
+/// the trainer with the input normalisation it was trained with.
+inline std::string describe(const channel_stats& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "{\"mean\": [%.9g, %.9g, %.9g], \"std\": [%.9g, %.9g, %.9g]}", s.mean[0], s.mean[1],
+                s.mean[2], s.std[0], s.std[1], s.std[2]);
+  return buf;
+}
+
+/// The stats describe() wrote, or nullopt when `text` is not in that form.
+inline std::optional<channel_stats> parse_channel_stats(const std::string& text) {
+  channel_stats s;
+  int used = 0;
+  if (std::sscanf(text.c_str(), " {\"mean\": [%f, %f, %f], \"std\": [%f, %f, %f]}%n", &s.mean[0], &s.mean[1],
+                  &s.mean[2], &s.std[0], &s.std[1], &s.std[2], &used) != 6 ||
+      static_cast<std::size_t>(used) != text.size())
+    return std::nullopt;
+  for (int c = 0; c < 3; ++c)
+    if (!(std::isfinite(s.mean[c]) && std::isfinite(s.std[c]) && s.std[c] > 0)) return std::nullopt;
+  return s;
+}
 
 /// Mean and population std (divide by the pixel count, not count - 1) of every channel over
 /// all pixels of all images of `d`. Sums are exact integers, so the result does not depend

@@ -8,6 +8,7 @@
 #include <concepts>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "netsplit/backend/backend.hpp"
 #include "netsplit/core/errors.hpp"
@@ -90,6 +91,26 @@ template <class L>
 concept HasBuffers = Layer<L> && requires(L& l) {
   l.visit_buffers(detail::buffer_visitor_archetype<typename L::scalar_type, typename L::backend_type>{});
 };
+
+/// A fixed channel map (the generalised option-A shortcut, layers/shortcut.hpp): after
+/// subsampling by `stride`, output channel dst[k] += coef[k] * input channel src[k]. Not a
+/// parameter: split replay rebuilds it; checkpoints record it for tools outside netsplit.
+struct channel_map {
+  int in_channels = 0, out_channels = 0, stride = 1;
+  std::vector<int> src, dst;
+  std::vector<double> coef;
+  bool operator==(const channel_map&) const = default;
+};
+
+namespace detail {
+struct channel_map_visitor_archetype {
+  void operator()(const std::string&, const channel_map&) const {}
+};
+}  // namespace detail
+
+/// Capability: fixed channel maps, visited as (name, map).
+template <class L>
+concept HasChannelMaps = Layer<L> && requires(L& l) { l.visit_channel_maps(detail::channel_map_visitor_archetype{}); };
 
 /// Capability: (re)initialises its parameters from a seeded generator.
 template <class L>

@@ -111,6 +111,11 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
     bn2.visit_buffers(prefixed("bn2."));
     if constexpr (HasBuffers<shortcut_type>) shortcut.visit_buffers(prefixed("shortcut."));
   }
+  template <class V>
+  void visit_channel_maps(V&& v) {
+    if constexpr (HasChannelMaps<shortcut_type>)
+      shortcut.visit_channel_maps([&v](const std::string& n, const channel_map& m) { v(n.empty() ? std::string("shortcut") : "shortcut." + n, m); });
+  }
   void initialize(rng& r) {
     conv1.initialize(r);
     bn1.initialize(r);

@@ -144,6 +144,13 @@ class sequential_layer {
         l.visit_buffers([&](const std::string& n, auto& b) { v(name + "." + n, b); });
     });
   }
+  template <class V>
+  void visit_channel_maps(V&& v) {
+    for_each_layer([&](const std::string& name, auto& l) {
+      if constexpr (HasChannelMaps<std::decay_t<decltype(l)>>)
+        l.visit_channel_maps([&](const std::string& n, const channel_map& m) { v(n.empty() ? name : name + "." + n, m); });
+    });
+  }
   /// Split role: each child's in order, under "<prefix><child name>."; a child that
   /// declares none stops the walk (contract_violation naming it).
   template <class W>

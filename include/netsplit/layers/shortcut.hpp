@@ -129,6 +129,19 @@ class shortcut_a_layer : public layer_base<T, B, In, (fmap_shape{Out, (In.height
     set_map(in_c_, out_c_ + 1, e);
   }
 
+  /// The map as a channel_map (checkpoints record it; tools outside netsplit rebuild the
+  /// layer from it).
+  template <class V>
+  void visit_channel_maps(V&& v) {
+    channel_map m{in_c_, out_c_, Stride, {}, {}, {}};
+    for (const auto& e : entries_) {
+      m.src.push_back(e.src);
+      m.dst.push_back(e.dst);
+      m.coef.push_back(static_cast<double>(e.coef));
+    }
+    v(std::string{}, m);
+  }
+
   const tensor<T, B>& forward(typename B::context& ctx, const tensor<T, B>& x, phase) {
     detail::expect_input(x, In, in_c_, "shortcut_a");
     const auto d = desc(static_cast<int>(x.dim(0)));

@@ -65,6 +65,11 @@ class classifier {
   void visit_parameters(V&& v) { body_.visit_parameters(std::forward<V>(v)); }
   template <class V>
   void visit_buffers(V&& v) { body_.visit_buffers(std::forward<V>(v)); }
+  /// Fixed channel maps (option-A shortcuts), by layer name; none for VGG.
+  template <class V>
+  void visit_channel_maps(V&& v) {
+    if constexpr (HasChannelMaps<Body>) body_.visit_channel_maps(std::forward<V>(v));
+  }
   /// He normal convolutions and classifier (at the current widths); BN γ=1, β=0.
   void initialize(rng& r) { body_.initialize(r); }
   /// After a split replaced parameter tensors: every layer adopts its new widths.

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <span>
+#include <variant>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "netsplit/models/structure.hpp"
 #include "netsplit/split/history.hpp"
 #include "netsplit/split/net2wider.hpp"
+#include "netsplit/split/strategies.hpp"
 #include "netsplit/split/strategy.hpp"
 #include "netsplit/train/optimizer.hpp"
 
@@ -155,8 +157,22 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
   return r;
 }
 
+namespace detail {
+/// The strategy a replay applies for a recorded split: net2wider's values (the checkpoint's
+/// tensors replace them) with the recorded strategy's keep/copy factors, which also set the
+/// coefficients of option-A shortcut maps -- not tensors, so the replay must rebuild them.
+struct replay_strategy : net2wider {
+  std::string recorded;
+  double keep = 0.5, copy = 0.5;
+  std::string name() const { return recorded; }
+  double keep_factor() const { return keep; }
+  double copy_factor() const { return copy; }
+};
+}  // namespace detail
+
 /// Rebuilds the widths of a grown network on a fresh one of the same type by replaying
-/// its history (values are whatever the replay makes; load a checkpoint afterwards).
+/// its history (values are whatever the replay makes; load a checkpoint afterwards);
+/// channel maps (option-A shortcuts) get the recorded strategies' coefficients.
 /// io_error naming `where` when the history does not fit the network.
 template <class Net>
 void replay_history(Net& net, const std::vector<split_record>& history, const std::string& where) {
@@ -172,7 +188,17 @@ void replay_history(Net& net, const std::vector<split_record>& history, const st
     if (r.filter >= width || r.new_index != width)
       detail::raise<io_error>("netsplit: split history in ", where, " entry ", i + 1, " splits filter ", r.filter,
                               " into ", r.new_index, " but site '", r.site, "' has ", width, " filters at that point");
-    split_filter(net, sites[s], r.filter, net2wider{0.0}, r.seed);
+    detail::replay_strategy replay;
+    replay.recorded = r.strategy;
+    try {
+      std::visit([&](const auto& recorded) {
+        replay.keep = recorded.keep_factor();
+        replay.copy = recorded.copy_factor();
+      }, make_split_strategy(r.strategy, 0.0));
+    } catch (const contract_violation& e) {
+      detail::raise<io_error>("netsplit: split history in ", where, " entry ", i + 1, ": ", e.what());
+    }
+    split_filter(net, sites[s], r.filter, replay, r.seed);
   }
 }
 

@@ -59,8 +59,10 @@ class tpm_recorder {
   std::int64_t observed() const { return observed_; }
   const std::vector<split_site<T, B>>& sites() const { return sites_; }
 
-  /// Also report summaries (without accumulating) every `stride` iterations of `range`,
-  /// e.g. the whole run, to draw where learning happens beyond the window.
+  /// Report summaries every `stride` iterations of `range` (e.g. the whole run, to draw
+  /// where learning happens beyond the window) and only then: the window's iterations are
+  /// still all accumulated, but a curve sampled at one interval is not denser inside the
+  /// window. Without a range, every window iteration is reported.
   void set_summary_range(tpm_window range, std::int64_t stride) {
     NETSPLIT_EXPECT(stride >= 1, "TPM summary stride must be at least 1, got ", stride);
     summary_range_ = range;
@@ -161,12 +163,13 @@ class tpm_recorder {
     return s;
   }
 
-  /// Adds iteration `iter` if it lies in the window (and reports its summary); outside the
-  /// window, only reports a summary when the summary range asks for one.
+  /// Adds iteration `iter` if it lies in the window; reports its summary when the summary
+  /// range asks for one (without a range: every window iteration).
   void observe(std::int64_t iter) {
     const bool accumulate = window_.contains(iter);
-    const bool summarize =
+    const bool on_stride =
         summary_range_.contains(iter) && (iter - summary_range_.begin) % summary_stride_ == 0;
+    const bool summarize = summary_range_.end > summary_range_.begin ? on_stride : accumulate;
     if (!accumulate && !summarize) return;
     tpm_summary summary{iter, metric_.name(), {}};
     const tensor_index<Net> idx(net_);
@@ -180,7 +183,7 @@ class tpm_recorder {
       }
     }
     if (accumulate) ++observed_;
-    if (on_summary) on_summary(summary);
+    if (on_summary && summarize) on_summary(summary);
   }
 
   /// Per-site scores at the network's current widths.

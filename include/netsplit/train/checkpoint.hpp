@@ -4,18 +4,23 @@
 // statistics as "buffer/<name>", optimizer state as "<slot>/<name>" (SGD: "momentum/"),
 // and in __metadata__ the format tag, the architecture, and whatever the trainer and the
 // registered sections add (iteration, data-loader and RNG state, schedule; split history,
-// TPM state). Any tool that reads safetensors can read the weights.
+// TPM state), and the option-A shortcuts' channel maps (netsplit.channel_maps), which split
+// replay rebuilds but a tool outside netsplit needs. Any tool that reads safetensors can
+// read the weights; python/netsplit_torch.py rebuilds the whole network in PyTorch.
 #pragma once
 
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "netsplit/core/errors.hpp"
 #include "netsplit/io/safetensors.hpp"
+#include "netsplit/layers/layer.hpp"
 #include "netsplit/models/network.hpp"
 #include "netsplit/train/optimizer.hpp"
 
@@ -39,6 +44,12 @@ struct checkpoint_section {
   /// Adopts the section's state from a validated file (before the tensors are restored).
   std::function<void(const io::safetensors_file&, const std::string& where)> apply;
 };
+
+namespace detail {
+/// A network with fixed channel maps (option-A shortcuts) to record.
+template <class N>
+concept network_has_channel_maps = requires(N& n) { n.visit_channel_maps(channel_map_visitor_archetype{}); };
+}  // namespace detail
 
 }  // namespace netsplit
 
@@ -79,12 +90,40 @@ inline std::int64_t parse_int(const std::string& text, const char* what, const s
   return v;
 }
 
+/// The network's fixed channel maps (option-A shortcuts) as the JSON object stored under
+/// "netsplit.channel_maps": {"<layer>": {"in": C, "out": C', "stride": s, "src": [...],
+/// "dst": [...], "coef": [...]}, ...} in visiting order; coefficients with 17 significant
+/// digits, so they read back exactly. "{}" for a network without maps (VGG, option B).
+template <class Net>
+std::string channel_maps_json(Net& net) {
+  std::string out = "{";
+  if constexpr (netsplit::detail::network_has_channel_maps<Net>) {
+    net.visit_channel_maps([&](const std::string& name, const channel_map& m) {
+      auto list = [&](const auto& v) {
+        std::string s = "[";
+        for (std::size_t i = 0; i < v.size(); ++i) {
+          char buf[32];
+          if constexpr (std::is_same_v<std::decay_t<decltype(v[i])>, double>) std::snprintf(buf, sizeof buf, "%.17g", v[i]);
+          else std::snprintf(buf, sizeof buf, "%d", v[i]);
+          s += (i ? ", " : "") + std::string(buf);
+        }
+        return s + "]";
+      };
+      out += (out.size() > 1 ? ", \"" : "\"") + name + "\": {\"in\": " + std::to_string(m.in_channels) +
+             ", \"out\": " + std::to_string(m.out_channels) + ", \"stride\": " + std::to_string(m.stride) +
+             ", \"src\": " + list(m.src) + ", \"dst\": " + list(m.dst) + ", \"coef\": " + list(m.coef) + "}";
+    });
+  }
+  return out + "}";
+}
+
 /// Parameters, buffers and optimizer state as a safetensors file (no trainer state).
 template <class Net, class T, class B>
 io::safetensors_file capture(Net& net, const optimizer_state<T, B>& opt) {
   io::safetensors_file f;
   f.metadata["netsplit.format"] = format_tag;
   f.metadata["netsplit.architecture"] = net.architecture();
+  f.metadata["netsplit.channel_maps"] = channel_maps_json(net);
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { f.tensors["param/" + n] = record_of(w); });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { f.tensors["buffer/" + n] = record_of(b); });
   opt.for_each([&](const std::string& slot, const std::string& n, const tensor<T, B>& m) {
@@ -121,6 +160,11 @@ void check_compatible(const io::safetensors_file& f, Net& net, const std::string
   };
   net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { check("param/" + n, w); });
   net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { check("buffer/" + n, b); });
+  // files since the channel maps were recorded: the replayed network's maps must be the writer's
+  if (const auto it = f.metadata.find("netsplit.channel_maps"); it != f.metadata.end() && it->second != channel_maps_json(net))
+    detail::raise<io_error>("netsplit: checkpoint ", where,
+                            " records other option-A shortcut channel maps than this network has after replaying its "
+                            "splits (a split history that does not match the file's tensors)");
   for (const auto& slot : state_slots)
     for (const auto& [key, r] : f.tensors) {
       if (key.rfind(slot + "/", 0) != 0) continue;

@@ -178,6 +178,7 @@ class trainer {
     f.metadata["netsplit.seed"] = std::to_string(cfg_.seed);
     f.metadata["netsplit.batch_size"] = std::to_string(cfg_.batch_size);
     f.metadata["netsplit.dataset"] = train_set_.name;
+    f.metadata["netsplit.normalization"] = describe(stats_);
     for (const auto& s : sections_)
       if (s.save) s.save(f);
     io::write_file_atomic(path, f);
