@@ -83,7 +83,9 @@ def read_safetensors(path):
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: bad header entry for '{name}'") from exc
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        if end - b != count * dt.itemsize or b < 0 or end > len(buf):
+        if end > len(buf):
+            raise CheckpointError(f"{path}: tensor '{name}' runs past the end of the file (truncated?)")
+        if end - b != count * dt.itemsize or b < 0:
             raise CheckpointError(f"{path}: bad data_offsets for '{name}'")
         raw = bytes(buf[b:end])
         tensors[name] = (e["dtype"], np.frombuffer(raw, dtype=dt).reshape(shape).copy(), raw)

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "netsplit/netsplit.hpp"
+#include "../benchmarks/oja_stream.hpp"
 #include "split_helpers.hpp"
 
 using namespace netsplit;
@@ -238,49 +239,14 @@ TEST_CASE("a conv feeding batch norm is scale-invariant: l1_norm follows its sca
   CHECK(gamma_after == gamma_before);
 }
 
-namespace {
-/// Feeds metric `m` (one filter, a row of n) a stream of gradients g_t = mu + a_t u + e_t
-/// (a_t ~ N(0, spread^2) along a fixed unit u, e_t ~ N(0, 1) per element) and returns
-/// |cos| between the tracked disagreement direction and u.
-template <class M>
-double oja_cosine(const M& m, int n, int steps, double spread, std::uint64_t seed) {
-  rng r(seed);
-  std::vector<double> u(static_cast<std::size_t>(n)), mu(u.size());
-  double norm = 0;
-  for (auto& v : u) {
-    v = r.normal();
-    norm += v * v;
-  }
-  for (auto& v : u) v /= std::sqrt(norm);
-  for (auto& v : mu) v = r.normal();
-  site_signals s;
-  s.filters = 1;
-  s.row_length = n;
-  std::vector<float> g(u.size());
-  metric_state st;
-  for (int t = 0; t < steps; ++t) {
-    const double a = spread * r.normal();
-    for (std::size_t i = 0; i < g.size(); ++i) g[i] = static_cast<float>(mu[i] + a * u[i] + r.normal());
-    s.gradients = g;
-    m.observe(st, s);
-  }
-  const auto& d = st.at("direction");
-  double dot = 0, dn = 0;
-  for (std::size_t i = 0; i < u.size(); ++i) {
-    dot += d[i] * u[i];
-    dn += d[i] * d[i];
-  }
-  return std::abs(dot) / std::sqrt(dn);
-}
-}  // namespace
 
 TEST_CASE("grad_disagreement_annealed: Oja's step decays, so the direction settles on the stream's principal direction") {
   // The fixed step (grad_disagreement, 0.1) keeps a steady-state error that follows the last
   // few dozen samples; the annealed step min(1, sqrt(10 / k)) shrinks it as the window goes on.
   for (std::uint64_t seed = 1; seed <= 3; ++seed) {
     INFO("seed " << seed);
-    const double fixed = oja_cosine(grad_disagreement{}, 32, 20000, 3.0, seed);
-    const double annealed = oja_cosine(grad_disagreement_annealed{}, 32, 20000, 3.0, seed);
+    const double fixed = bench::oja_cosine(grad_disagreement{}, 32, 20000, 3.0, seed);
+    const double annealed = bench::oja_cosine(grad_disagreement_annealed{}, 32, 20000, 3.0, seed);
     std::printf("Oja direction, 32 elements, 20000 gradients (seed %d): |cos| fixed step %.4f, annealed %.4f\n",
                 static_cast<int>(seed), fixed, annealed);
     CHECK(annealed > 0.99);
