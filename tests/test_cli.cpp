@@ -170,6 +170,12 @@ TEST_CASE("plot axes: ticks at round values, labelled with the decimals their st
   CHECK(near_one.back().second == "1.00000");
   CHECK(ticks(1, 1).empty());
   CHECK(ticks(6, 9, 5, 1.0) == std::vector<tick>{{6, "6"}, {7, "7"}, {8, "8"}, {9, "9"}});  // whole iterations
+  const auto small = ticks(8.9e-6, 2.15e-5);  // taylor scores: scientific, not 0.000010
+  REQUIRE(small.size() == 6);
+  CHECK(small.front().second == "1.0e-05");
+  CHECK(small[1].second == "1.2e-05");
+  CHECK(small.back().second == "2.0e-05");
+  CHECK(ticks(-1e-5, 1e-5)[2].second == "0");
 }
 
 TEST_CASE("the split map draws every site, zeros included, each with its score") {

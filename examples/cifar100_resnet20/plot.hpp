@@ -38,17 +38,26 @@ inline std::string num(double v) {
   return b;
 }
 /// Ticks at round values (1, 2 or 5 x 10^k apart, about `target` of them, at least
-/// `min_step`: 1 for iterations) inside [lo, hi], each labelled with the decimals its step needs.
+/// `min_step`: 1 for iterations) inside [lo, hi], each labelled with the decimals its step
+/// needs (values all below 1e-3 in scientific form: 2.0e-05).
 inline std::vector<std::pair<double, std::string>> ticks(double lo, double hi, int target = 5, double min_step = 0) {
   std::vector<std::pair<double, std::string>> out;
   if (!(hi > lo) || !std::isfinite(lo) || !std::isfinite(hi)) return out;
   const double raw = std::max((hi - lo) / target, min_step), mag = std::pow(10.0, std::floor(std::log10(raw)));
   const double step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
-  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  const int step_exp = static_cast<int>(std::floor(std::log10(step) + 1e-9));
+  const int decimals = std::max(0, -step_exp);
+  // values below 1e-3 in fixed point grow long (0.000020): write them as 2.0e-05, with the
+  // mantissa digits the step needs
+  const double top = std::max(std::abs(lo), std::abs(hi));
+  const int top_exp = static_cast<int>(std::floor(std::log10(top) + 1e-9));
+  const bool scientific = top < 1e-3;
   for (double k = std::ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k += 1) {
-    const double v = k * step;
+    const double v = std::abs(k * step) < step * 1e-9 ? 0.0 : k * step;
     char b[48];
-    std::snprintf(b, sizeof b, "%.*f", decimals, std::abs(v) < step * 1e-9 ? 0.0 : v);
+    if (scientific && v != 0.0) std::snprintf(b, sizeof b, "%.*e", std::max(0, top_exp - step_exp), v);
+    else if (scientific) std::snprintf(b, sizeof b, "0");
+    else std::snprintf(b, sizeof b, "%.*f", decimals, v);
     out.emplace_back(v, b);
   }
   return out;
@@ -63,7 +72,7 @@ inline void save(const std::string& path, const std::string& content) {
 /// A line chart with axes, ticks and a legend; empty series are skipped.
 inline std::string line_chart(const std::string& title, const std::string& xlabel, const std::string& ylabel,
                               const std::vector<series>& all) {
-  const double W = 720, H = 420, L = 70, R = 170, T = 40, B = 50;
+  const double W = 730, H = 420, L = 80, R = 170, T = 40, B = 50;
   double x0 = std::numeric_limits<double>::max(), x1 = -x0, y0 = x0, y1 = -x0;
   for (const auto& s : all)
     for (auto [x, y] : s.points) {
@@ -125,7 +134,7 @@ struct bar {
 /// A vertical bar chart: every bar (zeros too: their value on the axis), the value above
 /// each bar, the label and the note below it; the y axis has round ticks.
 inline std::string bar_chart(const std::string& title, const std::string& ylabel, const std::vector<bar>& bars) {
-  const double W = std::max(720.0, 60.0 + 28.0 * bars.size()), H = 440, L = 60, R = 20, T = 40, B = 130;
+  const double W = std::max(720.0, 120.0 + 40.0 * bars.size()), H = 460, L = 100, R = 20, T = 40, B = 150;
   double ymax = 1;
   for (const auto& b : bars) ymax = std::max(ymax, b.value);
   std::ostringstream o;
@@ -150,8 +159,9 @@ inline std::string bar_chart(const std::string& title, const std::string& ylabel
       << svg::num(bars[i].value) << "</text>\n";
     std::string label = bars[i].label;
     if (!std::isnan(bars[i].note)) label += " (" + svg::num(bars[i].note) + ")";
-    o << "<text transform='translate(" << x + slot / 2 - 3 << "," << H - B + 8 << ") rotate(60)' font-size='10'>"
-      << svg::esc(label) << "</text>\n";
+    // rotated to end under the bar, so no label runs past the chart's right edge
+    o << "<text transform='translate(" << x + slot / 2 + 3 << "," << H - B + 10
+      << ") rotate(-60)' text-anchor='end' font-size='10'>" << svg::esc(label) << "</text>\n";
   }
   o << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n";
   o << "</svg>\n";

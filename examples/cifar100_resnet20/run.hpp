@@ -5,6 +5,7 @@
 // model by CMake), so the program's heaviest templates compile in parallel.
 #pragma once
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,6 +79,12 @@ int run_study(const options& o, const data_env& data, const std::string& command
         if (done->exit_code != 0)
           throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
       } else {
+        if (done->kind == "derived" && done->sites.empty()) {
+          // logged before runs listed every site at their split: the network's sites, without scores
+          Net net(1, netsplit::width_multiplier{o.width_mult});
+          for (const auto& site : netsplit::derive_sites(net)) done->sites.push_back(site.name);
+          done->site_best.assign(done->sites.size(), std::nan(""));
+        }
         run_control::print("[seed " + std::to_string(seed) + " " + spec.kind + "] finished before (" +
                            spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
       }

@@ -612,9 +612,12 @@ inline std::string write_report(const options& o, const std::string& command, co
         for (auto& b : bars)
           if (b.label == r.sites[i] && i < r.site_best.size()) b.note += r.site_best[i] / scored;
     }
+  const bool with_scores = std::any_of(bars.begin(), bars.end(), [](const bar& b) { return !std::isnan(b.note); });
   svg::save((dir / "splits.svg").string(),
-            bar_chart("where the " + o.tpm + " splits went (all seeds); under each site its best filter score" +
-                          (o.normalise != "none" ? " (" + o.normalise + ")" : ""),
+            bar_chart("where the " + o.tpm + " splits went (all seeds)" +
+                          (with_scores ? "; by each site its best filter score at the split" +
+                                             (o.normalise != "none" ? " (" + o.normalise + ")" : std::string())
+                                       : std::string()),
                       "splits", bars));
   std::vector<series> pair_cos;  // per growing arm: mean (solid) and min (dashed) over its split pairs
   c = 0;
