@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "model_choice.hpp"
 #include "netsplit/netsplit.hpp"
 
 using namespace netsplit;
@@ -19,22 +20,9 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 struct options {
-  std::string model = "resnet20";
-  double width = 1.0;
+  bench::model_choice model;
   int threads = 1, images = 1000, warmup = 50;
 };
-
-bool parse_model(const std::string& token, options& o) {
-  const auto x = token.find('x');
-  const std::string name = token.substr(0, x);
-  if (name != "resnet20" && name != "resnet56" && name != "vgg11") return false;
-  o.model = name;
-  if (x == std::string::npos) return true;
-  const std::string w = token.substr(x + 1);
-  char* end = nullptr;
-  o.width = std::strtod(w.c_str(), &end);
-  return !w.empty() && end == w.c_str() + w.size() && o.width > 0 && o.width <= 16;
-}
 
 double quantile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
@@ -47,7 +35,7 @@ double quantile(std::vector<double> v, double q) {
 template <class Net>
 void run(const options& o) {
   cpu_context ctx(o.threads);
-  Net net(1, width_multiplier{o.width});
+  Net net(1, width_multiplier{o.model.width});
   rng r(3);
   std::vector<tensor<float, cpu_backend>> images;
   for (int i = 0; i < std::min(o.images, 64); ++i) {  // 64 distinct images, reused in turn
@@ -68,7 +56,7 @@ void run(const options& o) {
   for (double v : us) mean += v / static_cast<double>(us.size());
   std::printf("{\"framework\":\"netsplit\",\"model\":\"%s\",\"width\":%g,\"threads\":%d,\"images\":%d,"
               "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f,\"checksum\":%g}\n",
-              o.model.c_str(), o.width, o.threads, o.images, quantile(us, 0.5), quantile(us, 0.9), quantile(us, 0.99),
+              o.model.name.c_str(), o.model.width, o.threads, o.images, quantile(us, 0.5), quantile(us, 0.9), quantile(us, 0.99),
               mean, *std::max_element(us.begin(), us.end()), static_cast<double>(sink));
 }
 
@@ -88,7 +76,7 @@ int main(int argc, char** argv) {
       return true;
     };
     bool ok = false;
-    if (a == "--model") ok = has && parse_model(argv[++i], o);
+    if (a == "--model") ok = has && bench::parse_model(argv[++i], o.model);
     else if (a == "--threads") ok = count(o.threads, 1);
     else if (a == "--images") ok = count(o.images, 1);
     else if (a == "--warmup") ok = count(o.warmup, 0);
@@ -98,8 +86,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (o.model == "resnet20") run<resnet20<cpu_backend, 100>>(o);
-  else if (o.model == "resnet56") run<resnet56<cpu_backend, 100>>(o);
+  if (o.model.name == "resnet20") run<resnet20<cpu_backend, 100>>(o);
+  else if (o.model.name == "resnet56") run<resnet56<cpu_backend, 100>>(o);
   else run<vgg11<cpu_backend, 100>>(o);
   return 0;
 }

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "model_choice.hpp"
 #include "netsplit/netsplit.hpp"
 
 using namespace netsplit;
@@ -70,22 +71,6 @@ double fma_peak_gflops(int threads, double seconds) {
   for (double f : flops) total += f;
   return total / secs / 1e9;
 }
-/// A model token: resnet20, resnet56 or vgg11, optionally followed by x<width multiplier>.
-struct model_choice {
-  std::string name;
-  double width = 1.0;
-};
-bool parse_model(const std::string& token, model_choice& out) {
-  const auto x = token.find('x');
-  out.name = token.substr(0, x);
-  if (out.name != "resnet20" && out.name != "resnet56" && out.name != "vgg11") return false;
-  if (x == std::string::npos) return true;
-  const std::string w = token.substr(x + 1);
-  char* end = nullptr;
-  out.width = std::strtod(w.c_str(), &end);
-  return !w.empty() && end == w.c_str() + w.size() && out.width > 0 && out.width <= 16;
-}
-
 struct run_options {
   int threads = 2, batch = 128, windows = 5, steps = 4;
   std::string conv = "fastest";
@@ -201,9 +186,9 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) return usage();
     const std::string value = argv[i + 1];
     const int v = std::atoi(value.c_str());
-    model_choice m;
+    bench::model_choice m;
     if (a == "--conv" && (value == "fastest" || value == "direct" || value == "compare")) o.conv = value;
-    else if (a == "--model" && parse_model(value, m)) {
+    else if (a == "--model" && bench::parse_model(value, m)) {
       o.model = value;
       o.width = m.width;
     } else if (a == "--threads" && v > 0) o.threads = v;
@@ -212,8 +197,8 @@ int main(int argc, char** argv) {
     else if (a == "--steps" && v > 0) o.steps = v;
     else return usage();
   }
-  model_choice m;
-  parse_model(o.model, m);
+  bench::model_choice m;
+  bench::parse_model(o.model, m);
   if (m.name == "resnet56") return run<resnet56<cpu_backend, 100>>(o);
   if (m.name == "vgg11") return run<vgg11<cpu_backend, 100>>(o);
   return run<resnet20<cpu_backend, 100>>(o);

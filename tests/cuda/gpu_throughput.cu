@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../../benchmarks/model_choice.hpp"
 #include "netsplit/cuda.hpp"
 
 using namespace netsplit;
@@ -19,29 +20,15 @@ using namespace netsplit;
 namespace {
 
 struct options {
-  std::string model = "resnet20";
-  double width = 1.0;
+  bench::model_choice model;
   int batch = 128, iters = 100, warmup = 15;
   bool tf32 = false;
 };
 
-/// resnet20, resnet56 or vgg11, optionally followed by x<width multiplier> (vgg11x0.25).
-bool parse_model(const std::string& token, options& o) {
-  const auto x = token.find('x');
-  const std::string name = token.substr(0, x);
-  if (name != "resnet20" && name != "resnet56" && name != "vgg11") return false;
-  o.model = name;
-  if (x == std::string::npos) return true;
-  const std::string w = token.substr(x + 1);
-  char* end = nullptr;
-  o.width = std::strtod(w.c_str(), &end);
-  return !w.empty() && end == w.c_str() + w.size() && o.width > 0 && o.width <= 16;
-}
-
 template <class Net>
 void run(const options& o) {
   cuda_context ctx(cuda_options{.device = 0, .allow_tf32 = o.tf32});
-  Net net(1, width_multiplier{o.width});
+  Net net(1, width_multiplier{o.model.width});
   rng r(2);
   std::vector<float> host(static_cast<std::size_t>(o.batch) * 3 * 32 * 32);
   for (auto& v : host) v = static_cast<float>(r.normal());
@@ -66,7 +53,7 @@ void run(const options& o) {
   };
   char head[256];
   std::snprintf(head, sizeof head, "{\"impl\": \"netsplit\", \"model\": \"%s\", \"width\": %g, \"batch\": %d, \"iters\": %d, \"tf32\": %s",
-                o.model.c_str(), o.width, o.batch, o.iters, o.tf32 ? "true" : "false");
+                o.model.name.c_str(), o.model.width, o.batch, o.iters, o.tf32 ? "true" : "false");
   const double train_s = timed(train_step);
   std::printf("%s, \"mode\": \"train\", \"images_per_s\": %.1f, \"ms_per_step\": %.3f, \"last_loss\": %.4f}\n", head,
               o.iters * o.batch / train_s, 1e3 * train_s / o.iters, last_loss);
@@ -88,7 +75,7 @@ int main(int argc, char** argv) {
     else if (a == "--iters") o.iters = next();
     else if (a == "--warmup") o.warmup = next();
     else if (a == "--tf32") o.tf32 = true;
-    else if (a == "--model" && has_value && parse_model(argv[i + 1], o)) ++i;
+    else if (a == "--model" && has_value && bench::parse_model(argv[i + 1], o.model)) ++i;
     else {
       std::fprintf(stderr, "usage: gpu_throughput [--model resnet20|resnet56|vgg11[x<width>]] [--batch N] [--iters N] [--warmup N] [--tf32]\n");
       return 2;
@@ -96,8 +83,8 @@ int main(int argc, char** argv) {
   }
   if (o.batch <= 0 || o.iters <= 0 || o.warmup < 0) return 2;
   try {
-    if (o.model == "resnet20") run<resnet20<cuda_backend, 100>>(o);
-    else if (o.model == "resnet56") run<resnet56<cuda_backend, 100>>(o);
+    if (o.model.name == "resnet20") run<resnet20<cuda_backend, 100>>(o);
+    else if (o.model.name == "resnet56") run<resnet56<cuda_backend, 100>>(o);
     else run<vgg11<cuda_backend, 100>>(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_throughput: %s\n", e.what());
