@@ -55,11 +55,10 @@ std::optional<channel_stats> load_network(Net& net, const std::filesystem::path&
                     "); this one has been grown");
   }
   replay_history(fresh, history, where);
-  const optimizer_state<T, B> no_state{{}};
-  checkpoint::check_compatible(f, fresh, where, no_state.slot_names());
+  checkpoint::check_compatible(f, fresh, where, /*state_slots=*/{});
   replay_history(net, history, where);
-  optimizer_state<T, B> unused{{}};
-  checkpoint::restore(f, net, unused, where);
+  optimizer_state<T, B> no_state{{}};  // the file's optimizer state is not read
+  checkpoint::restore(f, net, no_state, where);
   return stats;
 }
 

@@ -610,6 +610,16 @@ enum class conv_pass { forward, backward_data, backward_weights };
 template <class T>
 winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   if (!winograd_applicable(d) || d.in_channels < 16) return winograd_tile::none;
+  // VGG's last groups: 2x2 maps, and 4x4 maps of at least 256 channels, take F(2x2) even
+  // with scalar transforms (widths below 8): the direct engine computes a padded 3x3 block
+  // per image for 2x2 outputs, and F(4x4) has one tile per image, whose products run short.
+  // Whole VGG11 (batch 128, 2 threads, AMD EPYC AVX-512, 4 alternating runs of each binary,
+  // medians of 3 windows): training 116-118 -> 147-161 img/s, inference 463-559 -> 533-664;
+  // VGG11 x0.25 (2x2 maps of 128 channels) training 1786-2140 -> 1976-2088. On 4x4 maps of
+  // 128 channels F(4x4) stays (forward 1.8-2.1 ms against F(2x2)'s 2.0-2.7).
+  const std::int64_t area = std::int64_t{d.in_height} * d.in_width;
+  if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) && (area <= 4 || (area <= 16 && d.in_channels >= 256)))
+    return winograd_tile::f2x2;
   const bool f2 = winograd::vectorised<winograd::f2x2, T>(d);
   if (winograd::vectorised<winograd::f4x4, T>(d))
     return pass == conv_pass::backward_weights && std::int64_t{d.in_height} * d.in_width <= 64 && f2
