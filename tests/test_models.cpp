@@ -316,5 +316,24 @@ TEST_CASE("a net grown at a width multiplier resumes through the trainer (fresh 
   CHECK_THROWS_AS(load_network(net3, dir / "grown.safetensors"), contract_violation);  // already grown
   resnet20<cpu, 10, float, shortcut_b> other(1, width_multiplier{0.5});
   CHECK_THROWS_AS(load_network(other, dir / "grown.safetensors"), io_error);  // another architecture
+  // a file whose recorded channel maps, normalisation or split strategy do not fit: io_error
+  // naming the defect, the network untouched (each file rewritten with a valid checksum)
+  auto tampered = [&](const std::string& key, const std::string& value) {
+    auto f = io::read_file(dir / "grown.safetensors");
+    f.metadata[key] = value;
+    io::write_file_atomic(dir / "tampered.safetensors", f);
+    return dir / "tampered.safetensors";
+  };
+  net_t net4(4, width_multiplier{0.5});
+  const auto before = net4.forward(ctx, x, phase::eval).to_host();
+  CHECK_THROWS_WITH_AS(load_network(net4, tampered("netsplit.channel_maps", "{}")),
+                       doctest::Contains("other option-A shortcut channel maps"), io_error);
+  CHECK_THROWS_WITH_AS(load_network(net4, tampered("netsplit.normalization", "{\"mean\": [0.5]}")),
+                       doctest::Contains("malformed netsplit.normalization"), io_error);
+  auto history_text = io::read_file(dir / "grown.safetensors").metadata.at("netsplit.splits");
+  history_text.replace(history_text.find("random_init"), 11, "random_kind");
+  CHECK_THROWS_WITH_AS(load_network(net4, tampered("netsplit.splits", history_text)),
+                       doctest::Contains("unknown split strategy 'random_kind'"), io_error);
+  CHECK(net4.forward(ctx, x, phase::eval).to_host() == before);
   fs::remove_all(dir);
 }
