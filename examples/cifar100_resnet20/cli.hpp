@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -72,6 +73,16 @@ struct options {
   std::vector<std::uint64_t> seeds{1};
   std::vector<std::string> controls{"random"};
   bool tpm_curve = true;  // study baseline: also log the metric's summary over the whole run
+  // growing in rounds (netsplit/grow/growth_plan.hpp): enabled by --grow-at / --grow-rounds
+  std::vector<std::string> tpms{"taylor"};  // growth study: one grown arm per metric (tpm is the first)
+  std::vector<std::int64_t> grow_at;       // resolved round iterations (empty: no rounds)
+  int grow_rounds = 0;
+  std::int64_t grow_window = 0;  // 0: max_iter / 10, at most the gap to the previous round
+  double grow_to = 0;            // target width multiplier (0: --splits filters per round)
+  std::string grow_by = "budget";  // budget | widths
+  std::int64_t tpm_every = 0;    // 0: 1, or for splitting an eighth of the window (tpm_every_for)
+  bool controls_given = false;
+  bool growth() const { return !grow_at.empty(); }
 };
 
 struct preset_info {
@@ -204,7 +215,19 @@ inline std::string usage() {
       "  --split-sites all|inner|stream|NAMES   which sites may be split (default all)\n"
       "  --from-snapshot FILE              start a derived run from a baseline snapshot (splits at its iteration)\n"
       "  --seeds N[,N..]                   study seeds (default 1)\n"
-      "  --controls random,static|none     study controls: random splits; a static net of the grown size\n"
+      "  --controls LIST|none              study controls: random (random splits), static (a static net of the grown\n"
+      "                                    size); growth studies: random (cost-matched random growth), small (static at\n"
+      "                                    the starting width), full (static at --grow-to) (default: all of that mode's)\n"
+      "growing in rounds (start narrow with --width-mult, grow to --grow-to):\n"
+      "  --grow-at ITER[,ITER..]           split rounds before these iterations (train and study modes)\n"
+      "  --grow-rounds R                   or R rounds at 60% x r/R of --max-iter (r = 1..R)\n"
+      "  --grow-window N                   each round scores the N iterations before it (default max-iter/10)\n"
+      "  --grow-to X                       grow to the parameters (budget) or widths (widths) of width multiplier X;\n"
+      "                                    without it every round splits --splits filters\n"
+      "  --grow-by budget|widths           budget: each round spends its share of the parameters, the scores choose\n"
+      "                                    where (per added parameter); widths: every site grows to its width at X\n"
+      "  --tpm M1,M2..                     in a growth study: one grown arm per metric\n"
+      "  --tpm-every N                     accumulate every N-th window iteration (default 1; splitting: window/8)\n"
       "  --help\n\npresets:\n";
   for (const auto& p : presets()) s += "  " + std::string(p.name) + ": " + p.summary + "\n";
   return s;
@@ -251,12 +274,78 @@ inline std::string one_of(std::string_view flag, const std::string& v, const std
     throw cli_error(std::string(flag) + " expects " + join_names(names, true) + ", got '" + v + "'");
   return v;
 }
+inline std::string fmt_real(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 inline bool parse_bool(std::string_view flag, std::string_view v) {
   if (v == "on" || v == "true" || v == "1") return true;
   if (v == "off" || v == "false" || v == "0") return false;
   throw cli_error(std::string(flag) + " expects on or off, got '" + std::string(v) + "'");
 }
 }  // namespace detail
+
+/// Window iterations a growth arm of `metric` accumulates every (--tpm-every, or by default
+/// 1, and an eighth of the window for the costly splitting metric).
+inline std::int64_t tpm_every_for(const options& o, const std::string& metric) {
+  if (o.tpm_every > 0) return o.tpm_every;
+  return metric == "splitting" ? std::max<std::int64_t>(1, o.grow_window / 8) : 1;
+}
+
+/// A study's folder: with --resume (study mode) the study's own folder.
+inline options finish_study_dir(options o, bool out_dir_given) {
+  if (o.mode == "study" && !o.resume.empty()) {
+    // In study mode --resume names the study's output folder: finished runs are read back,
+    // the interrupted one continues from its latest checkpoint, the rest run.
+    if (out_dir_given && o.out_dir != o.resume)
+      throw cli_error("--resume " + o.resume + " (a study's folder) and --out-dir " + o.out_dir +
+                      " differ: a study resumes in its own folder");
+    o.out_dir = o.resume;
+  }
+  return o;
+}
+
+/// Growth rounds: resolves --grow-rounds to iterations, the window, the metrics' arms and
+/// the controls, and checks that they fit (cli_error otherwise).
+inline void resolve_growth(options& o) {
+  if (o.grow_rounds > 0 && !o.grow_at.empty()) throw cli_error("give --grow-at or --grow-rounds, not both");
+  if (o.split_at_given || !o.from_snapshot.empty())
+    throw cli_error("growth rounds (--grow-at / --grow-rounds) split at their own iterations: drop --split-at / --from-snapshot");
+  if (o.grow_rounds > 0)
+    for (int r = 1; r <= o.grow_rounds; ++r)
+      o.grow_at.push_back(static_cast<std::int64_t>(0.6 * double(o.max_iter) * r / o.grow_rounds));
+  for (std::size_t r = 0; r < o.grow_at.size(); ++r) {
+    if (o.grow_at[r] >= o.max_iter)
+      throw cli_error("growth round " + std::to_string(r + 1) + " at iteration " + std::to_string(o.grow_at[r]) +
+                      " is not before --max-iter (" + std::to_string(o.max_iter) + ")");
+    if (r > 0 && o.grow_at[r] <= o.grow_at[r - 1]) throw cli_error("--grow-at iterations must increase");
+  }
+  if (o.grow_window == 0) {
+    o.grow_window = std::max<std::int64_t>(1, o.max_iter / 10);
+    o.grow_window = std::min(o.grow_window, o.grow_at.front());
+    for (std::size_t r = 1; r < o.grow_at.size(); ++r) o.grow_window = std::min(o.grow_window, o.grow_at[r] - o.grow_at[r - 1]);
+    if (o.grow_window < 1) throw cli_error("growth round 1 at iteration 0 leaves no room for a TPM window");
+  }
+  for (std::size_t r = 0; r < o.grow_at.size(); ++r)
+    if (o.grow_at[r] - o.grow_window < (r == 0 ? 0 : o.grow_at[r - 1]))
+      throw cli_error("--grow-window " + std::to_string(o.grow_window) + " does not fit before growth round " +
+                      std::to_string(r + 1) + " at iteration " + std::to_string(o.grow_at[r]) +
+                      " (windows start after the previous round)");
+  if (o.grow_to > 0 && !(o.grow_to > o.width_mult))
+    throw cli_error("--grow-to " + detail::fmt_real(o.grow_to) + " is not above the starting --width-mult " +
+                    detail::fmt_real(o.width_mult) + ": nothing to grow");
+  if (o.grow_by == "widths" && o.grow_to <= 0) throw cli_error("--grow-by widths needs --grow-to");
+  if (o.mode != "study" && o.tpms.size() > 1) throw cli_error("--tpm lists several metrics: only a study runs one arm each");
+  if (o.mode == "study" && !o.controls_given) o.controls = {"random", "small", "full"};
+  for (const auto& c : o.controls) {
+    if (c == "static") throw cli_error("--controls static is the one-split study's; growth studies have small and full");
+    if (c == "full" && o.grow_to <= 0) throw cli_error("--controls full needs --grow-to (the full width)");
+  }
+  o.tpm_begin = o.grow_at.front() - o.grow_window;
+  o.tpm_end = o.grow_at.front();
+  o.split_at = o.grow_at.front();
+}
 
 /// Parses argv[1..argc). The preset is applied before the other flags wherever it appears.
 inline options parse_options(int argc, const char* const* argv) {
@@ -344,8 +433,24 @@ inline options parse_options(int argc, const char* const* argv) {
       if (v != "train" && v != "study") throw cli_error("--mode expects train or study, got '" + v + "'");
       o.mode = v;
     } else if (f == "--tpm") {
-      o.tpm = detail::one_of(f, v, netsplit::tpm_metric_names());
-    } else if (f == "--tpm-window") {
+      o.tpms.clear();
+      for (const auto& m : detail::split_list(v)) {
+        o.tpms.push_back(detail::one_of(f, m, netsplit::tpm_metric_names()));
+        if (std::count(o.tpms.begin(), o.tpms.end(), m) > 1) throw cli_error("--tpm lists " + m + " twice");
+      }
+      o.tpm = o.tpms.front();
+    } else if (f == "--grow-at") {
+      o.grow_at.clear();
+      for (const auto& part : detail::split_list(v)) o.grow_at.push_back(parse_int<std::int64_t>(f, part, 1, big));
+    } else if (f == "--grow-rounds") o.grow_rounds = parse_int<int>(f, v, 1, 1000);
+    else if (f == "--grow-window") o.grow_window = parse_int<std::int64_t>(f, v, 1, big);
+    else if (f == "--grow-to") {
+      o.grow_to = detail::parse_real(f, v, 0.0, 16.0);
+      if (!(o.grow_to > 0)) throw cli_error("--grow-to must be larger than 0, got '" + v + "'");
+    } else if (f == "--grow-by") {
+      if (v != "budget" && v != "widths") throw cli_error("--grow-by expects budget or widths, got '" + v + "'");
+      o.grow_by = v;
+    } else if (f == "--tpm-every") o.tpm_every = parse_int<std::int64_t>(f, v, 1, big); else if (f == "--tpm-window") {
       const auto colon = v.find(':');
       if (colon == std::string::npos) throw cli_error("--tpm-window expects BEGIN:END, got '" + v + "'");
       o.tpm_begin = parse_int<std::int64_t>(f, v.substr(0, colon), 0, big);
@@ -383,9 +488,11 @@ inline options parse_options(int argc, const char* const* argv) {
       }
     } else if (f == "--controls") {
       o.controls.clear();
+      o.controls_given = true;
       if (v != "none")
         for (const auto& c : detail::split_list(v)) {
-          if (c != "random" && c != "static") throw cli_error("--controls expects random, static or none, got '" + c + "'");
+          if (c != "random" && c != "static" && c != "small" && c != "full")
+            throw cli_error("--controls expects random, static, small, full or none, got '" + c + "'");
           o.controls.push_back(c);
         }
     } else throw cli_error("unknown flag '" + f + "' (see --help)");
@@ -399,6 +506,13 @@ inline options parse_options(int argc, const char* const* argv) {
     o.tpm_end = static_cast<std::int64_t>(o.tpm_end_frac * static_cast<double>(o.max_iter));
   }
   if (o.split_at < 0) o.split_at = o.tpm_end;
+  if (o.grow_rounds > 0 || !o.grow_at.empty()) {
+    resolve_growth(o);
+    return finish_study_dir(o, out_dir_given);
+  }
+  if (o.tpms.size() > 1) throw cli_error("--tpm lists several metrics: only a growth study (--grow-at) runs one arm each");
+  if (o.grow_to > 0 || o.grow_window > 0 || o.grow_by != "budget")
+    throw cli_error("--grow-to, --grow-window and --grow-by need growth rounds (--grow-at or --grow-rounds)");
   const bool grows = o.mode == "study" || o.split_at_given;
   if (grows) {
     if (o.tpm_end <= o.tpm_begin || o.tpm_end > o.max_iter)
@@ -410,15 +524,9 @@ inline options parse_options(int argc, const char* const* argv) {
   }
   if (o.mode == "study" && !o.from_snapshot.empty())
     throw cli_error("--mode study runs its own baselines; --from-snapshot is for train mode");
-  if (o.mode == "study" && !o.resume.empty()) {
-    // In study mode --resume names the study's output folder: finished runs are read back,
-    // the interrupted one continues from its latest checkpoint, the rest run.
-    if (out_dir_given && o.out_dir != o.resume)
-      throw cli_error("--resume " + o.resume + " (a study's folder) and --out-dir " + o.out_dir +
-                      " differ: a study resumes in its own folder");
-    o.out_dir = o.resume;
-  }
-  return o;
+  for (const auto& c : o.controls)
+    if (c == "small" || c == "full") throw cli_error("--controls " + c + " belongs to growth studies (--grow-at)");
+  return finish_study_dir(o, out_dir_given);
 }
 
 }  // namespace cifar_cli

@@ -58,9 +58,12 @@ int run_study(const options& o, const data_env& data, const std::string& command
     const fs::path sdir = root / ("seed" + std::to_string(seed));
     // kind; for derived and random the snapshot to start from; for static the grown widths.
     // Returns nullopt when the study stopped on a signal (exit code in `stopped`).
-    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {}) {
+    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {},
+                   double width = 0, std::string metric = {}) {
       run_spec spec;
       spec.kind = std::move(kind);
+      spec.width = width;
+      spec.metric = std::move(metric);
       spec.snapshot = std::move(snapshot);
       spec.grown = std::move(grown);
       spec.seed = seed;
@@ -79,7 +82,7 @@ int run_study(const options& o, const data_env& data, const std::string& command
         if (done->exit_code != 0)
           throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
       } else {
-        if (done->kind == "derived" && done->sites.empty()) {
+        if ((done->kind == "derived" || done->kind.rfind("grow-", 0) == 0) && done->sites.empty()) {
           // logged before runs listed every site at their split: the network's sites, without scores
           Net net(1, netsplit::width_multiplier{o.width_mult});
           for (const auto& site : netsplit::derive_sites(net)) done->sites.push_back(site.name);
@@ -92,6 +95,29 @@ int run_study(const options& o, const data_env& data, const std::string& command
       table = write_report(o, command, note, runs, root);
       return done;
     };
+    if (o.growth()) {
+      // small: static at the starting width, and the trunk (its snapshot at the first
+      // round's window) every grown arm starts from; one grown arm per metric; controls.
+      const auto small = run("small");
+      if (small->exit_code > 128) return small->exit_code;
+      std::string trunk;
+      if (o.tpm_begin > 0) {
+        if (small->split_snapshot.empty() || !fs::exists(small->split_snapshot))
+          throw io_error("netsplit: the small run wrote no snapshot at iteration " + std::to_string(o.tpm_begin));
+        trunk = small->split_snapshot.string();
+      }
+      for (const auto& m : o.tpms) {
+        const auto r = run("grow-" + m, trunk, {}, 0, m);
+        if (r->exit_code > 128) return r->exit_code;
+      }
+      for (const auto& c : o.controls) {
+        std::optional<run_result> r;
+        if (c == "random") r = run("grow-random", trunk);
+        if (c == "full") r = run("full", "", {}, o.grow_to);
+        if (r && r->exit_code > 128) return r->exit_code;
+      }
+      continue;
+    }
     const auto base = run("baseline");
     if (base->exit_code > 128) return base->exit_code;
     if (base->split_snapshot.empty() || !fs::exists(base->split_snapshot))
@@ -106,7 +132,9 @@ int run_study(const options& o, const data_env& data, const std::string& command
     }
   }
   run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
-                     " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg, split_pairs.svg; table: results.csv)\n");
+                     (o.growth() ? " (plots: loss.svg, accuracy.svg, growth.svg, widths.svg, splits.svg, split_pairs.svg; "
+                                   "table: results.csv)\n"
+                                 : " (plots: loss.svg, accuracy.svg, tpm.svg, splits.svg, split_pairs.svg; table: results.csv)\n"));
   return 0;
 }
 

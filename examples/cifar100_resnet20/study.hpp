@@ -33,9 +33,12 @@ struct data_env {
   std::string source;  // folder, for the log
 };
 
-/// What to run. kind: train | baseline | derived | random | static.
+/// What to run. kind: train | baseline | derived | random | static; growth studies: small
+/// (static at the starting width; the trunk), grow-<metric>, grow-random, full.
 struct run_spec {
   std::string kind = "train";
+  double width = 0;    // width multiplier (0: --width-mult)
+  std::string metric;  // grow arms: the TPM metric (empty: --tpm)
   std::uint64_t seed = 1;
   fs::path dir;
   std::string snapshot;  // derived / random: start here
@@ -57,6 +60,15 @@ struct run_result {
   // order: the report's split map shows all sites, zeros included
   std::vector<std::string> sites;
   std::vector<double> site_best;
+  /// Growth runs: the network after every round (iteration, parameters, MACs per image,
+  /// filters split, every site's width in `sites` order).
+  struct round_info {
+    std::int64_t iter = 0;
+    std::int64_t params = 0, macs = 0;
+    int splits = 0;
+    std::vector<double> widths;
+  };
+  std::vector<round_info> rounds;
   fs::path split_snapshot;  // baseline: the snapshot derived runs start from
   int exit_code = 0;        // 3: diverged; 128 + signal: stopped by that signal (checkpoint written)
 
@@ -150,6 +162,7 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
   std::map<std::int64_t, double> loss, tpm;
   std::map<std::int64_t, std::pair<double, double>> pairs;  // min, mean cosine
   std::map<std::int64_t, std::pair<double, double>> test;  // top-1, top-5
+  std::map<std::int64_t, run_result::round_info> rounds;
   for (std::string line; std::getline(in, line);) {
     const double it = detail::json_number(line, "iter");
     if (std::isnan(it)) continue;
@@ -161,6 +174,16 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
     if (detail::json_type(line, "tpm") && i < upto && i % tpm_stride == 0) tpm[i] = detail::json_number(line, "mean");
     if (detail::json_type(line, "split_pairs") && i <= upto)
       pairs[i] = {detail::json_number(line, "min_cos"), detail::json_number(line, "mean_cos")};
+    if (detail::json_type(line, "round") && i <= upto) {
+      run_result::round_info ri;
+      ri.iter = i;
+      ri.params = static_cast<std::int64_t>(detail::json_number(line, "params"));
+      ri.macs = static_cast<std::int64_t>(detail::json_number(line, "macs"));
+      ri.splits = static_cast<int>(detail::json_number(line, "splits"));
+      for (const auto& v : detail::json_list(line, "width")) ri.widths.push_back(std::strtod(v.c_str(), nullptr));
+      res.sites = detail::json_list(line, "site");
+      rounds[i] = ri;
+    }
     if (detail::json_type(line, "site_scores") && i <= upto) {
       res.sites = detail::json_list(line, "site");
       res.site_best.clear();
@@ -170,6 +193,8 @@ inline void restore_progress(const fs::path& metrics, std::int64_t upto, std::in
   for (const auto& [i, l] : loss) res.add_loss(i, l, i % display == 0);
   for (const auto& [i, t] : test) res.add_test(i, t.first, t.second);
   for (const auto& [i, m] : tpm) res.tpm.emplace_back(double(i), m);
+  res.rounds.clear();
+  for (const auto& [i, ri] : rounds) res.rounds.push_back(ri);
   for (const auto& [i, p] : pairs) {
     res.pair_min_cos.emplace_back(double(i), p.first);
     res.pair_mean_cos.emplace_back(double(i), p.second);
@@ -198,6 +223,26 @@ inline fs::path latest_checkpoint(const fs::path& dir, const std::string& model)
   return best;
 }
 
+/// The iteration of the snapshot other runs start from: the baseline's split iteration; in
+/// a growth study the small run's, at the first round's window (0: the grown arms start
+/// from scratch).
+inline std::int64_t trunk_iteration(const options& o, const std::string& kind) {
+  return kind == "small" ? o.tpm_begin : o.split_at;
+}
+
+/// The growth plan of --grow-at / --grow-rounds, --grow-window, --grow-to, --grow-by.
+template <class Net>
+netsplit::growth_plan growth_plan_of(const options& o) {
+  using namespace netsplit;
+  if (o.grow_to > 0) {
+    Net target(1, width_multiplier{o.grow_to});
+    if (o.grow_by == "widths") return make_width_plan(o.grow_at, o.grow_window, target, o.max_iter);
+    Net start(1, width_multiplier{o.width_mult});
+    return make_budget_plan(o.grow_at, o.grow_window, count_parameters(start), count_parameters(target), o.max_iter);
+  }
+  return make_growth_plan(o.grow_at, o.grow_window, o.splits, o.max_iter);
+}
+
 /// A run of a resumed study that finished before (its metrics log has a summary line):
 /// its result, read back from its folder; nullopt when it did not finish.
 inline std::optional<run_result> finished_run(const options& o, const run_spec& spec) {
@@ -224,12 +269,13 @@ inline std::optional<run_result> finished_run(const options& o, const run_spec& 
     const auto f = netsplit::io::read_file(final_ckpt, netsplit::io::read_options{.require_checksum = true});
     if (const auto h = f.metadata.find("netsplit.splits"); h != f.metadata.end())
       r.splits = netsplit::parse_history(h->second, final_ckpt.string());
-  } else if (spec.kind == "derived" || spec.kind == "random") {
+  } else if (spec.kind == "derived" || spec.kind == "random" || spec.kind.rfind("grow-", 0) == 0) {
     netsplit::detail::raise<netsplit::io_error>("netsplit: the finished ", spec.kind, " run in ", spec.dir.string(),
                                                 " has no final checkpoint ", final_ckpt.string(),
                                                 " to read its splits from");
   }
-  if (spec.kind == "baseline") r.split_snapshot = spec.dir / (o.model + "_iter_" + std::to_string(o.split_at) + ".safetensors");
+  if (spec.kind == "baseline" || (spec.kind == "small" && o.growth()))
+    r.split_snapshot = spec.dir / (o.model + "_iter_" + std::to_string(trunk_iteration(o, spec.kind)) + ".safetensors");
   return r;
 }
 
@@ -248,7 +294,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   res.kind = spec.kind;
   res.seed = spec.seed;
   cpu_context ctx(o.threads);
-  Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{o.width_mult});
+  Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{spec.width > 0 ? spec.width : o.width_mult});
   train_config cfg;
   cfg.max_iter = o.max_iter;
   cfg.batch_size = o.batch_size;
@@ -264,6 +310,11 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
                      (spec.kind == "train" && (o.split_at_given || !o.from_snapshot.empty()));
   const bool records = spec.kind == "baseline" || (spec.kind == "train" && grows);
   if (spec.kind == "baseline") cfg.snapshot_at.push_back(o.split_at);
+  // a growth study's small run is the trunk the grown arms start from
+  const bool trunk = spec.kind == "baseline" || (spec.kind == "small" && o.growth() && o.tpm_begin > 0);
+  const std::int64_t trunk_at = trunk_iteration(o, spec.kind);
+  if (spec.kind == "small" && trunk) cfg.snapshot_at.push_back(trunk_at);
+  const bool growth = o.growth() && (spec.kind == "train" || spec.kind.rfind("grow-", 0) == 0);
   trainer<Net> tr(ctx, net, data.train, data.test, data.stats, cfg);
   split_history<Net> history;  // every run's checkpoints carry it (empty until a split)
   history.attach(tr);
@@ -273,6 +324,38 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     replay_history(net, spec.grown, "the derived run");
     rng r(rng::derive(spec.seed, 7).next_u64());
     net.initialize(r);
+  }
+
+  fs::path last_snapshot_start;  // a resumed run's last good checkpoint is where it started
+  const std::string start = !spec.resume.empty()      ? spec.resume
+                            : !spec.snapshot.empty()    ? spec.snapshot
+                            : !o.from_snapshot.empty() ? o.from_snapshot
+                            : o.mode == "study"        ? std::string()  // there --resume names the study's folder
+                                                       : o.resume;
+
+  // Growth in rounds: the plan, checked before training; the recorder of the arm's metric
+  // starts on the window of the round the run is in (from the checkpoint it starts from).
+  std::optional<growth_plan> plan;
+  std::optional<tpm_recorder<Net>> grec;
+  std::size_t round = 0;
+  const std::string grow_metric = spec.kind == "grow-random" ? "random" : spec.metric.empty() ? o.tpm : spec.metric;
+  if (growth) {
+    plan = growth_plan_of<Net>(o);
+    {
+      Net start_net(1, width_multiplier{o.width_mult});
+      check_plan(start_net, *plan, o.split_sites);
+    }
+    std::int64_t start_iter = 0;
+    if (!start.empty()) {
+      const auto f = io::read_file(start);
+      if (const auto it = f.metadata.find("netsplit.iteration"); it != f.metadata.end())
+        start_iter = checkpoint::parse_int(it->second, "iteration", start);
+    }
+    round = plan->round_for(start_iter);
+    grec.emplace(net, make_tpm_metric(grow_metric), plan->rounds[std::min(round, plan->rounds.size() - 1)].window,
+                 spec.seed, &ctx);
+    grec->set_observe_every(tpm_every_for(o, grow_metric));
+    grec->attach(tr);
   }
 
   // TPM: the score recorder (window) and, for a baseline, a whole-run summary curve. The
@@ -322,12 +405,6 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     tr.add_section(std::move(tpm));
   }
 
-  fs::path last_snapshot_start;  // a resumed run's last good checkpoint is where it started
-  const std::string start = !spec.resume.empty()      ? spec.resume
-                            : !spec.snapshot.empty()    ? spec.snapshot
-                            : !o.from_snapshot.empty() ? o.from_snapshot
-                            : o.mode == "study"        ? std::string()  // there --resume names the study's folder
-                                                       : o.resume;
   const bool resumed = !spec.resume.empty() || (start == o.resume && !start.empty());
   if (!start.empty()) {
     run_control::activity = "loading checkpoint " + start;
@@ -339,6 +416,19 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   std::int64_t split_at = o.split_at;
   if (!o.split_at_given && (spec.kind == "derived" || spec.kind == "random" || !o.from_snapshot.empty()))
     split_at = tr.iteration();
+  auto log_split = [&](const split_event& e) {
+    // (reported from inside split_now, before res.splits holds its result: count the lines)
+    std::istringstream lines(e.description);
+    std::string l;
+    std::size_t count = 0;
+    while (std::getline(lines, l)) {
+      log.line("  " + l);
+      ++count;
+    }
+    std::ostringstream js;
+    js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << count << "}";
+    log.json(js.str());
+  };
   // Once the network holds its splits (a resumed growing run), nothing is left to split.
   if (grows && history.records().empty()) {
     // Impossible requests fail now, not at the split iteration: unknown sites, too many filters.
@@ -391,25 +481,77 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
                o.select + ", " + o.strategy + "); parameters " + std::to_string(before) +
                " -> " + std::to_string(count_parameters(net)));
     });
-    tr.events.on_split = [&](const split_event& e) {
-      // (reported from inside split_now, before res.splits holds its result: count the lines)
-      std::istringstream lines(e.description);
-      std::string l;
-      std::size_t count = 0;
-      while (std::getline(lines, l)) {
-        log.line("  " + l);
-        ++count;
+    tr.events.on_split = log_split;
+  }
+  if (growth) {
+    tr.events.on_split = log_split;
+    const auto normalise = spec.kind == "grow-random" ? std::string("none") : o.normalise;
+    tr.before_iteration.add([&, normalise](std::int64_t it) {
+      if (round >= plan->rounds.size() || it != plan->rounds[round].at) return;
+      const auto before = count_parameters(net);
+      const auto norm = make_score_normalisation(normalise);
+      {  // every site's best filter score this round (normalised as the arm selects)
+        auto all = grec->scores();
+        norm.apply(all);
+        std::ostringstream js;
+        js.precision(7);
+        js << "{\"type\":\"site_scores\",\"iter\":" << it << ",\"metric\":\"" << grow_metric
+           << "\",\"normalise\":\"" << normalise << "\",\"site\":[";
+        res.sites.clear();
+        res.site_best.clear();
+        for (const auto& a : all) {
+          res.sites.push_back(a.site);
+          res.site_best.push_back(a.scores.empty() ? 0.0 : *std::max_element(a.scores.begin(), a.scores.end()));
+          js << (res.sites.size() > 1 ? "," : "") << "\"" << a.site << "\"";
+        }
+        js << "],\"best\":[";
+        for (std::size_t i = 0; i < res.site_best.size(); ++i) js << (i ? "," : "") << res.site_best[i];
+        js << "]}";
+        log.json(js.str());
       }
+      const auto made = std::visit(
+          [&](const auto& st) {
+            return grow_round(tr, history, *grec, *plan, round, norm, st, rng::derive(spec.seed, 3 + 100 * round).next_u64(),
+                              o.split_sites, nullptr, spec.kind != "grow-random");
+          },
+          make_strategy(o));
+      // the network after the round: size and every site's width
+      run_result::round_info ri;
+      ri.iter = it;
+      ri.params = count_parameters(net);
+      ri.macs = net.mult_adds_per_image();
+      ri.splits = static_cast<int>(made.size());
       std::ostringstream js;
-      js << "{\"type\":\"split\",\"iter\":" << e.iter << ",\"count\":" << count << "}";
+      js << "{\"type\":\"round\",\"iter\":" << it << ",\"round\":" << round + 1 << ",\"splits\":" << made.size()
+         << ",\"params\":" << ri.params << ",\"macs\":" << ri.macs << ",\"site\":[";
+      const auto sites = derive_sites(net);
+      for (std::size_t i = 0; i < sites.size(); ++i) js << (i ? "," : "") << "\"" << sites[i].name << "\"";
+      js << "],\"width\":[";
+      res.sites.clear();
+      for (std::size_t i = 0; i < sites.size(); ++i) {
+        ri.widths.push_back(site_width(net, sites[i]));
+        res.sites.push_back(sites[i].name);
+        js << (i ? "," : "") << ri.widths.back();
+      }
+      js << "]}";
       log.json(js.str());
-    };
+      res.rounds.push_back(ri);
+      log.line("Iteration " + std::to_string(it) + ": growth round " + std::to_string(round + 1) + " of " +
+               std::to_string(plan->rounds.size()) + ": split " + std::to_string(made.size()) + " filters (" +
+               grow_metric + " scores" + (normalise != "none" ? ", " + normalise : std::string()) + ", " +
+               (plan->mode == growth_mode::widths ? "to the target widths"
+                : plan->budget_mode()             ? "parameter budget"
+                                                  : std::to_string(o.splits) + " per round") +
+               ", " + o.strategy + "); parameters " + std::to_string(before) + " -> " + std::to_string(ri.params) +
+               ", conv MACs/image " + fmt("%.2f", ri.macs / 1e6) + " M");
+      ++round;
+    });
   }
 
   // Whether the split copies diverge: every pair's incoming weights, at the split and every
   // display interval after it (a JSON line each; the report plots min and mean cosine).
   std::optional<split_pair_monitor<Net>> pairs;
-  if (grows) {
+  if (grows || growth) {
     pairs.emplace(net, history, display_interval(o));
     pairs->on_report = [&](const split_pair_report& r) {
       std::ostringstream js;
@@ -441,8 +583,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   // A resumed run's curves and test results so far come from its own metrics log.
   if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, tpm_curve_stride(o), res);
   // A baseline resumed past its split iteration wrote the derived runs' snapshot before.
-  if (spec.kind == "baseline" && tr.iteration() >= o.split_at && fs::exists(tr.snapshot_path(o.split_at)))
-    res.split_snapshot = tr.snapshot_path(o.split_at);
+  if (trunk && tr.iteration() >= trunk_at && fs::exists(tr.snapshot_path(trunk_at)))
+    res.split_snapshot = tr.snapshot_path(trunk_at);
   tr.events.on_iteration = [&](const iteration_event& e) {
     run_control::iteration = e.iter;
     log.on_iteration(e, display);
@@ -455,7 +597,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   fs::path last_snapshot = last_snapshot_start;
   tr.events.on_snapshot = [&](const snapshot_event& e) {
     last_snapshot = e.path;
-    if (spec.kind == "baseline" && e.iter == o.split_at) res.split_snapshot = e.path;
+    if (trunk && e.iter == trunk_at) res.split_snapshot = e.path;
     log.line("Snapshotting to " + e.path.string());
   };
   const double t0 = log.elapsed();
@@ -516,6 +658,101 @@ run_result execute_logged(const options& o, const run_spec& spec, const data_env
   }
 }
 
+/// A growth study's per-round sections (markdown) and plots: per grown arm, the filters
+/// every site gained in each round and its final width (means over seeds; all sites, zeros
+/// included), parameters and MACs after each round; growth.svg (parameters over iterations,
+/// first seed, every arm) and widths.svg (every site's width over iterations, first seed,
+/// the first grown arm); a split map per arm (splits-<arm>.svg).
+inline std::string growth_sections(const options& o, const std::vector<run_result>& runs, const fs::path& dir) {
+  const std::vector<std::string> colors{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+                                        "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939"};
+  std::vector<std::string> arms;
+  for (const auto& r : runs)
+    if (r.kind.rfind("grow-", 0) == 0 && std::find(arms.begin(), arms.end(), r.kind) == arms.end()) arms.push_back(r.kind);
+  std::ostringstream md;
+  md << "## Growth per round (means over seeds)\n\n";
+  const auto first_seed = runs.empty() ? 0 : runs.front().seed;
+  std::int64_t start_params = 0;
+  for (const auto& r : runs)
+    if (r.kind == "small") start_params = r.params;
+  std::vector<series> growth, widths;
+  std::size_t c = 0;
+  for (const auto& arm : arms) {
+    std::vector<const run_result*> rs;
+    for (const auto& r : runs)
+      if (r.kind == arm && !r.rounds.empty()) rs.push_back(&r);
+    if (rs.empty()) continue;
+    const auto& sites = rs.front()->sites;
+    const std::size_t R = rs.front()->rounds.size();
+    md << "### " << arm << "\n\n| site |";
+    for (std::size_t k = 0; k < R; ++k) md << " + round " << k + 1 << " |";
+    md << " final width |\n|---|";
+    for (std::size_t k = 0; k <= R; ++k) md << "---|";
+    md << "\n";
+    std::vector<bar> bars;
+    for (std::size_t i = 0; i < sites.size(); ++i) {
+      md << "| " << sites[i] << " |";
+      double total = 0;
+      for (std::size_t k = 0; k < R; ++k) {
+        double added = 0;
+        for (const auto* r : rs) {
+          if (k >= r->rounds.size()) continue;
+          for (const auto& sp : r->splits)
+            if (sp.iteration == r->rounds[k].iter && sp.site == sites[i]) added += 1;
+        }
+        added /= double(rs.size());
+        total += added;
+        md << " " << fmt("%.1f", added) << " |";
+      }
+      double w = 0;
+      for (const auto* r : rs)
+        if (!r->rounds.empty() && i < r->rounds.back().widths.size()) w += r->rounds.back().widths[i];
+      md << " " << fmt("%.1f", w / double(rs.size())) << " |\n";
+      bars.push_back({sites[i], total, std::nan("")});
+    }
+    md << "| parameters after the round |";
+    for (std::size_t k = 0; k < R; ++k) {
+      double p = 0;
+      for (const auto* r : rs) p += k < r->rounds.size() ? double(r->rounds[k].params) : 0;
+      md << " " << fmt("%.0f", p / double(rs.size())) << " |";
+    }
+    md << " |\n| conv MACs/image after the round (M) |";
+    for (std::size_t k = 0; k < R; ++k) {
+      double m = 0;
+      for (const auto* r : rs) m += k < r->rounds.size() ? double(r->rounds[k].macs) : 0;
+      md << " " << fmt("%.2f", m / double(rs.size()) / 1e6) << " |";
+    }
+    md << " |\n\n![" << arm << " splits](splits-" << arm << ".svg)\n\n";
+    svg::save((dir / ("splits-" + arm + ".svg")).string(),
+              bar_chart("filters " + arm + " added per site over all rounds (mean over seeds)", "filters", bars));
+    for (const auto* r : rs)
+      if (r->seed == first_seed) {
+        series g{arm, colors[c++ % colors.size()], {}, false};
+        if (start_params > 0) g.points.emplace_back(0.0, double(start_params));
+        for (const auto& ri : r->rounds) g.points.emplace_back(double(ri.iter), double(ri.params));
+        g.points.emplace_back(double(o.max_iter), double(r->params));
+        growth.push_back(g);
+        if (widths.empty())
+          for (std::size_t i = 0; i < r->sites.size(); ++i) {
+            series w{r->sites[i], colors[i % colors.size()], {}, i >= colors.size()};
+            for (const auto& ri : r->rounds)
+              if (i < ri.widths.size()) w.points.emplace_back(double(ri.iter), ri.widths[i]);
+            widths.push_back(w);
+          }
+      }
+  }
+  for (const auto& r : runs)
+    if (r.seed == first_seed && (r.kind == "small" || r.kind == "full"))
+      growth.push_back({r.kind, colors[c++ % colors.size()], {{0.0, double(r.params)}, {double(o.max_iter), double(r.params)}}, true});
+  svg::save((dir / "growth.svg").string(),
+            line_chart("parameters over training (seed " + std::to_string(first_seed) + ")", "iteration", "parameters", growth));
+  svg::save((dir / "widths.svg").string(),
+            line_chart("width per site after each round (" + (arms.empty() ? std::string("-") : arms.front()) + ", seed " +
+                           std::to_string(first_seed) + ")",
+                       "iteration", "filters", widths));
+  return md.str();
+}
+
 /// Writes report.md, results.csv and the SVG plots into `dir`; returns the markdown table.
 inline std::string write_report(const options& o, const std::string& command, const std::string& dataset_note,
                                 const std::vector<run_result>& runs, const fs::path& dir) {
@@ -556,20 +793,27 @@ inline std::string write_report(const options& o, const std::string& command, co
   const std::string paired_header =
       "| comparison | mean ± std (points) | 95% interval of the mean (points) | per seed |\n|---|---|---|---|\n";
   std::ostringstream paired;
-  for (const auto& k : kinds) {
-    if (k == "baseline") continue;
-    std::vector<double> d;
-    std::string per;
-    for (const auto& r : runs)
-      if (r.kind == k)
-        for (const auto& b : runs)
-          if (b.kind == "baseline" && b.seed == r.seed) {
-            d.push_back(r.final_top1 - b.final_top1);
-            per += (per.empty() ? "" : ", ") + ("seed " + std::to_string(r.seed) + ": " + fmt("%+.2f", 100 * d.back()));
-          }
-    if (!d.empty())
-      paired << "| " << k << " − baseline | " << pm(stats_of(d)) << " | " << ci_text(stats_of(d)) << " | " << per << " |\n";
-  }
+  // against the baseline; in a growth study against random growth and both static nets
+  const std::vector<std::string> references =
+      o.growth() ? std::vector<std::string>{"grow-random", "small", "full"} : std::vector<std::string>{"baseline"};
+  for (const auto& ref : references)
+    for (const auto& k : kinds) {
+      if (k == ref || (o.growth() && std::find(references.begin(), references.end(), k) != references.end() &&
+                       std::find(references.begin(), references.end(), k) < std::find(references.begin(), references.end(), ref)))
+        continue;
+      std::vector<double> d;
+      std::string per;
+      for (const auto& r : runs)
+        if (r.kind == k)
+          for (const auto& b : runs)
+            if (b.kind == ref && b.seed == r.seed) {
+              d.push_back(r.final_top1 - b.final_top1);
+              per += (per.empty() ? "" : ", ") + ("seed " + std::to_string(r.seed) + ": " + fmt("%+.2f", 100 * d.back()));
+            }
+      if (!d.empty())
+        paired << "| " << k << " − " << ref << " | " << pm(stats_of(d)) << " | " << ci_text(stats_of(d)) << " | " << per
+               << " |\n";
+    }
 
   // Plots: curves of the first seed's runs, TPM, where splits went.
   const std::vector<std::string> colors{"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"};
@@ -589,7 +833,9 @@ inline std::string write_report(const options& o, const std::string& command, co
   for (const auto& r : runs)
     if (r.kind == "baseline" && !r.tpm.empty())
       tpm.push_back({"seed " + std::to_string(r.seed), colors[c++ % colors.size()], r.tpm, false});
-  svg::save((dir / "tpm.svg").string(), line_chart("TPM (" + o.tpm + ") per iteration, mean over sites and filters", "iteration", "score", tpm));
+  if (!o.growth())
+    svg::save((dir / "tpm.svg").string(), line_chart("TPM (" + o.tpm + ") per iteration, mean over sites and filters", "iteration", "score", tpm));
+  const std::string growth_md = o.growth() ? growth_sections(o, runs, dir) : std::string();
   // Every site in network order (zeros included) with its splits over all seeds and the
   // mean over seeds of its best filter score at the split.
   std::vector<bar> bars;
@@ -613,6 +859,7 @@ inline std::string write_report(const options& o, const std::string& command, co
           if (b.label == r.sites[i] && i < r.site_best.size()) b.note += r.site_best[i] / scored;
     }
   const bool with_scores = std::any_of(bars.begin(), bars.end(), [](const bar& b) { return !std::isnan(b.note); });
+  if (!o.growth())
   svg::save((dir / "splits.svg").string(),
             bar_chart("where the " + o.tpm + " splits went (all seeds)" +
                           (with_scores ? "; by each site its best filter score at the split" +
@@ -635,13 +882,26 @@ inline std::string write_report(const options& o, const std::string& command, co
      << "Command: `" << command << "`\n\n" << dataset_note << "\n\n"
      << "Recipe: preset `" << o.preset << "`, " << o.max_iter << " iterations of batch " << o.batch_size << ", lr `"
      << o.schedule.describe() << "`, momentum " << o.momentum << (o.nesterov ? " (Nesterov)" : "") << ", weight decay "
-     << o.weight_decay << ". TPM `" << o.tpm << "` over iterations [" << o.tpm_begin << ", " << o.tpm_end
+     << o.weight_decay << ". ";
+  if (o.growth()) {
+    std::string at;
+    for (const auto i : o.grow_at) at += (at.empty() ? "" : ", ") + std::to_string(i);
+    md << "Growth from width " << o.width_mult << " in " << o.grow_at.size() << " rounds at iterations " << at
+       << ", each on the TPM of the " << o.grow_window << " iterations before it, "
+       << (o.grow_to > 0 ? (o.grow_by == "widths" ? "every site to its width at " : "to the parameters of width ") +
+                               detail::fmt_real(o.grow_to) + (o.grow_by == "widths" ? "" : " (a budget per round, spent by score per added parameter)")
+                         : std::to_string(o.splits) + " filters per round")
+       << "; normalisation `" << o.normalise << "`, `" << o.strategy << "`, eps " << o.split_eps << ", sites `"
+       << o.split_sites << "`.\n\n";
+  } else {
+    md << "TPM `" << o.tpm << "` over iterations [" << o.tpm_begin << ", " << o.tpm_end
      << "), " << o.splits << " splits at iteration " << o.split_at << " (`" << o.select << "`, normalisation `"
      << o.normalise << "`, `" << o.strategy
-     << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n"
-     << "## Test top-1\n\n" << table.str() << "\n"
+     << "`, eps " << o.split_eps << ", sites `" << o.split_sites << "`).\n\n";
+  }
+  md << "## Test top-1\n\n" << table.str() << "\n"
      << "## Paired difference of final top-1 (same seed)\n\n" << paired_header
-     << paired.str() << "\n"
+     << paired.str() << "\n" << growth_md
      << "How to read this: *final* is the accuracy after the last iteration and is the number to compare; *best* "
         "is the maximum over the test evaluations and is picked on the test set, so it is optimistic. Nothing in "
         "this study was tuned on the test set: filters are selected from training-batch signals (TPM) only. "
@@ -651,7 +911,14 @@ inline std::string write_report(const options& o, const std::string& command, co
         "seeds it is wide. The split-pairs plot follows each arm's split pairs (original filter, copy): the mean "
         "(solid) and least (dashed) cosine of their incoming weights; a curve that stays at 1 means the copies did "
         "not diverge and the grown network is the small one re-parametrised.\n\n"
-     << "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n![split pairs](split_pairs.svg)\n\n"
+     << (o.growth() ? "In a growth study `grow-<metric>` arms start at the starting width from the `small` run's snapshot "
+                      "at the first round's window, split in every round on their metric's scores; `grow-random` "
+                      "splits uniformly random filters with the same budget or quotas in the same rounds (its "
+                      "parameter and MAC counts are in the table); `small` and `full` are static networks of the "
+                      "starting and the target width trained from scratch.\n\n"
+                    : "")
+     << (o.growth() ? "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![growth](growth.svg)\n![widths](widths.svg)\n![split pairs](split_pairs.svg)\n\n"
+                    : "## Plots\n\n![loss](loss.svg)\n![accuracy](accuracy.svg)\n![tpm](tpm.svg)\n![splits](splits.svg)\n![split pairs](split_pairs.svg)\n\n")
      << "## Runs\n\n| run | seed | final top-1 | best top-1 (iter) | params | time |\n|---|---|---|---|---|---|\n";
   for (const auto& r : runs)
     md << "| " << r.kind << " | " << r.seed << " | " << fmt("%.4f", r.final_top1) << " | " << fmt("%.4f", r.best_top1)

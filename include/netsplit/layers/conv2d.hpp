@@ -123,6 +123,8 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
 
   /// Output of the last forward.
   const tensor<T, B>& output() const { return out_; }
+  /// Input of the last training forward (nullptr before one, or after a folded inference).
+  const tensor<T, B>* input() const { return input_; }
   tensor<T, B>& weight() { return weight_; }
   const tensor<T, B>& weight() const { return weight_; }
   tensor<T, B>& weight_grad() { return grad_; }
@@ -133,7 +135,7 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
   void describe_sites(W& w, const std::string& prefix) {
     w.consume(prefix + "weight", /*input_ok=*/true);
     w.open_stream(prefix.empty() ? prefix : prefix.substr(0, prefix.size() - 1));
-    w.produce_weight(prefix + "weight");
+    w.produce_weight(prefix + "weight", [this] { return input_; });
   }
  private:
   int in_c_ = 0, out_c_ = 0;

@@ -137,14 +137,15 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
   void describe_sites(W& w, const std::string& p) {
     w.inner_site(p + "conv1", p + "conv1.weight", {p + "bn1.weight", p + "bn1.bias"},
                  {p + "bn1.running_mean", p + "bn1.running_var"}, {0.0, 1.0}, {p + "conv2.weight"},
-                 [this] { return &inner_output(); }, [this] { return inner_output_grad(); });
+                 [this] { return &inner_output(); }, [this] { return inner_output_grad(); },
+                 [this] { return conv1.input(); });
     w.consume(p + "conv1.weight");
     shortcut.describe_input(w, p + "shortcut.");
     if constexpr (!identity) {
       w.open_stream();
       shortcut.describe_output(w, p + "shortcut.");
     }
-    w.produce_weight(p + "conv2.weight");
+    w.produce_weight(p + "conv2.weight", [this] { return conv2.input(); });
     bn2.describe_sites(w, p + "bn2.");
     w.tap([this] { return &output(); }, [this] { return output_grad(); });
   }

@@ -227,7 +227,7 @@ class shortcut_b_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out,
   }
   template <class W>
   void describe_output(W& w, const std::string& prefix) {
-    w.produce_weight(prefix + "conv.weight");
+    w.produce_weight(prefix + "conv.weight", [this] { return conv.input(); });
     bn.describe_sites(w, prefix + "bn.");
   }
 

@@ -46,6 +46,9 @@ struct split_site {
   std::string name;  // "layer1.0.conv1" for an inner site, "stage1" for a coupled group
   site_kind kind = site_kind::inner;
   std::vector<std::string> producer_weights;  // conv weights [out, in, k, k]: filter j is slice j of axis 0
+  /// Per producer weight: the input its convolution read in the last forward (empty
+  /// function: not known). Curvature metrics (tpm/splitting.hpp) form patch statistics from it.
+  std::vector<std::function<const tensor<T, B>*()>> producer_inputs;
   std::vector<std::string> producer_params;   // BatchNorm γ, β: element j
   std::vector<std::string> producer_buffers;  // BatchNorm running mean/var: element j
   std::vector<double> buffer_fresh;           // per producer buffer: a fresh channel's value (mean 0, var 1)
@@ -89,7 +92,12 @@ class structure_walker {
   }
   /// Producers of the open stream: conv weights (axis 0), per-channel parameters and
   /// buffers (element j), width changes without tensors.
-  void produce_weight(const std::string& weight) { producers(weight).producer_weights.push_back(weight); }
+  /// `input`: the convolution's input in the last forward (for curvature metrics).
+  void produce_weight(const std::string& weight, std::function<const tensor<T, B>*()> input = {}) {
+    auto& s = producers(weight);
+    s.producer_weights.push_back(weight);
+    s.producer_inputs.push_back(std::move(input));
+  }
   void produce_params(names params) {
     for (const auto& n : params) producers(n).producer_params.push_back(n);
   }
@@ -111,12 +119,14 @@ class structure_walker {
   /// fresh values), its consumers.
   void inner_site(std::string name, const std::string& weight, names params, names buffers,
                   std::initializer_list<double> fresh, names consumers,
-                  std::function<const tensor<T, B>*()> activation, std::function<const tensor<T, B>*()> gradient) {
+                  std::function<const tensor<T, B>*()> activation, std::function<const tensor<T, B>*()> gradient,
+                  std::function<const tensor<T, B>*()> input = {}) {
     NETSPLIT_EXPECT(buffers.size() == fresh.size(), "inner_site needs one fresh value per buffer");
     split_site<T, B> s;
     s.name = std::move(name);
     s.kind = site_kind::inner;
     s.producer_weights = {weight};
+    s.producer_inputs = {std::move(input)};
     s.producer_params = params;
     s.producer_buffers = buffers;
     s.buffer_fresh = fresh;
@@ -187,6 +197,27 @@ std::vector<split_site<typename Net::scalar_type, typename Net::backend_type>> d
 template <class Net>
 int site_width(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
   return static_cast<int>(tensor_index<Net>(net).param(site.producer_weights.front()).dim(0));
+}
+
+/// Parameters that one split of a filter of `site` adds at the network's current widths:
+/// the filter's incoming row in every producer weight, one value per per-channel producer
+/// parameter (batch norm γ, β), one column (axis 1) of every consumer weight. Structural
+/// parts (option-A shortcut maps) hold no parameters. A later split in the same batch can
+/// widen a row or column counted here by one channel (k x k values).
+template <class Net>
+std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
+  const tensor_index<Net> idx(net);
+  std::int64_t cost = 0;
+  for (const auto& n : site.producer_weights) {
+    const auto& w = idx.param(n);
+    cost += w.numel() / w.dim(0);
+  }
+  cost += static_cast<std::int64_t>(site.producer_params.size());
+  for (const auto& n : site.consumer_weights) {
+    const auto& w = idx.param(n);
+    cost += w.numel() / w.dim(1);
+  }
+  return cost;
 }
 
 /// Index of the site called `name`; contract_violation listing the known names if none.

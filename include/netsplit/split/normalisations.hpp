@@ -13,14 +13,16 @@
 
 #include "netsplit/core/registry.hpp"
 #include "netsplit/split/normalisation.hpp"
+#include "netsplit/split/per_site_rank.hpp"
 #include "netsplit/split/per_tap.hpp"
+#include "netsplit/split/z_score.hpp"
 #include "netsplit/tpm/scores.hpp"
 
 namespace netsplit {
 
 class any_score_normalisation {
  public:
-  using variant_type = std::variant<no_normalisation, per_tap>;
+  using variant_type = std::variant<no_normalisation, per_tap, per_site_rank, z_score>;
   any_score_normalisation() = default;
   template <ScoreNormalisation N>
     requires std::constructible_from<variant_type, N>

@@ -26,6 +26,8 @@ struct selector_options {
   int count = 9;
   int cap = 1;
   double min_score = 0;
+  double budget = 0;     // parameters a budget selector may add (split/budget.hpp)
+  bool per_cost = true;  // budget: rank by score per parameter (false: by score alone)
 };
 
 struct split_choice {

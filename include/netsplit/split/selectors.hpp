@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "netsplit/core/registry.hpp"
+#include "netsplit/split/budget.hpp"
 #include "netsplit/split/capped_top_k.hpp"
 #include "netsplit/split/selector.hpp"
 #include "netsplit/split/threshold.hpp"
@@ -15,7 +16,7 @@
 
 namespace netsplit {
 
-using any_selector = std::variant<top_k, capped_top_k, threshold>;
+using any_selector = std::variant<top_k, capped_top_k, threshold, budget>;
 
 /// The names accepted by make_selector, in the variant's order.
 inline std::vector<std::string> selector_names() { return detail::alternative_names<any_selector>(); }

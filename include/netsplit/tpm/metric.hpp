@@ -28,7 +28,21 @@ inline constexpr unsigned gradients = 2u;       // their mini-batch gradients
 inline constexpr unsigned taylor = 4u;          // per-channel |activation x gradient| of the site's output, spatial mean
 inline constexpr unsigned taylor_sum = 8u;      // the same, spatial sum (the first-order change of the loss)
 inline constexpr unsigned bn_scale = 16u;       // per-channel scales (BatchNorm γ) of the site's producers
+inline constexpr unsigned curvature = 32u;      // per producer: input-patch covariance (eigen), BN γ and dL/dγ
 }  // namespace tpm_signal
+
+/// One producer convolution of a site (followed by its batch norm), as a curvature metric
+/// sees it at one iteration: the batch covariance Σ of the convolution's input patches
+/// (every output position of every sample; D = row_length = in_channels x k x k values,
+/// zero padding included), as its eigen-decomposition, and per filter the batch norm's
+/// scale γ and the mini-batch gradient dL/dγ.
+struct producer_curvature {
+  int row_offset = 0, row_length = 0;    // the producer's block within a filter's row
+  std::span<const double> eigenvalues;   // D, ascending
+  std::span<const double> eigenvectors;  // D x D, column-major: column k is eigenvector k
+  std::span<const double> gamma, dgamma;  // per filter
+  double bn_eps = 1e-5;
+};
 
 /// What a metric sees of one site at one iteration. Rows are per filter: filter f's row is
 /// the concatenation of its incoming weights in every producer of the site (row_length
@@ -45,6 +59,8 @@ struct site_signals {
   /// norms (its producer parameters named "*.weight"), filter by filter.
   std::span<const float> bn_scale;
   int bn_count = 0;
+  /// When requested: one entry per producer weight of the site, in the row's order.
+  std::span<const producer_curvature> curvature;
   std::uint64_t site_seed = 0;     // for the random control: derived from seed and site
 };
 

@@ -16,6 +16,7 @@
 #include "netsplit/tpm/l1_norm.hpp"
 #include "netsplit/tpm/metric.hpp"
 #include "netsplit/tpm/random_score.hpp"
+#include "netsplit/tpm/splitting.hpp"
 #include "netsplit/tpm/taylor.hpp"
 #include "netsplit/tpm/weight_motion.hpp"
 
@@ -24,7 +25,7 @@ namespace netsplit {
 /// Any shipped metric, chosen at run time by name.
 class any_tpm_metric {
  public:
-  using variant_type = std::variant<taylor, taylor_sum, weight_motion, grad_disagreement, grad_disagreement_annealed, l1_norm, bn_gamma, random_score>;
+  using variant_type = std::variant<taylor, taylor_sum, weight_motion, grad_disagreement, grad_disagreement_annealed, l1_norm, bn_gamma, splitting, random_score>;
   any_tpm_metric() = default;
   template <TpmMetric M>
     requires std::constructible_from<variant_type, M>

@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include <Eigen/Core>
+#include <Eigen/Eigenvalues>
+
 #include "netsplit/core/errors.hpp"
 #include "netsplit/io/safetensors.hpp"
 #include "netsplit/models/network.hpp"
@@ -58,6 +61,23 @@ class tpm_recorder {
   const any_tpm_metric& metric() const { return metric_; }
   std::int64_t observed() const { return observed_; }
   const std::vector<split_site<T, B>>& sites() const { return sites_; }
+
+  /// A new window (the next growth round): the accumulated state is dropped, nothing else
+  /// changes. Called after the splits that spent the previous window's scores.
+  void restart(tpm_window window) {
+    NETSPLIT_EXPECT(window.begin >= 0 && window.end > window.begin, "TPM window [", window.begin, ", ", window.end,
+                    ") is empty or negative");
+    window_ = window;
+    for (auto& st : state_) st.clear();
+    observed_ = 0;
+  }
+
+  /// Accumulate only every `every`-th iteration of the window (from its first): for costly
+  /// metrics (splitting). Summaries are unaffected. A run must resume with the same value.
+  void set_observe_every(std::int64_t every) {
+    NETSPLIT_EXPECT(every >= 1, "TPM observe interval must be at least 1, got ", every);
+    every_ = every;
+  }
 
   /// Report summaries every `stride` iterations of `range` (e.g. the whole run, to draw
   /// where learning happens beyond the window) and only then: the window's iterations are
@@ -166,7 +186,7 @@ class tpm_recorder {
   /// Adds iteration `iter` if it lies in the window; reports its summary when the summary
   /// range asks for one (without a range: every window iteration).
   void observe(std::int64_t iter) {
-    const bool accumulate = window_.contains(iter);
+    const bool accumulate = window_.contains(iter) && (iter - window_.begin) % every_ == 0;
     const bool on_stride =
         summary_range_.contains(iter) && (iter - summary_range_.begin) % summary_stride_ == 0;
     const bool summarize = summary_range_.end > summary_range_.begin ? on_stride : accumulate;
@@ -192,9 +212,18 @@ class tpm_recorder {
     const tensor_index<Net> idx(net_);
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, window_.end, 0);
-      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_), static_cast<int>(sites_[s].taps.size())});
+      out.push_back({sites_[s].name, metric_.scores(state_[s], signals_), static_cast<int>(sites_[s].taps.size()),
+                     static_cast<double>(split_cost(net_, sites_[s]))});
     }
     return out;
+  }
+
+  /// What the metric sees of site `s` now (the signals it needs, gathered as observe would
+  /// at iteration `iter`); valid until the next call. For tests and diagnostics.
+  const site_signals& signals_of(std::size_t s, std::int64_t iter) {
+    NETSPLIT_EXPECT(s < sites_.size(), "site index ", s, " of ", sites_.size());
+    gather(tensor_index<Net>(net_), s, iter, metric_.needs());
+    return signals_;
   }
 
   /// The disagreement direction of `filter` in producer tensor `tensor` (empty when the
@@ -388,6 +417,99 @@ class tpm_recorder {
       signals_.taylor = taylor_;
       signals_.taylor_sum = taylor_sum_;
     }
+    if (needs & tpm_signal::curvature) gather_curvature(idx, s, filters, row);
+  }
+
+  /// Per producer weight of site s: the batch covariance of its convolution's input patches
+  /// (eigen-decomposed) and its batch norm's γ and dL/dγ (tpm_signal::curvature). The
+  /// convolutions pad by (k - 1) / 2 and their stride is input size / the taps' size (every
+  /// producer of netsplit's models; anything else is a contract_violation).
+  void gather_curvature(const tensor_index<Net>& idx, std::size_t s, int filters, int row) {
+    const auto& site = sites_[s];
+    std::map<std::string, tensor<T, B>*> grads;
+    net_.visit_parameters([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
+    std::vector<std::string> gammas;
+    for (const auto& n : site.producer_params)
+      if (n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0) gammas.push_back(n);
+    NETSPLIT_EXPECT(gammas.size() == site.producer_weights.size() && site.producer_inputs.size() == gammas.size(),
+                    "TPM curvature: site '", site.name, "' has ", site.producer_weights.size(), " producer weights, ",
+                    gammas.size(), " batch-norm scales and ", site.producer_inputs.size(), " known inputs");
+    NETSPLIT_EXPECT(!site.taps.empty() && site.taps.front().activation(), "TPM curvature: site '", site.name,
+                    "' has no activation to read its output size from");
+    const auto out_h = site.taps.front().activation()->dim(2), out_w = site.taps.front().activation()->dim(3);
+    curv_store_.resize(site.producer_weights.size());
+    curvature_.assign(site.producer_weights.size(), {});
+    int offset = 0;
+    for (std::size_t p = 0; p < site.producer_weights.size(); ++p) {
+      const auto& w = idx.param(site.producer_weights[p]);
+      const tensor<T, B>* x = site.producer_inputs[p] ? site.producer_inputs[p]() : nullptr;
+      NETSPLIT_EXPECT(x != nullptr && x->rank() == 4, "TPM curvature: the input of '", site.producer_weights[p],
+                      "' is not known (observe must follow a training forward and backward pass)");
+      const int k = static_cast<int>(w.dim(2)), cin = static_cast<int>(w.dim(1)), pad = (k - 1) / 2;
+      const auto in_h = x->dim(2), in_w = x->dim(3), n = x->dim(0);
+      NETSPLIT_EXPECT(x->dim(1) == cin && out_h > 0 && in_h % out_h == 0 && in_w % out_w == 0,
+                      "TPM curvature: '", site.producer_weights[p], "' reads ", x->shape(), " and the site's output is ",
+                      out_h, "x", out_w);
+      const auto stride = in_h / out_h;
+      NETSPLIT_EXPECT(window_output(static_cast<int>(in_h), k, static_cast<int>(stride), pad) == out_h,
+                      "TPM curvature: '", site.producer_weights[p], "' is not a same-padded convolution");
+      const int D = cin * k * k;
+      std::vector<T> xh;
+      const T* xp = x->data();
+      if constexpr (!B::host_memory) {
+        xh = x->to_host();
+        xp = xh.data();
+      }
+      // Σ = E[u uᵀ] - ū ūᵀ over the n * out_h * out_w patches, accumulated in chunks.
+      using mat_t = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+      const std::int64_t positions = n * out_h * out_w, chunk = 1024;
+      Eigen::MatrixXd second = Eigen::MatrixXd::Zero(D, D);
+      Eigen::VectorXd mean = Eigen::VectorXd::Zero(D);
+      mat_t patches(D, chunk);
+      for (std::int64_t start = 0; start < positions; start += chunk) {
+        const std::int64_t m = std::min(chunk, positions - start);
+        for (std::int64_t j = 0; j < m; ++j) {
+          const std::int64_t pos = start + j, img = pos / (out_h * out_w), oy = (pos / out_w) % out_h, ox = pos % out_w;
+          T* col = patches.data() + j * D;
+          for (int c = 0; c < cin; ++c)
+            for (int ky = 0; ky < k; ++ky)
+              for (int kx = 0; kx < k; ++kx) {
+                const std::int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
+                col[(c * k + ky) * k + kx] = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                                                 ? T(0)
+                                                 : xp[((img * cin + c) * in_h + iy) * in_w + ix];
+              }
+        }
+        const auto block = patches.leftCols(m);
+        second += (block * block.transpose()).template cast<double>();
+        mean += block.rowwise().sum().template cast<double>();
+      }
+      mean /= double(positions);
+      const Eigen::MatrixXd sigma = second / double(positions) - mean * mean.transpose();
+      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(sigma);
+      NETSPLIT_EXPECT(es.info() == Eigen::Success, "TPM curvature: the eigen-decomposition of '",
+                      site.producer_weights[p], "''s patch covariance failed");
+      auto& store = curv_store_[p];
+      store.values.assign(es.eigenvalues().data(), es.eigenvalues().data() + D);
+      store.vectors.assign(es.eigenvectors().data(), es.eigenvectors().data() + std::size_t(D) * D);
+      const auto gh = idx.param(gammas[p]).to_host();
+      const auto dgh = grads.at(gammas[p])->to_host();
+      store.gamma.assign(gh.begin(), gh.end());
+      store.dgamma.assign(dgh.begin(), dgh.end());
+      NETSPLIT_EXPECT(static_cast<int>(store.gamma.size()) == filters, "TPM curvature: '", gammas[p], "' has ",
+                      store.gamma.size(), " channels, the site ", filters, " filters");
+      auto& pc = curvature_[p];
+      pc.row_offset = offset;
+      pc.row_length = D;
+      pc.eigenvalues = store.values;
+      pc.eigenvectors = store.vectors;
+      pc.gamma = store.gamma;
+      pc.dgamma = store.dgamma;
+      pc.bn_eps = 1e-5;  // layers/batch_norm.hpp
+      offset += D;
+    }
+    NETSPLIT_EXPECT(offset == row, "TPM curvature: site '", site.name, "' rows of ", row, " values, producers ", offset);
+    signals_.curvature = curvature_;
   }
 
   /// Dot product of two planes with 16 independent partial sums (vectorisable without
@@ -412,11 +534,17 @@ class tpm_recorder {
   std::vector<split_site<T, B>> sites_;
   std::vector<metric_state> state_;
   std::int64_t observed_ = 0;
+  std::int64_t every_ = 1;
   tpm_window summary_range_{0, 0};
   std::int64_t summary_stride_ = 1;
   site_signals signals_;
   std::vector<float> weights_, gradients_, bn_scale_;
   std::vector<double> taylor_, taylor_sum_;
+  struct curvature_store {
+    std::vector<double> values, vectors, gamma, dgamma;
+  };
+  std::vector<curvature_store> curv_store_;
+  std::vector<producer_curvature> curvature_;
 };
 
 }  // namespace netsplit

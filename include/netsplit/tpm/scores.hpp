@@ -14,6 +14,9 @@ struct site_scores {
   /// for a residual-stream group. Activation metrics (taylor) sum over them; rows of weight
   /// metrics span the same producers. The per_tap normalisation divides by it.
   int taps = 1;
+  /// Parameters that splitting one filter of this site adds at the current widths
+  /// (models/structure.hpp split_cost): what a budget selector (split/budget.hpp) spends.
+  double cost = 1;
 };
 
 }  // namespace netsplit
