@@ -33,6 +33,7 @@ struct options {
   std::string data_dir;          // empty: the default location for the dataset
   std::int64_t train_limit = 0;  // >0: use only the first N training images
   std::int64_t test_limit = 0;
+  std::int64_t holdout = 0;      // >0: evaluate on the last N training images (not on the test set)
   // recipe (set by the preset, overridable)
   std::string preset = "default";
   std::int64_t max_iter = 0;
@@ -183,6 +184,8 @@ inline std::string usage() {
       "  --dataset cifar100|cifar10|auto   auto: CIFAR-100 if present, else the shared CIFAR-10 (default auto)\n"
       "  --data-dir DIR                    folder with the binary files (cifar-100-binary/ or cifar-10-batches-bin/)\n"
       "  --train-limit N, --test-limit N   use only the first N images (0: all)\n"
+      "  --holdout N                       train on all but the last N training images and evaluate on those\n"
+      "                                    (for choosing settings without the test set)\n"
       "recipe (a preset sets them; flags after it override):\n"
       "  --preset NAME                     seed | quick | default | smoke (default: default)\n"
       "  --max-iter N                      iterations to train\n"
@@ -389,6 +392,7 @@ inline options parse_options(int argc, const char* const* argv) {
       o.data_dir = v;
     } else if (f == "--train-limit") o.train_limit = parse_int<std::int64_t>(f, v, 0, big);
     else if (f == "--test-limit") o.test_limit = parse_int<std::int64_t>(f, v, 0, big);
+    else if (f == "--holdout") o.holdout = parse_int<std::int64_t>(f, v, 0, big);
     else if (f == "--max-iter") o.max_iter = parse_int<std::int64_t>(f, v, 0, big);
     else if (f == "--batch-size") o.batch_size = parse_int<int>(f, v, 1, 65536);
     else if (f == "--lr-schedule") {

@@ -92,6 +92,15 @@ data_env load_data(const options& o, const dataset_choice& c) {
   d.train = c.kind == "cifar100" ? load_cifar100(c.dir, split::train) : load_cifar10(c.dir, split::train);
   run_control::activity = "loading the test set from " + c.dir.string();
   d.test = c.kind == "cifar100" ? load_cifar100(c.dir, split::test) : load_cifar10(c.dir, split::test);
+  if (o.holdout > 0) {
+    // the last N training images are the evaluation set; the test set is not read
+    if (static_cast<std::size_t>(o.holdout) >= d.train.size())
+      throw cli_error("--holdout " + std::to_string(o.holdout) + " leaves no training image of " +
+                      std::to_string(d.train.size()));
+    const auto keep = d.train.size() - static_cast<std::size_t>(o.holdout);
+    d.test = subset(d.train, keep, static_cast<std::size_t>(o.holdout));
+    d.train = subset(d.train, 0, keep);
+  }
   if (o.train_limit > 0 && static_cast<std::size_t>(o.train_limit) < d.train.size())
     d.train = subset(d.train, 0, static_cast<std::size_t>(o.train_limit));
   if (o.test_limit > 0 && static_cast<std::size_t>(o.test_limit) < d.test.size())
