@@ -140,6 +140,36 @@ TEST_CASE("study flags and windows resolved from the preset") {
   CHECK(parse({"--mode", "study", "--resume", "runs/s", "--out-dir", "runs/s"}).out_dir == "runs/s");
 }
 
+TEST_CASE("growth flags: rounds, windows, targets, arms and controls resolved; impossible plans refused") {
+  const auto g = parse({"--mode", "study", "--width-mult", "0.5", "--grow-rounds", "3", "--grow-to", "1",
+                        "--tpm", "taylor,splitting"});
+  CHECK(g.grow_at == std::vector<std::int64_t>{160, 320, 480});
+  CHECK(g.grow_window == 80);
+  CHECK(g.tpm_begin == 80);
+  CHECK(g.tpms == std::vector<std::string>{"taylor", "splitting"});
+  CHECK(g.controls == std::vector<std::string>{"random", "small", "full"});
+  CHECK(cifar_cli::tpm_every_for(g, "splitting") == 10);
+  CHECK(cifar_cli::tpm_every_for(g, "taylor") == 1);
+  const auto a = parse({"--grow-at", "100,300", "--grow-window", "50", "--grow-by", "widths", "--grow-to", "2"});
+  CHECK(a.grow_at == std::vector<std::int64_t>{100, 300});
+  CHECK(a.grow_window == 50);
+  CHECK(a.mode == "train");
+  using cifar_cli::cli_error;
+  CHECK_THROWS_AS(parse({"--grow-at", "100", "--grow-rounds", "2"}), cli_error);       // both
+  CHECK_THROWS_AS(parse({"--grow-at", "300,200"}), cli_error);                         // not increasing
+  CHECK_THROWS_AS(parse({"--grow-at", "900"}), cli_error);                             // past --max-iter
+  CHECK_THROWS_AS(parse({"--grow-at", "100,120", "--grow-window", "50"}), cli_error);  // overlapping windows
+  CHECK_THROWS_AS(parse({"--grow-at", "100", "--grow-to", "0.5", "--width-mult", "0.5"}), cli_error);
+  CHECK_THROWS_AS(parse({"--grow-at", "100", "--grow-by", "widths"}), cli_error);      // widths need a target
+  CHECK_THROWS_AS(parse({"--grow-to", "2"}), cli_error);                               // no rounds
+  CHECK_THROWS_AS(parse({"--tpm", "taylor,splitting"}), cli_error);                    // arms need a growth study
+  CHECK_THROWS_AS(parse({"--mode", "study", "--grow-at", "100", "--controls", "static"}), cli_error);
+  CHECK_THROWS_AS(parse({"--mode", "study", "--grow-at", "100", "--controls", "full"}), cli_error);  // no --grow-to
+  CHECK_THROWS_AS(parse({"--mode", "study", "--controls", "small"}), cli_error);      // not a growth study
+  CHECK_THROWS_AS(parse({"--grow-at", "100", "--split-at", "200"}), cli_error);
+  CHECK_THROWS_AS(parse({"--tpm", "taylor,taylor"}), cli_error);
+}
+
 TEST_CASE("report statistics: sample std, Student-t 95% interval of a paired mean") {
   using namespace cifar_cli;
   const auto m = stats_of({0.001, -0.002, 0.004});  // hand: mean 0.001, sample std 0.003

@@ -144,4 +144,46 @@ grep -q "'vgg11 classes=10 scalar=f32 width=0.25' but this run expects 'resnet32
 [ $? -eq 1 ] || fail "a width-0.25 checkpoint resumed at width 1 must exit 1"
 "$prog" --model vgg11 --shortcut B 2>"$out/err"; [ $? -eq 2 ] || fail "--shortcut on a VGG must exit 2"
 "$prog" --model vgg12 2>"$out/err"; [ $? -eq 2 ] || fail "unknown --model must exit 2"
+
+# Growth in rounds (issue 21): from width 0.5 to the parameters of width 1.0 in 3 rounds, a
+# grown arm per metric (taylor, splitting), cost-matched random growth, static small and full;
+# per-round report; rerunning the same command continues the study (every run read back);
+# another study in the same folder is refused.
+gs=(--mode study --max-iter 12 --test-interval 6 --width-mult 0.5 --grow-at 4,7,10 --grow-window 2 --grow-to 1.0
+    --tpm taylor,splitting --out-dir "$out/growth")
+"$prog" "${common[@]}" "${gs[@]}" >"$out/growth.out" 2>&1 || { tail -30 "$out/growth.out"; fail "growth study failed"; }
+for f in report.md results.csv growth.svg widths.svg splits-grow-taylor.svg splits-grow-splitting.svg study.txt \
+         seed1/small/metrics.jsonl seed1/grow-taylor/train.log seed1/grow-splitting/train.log seed1/grow-random/train.log \
+         seed1/full/train.log; do
+  [ -s "$out/growth/$f" ] || fail "growth study output $f missing"
+done
+grep -q "^| grow-taylor − grow-random |" "$out/growth/report.md" || fail "no paired difference against random growth"
+grep -q "^| grow-splitting − full |" "$out/growth/report.md" || fail "no paired difference against the full net"
+grep -q "^## Growth per round" "$out/growth/report.md" || fail "no per-round section"
+python3 - "$out/growth" <<'PY' || fail "growth rounds in metrics.jsonl"
+import csv, json, sys
+d = sys.argv[1]
+runs = {r["kind"]: r for r in csv.DictReader(open(f"{d}/results.csv"))}
+full = int(runs["full"]["params"])
+for arm in ("grow-taylor", "grow-splitting", "grow-random"):
+    rows = [json.loads(l) for l in open(f"{d}/seed1/{arm}/metrics.jsonl")]
+    rounds = [r for r in rows if r["type"] == "round"]
+    assert [r["iter"] for r in rounds] == [4, 7, 10], (arm, rounds)
+    assert len(rounds[0]["site"]) == len(rounds[0]["width"]) == 12, rounds[0]
+    assert rounds[0]["params"] < rounds[1]["params"] < rounds[2]["params"], rounds
+    # the budget reaches the full net's parameters (a round may overshoot by the widening
+    # of rows its own splits cause)
+    assert abs(int(runs[arm]["params"]) - full) <= 0.05 * full, (arm, runs[arm]["params"], full)
+assert int(runs["small"]["params"]) < full
+PY
+"$prog" "${common[@]}" "${gs[@]}" >"$out/growth2.out" 2>&1 || { tail -20 "$out/growth2.out"; fail "growth study rerun failed"; }
+[ "$(grep -c "finished before" "$out/growth2.out")" -eq 5 ] || fail "rerunning the study must read back its 5 runs"
+"$prog" "${common[@]}" "${gs[@]}" --grow-window 1 >"$out/growth3.out" 2>&1; [ $? -eq 2 ] || fail "another study in the folder must exit 2"
+grep -q "holds another study" "$out/growth3.out" || fail "another-study message: $(cat "$out/growth3.out")"
+"$prog" "${common[@]}" --mode study --width-mult 0.5 --grow-at 4 --grow-window 2 --grow-to 0.5 2>"$out/err"
+[ $? -eq 2 ] || fail "--grow-to not above the start must exit 2"
+"$prog" "${common[@]}" --width-mult 0.25 --grow-at 4 --grow-window 2 --grow-to 1.0 --grow-by widths --max-iter 6 \
+  --out-dir "$out/w1" 2>"$out/err" >/dev/null
+[ $? -eq 1 ] || fail "widths 0.25 -> 1.0 in one round must be refused before training (exit 1)"
+grep -q "grow in more rounds" "$out/err" || fail "one-round widths message: $(cat "$out/err")"
 echo "example end-to-end: ok"

@@ -162,6 +162,9 @@ int main(int argc, char** argv) {
     }
     run_control::activity = "building the network";
     return run_named_model({o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10});
+  } catch (const cli_error& e) {  // a request that only the data or the output folder refutes
+    std::fprintf(stderr, "cifar100_resnet20: %s\nrun with --help for the flags\n", e.what());
+    return 2;
   } catch (const divergence_error& e) {
     std::fprintf(stderr, "cifar100_resnet20: %s\n", e.what());
     return 3;

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <cmath>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,12 +50,49 @@ int run_train(const options& o, const data_env& data, run_log& log) {
   return execute_logged<Net>(o, spec, data, log).exit_code;
 }
 
+/// What makes two study commands the same study (seeds, threads and output aside: a study
+/// may be continued with more seeds or threads).
+inline std::string study_fingerprint(const options& o) {
+  std::ostringstream f;
+  f << "model=" << o.model << " width=" << o.width_mult << " shortcut=" << o.shortcut << " dataset=" << o.dataset
+    << " train_limit=" << o.train_limit << " test_limit=" << o.test_limit << " holdout=" << o.holdout
+    << " max_iter=" << o.max_iter << " batch=" << o.batch_size << " lr=" << o.schedule.describe()
+    << " momentum=" << o.momentum << " wd=" << o.weight_decay << " nesterov=" << o.nesterov
+    << " test_interval=" << o.test_interval << " tpm=";
+  for (const auto& m : o.tpms) f << m << ";";
+  f << " window=" << o.tpm_begin << ":" << o.tpm_end << " split_at=" << o.split_at << " splits=" << o.splits
+    << " strategy=" << o.strategy << " eps=" << o.split_eps << " select=" << o.select << " cap=" << o.select_cap
+    << " threshold=" << o.select_threshold << " normalise=" << o.normalise << " sites=" << o.split_sites << " controls=";
+  for (const auto& c : o.controls) f << c << ";";
+  f << " grow_at=";
+  for (const auto i : o.grow_at) f << i << ";";
+  f << " grow_window=" << o.grow_window << " grow_to=" << o.grow_to << " grow_by=" << o.grow_by
+    << " tpm_every=" << o.tpm_every;
+  return f.str();
+}
+
 template <class Net>
 int run_study(const options& o, const data_env& data, const std::string& command, const std::string& note) {
   std::vector<run_result> runs;
   const fs::path root(o.out_dir);
   fs::create_directories(root);
-  const bool resuming = !o.resume.empty();  // --resume names this study's folder
+  // Rerunning the same study command (or --resume DIR) continues the study in its folder:
+  // finished runs are read back, an interrupted one resumes from its latest checkpoint.
+  // The folder's study.txt records what the study is; another study there is refused.
+  const auto fingerprint = study_fingerprint(o);
+  const auto recorded = root / "study.txt";
+  bool resuming = !o.resume.empty();
+  if (fs::exists(recorded)) {
+    std::ifstream in(recorded);
+    const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (before != fingerprint)
+      throw cli_error("the folder " + root.string() + " holds another study (its study.txt: " + before +
+                      "); this command's is: " + fingerprint + " (use another --out-dir)");
+    if (!resuming) run_control::print("continuing the study in " + root.string() + " (finished runs are read back)\n");
+    resuming = true;
+  } else {
+    svg::save(recorded.string(), fingerprint);
+  }
   std::string table;
   for (const auto seed : o.seeds) {
     const fs::path sdir = root / ("seed" + std::to_string(seed));

@@ -509,10 +509,18 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
         js << "]}";
         log.json(js.str());
       }
+      // random growth: fresh uniform scores every round (a recorder's random scores depend
+      // on its seed and the site only, so one recorder would rank the same filters first
+      // in every round)
+      std::vector<site_scores> fresh;
+      if (spec.kind == "grow-random")
+        fresh = tpm_recorder<Net>(net, make_tpm_metric("random"), plan->rounds[round].window,
+                                  rng::derive(spec.seed, 4000 + round).next_u64())
+                    .scores();
       const auto made = std::visit(
           [&](const auto& st) {
             return grow_round(tr, history, *grec, *plan, round, norm, st, rng::derive(spec.seed, 3 + 100 * round).next_u64(),
-                              o.split_sites, nullptr, spec.kind != "grow-random");
+                              o.split_sites, spec.kind == "grow-random" ? &fresh : nullptr, spec.kind != "grow-random");
           },
           make_strategy(o));
       // the network after the round: size and every site's width
@@ -610,7 +618,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       const int sig = run_control::stop_signal;
       log.line(std::string("stopped by ") + run_control::signal_name(sig) + " at iteration " +
                std::to_string(tr.iteration()) + "; " +
-               (o.mode == "study" ? "resume the study with --resume " + o.out_dir
+               (o.mode == "study" ? "resume the study with --resume " + o.out_dir + " (or rerun the same command)"
                                   : "resume with --resume " + last_snapshot.string()));
       res.exit_code = 128 + sig;
       return res;
