@@ -17,6 +17,10 @@
 #    handling, which the release run covers;
 #  * the test case "ResNet20 learns real CIFAR-10" of test_training: a minute of training in
 #    release, far longer under ASan; the other test_training cases run.
+#  * the test case "ResNet20 grown from width 0.25 to 1.0 in 3 rounds" of test_growth (three
+#    short training runs per shortcut option and a whole-network gradient check in double:
+#    about 30 s in release, beyond the step's budget under ASan); its other cases run, and
+#    the growth code it reaches runs here through test_split's splits and recorder tests.
 # Compiler: g++ (clang 14 compiles every translation unit too: scripts/ci_clang.sh checks
 # that in CI; NETSPLIT_SANITIZE_CXX=clang++-14 selects it here).
 # Environment: NETSPLIT_SANITIZE_JOBS build parallelism (default: nproc),
@@ -48,8 +52,10 @@ export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200 \
-  -LE 'slow|gpu|torch|package|download' -E '^(test_training|test_parity_export_flags|test_parity_export_model_flag)$' || status=1
+  -LE 'slow|gpu|torch|package|download' \
+  -E '^(test_training|test_growth|test_parity_export_flags|test_parity_export_model_flag)$' || status=1
 "$build/tests/test_training" --test-case-exclude='*learns real CIFAR*' || status=1
+"$build/tests/test_growth" --test-case-exclude='*ResNet20 grown*' || status=1
 took="$(( $(date +%s) - built )) s (total $(( $(date +%s) - start )) s)"
 if [ $status -ne 0 ]; then echo "ci_sanitize: FAILED (see above) after $took" >&2; exit 1; fi
 echo "ci_sanitize: all tests pass under ASan+UBSan with no report in $took"

@@ -80,7 +80,7 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--threads", "99999"}, "--threads expects an integer");
   fails({"--seed", "18446744073709551616"}, "--seed expects an integer");
   fails({"--seeds", "1,,2"}, "--seeds expects an integer");
-  fails({"--controls", "random,bogus"}, "--controls expects random, static or none, got 'bogus'");
+  fails({"--controls", "random,bogus"}, "--controls expects random, static, small, full or none, got 'bogus'");
   fails({"--tpm", "entropy"}, "--tpm expects taylor");
   fails({"--tpm-window", "9:3"}, "is empty");
   fails({"--tpm-window", "9"}, "--tpm-window expects BEGIN:END");
@@ -89,7 +89,7 @@ TEST_CASE("bad flags are errors that say what was expected") {
   fails({"--preset", "smoke", "--tpm-window", "5:10", "--split-at", "30"}, "before --max-iter");
   fails({"--strategy", "clone"}, "--strategy expects net2wider");
   fails({"--select", "best"}, "--select expects top_k");
-  fails({"--normalise", "rank"}, "--normalise expects none or per_tap, got 'rank'");
+  fails({"--normalise", "rank"}, "--normalise expects none, per_tap, per_site_rank or z_score, got 'rank'");
   fails({"--splits", "0"}, "--splits expects an integer in [1");
   fails({"--mode", "study", "--from-snapshot", "x.safetensors"}, "--from-snapshot is for train mode");
   fails({"--mode", "study", "--resume", "runs/a", "--out-dir", "runs/b"}, "a study resumes in its own folder");

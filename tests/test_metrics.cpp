@@ -137,7 +137,7 @@ TEST_CASE("score normalisation: none keeps the scores, per_tap divides a site's 
   CHECK(normalised_selector{make_score_normalisation("per_tap"), top_k{1}}.select(s).front() == split_choice{0, 0, 3.0});
   CHECK(normalised_selector{per_tap{}, capped_top_k{2, 1}}.select(s) ==
         std::vector<split_choice>{{0, 0, 3.0}, {1, 0, 2.0}});
-  CHECK(score_normalisation_names() == std::vector<std::string>{"none", "per_tap"});
+  CHECK(score_normalisation_names() == std::vector<std::string>{"none", "per_tap", "per_site_rank", "z_score"});
   CHECK_THROWS_WITH_AS(make_score_normalisation("rank"), doctest::Contains("known: none, per_tap"), contract_violation);
   std::vector<site_scores> no_taps{{"x", {1.0}, 0}};
   CHECK_THROWS_WITH_AS(per_tap{}.apply(no_taps), doctest::Contains("'x'"), contract_violation);

@@ -229,7 +229,7 @@ bad_split "a study resumes in its own folder" --mode study --resume "$ck2"
 bad_split "--tpm expects" --tpm entropy
 bad_split "--strategy expects" --strategy widen
 bad_split "--select expects" --select best
-bad_split "--normalise expects none or per_tap" --normalise rank
+bad_split "--normalise expects none, per_tap, per_site_rank or z_score" --normalise rank
 bad_split "--controls expects" --controls random,dynamic
 bad_split "--split-sites needs" --split-sites ""
 bad_split "--splits expects an integer in [1" --splits 0

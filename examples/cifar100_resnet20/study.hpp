@@ -416,6 +416,27 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   std::int64_t split_at = o.split_at;
   if (!o.split_at_given && (spec.kind == "derived" || spec.kind == "random" || !o.from_snapshot.empty()))
     split_at = tr.iteration();
+  // Every site's best filter score at a split (after `normalise`), in network order: a
+  // site_scores JSON line, and the result's site map (the report shows all sites).
+  auto log_site_scores = [&](std::int64_t it, const std::string& metric_name, const std::string& normalise,
+                             std::vector<site_scores> all) {
+    make_score_normalisation(normalise).apply(all);
+    std::ostringstream js;
+    js.precision(7);
+    js << "{\"type\":\"site_scores\",\"iter\":" << it << ",\"metric\":\"" << metric_name
+       << "\",\"normalise\":\"" << normalise << "\",\"site\":[";
+    res.sites.clear();
+    res.site_best.clear();
+    for (const auto& a : all) {
+      res.sites.push_back(a.site);
+      res.site_best.push_back(a.scores.empty() ? 0.0 : *std::max_element(a.scores.begin(), a.scores.end()));
+      js << (res.sites.size() > 1 ? "," : "") << "\"" << a.site << "\"";
+    }
+    js << "],\"best\":[";
+    for (std::size_t i = 0; i < res.site_best.size(); ++i) js << (i ? "," : "") << res.site_best[i];
+    js << "]}";
+    log.json(js.str());
+  };
   auto log_split = [&](const split_event& e) {
     // (reported from inside split_now, before res.splits holds its result: count the lines)
     std::istringstream lines(e.description);
@@ -451,25 +472,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
                   const auto rs = random_scores ? random_scores->scores() : std::vector<site_scores>{};
                   // the random control's picks stay uniform: no normalisation of its scores
                   const normalised_selector picker{make_score_normalisation(spec.kind == "random" ? "none" : o.normalise), sel};
-                  {  // every site's best filter score (the TPM's, normalised as the run selects)
-                    auto all = rec->scores();
-                    make_score_normalisation(o.normalise).apply(all);
-                    std::ostringstream js;
-                    js.precision(7);
-                    js << "{\"type\":\"site_scores\",\"iter\":" << it << ",\"metric\":\"" << o.tpm
-                       << "\",\"normalise\":\"" << o.normalise << "\",\"site\":[";
-                    res.sites.clear();
-                    res.site_best.clear();
-                    for (const auto& a : all) {
-                      res.sites.push_back(a.site);
-                      res.site_best.push_back(a.scores.empty() ? 0.0 : *std::max_element(a.scores.begin(), a.scores.end()));
-                      js << (res.sites.size() > 1 ? "," : "") << "\"" << a.site << "\"";
-                    }
-                    js << "],\"best\":[";
-                    for (std::size_t i = 0; i < res.site_best.size(); ++i) js << (i ? "," : "") << res.site_best[i];
-                    js << "]}";
-                    log.json(js.str());
-                  }
+                  // every site's best filter score (the TPM's, normalised as the run selects)
+                  log_site_scores(it, o.tpm, o.normalise, rec->scores());
                   res.splits = split_now(tr, history, *rec, picker, st, rng::derive(spec.seed, 3).next_u64(), o.split_sites,
                                          spec.kind == "random" ? &rs : nullptr);
                 },
@@ -490,25 +494,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
       if (round >= plan->rounds.size() || it != plan->rounds[round].at) return;
       const auto before = count_parameters(net);
       const auto norm = make_score_normalisation(normalise);
-      {  // every site's best filter score this round (normalised as the arm selects)
-        auto all = grec->scores();
-        norm.apply(all);
-        std::ostringstream js;
-        js.precision(7);
-        js << "{\"type\":\"site_scores\",\"iter\":" << it << ",\"metric\":\"" << grow_metric
-           << "\",\"normalise\":\"" << normalise << "\",\"site\":[";
-        res.sites.clear();
-        res.site_best.clear();
-        for (const auto& a : all) {
-          res.sites.push_back(a.site);
-          res.site_best.push_back(a.scores.empty() ? 0.0 : *std::max_element(a.scores.begin(), a.scores.end()));
-          js << (res.sites.size() > 1 ? "," : "") << "\"" << a.site << "\"";
-        }
-        js << "],\"best\":[";
-        for (std::size_t i = 0; i < res.site_best.size(); ++i) js << (i ? "," : "") << res.site_best[i];
-        js << "]}";
-        log.json(js.str());
-      }
+      // every site's best filter score this round (normalised as the arm selects)
+      log_site_scores(it, grow_metric, normalise, grec->scores());
       // random growth: fresh uniform scores every round (a recorder's random scores depend
       // on its seed and the site only, so one recorder would rank the same filters first
       // in every round)

@@ -66,6 +66,19 @@ struct site_signals {
 
 using metric_state = std::map<std::string, std::vector<double>>;
 
+namespace detail {
+/// Per filter, state "sum" divided by state "count" (zeros where nothing was observed): the
+/// window mean of a metric that adds one value per filter and observed iteration.
+inline std::vector<double> window_mean(const metric_state& st, int filters) {
+  std::vector<double> out(static_cast<std::size_t>(filters), 0.0);
+  const auto it = st.find("sum");
+  const auto c = st.find("count");
+  if (it == st.end() || c == st.end() || c->second.empty() || c->second[0] == 0) return out;
+  for (int f = 0; f < filters && f < static_cast<int>(it->second.size()); ++f) out[f] = it->second[f] / c->second[0];
+  return out;
+}
+}  // namespace detail
+
 /// Requires: name(); needs() (a mask of tpm_signal bits); observe(state, signals) adds one
 /// iteration and returns a summary of this iteration (mean over filters of its
 /// instantaneous contribution) for the "where learning happens" curve; scores(state,

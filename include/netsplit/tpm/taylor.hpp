@@ -38,12 +38,7 @@ struct taylor_saliency {
     return mean / s.filters;
   }
   std::vector<double> scores(const metric_state& st, const site_signals& s) const {
-    std::vector<double> out(static_cast<std::size_t>(s.filters), 0.0);
-    const auto it = st.find("sum");
-    const auto c = st.find("count");
-    if (it == st.end() || c == st.end() || c->second.empty() || c->second[0] == 0) return out;
-    for (int f = 0; f < s.filters && f < static_cast<int>(it->second.size()); ++f) out[f] = it->second[f] / c->second[0];
-    return out;
+    return detail::window_mean(st, s.filters);
   }
 };
 
