@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <tuple>
 #include <unistd.h>
 #include <vector>
 
@@ -81,7 +82,10 @@ TEST_CASE("splitting metric: the closed-form splitting matrix predicts the loss 
   // one-producer group, the option-B group's block conv2 and its projection
   const std::vector<std::tuple<std::string, int, int>> cases{
       {"3.conv1", 0, 1}, {"stage1", 0, 2}, {"stage1", 1, 0}, {"stage2", 0, 4}, {"stage3", 0, 3}, {"stage3", 1, 6}};
-  for (const auto& [site_name, producer, filter] : cases) {
+  for (const auto& c : cases) {
+    // (named copies: clang 14 does not let INFO's lambda capture structured bindings)
+    const std::string site_name = std::get<0>(c);
+    const int producer = std::get<1>(c), filter = std::get<2>(c);
     INFO(site_name, " producer ", producer, " filter ", filter);
     const auto si = find_site(sites, site_name);
     const auto& sig = rec.signals_of(si, 0);
