@@ -722,16 +722,32 @@ inline std::string growth_sections(const options& o, const std::vector<run_resul
               bar_chart("filters " + arm + " added per site over all rounds (mean over seeds)", "filters", bars));
     for (const auto* r : rs)
       if (r->seed == first_seed) {
+        // steps: the size holds until a round, then jumps
         series g{arm, colors[c++ % colors.size()], {}, false};
-        if (start_params > 0) g.points.emplace_back(0.0, double(start_params));
-        for (const auto& ri : r->rounds) g.points.emplace_back(double(ri.iter), double(ri.params));
+        double last = double(start_params);
+        if (start_params > 0) g.points.emplace_back(0.0, last);
+        for (const auto& ri : r->rounds) {
+          if (start_params > 0) g.points.emplace_back(double(ri.iter), last);
+          last = double(ri.params);
+          g.points.emplace_back(double(ri.iter), last);
+        }
         g.points.emplace_back(double(o.max_iter), double(r->params));
         growth.push_back(g);
         if (widths.empty())
           for (std::size_t i = 0; i < r->sites.size(); ++i) {
-            series w{r->sites[i], colors[i % colors.size()], {}, i >= colors.size()};
+            // the starting width: after round 1 less the filters round 1 added there
+            double w0 = r->rounds.front().widths.size() > i ? r->rounds.front().widths[i] : 0;
+            for (const auto& sp : r->splits)
+              if (sp.iteration == r->rounds.front().iter && sp.site == r->sites[i]) w0 -= 1;
+            series w{r->sites[i], colors[i % colors.size()], {{0.0, w0}}, i >= colors.size()};
+            double prev = w0;
             for (const auto& ri : r->rounds)
-              if (i < ri.widths.size()) w.points.emplace_back(double(ri.iter), ri.widths[i]);
+              if (i < ri.widths.size()) {
+                w.points.emplace_back(double(ri.iter), prev);
+                prev = ri.widths[i];
+                w.points.emplace_back(double(ri.iter), prev);
+              }
+            w.points.emplace_back(double(o.max_iter), prev);
             widths.push_back(w);
           }
       }
