@@ -186,4 +186,7 @@ grep -q "holds another study" "$out/growth3.out" || fail "another-study message:
   --out-dir "$out/w1" 2>"$out/err" >/dev/null
 [ $? -eq 1 ] || fail "widths 0.25 -> 1.0 in one round must be refused before training (exit 1)"
 grep -q "grow in more rounds" "$out/err" || fail "one-round widths message: $(cat "$out/err")"
+"$prog" "${common[@]}" --holdout 50000 --max-iter 2 --out-dir "$out/ho" 2>"$out/err" >/dev/null
+[ $? -eq 2 ] || fail "--holdout of the whole training set must exit 2"
+grep -q "leaves no training image" "$out/err" || fail "holdout message: $(cat "$out/err")"
 echo "example end-to-end: ok"
