@@ -61,7 +61,9 @@ class run_log {
     std::ostringstream js;
     js.precision(7);
     js << "{\"type\":\"train\",\"iter\":" << e.iter << ",\"loss\":" << e.loss << ",\"lr\":" << e.lr
-       << ",\"img_per_s\":" << e.img_per_s << "}";
+       << ",\"img_per_s\":" << e.img_per_s;
+    if (e.comm_s > 0) js << ",\"comm_s\":" << e.comm_s;  // data-parallel runs
+    js << "}";
     json(js.str());
     smoothed_ = smoothed_ == 0 ? e.img_per_s : 0.95 * smoothed_ + 0.05 * e.img_per_s;
     const double eta = smoothed_ > 0 ? double(e.max_iter - e.iter) * e.batch / smoothed_ : 0;

@@ -96,10 +96,10 @@ class trainer {
       NETSPLIT_EXPECT(cfg_.batch_size >= comm_.size(), "a batch of ", cfg_.batch_size, " cannot be shared by ",
                       comm_.size(), " processes (each needs at least one image)");
       train_.set_shard(comm_.rank(), comm_.size());
-      replica_.sum = [this](std::span<double> v) { comm_.allreduce_sum(v); };
+      replica_.sum = [this](std::span<double> v) { timed([&] { comm_.allreduce_sum(v); }); };
       if (cfg_.sync_batch_norm) {
         if constexpr (requires { ctx.batch_norm_sum; }) {
-          ctx_.batch_norm_sum = [this](std::span<double> v) { comm_.allreduce_sum(v); };
+          ctx_.batch_norm_sum = [this](std::span<double> v) { timed([&] { comm_.allreduce_sum(v); }); };
         } else {
           detail::raise<contract_violation>("sync batch norm needs a backend context with batch_norm_sum (",
                                             B::name, " has none)");
@@ -169,6 +169,7 @@ class trainer {
   /// the loss is NaN or infinite (in a data-parallel run: on any process; every one throws).
   void step() {
     before_iteration(iter_);
+    comm_seconds_ = 0;
     const auto t0 = std::chrono::steady_clock::now();
     if constexpr (loader_native) {
       train_.next(images_, labels_);
@@ -198,7 +199,7 @@ class trainer {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (events.on_iteration)
       events.on_iteration({iter_, cfg_.max_iter, loss, lr, secs > 0 ? part.whole / secs : 0.0,
-                           static_cast<int>(part.whole)});
+                           static_cast<int>(part.whole), comm_seconds_});
   }
 
   /// Evaluates on the whole test set and reports a test_event (in a data-parallel run each
@@ -370,7 +371,7 @@ class trainer {
   double agree(double loss, double share) {
     const bool finite = std::isfinite(loss);
     double v[3] = {finite ? share * loss : 0.0, finite ? 0.0 : 1.0, stop_requested && stop_requested() ? 1.0 : 0.0};
-    comm_.allreduce_sum(std::span<double>(v));
+    timed([&] { comm_.allreduce_sum(std::span<double>(v)); });
     stop_agreed_ = v[2] > 0;
     if (v[1] > 0) return finite ? std::numeric_limits<double>::quiet_NaN() : loss;
     if (share != 1.0) loss_.scale_gradient(ctx_, share);
@@ -387,7 +388,7 @@ class trainer {
       B::template copy_to_host<T>(g.data(), flat_.data() + at, g.numel());
       at += g.numel();
     });
-    comm_.allreduce_sum(std::span<T>(flat_));
+    timed([&] { comm_.allreduce_sum(std::span<T>(flat_)); });
     at = 0;
     net_.visit_parameters([&](const std::string&, tensor<T, B>&, tensor<T, B>& g) {
       B::template copy_from_host<T>(flat_.data() + at, g.data(), g.numel());
@@ -406,12 +407,20 @@ class trainer {
       B::template copy_to_host<T>(b.data(), flat_.data() + at, b.numel());
       at += b.numel();
     });
-    comm_.broadcast(std::as_writable_bytes(std::span<T>(flat_)), 0);
+    timed([&] { comm_.broadcast(std::as_writable_bytes(std::span<T>(flat_)), 0); });
     at = 0;
     net_.visit_buffers([&](const std::string&, tensor<T, B>& b) {
       B::template copy_from_host<T>(flat_.data() + at, b.data(), b.numel());
       at += b.numel();
     });
+  }
+
+  /// Runs a collective, adding its time to this iteration's communication time.
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
   bool wants_snapshot(std::int64_t it) const {
@@ -431,6 +440,7 @@ class trainer {
   Comm comm_;
   replica_view replica_;
   bool stop_agreed_ = false;
+  double comm_seconds_ = 0;  // this iteration's time in collectives
   std::vector<T> flat_;  // gradients or buffers of every parameter, summed or broadcast
   std::optional<dataset> test_shard_;
   context_type& ctx_;
