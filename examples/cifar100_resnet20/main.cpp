@@ -148,8 +148,12 @@ int main(int argc, char** argv) {
 #if NETSPLIT_WITH_MPI
   std::optional<netsplit::mpi::environment> mpi_env;
   try {
-    mpi_env.emplace(argc, argv);
-    world();
+    if (netsplit::mpi::launched_by_mpi()) {
+      mpi_env.emplace(argc, argv);
+      world();
+    } else {
+      world_slot().emplace(world_type::alone());  // started alone: no MPI at all
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cifar100_resnet20: error: %s\n", e.what());
     return 1;

@@ -58,6 +58,15 @@ MPI_Datatype datatype() {
 }
 }  // namespace detail
 
+/// Whether this process was started by an MPI launcher (mpirun/mpiexec of Open MPI or
+/// MPICH, srun with PMI/PMIx): a program can then start MPI, and otherwise run alone
+/// without initialising it at all (communicator::alone()).
+inline bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
 /// MPI for the lifetime of this object (one per process, in main): initialises MPI unless
 /// it already is (funnelled threads: only the thread that created it calls MPI) and
 /// finalises what it initialised.
@@ -94,6 +103,10 @@ class communicator {
     detail::check(MPI_Comm_size(s_->comm, &s_->size), "MPI_Comm_size");
   }
 
+  /// One process, without MPI (no call into MPI is made): for a program built with MPI
+  /// that was not started by mpirun (launched_by_mpi() is false).
+  static communicator alone() { return communicator(alone_tag{}); }
+
   int rank() const { return s_->rank; }
   int size() const { return s_->size; }
 
@@ -101,12 +114,14 @@ class communicator {
   void allreduce_sum(std::span<double> v) { ordered_sum(v); }
 
   void broadcast(std::span<std::byte> v, int root) {
+    if (s_->size == 1) return;
     const guard g(*s_, "broadcast");
     for_chunks(v.size(), [&](std::size_t at, int n) {
       detail::check(MPI_Bcast(v.data() + at, n, MPI_BYTE, root, s_->comm), "MPI_Bcast");
     });
   }
   void barrier() {
+    if (s_->size == 1) return;
     const guard g(*s_, "barrier");
     detail::check(MPI_Barrier(s_->comm), "MPI_Barrier");
   }
@@ -114,6 +129,7 @@ class communicator {
   /// Ends every process of the run with `code` (MPI_Abort): for a process that failed on
   /// its own while the others may be waiting for it in a collective.
   [[noreturn]] void abort(int code) const {
+    if (s_->comm == MPI_COMM_NULL) std::exit(code);
     MPI_Abort(s_->comm, code);
     std::abort();  // MPI_Abort does not return; this keeps [[noreturn]] honest
   }
@@ -124,13 +140,16 @@ class communicator {
   /// ends the others); if it returns, the wait goes on. seconds <= 0 turns it off.
   void set_timeout(double seconds, std::function<void(const std::string&)> on_timeout) {
     s_->stop_watchdog();
-    if (seconds <= 0 || !on_timeout) return;
+    if (seconds <= 0 || !on_timeout || s_->size == 1) return;  // alone: nobody to wait for
     s_->timeout = seconds;
     s_->on_timeout = std::move(on_timeout);
     s_->watchdog = std::thread([st = s_.get()] { st->watch(); });
   }
 
  private:
+  struct alone_tag {};
+  explicit communicator(alone_tag) : s_(std::make_shared<state>()) {}
+
   struct state {
     MPI_Comm comm = MPI_COMM_NULL;
     int rank = 0, size = 1;
