@@ -7,16 +7,22 @@
 # (the gradient sum, the loss/stop agreement, the buffer broadcast or the sync-BN sums;
 # waiting for the other process included) from metrics.jsonl.
 # Usage: benchmarks/compare_distributed.sh [ITERATIONS] [MODEL]   (default 60 resnet20)
-# Env: NETSPLIT_BUILD (default build/mpi-bench), MPIRUN (default mpirun).
+# Env: NETSPLIT_BUILD (default build/release when it has the MPI component, as scripts/test.sh
+# leaves it, else build/mpi-bench), MPIRUN (default mpirun).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iters=${1:-60}
 model=${2:-resnet20}
-build=${NETSPLIT_BUILD:-build/mpi-bench}
+default_build=build/mpi-bench
+grep -q '^NETSPLIT_ENABLE_MPI:BOOL=ON' build/release/CMakeCache.txt 2>/dev/null && default_build=build/release
+build=${NETSPLIT_BUILD:-$default_build}
 mpirun_bin=${MPIRUN:-mpirun}
 bash scripts/install_deps.sh libopenmpi-dev openmpi-bin
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_MPI=ON -DNETSPLIT_BUILD_TESTS=OFF \
-  -DNETSPLIT_BUILD_BENCHMARKS=OFF >/dev/null
+# an existing build folder with the MPI component is used as it is (e.g. build/release of scripts/test.sh)
+if ! grep -q '^NETSPLIT_ENABLE_MPI:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_MPI=ON -DNETSPLIT_BUILD_TESTS=OFF \
+    -DNETSPLIT_BUILD_BENCHMARKS=OFF >/dev/null
+fi
 cmake --build "$build" --target cifar100_resnet20 -j "$(nproc)"
 prog="$build/examples/cifar100_resnet20"
 data=../shared/data/cifar10-jpeg/cifar-10-batches-bin

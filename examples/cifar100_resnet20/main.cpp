@@ -139,8 +139,9 @@ int fail(int code, const std::string& message) {
   if (!message.empty())
     std::fprintf(stderr, "cifar100_resnet20: %s%s\n", run_control::rank_prefix.c_str(), message.c_str());
   std::fflush(stderr);
-  if constexpr (built_with_mpi)
-    if (world().size() > 1) world().abort(code);
+#if NETSPLIT_WITH_MPI
+  if (world().size() > 1) world().abort(code);
+#endif
   return code;
 }
 
@@ -194,12 +195,13 @@ int run_main(int argc, char** argv) {
     return 2;
   }
   run_control::install();
-  if constexpr (built_with_mpi)
-    world().set_timeout(o.mpi_timeout, [](const std::string& why) {
-      std::fprintf(stderr, "cifar100_resnet20: error: %s; ending this process (mpirun ends the others)\n", why.c_str());
-      std::fflush(stderr);
-      std::_Exit(1);
-    });
+#if NETSPLIT_WITH_MPI
+  world().set_timeout(o.mpi_timeout, [](const std::string& why) {
+    std::fprintf(stderr, "cifar100_resnet20: error: %s; ending this process (mpirun ends the others)\n", why.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+#endif
   std::string command = "cifar100_resnet20";
   for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
   try {
