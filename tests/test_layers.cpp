@@ -3,6 +3,8 @@
 // rejected compositions, parameter naming, and contract errors on bad input.
 #include <doctest/doctest.h>
 
+#include <span>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -201,6 +203,64 @@ TEST_CASE("fused batch_norm + relu (+ residual) equals batch_norm, then the resi
         });
       });
     }
+}
+
+TEST_CASE("sync batch_norm on one process (batch_norm_sum set, nothing to add) equals the fused kernels") {
+  // The split operations of sync batch norm (shifted sums, forward from sums, backward sums,
+  // backward from sums) against batch_norm(_relu)_forward_train / _backward: outputs,
+  // running statistics, dx, dgamma, dbeta; plain and with the fused ReLU (+ residual).
+  auto run = [](auto zero) {
+    using T = decltype(zero);
+    using tt = tensor<T, cpu>;
+    cpu_context plain_ctx(2), sync_ctx(2);
+    int sums = 0;
+    sync_ctx.batch_norm_sum = [&](std::span<double>) { ++sums; };  // one process: the sums are its own
+    rng r(9);
+    tt x({4, 5, 6, 6}), res({4, 5, 6, 6}), dy({4, 5, 6, 6});
+    for (auto* t : {&x, &res, &dy})
+      for (std::int64_t i = 0; i < t->numel(); ++i) t->data()[i] = static_cast<T>(0.7 + r.normal());
+    auto close = [](const tt& a, const tt& b) {
+      REQUIRE(a.shape() == b.shape());
+      double worst = 0;
+      for (std::int64_t i = 0; i < a.numel(); ++i)
+        worst = std::max(worst, std::abs(double(a.data()[i]) - double(b.data()[i])) / std::max(1.0, std::abs(double(b.data()[i]))));
+      return worst;
+    };
+    const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+    for (const int form : {0, 1, 2}) {  // plain, relu, relu + residual
+      CAPTURE(form);
+      using bn_t = batch_norm_layer<T, cpu, fmap_shape{5, 6, 6}>;
+      bn_t a, b;
+      for (bn_t* l : {&a, &b})
+        for (int c = 0; c < 5; ++c) {
+          rng q(200 + c);
+          l->gamma().data()[c] = static_cast<T>(1 + 0.3 * q.normal());
+          l->beta().data()[c] = static_cast<T>(0.3 * q.normal());
+          l->running_mean().data()[c] = static_cast<T>(0.2 * q.normal());
+        }
+      const tt* rp = form == 2 ? &res : nullptr;
+      const auto& ya = form == 0 ? a.forward(plain_ctx, x, phase::train) : a.forward_relu(plain_ctx, x, phase::train, rp);
+      const auto& yb = form == 0 ? b.forward(sync_ctx, x, phase::train) : b.forward_relu(sync_ctx, x, phase::train, rp);
+      CHECK(close(ya, yb) < tol);
+      CHECK(close(a.running_mean(), b.running_mean()) < tol);
+      CHECK(close(a.running_var(), b.running_var()) < tol);
+      const auto& dxa = form == 0 ? a.backward(plain_ctx, dy) : a.backward_relu(plain_ctx, dy);
+      const auto& dxb = form == 0 ? b.backward(sync_ctx, dy) : b.backward_relu(sync_ctx, dy);
+      CHECK(close(dxa, dxb) < tol);
+      a.visit_parameters([&](const std::string& n, auto&, auto& ga) {
+        b.visit_parameters([&](const std::string& m, auto&, auto& gb) {
+          if (n == m) CHECK(close(ga, gb) < tol);
+        });
+      });
+      // eval mode never sums over processes
+      const int before = sums;
+      b.forward(sync_ctx, x, phase::eval);
+      CHECK(sums == before);
+    }
+    CHECK(sums == 6);  // a forward and a backward sum per training pass
+  };
+  run(float{});
+  run(double{});
 }
 
 TEST_CASE("batch_norm with batch size 1: handled while a channel has >1 value, else rejected") {

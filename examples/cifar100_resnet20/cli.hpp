@@ -51,6 +51,8 @@ struct options {
   std::int64_t snapshot_every = 0;
   std::string resume;
   int threads = 0;
+  bool sync_bn = false;       // data-parallel runs: batch norm over the whole batch of every process
+  double mpi_timeout = 300;   // data-parallel runs: seconds a process may wait for the others (0: forever)
   std::uint64_t seed = 1;
   std::string out_dir = "runs/default";
   bool help = false;
@@ -197,10 +199,16 @@ inline std::string usage() {
       "  --snapshot-at N[,N..]             write checkpoints at these iterations\n"
       "  --snapshot-every N                and every N iterations (0: off)\n"
       "  --resume FILE|DIR                 continue a run from a checkpoint; in study mode, the study in DIR\n"
-      "  --threads N                       worker threads (0: all cores)\n"
+      "  --threads N                       worker threads per process (0: the cores, shared by the processes\n"
+      "                                    mpirun starts on this machine)\n"
       "  --seed N                          initialisation, data order and augmentation seed\n"
       "  --out-dir DIR                     logs, metrics and checkpoints (default runs/<preset>)\n"
       "  --no-progress                     plain lines even on a terminal\n"
+      "data-parallel (a build with NETSPLIT_ENABLE_MPI, run as mpirun -np N cifar100_resnet20 ...):\n"
+      "  --sync-bn on|off                  batch norm with the statistics of the whole batch over every process\n"
+      "                                    (default off: each process's own shard, as PyTorch DDP)\n"
+      "  --mpi-timeout S                   a process that waits S seconds for the others stops the run (default 300,\n"
+      "                                    0: wait forever)\n"
       "growing (TPM scores, splits):\n"
       "  --mode train|study                study: for each seed, baseline -> snapshot at the split iteration ->\n"
       "                                    TPM scores -> K splits -> derived run, plus controls; writes a report\n"
@@ -427,6 +435,8 @@ inline options parse_options(int argc, const char* const* argv) {
         throw cli_error("--threads " + v + " is more than this machine's " + std::to_string(hw) +
                         " hardware threads (0 uses all of them)");
     }
+    else if (f == "--sync-bn") o.sync_bn = detail::parse_bool(f, v);
+    else if (f == "--mpi-timeout") o.mpi_timeout = detail::parse_real(f, v, 0.0, 1e7);
     else if (f == "--seed") o.seed = parse_int<std::uint64_t>(f, v, 0, ~std::uint64_t{0});
     else if (f == "--out-dir") {
       if (v.empty()) throw cli_error("--out-dir needs a folder");

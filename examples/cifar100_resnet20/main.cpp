@@ -7,6 +7,10 @@
 // Exit codes: 0 done, 1 error (I/O, data, impossible request, out of memory, output folder
 // in use), 2 bad command line, 3 training diverged (the last good checkpoint is kept),
 // 130 / 143 stopped by SIGINT / SIGTERM (a checkpoint was written; resume from it).
+// Data parallel (built with NETSPLIT_ENABLE_MPI): `mpirun -np N cifar100_resnet20 ...`
+// runs the same command on N processes, each training on its part of every batch; rank 0
+// prints and writes the files. An error on any process ends all of them (MPI_Abort with
+// the exit code above), as does a process that waits --mpi-timeout seconds for the others.
 #include <sys/resource.h>
 
 #include <cstdio>
@@ -14,6 +18,7 @@
 #include <exception>
 #include <filesystem>
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -24,6 +29,7 @@
 #include "run_control.hpp"
 #include "run.hpp"
 #include "study.hpp"
+#include "world.hpp"
 
 // The program's allocation functions: as the standard ones, but a request that cannot be
 // met records its size (run_control::failed_allocation) so "out of memory" can say how
@@ -124,12 +130,50 @@ void report_out_of_memory(std::size_t bytes) {
 
 }  // namespace
 
+int run_main(int argc, char** argv);
+
+/// Reports an error (every process, its rank named when there are several) and ends the
+/// run: one process returns `code`; several end together (MPI_Abort), since the others may
+/// be waiting for this one in a collective.
+int fail(int code, const std::string& message) {
+  if (!message.empty())
+    std::fprintf(stderr, "cifar100_resnet20: %s%s\n", run_control::rank_prefix.c_str(), message.c_str());
+  std::fflush(stderr);
+#if NETSPLIT_WITH_MPI
+  if (world().size() > 1) world().abort(code);
+#endif
+  return code;
+}
+
 int main(int argc, char** argv) {
+#if NETSPLIT_WITH_MPI
+  std::optional<netsplit::mpi::environment> mpi_env;
+  try {
+    if (netsplit::mpi::launched_by_mpi()) {
+      mpi_env.emplace(argc, argv);
+      world();
+    } else {
+      world_slot().emplace(world_type::alone());  // started alone: no MPI at all
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cifar100_resnet20: error: %s\n", e.what());
+    return 1;
+  }
+#endif
+  if (world().size() > 1) {
+    run_control::writer = world().rank() == 0;
+    run_control::rank_prefix = "rank " + std::to_string(world().rank()) + " of " + std::to_string(world().size()) + ": ";
+  }
+  return run_main(argc, argv);
+}
+
+int run_main(int argc, char** argv) {
   options o;
   try {
     o = parse_options(argc, argv);
   } catch (const cli_error& e) {
-    std::fprintf(stderr, "cifar100_resnet20: %s\nrun with --help for the flags\n", e.what());
+    // every process parsed the same command: the first one says it
+    if (run_control::writer) std::fprintf(stderr, "cifar100_resnet20: %s\nrun with --help for the flags\n", e.what());
     return 2;
   }
   if (o.help) {
@@ -137,45 +181,64 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (o.mode == "study" && !o.resume.empty() && !fs::is_directory(o.resume)) {
-    std::fprintf(stderr,
+    if (run_control::writer) std::fprintf(stderr,
                  "cifar100_resnet20: --resume %s: in study mode --resume names the output folder of the study to "
                  "continue, and that is not a folder\nrun with --help for the flags\n",
                  o.resume.c_str());
     return 2;
   }
+  if (!built_with_mpi && (o.sync_bn || std::getenv("OMPI_COMM_WORLD_SIZE"))) {
+    if (run_control::writer)
+      std::fprintf(stderr, "cifar100_resnet20: %s: this program was built without MPI (configure with "
+                           "-DNETSPLIT_ENABLE_MPI=ON for data-parallel runs)\nrun with --help for the flags\n",
+                   o.sync_bn ? "--sync-bn" : "started by mpirun");
+    return 2;
+  }
   run_control::install();
+#if NETSPLIT_WITH_MPI
+  world().set_timeout(o.mpi_timeout, [](const std::string& why) {
+    std::fprintf(stderr, "cifar100_resnet20: error: %s; ending this process (mpirun ends the others)\n", why.c_str());
+    std::fflush(stderr);
+    std::_Exit(1);
+  });
+#endif
   std::string command = "cifar100_resnet20";
   for (int i = 1; i < argc; ++i) command += std::string(" ") + argv[i];
   try {
     // One run per output folder at a time (a study's runs share its folder's lock), taken
     // before anything is read or written; the kernel releases it however the process ends.
-    const io::folder_lock lock(o.out_dir);
+    std::optional<io::folder_lock> lock;
+    if (run_control::writer) lock.emplace(o.out_dir);  // rank 0 writes there, and holds the lock
     const auto choice = choose_dataset(o);
     if (!choice.note.empty()) run_control::print("note: " + choice.note + "\n");
     const auto data = load_data(o, choice);
     if (static_cast<std::size_t>(o.batch_size) > data.train.size()) {
-      std::fprintf(stderr,
-                   "cifar100_resnet20: --batch-size %d is larger than the training set (%zu images in %s): "
-                   "no full batch could be drawn\nrun with --help for the flags\n",
-                   o.batch_size, data.train.size(), data.source.c_str());
+      if (run_control::writer)
+        std::fprintf(stderr,
+                     "cifar100_resnet20: --batch-size %d is larger than the training set (%zu images in %s): "
+                     "no full batch could be drawn\nrun with --help for the flags\n",
+                     o.batch_size, data.train.size(), data.source.c_str());
+      return 2;
+    }
+    if (o.batch_size < world().size()) {
+      if (run_control::writer)
+        std::fprintf(stderr, "cifar100_resnet20: --batch-size %d cannot be shared by %d processes (each needs at least one "
+                             "image)\nrun with --help for the flags\n", o.batch_size, world().size());
       return 2;
     }
     run_control::activity = "building the network";
     return run_named_model({o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10});
   } catch (const cli_error& e) {  // a request that only the data or the output folder refutes
-    std::fprintf(stderr, "cifar100_resnet20: %s\nrun with --help for the flags\n", e.what());
-    return 2;
+    return fail(2, std::string(e.what()) + "\nrun with --help for the flags");
   } catch (const divergence_error& e) {
-    std::fprintf(stderr, "cifar100_resnet20: %s\n", e.what());
-    return 3;
+    return fail(3, e.what());
   } catch (const out_of_memory& e) {
     report_out_of_memory(e.bytes());
-    return 1;
+    return fail(1, "");
   } catch (const std::bad_alloc&) {
     report_out_of_memory(run_control::failed_allocation);
-    return 1;
+    return fail(1, "");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cifar100_resnet20: error: %s\n", e.what());
-    return 1;
+    return fail(1, std::string("error: ") + e.what());
   }
 }

@@ -2,6 +2,8 @@
 // line charts (loss / accuracy / TPM curves) and bar charts (where the splits went).
 #pragma once
 
+#include "run_control.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -63,6 +65,7 @@ inline std::vector<std::pair<double, std::string>> ticks(double lo, double hi, i
   return out;
 }
 inline void save(const std::string& path, const std::string& content) {
+  if (!run_control::writer) return;  // a data-parallel run's rank 0 writes the files
   std::ofstream f(path, std::ios::trunc);
   f << content;
   if (!f) throw std::runtime_error("cannot write " + path);

@@ -23,6 +23,7 @@ class run_log {
  public:
   run_log(const std::filesystem::path& dir, bool progress)
       : live_(progress && ::isatty(STDOUT_FILENO)), start_(std::chrono::steady_clock::now()) {
+    if (!run_control::writer) return;  // not rank 0 of a data-parallel run: no files
     std::filesystem::create_directories(dir);
     human_.open(dir / "train.log", std::ios::app);
     metrics_.open(dir / "metrics.jsonl", std::ios::app);
@@ -37,6 +38,7 @@ class run_log {
   void line(const std::string& text) {
     clear_live();
     const bool ok = run_control::print(prefix + text + "\n");
+    if (!run_control::writer) return;
     human_ << stamp() << text << '\n';
     if (!ok) stdout_gone();
     human_.flush();
@@ -44,19 +46,24 @@ class run_log {
   /// A line for train.log only (the program reports errors on stderr itself): best effort,
   /// a log that cannot be written (full disk) loses the line, never the error.
   void file_line(const std::string& text) {
+    if (!run_control::writer) return;
     human_ << stamp() << text << '\n';
     human_.flush();
   }
   void json(const std::string& object) {
+    if (!run_control::writer) return;
     metrics_ << object << '\n';
     metrics_.flush();
   }
 
   void on_iteration(const netsplit::iteration_event& e, std::int64_t display) {
+    if (!run_control::writer) return;
     std::ostringstream js;
     js.precision(7);
     js << "{\"type\":\"train\",\"iter\":" << e.iter << ",\"loss\":" << e.loss << ",\"lr\":" << e.lr
-       << ",\"img_per_s\":" << e.img_per_s << "}";
+       << ",\"img_per_s\":" << e.img_per_s;
+    if (e.comm_s > 0) js << ",\"comm_s\":" << e.comm_s;  // data-parallel runs
+    js << "}";
     json(js.str());
     smoothed_ = smoothed_ == 0 ? e.img_per_s : 0.95 * smoothed_ + 0.05 * e.img_per_s;
     const double eta = smoothed_ > 0 ? double(e.max_iter - e.iter) * e.batch / smoothed_ : 0;

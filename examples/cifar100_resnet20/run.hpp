@@ -68,6 +68,7 @@ inline std::string study_fingerprint(const options& o) {
   for (const auto i : o.grow_at) f << i << ";";
   f << " grow_window=" << o.grow_window << " grow_to=" << o.grow_to << " grow_by=" << o.grow_by
     << " tpm_every=" << o.tpm_every;
+  if (o.sync_bn) f << " sync_bn=1";  // (absent before data parallelism: old studies keep their fingerprint)
   return f.str();
 }
 

@@ -26,6 +26,10 @@ inline std::atomic<bool> stdout_lost{false};       // a write to stdout failed (
 inline std::atomic<std::size_t> failed_allocation{0};  // bytes of the last request operator new could not meet
 inline std::string activity = "starting";          // what the program is doing, for error messages
 inline std::atomic<std::int64_t> iteration{0};     // the last completed training iteration
+// Data-parallel runs: only rank 0 prints progress and writes the program's files (logs,
+// reports, plots; the trainer writes checkpoints on rank 0 only). Errors every rank reports.
+inline bool writer = true;
+inline std::string rank_prefix;  // "rank N: " for the error messages of a data-parallel run
 
 extern "C" inline void on_stop_signal(int sig) {
   // async-signal-safe: a flag, and the default actions back for the next signal
@@ -50,7 +54,7 @@ inline bool stop_requested() { return stop_signal != 0; }
 /// Writes text to stdout unless it is lost; returns false when this write found it gone
 /// (EPIPE, or any other failure), and from then on writes nothing there.
 inline bool print(const std::string& text) {
-  if (stdout_lost) return true;
+  if (stdout_lost || !writer) return true;
   const bool ok = std::fwrite(text.data(), 1, text.size(), stdout) == text.size() && std::fflush(stdout) == 0;
   if (ok) return true;
   stdout_lost = true;

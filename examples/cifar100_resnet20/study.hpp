@@ -21,6 +21,7 @@
 #include "plot.hpp"
 #include "report.hpp"
 #include "run_control.hpp"
+#include "world.hpp"
 #include "stats.hpp"
 
 namespace cifar_cli {
@@ -293,7 +294,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   run_result res;
   res.kind = spec.kind;
   res.seed = spec.seed;
-  cpu_context ctx(o.threads);
+  cpu_context ctx(threads_per_process(o.threads));
   Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{spec.width > 0 ? spec.width : o.width_mult});
   train_config cfg;
   cfg.max_iter = o.max_iter;
@@ -306,6 +307,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   cfg.snapshot_dir = spec.dir;
   cfg.snapshot_prefix = o.model;
   cfg.seed = spec.seed;
+  cfg.sync_batch_norm = o.sync_bn;
   const bool grows = spec.kind == "derived" || spec.kind == "random" ||
                      (spec.kind == "train" && (o.split_at_given || !o.from_snapshot.empty()));
   const bool records = spec.kind == "baseline" || (spec.kind == "train" && grows);
@@ -315,7 +317,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   const std::int64_t trunk_at = trunk_iteration(o, spec.kind);
   if (spec.kind == "small" && trunk) cfg.snapshot_at.push_back(trunk_at);
   const bool growth = o.growth() && (spec.kind == "train" || spec.kind.rfind("grow-", 0) == 0);
-  trainer<Net> tr(ctx, net, data.train, data.test, data.stats, cfg);
+  trainer<Net, world_type> tr(ctx, net, data.train, data.test, data.stats, cfg, world());
   split_history<Net> history;  // every run's checkpoints carry it (empty until a split)
   history.attach(tr);
 
@@ -367,6 +369,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   const bool uses_tpm = records || grows;
   if (uses_tpm) rec.emplace(net, make_tpm_metric(o.tpm), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed, &ctx);
   if (spec.kind == "random") random_scores.emplace(net, make_tpm_metric("random"), tpm_window{o.tpm_begin, o.tpm_end}, spec.seed);
+  if (rec) rec->follow(tr.replica());  // a data-parallel run scores the whole batch
+  if (random_scores) random_scores->follow(tr.replica());
   // A baseline also reports the metric's summary over the whole run at one interval
   // (tpm_curve_stride; the window is not sampled more densely), for the "where
   // learning happens" curve; summaries outside the window do not touch the scores.
@@ -601,8 +605,9 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   run_control::activity = spec.kind == "train" ? "training" : "training the " + spec.kind + " run";
   run_control::iteration = tr.iteration();
   try {
-    if (tr.run() == trainer<Net>::run_outcome::stopped) {
-      const int sig = run_control::stop_signal;
+    if (tr.run() == trainer<Net, world_type>::run_outcome::stopped) {
+      // a data-parallel run stops where any process was signalled: the others say SIGTERM
+      const int sig = run_control::stop_signal ? static_cast<int>(run_control::stop_signal) : SIGTERM;
       log.line(std::string("stopped by ") + run_control::signal_name(sig) + " at iteration " +
                std::to_string(tr.iteration()) + "; " +
                (o.mode == "study" ? "resume the study with --resume " + o.out_dir + " (or rerun the same command)"

@@ -34,3 +34,32 @@ if(NOT "${out}${err}" MATCHES "component cuda needs the CUDA toolkit")
   message(FATAL_ERROR "the missing cuda component's error does not name it:\n${out}\n${err}")
 endif()
 message(STATUS "the cuda component without a toolkit fails clearly")
+
+# The mpi component: refused clearly by a package installed without it, and without MPI;
+# where MPI is found, a package installed with it builds and runs a program on netsplit::mpi.
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/app-nompi -G ${GENERATOR}
+                        -DCMAKE_PREFIX_PATH=${prefix} -DCONSUMER_MPI=ON
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "component mpi was not installed")
+  message(FATAL_ERROR "asking an MPI-less package for the mpi component did not fail clearly:\n${out}\n${err}")
+endif()
+message(STATUS "the mpi component of a package installed without it fails clearly")
+find_program(mpicxx_found NAMES mpicxx)  # Debian's libopenmpi-dev
+if(mpicxx_found)
+  set(mprefix ${WORK_DIR}/prefix-mpi)
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/lib-mpi -G ${GENERATOR} -DCMAKE_INSTALL_PREFIX=${mprefix}
+      -DNETSPLIT_BUILD_TESTS=OFF -DNETSPLIT_BUILD_EXAMPLES=OFF -DNETSPLIT_BUILD_BENCHMARKS=OFF -DNETSPLIT_ENABLE_MPI=ON)
+  run(${CMAKE_COMMAND} --install ${WORK_DIR}/lib-mpi)
+  run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/app-mpi -G ${GENERATOR}
+      -DCMAKE_PREFIX_PATH=${mprefix} -DCONSUMER_MPI=ON -DCMAKE_BUILD_TYPE=Release)
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/app-mpi)
+  run(${WORK_DIR}/app-mpi/mpi_consumer)
+  message(STATUS "a program on netsplit::mpi built and ran against ${mprefix}")
+  execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/app-mpi-missing -G ${GENERATOR}
+                          -DCMAKE_PREFIX_PATH=${mprefix} -DCONSUMER_MPI=ON -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT "${out}${err}" MATCHES "component mpi needs MPI")
+    message(FATAL_ERROR "asking for the mpi component without MPI did not fail clearly:\n${out}\n${err}")
+  endif()
+  message(STATUS "the mpi component without MPI fails clearly")
+endif()

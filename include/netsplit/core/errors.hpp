@@ -53,6 +53,13 @@ class divergence_error : public error {
   explicit divergence_error(const std::string& what) : error(what) {}
 };
 
+/// A data-parallel run failed across its processes: a collective operation failed or
+/// timed out, or the replicas disagree (their parameters' hashes, their rank counts).
+class distributed_error : public error {
+ public:
+  explicit distributed_error(const std::string& what) : error(what) {}
+};
+
 namespace detail {
 
 template <class... Args>

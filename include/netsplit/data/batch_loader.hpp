@@ -20,10 +20,12 @@
 #include "netsplit/backend/cpu/cpu_backend.hpp"
 #include "netsplit/core/errors.hpp"
 #include "netsplit/core/random.hpp"
+#include "netsplit/core/shard.hpp"
 #include "netsplit/core/tensor.hpp"
 #include "netsplit/data/augmentation.hpp"
 #include "netsplit/data/cifar.hpp"
 #include "netsplit/data/normalization.hpp"
+
 
 namespace netsplit {
 
@@ -57,25 +59,46 @@ class batch_loader {
   /// The loader keeps a pointer to the dataset, so a temporary one is refused.
   batch_loader(dataset&&, int, const channel_stats&, bool, std::uint64_t, cpu_context* = nullptr) = delete;
 
+  /// Data parallelism: this loader yields only part `rank` of `parts` of every batch (the
+  /// contiguous shard_of(b, rank, parts) of the batch a whole loader would yield), while
+  /// its order and augmentation streams advance exactly as the whole loader's: the loaders
+  /// of all ranks together yield the whole batches, and their state is the whole loader's.
+  void set_shard(int rank, int parts) {
+    NETSPLIT_EXPECT(parts >= 1 && rank >= 0 && rank < parts, "batch_loader shard ", rank, " of ", parts,
+                    " does not exist");
+    NETSPLIT_EXPECT(parts <= batch_size_, "a batch of ", batch_size_, " cannot be shared by ", parts,
+                    " processes (each needs at least one image)");
+    shard_rank_ = rank;
+    shard_parts_ = parts;
+  }
+
   /// Fills `images` (resized to [b, 3, 32, 32]) and `labels` (resized to b) with the next
-  /// batch and advances; b is batch_size, or less for the last batch of an epoch. After the
-  /// last batch of an epoch, epoch() increases and position() returns to 0.
+  /// batch and advances; b is batch_size, or less for the last batch of an epoch (with a
+  /// shard: this loader's part of it, see last_batch()). After the last batch of an epoch,
+  /// epoch() increases and position() returns to 0.
   void next(tensor<float, cpu_backend>& images, std::vector<int>& labels) {
     using g = cifar_geometry;
     const std::size_t first = static_cast<std::size_t>(position_) * static_cast<std::size_t>(batch_size_);
-    const std::size_t b = std::min(static_cast<std::size_t>(batch_size_), size() - first);
+    const std::size_t whole = std::min(static_cast<std::size_t>(batch_size_), size() - first);
+    const auto part = shard_of(static_cast<std::int64_t>(whole), shard_rank_, shard_parts_);
+    const auto lo = static_cast<std::size_t>(part.begin), b = static_cast<std::size_t>(part.count());
+    last_ = {static_cast<std::int64_t>(lo), static_cast<std::int64_t>(whole)};
     images.resize({static_cast<std::int64_t>(b), g::channels, g::height, g::width});
     labels.resize(b);
     indices_.resize(b);
     choices_.resize(b);
-    for (std::size_t i = 0; i < b; ++i) {
-      indices_[i] = train_ ? permutation_[first + i] : first + i;
-      labels[i] = data_->labels[indices_[i]];
-      if (train_) choices_[i] = draw_crop_flip(augment_rng_);
+    // every rank draws the whole batch's augmentation choices, in order, and keeps its own
+    for (std::size_t i = 0; i < whole; ++i) {
+      const crop_flip choice = train_ ? draw_crop_flip(augment_rng_) : crop_flip{};
+      if (i < lo || i >= lo + b) continue;
+      const std::size_t k = i - lo;
+      indices_[k] = train_ ? permutation_[first + i] : first + i;
+      labels[k] = data_->labels[indices_[k]];
+      choices_[k] = choice;
     }
     float* out = images.data();
-    auto work = [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) {
-      for (std::ptrdiff_t i = lo; i < hi; ++i) {
+    auto work = [&](std::ptrdiff_t lo_i, std::ptrdiff_t hi_i, int) {
+      for (std::ptrdiff_t i = lo_i; i < hi_i; ++i) {
         const auto k = static_cast<std::size_t>(i);
         const std::uint8_t* src = data_->pixels.data() + indices_[k] * g::image_bytes;
         float* dst = out + k * g::image_bytes;
@@ -95,6 +118,13 @@ class batch_loader {
       start_epoch();
     }
   }
+
+  /// The batch next() returned last: its first sample's place in the whole batch and the
+  /// whole batch's size (0 and the batch's size without a shard).
+  struct batch_part {
+    std::int64_t offset = 0, whole = 0;
+  };
+  batch_part last_batch() const { return last_; }
 
   /// Index of the epoch the next batch belongs to (0 for the first).
   std::int64_t epoch() const { return epoch_; }
@@ -223,6 +253,8 @@ class batch_loader {
   std::vector<std::size_t> permutation_;
   std::vector<std::size_t> indices_;  // per-batch scratch
   std::vector<crop_flip> choices_;
+  int shard_rank_ = 0, shard_parts_ = 1;
+  batch_part last_;
 };
 
 }  // namespace netsplit

@@ -200,8 +200,8 @@ void check_plan(Net& net, const growth_plan& plan, const std::string& which = "a
 /// recorder's scores, or on `scores` when given (a random control); the splits go through
 /// split_now. Afterwards `rec` (and `also`, a second recorder such as the random scores)
 /// restart on round r + 1's window.
-template <Network Net, ScoreNormalisation N, SplitStrategy S>
-std::vector<split_record> grow_round(trainer<Net>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
+template <Network Net, Communicator C, ScoreNormalisation N, SplitStrategy S>
+std::vector<split_record> grow_round(trainer<Net, C>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
                                      const growth_plan& plan, std::size_t r, const N& normalisation,
                                      const S& strategy, std::uint64_t seed, const std::string& which = "all",
                                      const std::vector<site_scores>* scores = nullptr, bool per_cost = true,

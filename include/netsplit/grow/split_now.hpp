@@ -42,9 +42,12 @@ std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, con
 /// sites) at the trainer's current iteration and adds them to `history`. `scores`, when
 /// given, replaces the recorder's scores for selection (e.g. random scores for a control)
 /// while the recorder still supplies what the strategy needs (disagreement directions).
-/// Returns the records.
-template <class Net, Selector Sel, SplitStrategy S>
-std::vector<split_record> split_now(trainer<Net>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
+/// Returns the records. In a data-parallel run every process calls it at the same
+/// iteration: the scores are the same everywhere (the recorder sums its signals over the
+/// processes) and so are the choices and the seeded strategies, so every process makes the
+/// same splits (trainer::check_replicas verifies the result).
+template <class Net, Communicator C, Selector Sel, SplitStrategy S>
+std::vector<split_record> split_now(trainer<Net, C>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
                                     const Sel& selector, const S& strategy,
                                     std::uint64_t seed, const std::string& which = "all",
                                     const std::vector<site_scores>* scores = nullptr) {
@@ -85,6 +88,7 @@ std::vector<split_record> split_now(trainer<Net>& tr, split_history<Net>& histor
     desc << (k ? "\n" : "") << "split " << r.site << " filter " << r.filter << " -> " << r.new_index << " (score "
          << r.score << ", " << r.strategy << ", eps " << r.eps << ")";
   }
+  tr.check_replicas();  // data parallel: every process must hold the same grown network
   if (tr.events.on_split) tr.events.on_split({tr.iteration(), desc.str()});
   return out;
 }

@@ -4,10 +4,15 @@
 // Batch size 1 is handled as PyTorch does: allowed whenever a channel still has more than
 // one value (N*H*W > 1); a single value per channel in train mode is a contract violation,
 // because its variance, and the unbiased running update, are undefined.
+// Sync batch norm (a context whose batch_norm_sum is set, cpu_context): in train mode the
+// statistics and the backward sums are those of the union of every process's batch, summed
+// through batch_norm_sum; the running statistics are then identical on every process.
 // Spec batch_norm models LayerSpec; batch_norm_layer models Layer, HasParameters, HasBuffers.
 #pragma once
 
+#include <span>
 #include <string>
+#include <vector>
 
 #include "netsplit/layers/layer.hpp"
 
@@ -56,7 +61,10 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     phase_ = p;
     out_.resize(x.shape());
     const auto d = desc(static_cast<int>(x.dim(0)));
-    if (p == phase::train) {
+    synced_ = p == phase::train && syncs(ctx);
+    if (synced_) {
+      forward_synced(ctx, d, x, nullptr, false);
+    } else if (p == phase::train) {
       expect_batch(d);
       B::batch_norm_forward_train(ctx, d, x.data(), gamma_.data(), beta_.data(), out_.data(),
                                   save_mean_.data(), save_invstd_.data(), running_mean_.data(),
@@ -82,7 +90,10 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     out_.resize(x.shape());
     const auto d = desc(static_cast<int>(x.dim(0)));
     const T* rp = r ? r->data() : nullptr;
-    if (p == phase::train) {
+    synced_ = p == phase::train && syncs(ctx);
+    if (synced_) {
+      forward_synced(ctx, d, x, rp, true);
+    } else if (p == phase::train) {
       expect_batch(d);
       B::batch_norm_relu_forward_train(ctx, d, x.data(), gamma_.data(), beta_.data(), rp, out_.data(),
                                        save_mean_.data(), save_invstd_.data(), running_mean_.data(),
@@ -100,6 +111,10 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     detail::expect_grad(dy, out_, "batch_norm");
     dy_ = &dy;
     if (input_grad) dx_.resize(dy.shape());
+    if (synced_) {
+      backward_synced(ctx, dy, out_.data(), input_grad);
+      return dx_;
+    }
     B::batch_norm_relu_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train, input_->data(),
                                 out_.data(), gamma_.data(), save_mean_.data(), save_invstd_.data(), dy.data(),
                                 input_grad ? dx_.data() : nullptr, dgamma_.data(), dbeta_.data());
@@ -115,6 +130,10 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     detail::has_input(input_, "batch_norm");
     detail::expect_grad(dy, out_, "batch_norm");
     if (input_grad) dx_.resize(dy.shape());
+    if (synced_) {
+      backward_synced(ctx, dy, nullptr, input_grad);
+      return dx_;
+    }
     B::batch_norm_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train,
                            input_->data(), gamma_.data(), save_mean_.data(), save_invstd_.data(),
                            dy.data(), input_grad ? dx_.data() : nullptr, dgamma_.data(),
@@ -152,6 +171,42 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     w.produce_buffers({prefix + "running_mean", prefix + "running_var"}, {0.0, 1.0});
   }
  private:
+  /// Whether this context asks for sync batch norm (only contexts that offer it have
+  /// batch_norm_sum; their backends have the split forward and backward operations).
+  static bool syncs(typename B::context& ctx) {
+    if constexpr (requires { ctx.batch_norm_sum; }) return static_cast<bool>(ctx.batch_norm_sum);
+    else return false;
+  }
+  void forward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
+                      bool relu) {
+    if constexpr (requires { ctx.batch_norm_sum; }) {
+      sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
+      B::batch_norm_shifted_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_);
+      sums_.back() = static_cast<double>(d.batch) * d.spatial;
+      ctx.batch_norm_sum(std::span<double>(sums_));
+      NETSPLIT_EXPECT(sums_.back() > 1, "sync batch_norm needs more than one value per channel over all processes, got ",
+                      sums_.back());
+      B::batch_norm_forward_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_,
+                                 sums_.back(), gamma_.data(), beta_.data(), r, relu, out_.data(), save_mean_.data(),
+                                 save_invstd_.data(), running_mean_.data(), running_var_.data());
+    }
+  }
+  /// y: the forward's output when the ReLU was fused (dy is masked by y > 0), else null.
+  void backward_synced(typename B::context& ctx, const tensor<T, B>& dy, const T* y, bool input_grad) {
+    if constexpr (requires { ctx.batch_norm_sum; }) {
+      const auto d = desc(static_cast<int>(dy.dim(0)));
+      sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
+      B::batch_norm_backward_sums(ctx, d, input_->data(), y, save_mean_.data(), save_invstd_.data(), dy.data(),
+                                  dgamma_.data(), dbeta_.data(), sums_.data(), sums_.data() + c_);
+      sums_.back() = static_cast<double>(d.batch) * d.spatial;
+      ctx.batch_norm_sum(std::span<double>(sums_));  // every process, whether or not it wants dx
+      if (input_grad)
+        B::batch_norm_backward_apply(ctx, d, input_->data(), y, gamma_.data(), save_mean_.data(), save_invstd_.data(),
+                                     dy.data(), sums_.data(), sums_.data() + c_, sums_.back(), dx_.data());
+      else
+        dx_.resize({});
+    }
+  }
   static void expect_batch(const batch_norm_desc& d) {
     NETSPLIT_EXPECT(std::int64_t{d.batch} * d.spatial > 1,
                     "batch_norm in train mode needs more than one value per channel, got batch ", d.batch,
@@ -171,6 +226,8 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   tensor<T, B> out_, dx_;
   const tensor<T, B>* input_ = nullptr;
   const tensor<T, B>* dy_ = nullptr;
+  bool synced_ = false;
+  std::vector<double> sums_;  // sync batch norm: per-channel sums and the count, summed over processes
 };
 
 /// Batch normalisation spec: accepts any non-empty feature map, keeps its shape.

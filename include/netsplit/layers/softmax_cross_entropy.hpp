@@ -36,6 +36,11 @@ class softmax_cross_entropy {
   }
   /// dL/dlogits of the last forward.
   const tensor<T, B>& backward() const { return grad_; }
+  /// Multiplies dL/dlogits by `s` (a data-parallel process's share of the global batch:
+  /// its loss is the mean over its own samples, the gradient must be the global mean's).
+  void scale_gradient(context_type& ctx, double s) {
+    B::axpy(ctx, grad_.numel(), static_cast<T>(s - 1.0), grad_.data(), grad_.data());
+  }
   double loss() const { return loss_; }
 
  private:

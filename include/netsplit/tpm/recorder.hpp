@@ -6,9 +6,15 @@
 // state into the trainer's checkpoints. Outside [begin, end) it does nothing. Its whole
 // state (metric state per site, observed count) goes into checkpoints, so a run resumed
 // mid-window ends with the same scores.
+// In a data-parallel run (follow(trainer.replica()), which attach does) the signals read
+// from activations — the Taylor products of the global batch's first samples, the patch
+// covariance of the curvature signal — are summed over the processes, so every process
+// scores what one process would on the whole batch; gradients and weights are already
+// the same everywhere.
 #pragma once
 
 #include <algorithm>
+#include <span>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -27,6 +33,7 @@
 #include "netsplit/tpm/metrics.hpp"
 #include "netsplit/tpm/scores.hpp"
 #include "netsplit/train/checkpoint.hpp"
+#include "netsplit/train/communicator.hpp"
 
 namespace netsplit {
 
@@ -89,10 +96,15 @@ class tpm_recorder {
     summary_stride_ = stride;
   }
 
+  /// Reads the shard of the batch this process holds, and sums activation signals over the
+  /// processes, from a trainer's replica_view (which must outlive the recorder's use).
+  void follow(const replica_view& r) { replica_ = &r; }
+
   /// Observes every iteration of `tr` (its after_backward hook) and saves and restores its
   /// state with tr's checkpoints. The recorder must outlive tr.
   template <class Trainer>
   void attach(Trainer& tr) {
+    follow(tr.replica());
     tr.after_backward.add([this](std::int64_t it) { observe(it); });
     tr.after_update.add([this](std::int64_t completed) { after_update(completed); });
     tr.add_section(section());
@@ -397,7 +409,12 @@ class tpm_recorder {
         // The first taylor_samples samples of the mini-batch (batches are shuffled, so an
         // unbiased subsample): reading every activation and gradient of the network costs
         // more memory bandwidth than it is worth for a score averaged over a window.
-        const std::int64_t n = std::min<std::int64_t>(a->dim(0), taylor_samples), plane = a->dim(2) * a->dim(3);
+        // Data parallel: the global batch's first samples, wherever they are; this process
+        // holds samples [offset, offset + local) of it.
+        const bool shared = replica_ && replica_->size > 1;
+        const std::int64_t global_n = std::min<std::int64_t>(shared ? replica_->global_batch : a->dim(0), taylor_samples);
+        const std::int64_t offset = shared ? replica_->offset : 0;
+        const std::int64_t n = std::clamp<std::int64_t>(global_n - offset, 0, a->dim(0)), plane = a->dim(2) * a->dim(3);
         // One value per (sample, channel) plane, computed in parallel (independent
         // planes: the result does not depend on the thread count), summed in order.
         plane_dot_.assign(static_cast<std::size_t>(n * filters), 0.0);
@@ -410,9 +427,13 @@ class tpm_recorder {
         for (std::int64_t b = 0; b < n; ++b)
           for (int c = 0; c < filters; ++c) {
             const double d = plane_dot_[static_cast<std::size_t>(b * filters + c)];
-            taylor_[c] += std::abs(d / double(plane)) / double(n);
-            taylor_sum_[c] += std::abs(d) / double(n);
+            taylor_[c] += std::abs(d / double(plane)) / double(global_n);
+            taylor_sum_[c] += std::abs(d) / double(global_n);
           }
+      }
+      if (replica_ && replica_->size > 1) {
+        replica_->sum(taylor_);
+        replica_->sum(taylor_sum_);
       }
       signals_.taylor = taylor_;
       signals_.taylor_sum = taylor_sum_;
@@ -462,7 +483,8 @@ class tpm_recorder {
       }
       // Σ = E[u uᵀ] - ū ūᵀ over the n * out_h * out_w patches, accumulated in chunks.
       using mat_t = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
-      const std::int64_t positions = n * out_h * out_w, chunk = 1024;
+      const std::int64_t chunk = 1024;
+      std::int64_t positions = n * out_h * out_w;
       Eigen::MatrixXd second = Eigen::MatrixXd::Zero(D, D);
       Eigen::VectorXd mean = Eigen::VectorXd::Zero(D);
       mat_t patches(D, chunk);
@@ -483,6 +505,13 @@ class tpm_recorder {
         const auto block = patches.leftCols(m);
         second += (block * block.transpose()).template cast<double>();
         mean += block.rowwise().sum().template cast<double>();
+      }
+      if (replica_ && replica_->size > 1) {  // the whole batch's patches, over every process
+        replica_->sum(std::span<double>(second.data(), static_cast<std::size_t>(second.size())));
+        replica_->sum(std::span<double>(mean.data(), static_cast<std::size_t>(mean.size())));
+        double count[1] = {static_cast<double>(positions)};
+        replica_->sum(count);
+        positions = static_cast<std::int64_t>(std::llround(count[0]));
       }
       mean /= double(positions);
       const Eigen::MatrixXd sigma = second / double(positions) - mean * mean.transpose();
@@ -538,6 +567,7 @@ class tpm_recorder {
   tpm_window summary_range_{0, 0};
   std::int64_t summary_stride_ = 1;
   site_signals signals_;
+  const replica_view* replica_ = nullptr;
   std::vector<float> weights_, gradients_, bn_scale_;
   std::vector<double> taylor_, taylor_sum_;
   struct curvature_store {

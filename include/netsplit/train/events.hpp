@@ -18,8 +18,9 @@ struct iteration_event {
   std::int64_t max_iter = 0;
   double loss = 0;           // mean cross-entropy of this mini-batch
   double lr = 0;             // learning rate used for this update
-  double img_per_s = 0;      // throughput of this iteration (data + step)
-  int batch = 0;
+  double img_per_s = 0;      // throughput of this iteration (data + step), of the whole batch
+  int batch = 0;             // the whole batch (over every process of a data-parallel run)
+  double comm_s = 0;         // data parallel: seconds of this iteration spent in collectives (waiting included)
 };
 
 struct test_event {

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <new>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -77,6 +79,12 @@ class cpu_context {
   void set_conv_algorithm(cpu_conv_algorithm a) { conv_algorithm_ = a; }
 
   static constexpr int scratch_slots = 8;
+
+  /// Sync batch norm: when set, training-mode batch norm normalises with the statistics of
+  /// the batches of every process of a data-parallel run, and this sums its per-channel
+  /// buffers over them in place (identically on every process; see train/communicator.hpp).
+  /// Empty (the default): each process's batch is its own.
+  std::function<void(std::span<double>)> batch_norm_sum;
 
   /// Scratch memory private to one thread of the pool: slot `slot` (0..7) holds at least
   /// `count` elements of T, valid until the next call with the same thread and slot.

@@ -211,25 +211,121 @@ struct cpu_backend {
         double s1 = 0, s2 = 0;
         detail::cpu_bn::shifted_sums(x + c * std::int64_t{d.spatial}, d.batch, std::int64_t{d.channels} * d.spatial,
                                      d.spatial, k, s1, s2);
-        const double shifted_mean = s1 / static_cast<double>(m);
-        const double mean = k + shifted_mean;
-        const double sq = std::max(0.0, s2 - s1 * shifted_mean);  // sum of squared deviations
-        const double var = sq / static_cast<double>(m);
-        const double invstd = 1.0 / std::sqrt(var + d.eps);
-        const T scale = static_cast<T>(gamma[c] * invstd);
-        const T shift = static_cast<T>(beta[c] - mean * gamma[c] * invstd);
-        for_channel(d, c, [&](std::int64_t off) { normalize(x + off, d.spatial, scale, shift, r ? r + off : nullptr, relu, y + off); });
-        save_mean[c] = static_cast<T>(mean);
-        save_invstd[c] = static_cast<T>(invstd);
-        const double unbiased = sq / static_cast<double>(m - 1);
-        running_mean[c] = static_cast<T>((1 - d.momentum) * running_mean[c] + d.momentum * mean);
-        running_var[c] = static_cast<T>((1 - d.momentum) * running_var[c] + d.momentum * unbiased);
+        bn_apply_stats(d, c, static_cast<double>(m), static_cast<double>(k), s1, s2, x, gamma, beta, r, relu, y,
+                       save_mean, save_invstd, running_mean, running_var);
       }
     });
   }
+  /// Channel c from its shifted sums over `m` values (s1 = Σ(x - k), s2 = Σ(x - k)²):
+  /// normalise this process's values, save mean and 1/sqrt(var + eps), update the running
+  /// statistics (unbiased variance over the m values).
+  template <class T>
+  static void bn_apply_stats(const batch_norm_desc& d, std::ptrdiff_t c, double m, double k, double s1, double s2,
+                             const T* x, const T* gamma, const T* beta, const T* r, bool relu, T* y, T* save_mean,
+                             T* save_invstd, T* running_mean, T* running_var) {
+    const double shifted_mean = s1 / m;
+    const double mean = k + shifted_mean;
+    const double sq = std::max(0.0, s2 - s1 * shifted_mean);  // sum of squared deviations
+    const double var = sq / m;
+    const double invstd = 1.0 / std::sqrt(var + d.eps);
+    const T scale = static_cast<T>(gamma[c] * invstd);
+    const T shift = static_cast<T>(beta[c] - mean * gamma[c] * invstd);
+    for_channel(d, c, [&](std::int64_t off) { normalize(x + off, d.spatial, scale, shift, r ? r + off : nullptr, relu, y + off); });
+    save_mean[c] = static_cast<T>(mean);
+    save_invstd[c] = static_cast<T>(invstd);
+    const double unbiased = sq / (m - 1);
+    running_mean[c] = static_cast<T>((1 - d.momentum) * running_mean[c] + d.momentum * mean);
+    running_var[c] = static_cast<T>((1 - d.momentum) * running_var[c] + d.momentum * unbiased);
+  }
 
-  /// Evaluation mode: normalise with running statistics; also writes the mean and inverse
-  /// standard deviation used, so batch_norm_backward can differentiate this mode too.
+ public:
+  // ---- batch normalisation over the batches of several processes (sync batch norm) -------
+  // The training-mode forward and backward in two halves, so the per-channel sums of every
+  // process can be added between them: batch_norm_shifted_sums, (sum over processes),
+  // batch_norm_forward_sums; batch_norm_backward_sums, (sum), batch_norm_backward_apply.
+  // With one process they compute what batch_norm(_relu)_forward_train and _backward do.
+
+  /// Per channel c: s1[c] = Σ(x - shift[c]), s2[c] = Σ(x - shift[c])² over this batch
+  /// (shift: a value near the channel's mean that every process shares, e.g. the running mean).
+  template <class T>
+  static void batch_norm_shifted_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* shift,
+                                      double* s1, double* s2) {
+    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+      for (std::ptrdiff_t c = cb; c < ce; ++c) {
+        s1[c] = 0;
+        s2[c] = 0;
+        detail::cpu_bn::shifted_sums(x + c * std::int64_t{d.spatial}, d.batch, std::int64_t{d.channels} * d.spatial,
+                                     d.spatial, shift[c], s1[c], s2[c]);
+      }
+    });
+  }
+  /// Normalises x with the statistics of `count` values whose shifted sums are s1, s2 (the
+  /// summed batch_norm_shifted_sums of every process, same shift), fused with the ReLU and
+  /// residual as batch_norm_relu_forward_train when `relu`; saves mean and inverse standard
+  /// deviation and updates the running statistics as batch_norm_forward_train does.
+  template <class T>
+  static void batch_norm_forward_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* shift,
+                                      const double* s1, const double* s2, double count, const T* gamma,
+                                      const T* beta, const T* r, bool relu, T* y, T* save_mean, T* save_invstd,
+                                      T* running_mean, T* running_var) {
+    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+      for (std::ptrdiff_t c = cb; c < ce; ++c)
+        bn_apply_stats(d, c, count, static_cast<double>(shift[c]), s1[c], s2[c], x, gamma, beta, r, relu, y,
+                       save_mean, save_invstd, running_mean, running_var);
+    });
+  }
+  /// This batch's parameter gradients: dbeta = Σ dy, dgamma = Σ dy·x̂ (dy masked by y > 0
+  /// when y is not null: the fused ReLU), also returned in double as sdy and sdyx.
+  template <class T>
+  static void batch_norm_backward_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
+                                       const T* save_mean, const T* save_invstd, const T* dy, T* dgamma, T* dbeta,
+                                       double* sdy, double* sdyx) {
+    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+      for (std::ptrdiff_t c = cb; c < ce; ++c) {
+        double s = 0, sc = 0;
+        const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
+        detail::cpu_bn::gradient_sums(dy + first, y ? y + first : nullptr, x + first, d.batch, stride, d.spatial,
+                                      save_mean[c], s, sc);
+        sdy[c] = s;
+        sdyx[c] = sc * static_cast<double>(save_invstd[c]);
+        dgamma[c] = static_cast<T>(sdyx[c]);
+        dbeta[c] = static_cast<T>(s);
+      }
+    });
+  }
+  /// dx of training-mode batch norm whose statistics came from `count` values, given the
+  /// sums Σ dy and Σ dy·x̂ over all of them (the summed batch_norm_backward_sums).
+  template <class T>
+  static void batch_norm_backward_apply(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
+                                        const T* gamma, const T* save_mean, const T* save_invstd, const T* dy,
+                                        const double* sdy, const double* sdyx, double count, T* dx) {
+    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+      for (std::ptrdiff_t c = cb; c < ce; ++c) bn_input_gradient(d, c, true, count, x, y, gamma, save_mean, save_invstd, dy, sdy[c], sdyx[c], dx);
+    });
+  }
+
+ private:
+  template <class T>
+  static void bn_input_gradient(const batch_norm_desc& d, std::ptrdiff_t c, bool batch_stats, double m, const T* x,
+                                const T* y, const T* gamma, const T* save_mean, const T* save_invstd, const T* dy,
+                                double sdy, double sdyx, T* dx) {
+    const double invstd = save_invstd[c];
+    const T mean = save_mean[c];
+    const double g = gamma[c] * invstd;
+    // train: dx = g * (dy - sdy/m - xhat * sdyx/m); eval: dx = g * dy
+    const T cx = batch_stats ? static_cast<T>(-g * invstd * sdyx / m) : T(0);
+    const T c0 = batch_stats ? static_cast<T>(-g * sdy / m) : T(0);
+    const T gt = static_cast<T>(g);
+    if (y)
+      for_channel(d, c, [&](std::int64_t off) {
+        detail::cpu_bn::input_gradient(dy + off, y + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
+      });
+    else
+      for_channel(d, c, [&](std::int64_t off) {
+        detail::cpu_bn::input_gradient(dy + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
+      });
+  }
+
   template <class T>
   static void normalize(const T* x, std::int64_t n, T scale, T shift, const T* r, bool relu, T* y) {
     if (!relu)
@@ -241,6 +337,8 @@ struct cpu_backend {
   }
 
  public:
+  /// Evaluation mode: normalise with running statistics; also writes the mean and inverse
+  /// standard deviation used, so batch_norm_backward can differentiate this mode too.
   template <class T>
   static void batch_norm_forward_eval(context& ctx, const batch_norm_desc& d, const T* x,
                                       const T* gamma, const T* beta, const T* running_mean,
@@ -311,20 +409,7 @@ struct cpu_backend {
         const double sdyx = sdyc * invstd;  // sum dy * xhat
         dgamma[c] = static_cast<T>(sdyx);
         dbeta[c] = static_cast<T>(sdy);
-        if (!dx) continue;
-        const double g = gamma[c] * invstd;
-        // train: dx = g * (dy - sdy/m - xhat * sdyx/m); eval: dx = g * dy
-        const T cx = batch_stats ? static_cast<T>(-g * invstd * sdyx / m) : T(0);
-        const T c0 = batch_stats ? static_cast<T>(-g * sdy / m) : T(0);
-        const T gt = static_cast<T>(g);
-        if (y)
-          for_channel(d, c, [&](std::int64_t off) {
-            detail::cpu_bn::input_gradient(dy + off, y + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
-          });
-        else
-          for_channel(d, c, [&](std::int64_t off) {
-            detail::cpu_bn::input_gradient(dy + off, x + off, d.spatial, gt, cx, mean, c0, dx + off);
-          });
+        if (dx) bn_input_gradient(d, c, batch_stats, m, x, y, gamma, save_mean, save_invstd, dy, sdy, sdyx, dx);
       }
     });
   }

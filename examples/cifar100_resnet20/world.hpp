@@ -1,0 +1,49 @@
+// examples/cifar100_resnet20/world.hpp — the processes this program runs on: MPI's world
+// in a build with NETSPLIT_ENABLE_MPI (started by mpirun, or alone: then one process),
+// otherwise netsplit::single_process. Every run of the program trains through it, so the
+// program has one code path for one process and for N.
+#pragma once
+
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "netsplit/netsplit.hpp"
+#if NETSPLIT_WITH_MPI
+#include "netsplit/mpi.hpp"
+#endif
+
+namespace cifar_cli {
+
+#if NETSPLIT_WITH_MPI
+using world_type = netsplit::mpi::communicator;
+inline constexpr bool built_with_mpi = true;
+#else
+using world_type = netsplit::single_process;
+inline constexpr bool built_with_mpi = false;
+#endif
+
+/// The program's processes (created by main after MPI is initialised).
+inline std::optional<world_type>& world_slot() {
+  static std::optional<world_type> w;
+  return w;
+}
+inline world_type& world() {
+  auto& w = world_slot();
+  if (!w) w.emplace();
+  return *w;
+}
+
+/// --threads 0: the machine's hardware threads, shared among the processes mpirun started
+/// on it (Open MPI says how many in OMPI_COMM_WORLD_LOCAL_SIZE).
+inline int threads_per_process(int requested) {
+  if (requested > 0) return requested;
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int n = local ? std::atoi(local) : 1;
+  if (hw <= 0 || n <= 1) return 0;
+  return std::max(1, hw / n);
+}
+
+}  // namespace cifar_cli
