@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kill-and-resume: a real training run of the trainer program (smoke preset on 256 real
-# CIFAR-10 images, 36 iterations, a snapshot every 3) is killed with SIGKILL at seeded random
+# CIFAR-10 images, 60 iterations, a snapshot every 3) is killed with SIGKILL at seeded random
 # points — some at random times, some just after a snapshot completes, and some while a
 # checkpoint is being written (the child's "<name>.safetensors.tmp.<pid>" file exists) —
 # and restarted each time with --resume from the newest valid checkpoint, chosen by the
@@ -28,7 +28,7 @@ cat >"$out/kill_resume.py" <<'PY'
 import json, os, random, re, signal, struct, subprocess, sys, time, zlib
 
 prog, data, out, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-MAX_ITER, EVERY = 36, 3
+MAX_ITER, EVERY = 60, 3  # 36 left too few snapshots on a loaded machine: a run could end before 10 kills
 MIN_KILLS, MIN_MID_WRITE, MAX_ATTEMPTS, BUDGET_S = 10, 3, 40, 150
 base = [prog, "--dataset", "cifar10", "--data-dir", data, "--preset", "smoke", "--train-limit", "256",
         "--test-limit", "100", "--batch-size", "32", "--threads", "2", "--no-progress", "--seed", "3"]
