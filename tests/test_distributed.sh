@@ -89,6 +89,12 @@ status=$?
 [ $status -ne 0 ] && [ $status -ne 124 ] || { cat "$out/e.log"; fail "a missing --resume file: exit $status"; }
 grep -q "rank [01] of 2: error" "$out/e.log" || { cat "$out/e.log"; fail "the error does not name its rank"; }
 
+echo "== (e2) a batch smaller than the process count is refused"
+"${mpi[@]}" "$prog" "${base[@]}" --max-iter 2 --batch-size 1 --out-dir "$out/e2" >"$out/e2.log" 2>&1
+status=$?
+[ $status -eq 2 ] || { cat "$out/e2.log"; fail "--batch-size 1 on 2 processes exited $status, expected 2"; }
+grep -q "cannot be shared by 2 processes" "$out/e2.log" || { cat "$out/e2.log"; fail "the refusal does not say why"; }
+
 echo "== (f) study mode on 2 ranks"
 "${mpi[@]}" "$prog" "${base[@]}" --mode study --seeds 1 --max-iter 16 --grow-rounds 1 --grow-to 0.75 --width-mult 0.5 \
   --controls none --tpm taylor --out-dir "$out/f" >"$out/f.log" 2>&1 || { cat "$out/f.log"; fail "2-rank study exited $?"; }
