@@ -16,7 +16,8 @@
 // micro-kernel).
 // Numerics: the transforms only add, subtract and halve (exact in binary floating point up
 // to the rounding of each sum), so results differ from the direct form by a few ulps of the
-// sums' magnitudes; summation order depends only on shapes and thread count (reproducible).
+// sums' magnitudes; summation order depends only on shapes, thread count and the chunk plan
+// (reproducible; the plan follows the context's cache sizes: cpu_context::winograd_chunk_bytes).
 #pragma once
 
 #include <algorithm>
@@ -74,19 +75,20 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
 }
 
 /// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
-/// `rows` rows (input channels plus products) of `tiles` tiles per image stay within about
-/// 1.5 MB of the core's L2 (of those counts down to half as many, the one that wastes the
-/// smallest fraction of a row rounded up to `multiple`), and that row length in tiles.
+/// `rows` rows (input channels plus products) of `tiles` tiles per image stay within
+/// `budget_bytes` (cpu_context::winograd_chunk_bytes: a share of the core's L2) (of those
+/// counts down to half as many, the one that wastes the smallest fraction of a row rounded up
+/// to `multiple`), and that row length in tiles.
 struct chunk_plan {
   int images;
   i64 tpad;
 };
-inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::size_t elem_bytes, i64 multiple,
-                              i64 tiles, int elems) {
-  constexpr i64 budget_bytes = 1536 * 1024;
+inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, std::size_t budget_bytes, int min_blocks, i64 rows,
+                              std::size_t elem_bytes, i64 multiple, i64 tiles, int elems) {
   const int per_thread = (d.batch + threads - 1) / threads;
   const i64 per_image = elems * rows * tiles * static_cast<i64>(elem_bytes);
-  const int most = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
+  const i64 fit = std::max(static_cast<i64>(budget_bytes) / per_image, (min_blocks * multiple + tiles - 1) / tiles);
+  const int most = static_cast<int>(std::clamp<i64>(fit, 1, std::max(1, per_thread)));
   // among [most/2, most] images, the count whose tiles waste the least of the rounded row
   int images = most;
   for (int k = most; k >= std::max(1, most / 2); --k)
@@ -641,7 +643,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
   // (no structured binding: lambdas below capture these, which clang 14 rejects for bindings)
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(), C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
 
@@ -685,7 +687,7 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   const i64 tiles = i64{H / P::m} * (W / P::m);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T),
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(), C + rows, sizeof(T),
                                           std::max<i64>(kern::fwd_qt, kern::wg_step), tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
