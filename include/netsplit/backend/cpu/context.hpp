@@ -19,6 +19,7 @@
 #include "netsplit/backend/cpu/caches.hpp"
 #include "netsplit/backend/cpu/thread_pool.hpp"
 #include "netsplit/core/errors.hpp"
+#include "netsplit/core/workspace.hpp"
 
 namespace netsplit {
 
@@ -101,6 +102,9 @@ class cpu_context {
   int winograd_min_blocks() const { return winograd_min_blocks_; }
   void set_winograd_min_blocks(int blocks) { winograd_min_blocks_ = std::max(0, blocks); }
 
+  /// Tensors that live for part of a backward pass (core/workspace.hpp).
+  tensor_workspace& workspace() { return workspace_; }
+
   static constexpr int scratch_slots = 8;
 
   /// Sync batch norm: when set, training-mode batch norm normalises with the statistics of
@@ -133,6 +137,7 @@ class cpu_context {
   cpu_caches caches_ = machine_caches();
   std::size_t winograd_chunk_bytes_ = 0;
   int winograd_min_blocks_ = 2;
+  tensor_workspace workspace_;
 };
 
 }  // namespace netsplit
