@@ -129,14 +129,39 @@ int run(const run_options& o) {
     }
     return out;
   };
+  // K settings side by side in one process: use(k) selects setting k; after a warm-up step of
+  // each (its scratch sizes), window w runs each in turn, so the machine's drifting load
+  // falls on all of them alike. Returns each setting's training and inference img/s.
+  struct interleaved {
+    std::vector<std::vector<double>> train, infer;
+  };
+  auto interleave = [&](std::size_t K, auto&& use) {
+    interleaved r{std::vector<std::vector<double>>(K), std::vector<std::vector<double>>(K)};
+    for (std::size_t k = 0; k < K; ++k) {
+      use(k);
+      train_step();
+      net.forward(ctx, x, phase::infer);
+    }
+    for (int w = 0; w < windows; ++w)
+      for (std::size_t k = 0; k < K; ++k) {
+        use(k);
+        const auto t0 = clk::now();
+        for (int st = 0; st < steps; ++st) train_step();
+        const auto t1 = clk::now();
+        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::infer);
+        const auto t2 = clk::now();
+        r.train[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
+        r.infer[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
+      }
+    return r;
+  };
   if (o.chunk_kb.size() == 1) ctx.set_winograd_chunk_bytes(o.chunk_kb[0] << 10);
   if (o.min_blocks.size() == 1) ctx.set_winograd_min_blocks(static_cast<int>(o.min_blocks[0]));
   char model_json[160];
   std::snprintf(model_json, sizeof model_json, "\"model\":\"%s\",\"width\":%g,\"architecture\":\"%s\"", o.model.c_str(),
                 o.width, net.architecture().c_str());
   if (o.chunk_kb.size() > 1 || o.min_blocks.size() > 1) {
-    // Winograd chunk plans (budget x minimum blocks) side by side in one process, windows
-    // interleaved as below.
+    // Winograd chunk plans (budget x minimum blocks) side by side in one process.
     struct variant {
       std::size_t kb, blocks;
     };
@@ -147,27 +172,11 @@ int run(const run_options& o) {
                                 : o.min_blocks)
         vs.push_back({kb, bl});
     const std::size_t K = vs.size();
-    auto use = [&](const variant& v) {
-      ctx.set_winograd_chunk_bytes(v.kb << 10);
-      ctx.set_winograd_min_blocks(static_cast<int>(v.blocks));
-    };
-    std::vector<std::vector<double>> tr(K), inf(K);
-    for (const auto& v : vs) {  // warm-up: each plan's scratch sizes
-      use(v);
-      train_step();
-      net.forward(ctx, x, phase::infer);
-    }
-    for (int w = 0; w < windows; ++w)
-      for (std::size_t k = 0; k < K; ++k) {
-        use(vs[k]);
-        auto t0 = clk::now();
-        for (int st = 0; st < steps; ++st) train_step();
-        auto t1 = clk::now();
-        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::infer);
-        auto t2 = clk::now();
-        tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
-        inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
-      }
+    const auto r = interleave(K, [&](std::size_t k) {
+      ctx.set_winograd_chunk_bytes(vs[k].kb << 10);
+      ctx.set_winograd_min_blocks(static_cast<int>(vs[k].blocks));
+    });
+    const auto &tr = r.train, &inf = r.infer;
     const auto& c = ctx.caches();
     std::string out = "{\"framework\":\"netsplit\"," + std::string(model_json) + ",\"conv\":\"" + conv +
                       "\",\"threads\":" + std::to_string(threads) + ",\"batch\":" + std::to_string(batch) +
@@ -186,28 +195,12 @@ int run(const run_options& o) {
     return 0;
   }
   if (conv == "compare") {
-    // The convolution algorithms side by side in one process: window w runs each algorithm in
-    // turn, so the machine's drifting load falls on all of them alike.
+    // The convolution algorithms side by side in one process.
     const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_4x4,
                                              cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::direct};
     constexpr int K = 4;
-    std::vector<double> tr[K], inf[K];
-    for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
-      ctx.set_conv_algorithm(alg);
-      train_step();
-      net.forward(ctx, x, phase::infer);
-    }
-    for (int w = 0; w < windows; ++w)
-      for (int k = 0; k < K; ++k) {
-        ctx.set_conv_algorithm(algorithms[k]);
-        auto t0 = clk::now();
-        for (int st = 0; st < steps; ++st) train_step();
-        auto t1 = clk::now();
-        for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::infer);
-        auto t2 = clk::now();
-        tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
-        inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
-      }
+    const auto r = interleave(K, [&](std::size_t k) { ctx.set_conv_algorithm(algorithms[k]); });
+    const auto &tr = r.train, &inf = r.infer;
     std::string out = "{\"framework\":\"netsplit\"," + std::string(model_json) + ",\"conv\":\"compare\",\"threads\":" +
                       std::to_string(threads) + ",\"batch\":" + std::to_string(batch) +
                       ",\"windows\":" + std::to_string(windows);
