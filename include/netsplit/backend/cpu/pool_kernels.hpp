@@ -2,12 +2,12 @@
 // The winner of a window is max_window_index's (backend/descriptors.hpp: the first maximum in
 // row-major order; a NaN wins, the first NaN if several). With its branches, random inputs
 // make the winner unpredictable: the backward of 64 channels 32x32 at batch 128 took 29 ms
-// against 6 ms when one element always won. Here 8 windows at a time are compared and
-// selected with masks in GCC/clang vector types (4 at a time for rows of 4-7 windows) (the compiler emits AVX-512, AVX2 or SSE):
-// the same three steps as max_window_index, m = take ? v : m with
-// take = (m == m) & (v > m | v != v), so the selected value (its sign of zero, a NaN's bits)
-// and the winner are exactly max_window_index's. Windows past a multiple of 8 take the scalar
-// rule.
+// against 6 ms when one element always won. Here 8 windows at a time (4 for rows of 4-7
+// windows) are compared and selected with masks in GCC/clang vector types, which the
+// compiler lowers to AVX-512, AVX2 or SSE: the same three steps as max_window_index,
+// m = take ? v : m with take = (m == m) & (v > m | v != v), so the selected value (its sign of
+// zero, a NaN's bits) and the winner are exactly max_window_index's. The windows left over
+// (and double) take the scalar rule.
 #pragma once
 
 #include <cstdint>
