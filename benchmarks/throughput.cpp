@@ -8,8 +8,11 @@
 // multiply-adds, whichever algorithm ran; the classifier is not counted), peak resident
 // memory. Inference is phase::infer. --conv direct turns Winograd off; --conv compare
 // instead interleaves windows of fastest, winograd_4x4, winograd_2x2 and direct in one
-// process and prints each one's medians and its ratio to direct. A bad flag or model:
-// usage on stderr, exit 2.
+// process and prints each one's medians and its ratio to direct. --chunk-kb sets Winograd's
+// chunk budget per thread in KiB (default: from the L2 the machine reports); a comma list
+// (--chunk-kb 512,768,1024,1536) interleaves windows of each budget in one process and prints
+// each one's medians and its ratio to the first; --min-blocks likewise for the least number of
+// micro-kernel tile blocks per chunk (lists of both: every pair). A bad flag or model: usage on stderr, exit 2.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -76,7 +79,25 @@ struct run_options {
   std::string conv = "fastest";
   std::string model = "resnet20";
   double width = 1.0;
+  std::vector<std::size_t> chunk_kb;  // empty: the context's default
+  std::vector<std::size_t> min_blocks;  // empty: the context's default
 };
+
+/// "512,768" -> {512, 768}; false for anything else (zero only where `zero` allows it).
+bool parse_list(const std::string& s, std::vector<std::size_t>& out, bool zero = false) {
+  out.clear();
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const std::size_t end = std::min(s.find(',', at), s.size());
+    const std::string part = s.substr(at, end - at);
+    if (part.empty() || part.size() > 7 || part.find_first_not_of("0123456789") != std::string::npos) return false;
+    const std::size_t v = std::stoul(part);
+    if (v == 0 && !zero) return false;
+    out.push_back(v);
+    at = end + 1;
+  }
+  return !out.empty();
+}
 
 template <class Net>
 int run(const run_options& o) {
@@ -108,32 +129,78 @@ int run(const run_options& o) {
     }
     return out;
   };
-  char model_json[160];
-  std::snprintf(model_json, sizeof model_json, "\"model\":\"%s\",\"width\":%g,\"architecture\":\"%s\"", o.model.c_str(),
-                o.width, net.architecture().c_str());
-  if (conv == "compare") {
-    // The convolution algorithms side by side in one process: window w runs each algorithm in
-    // turn, so the machine's drifting load falls on all of them alike.
-    const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_4x4,
-                                             cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::direct};
-    constexpr int K = 4;
-    std::vector<double> tr[K], inf[K];
-    for (auto alg : algorithms) {  // warm-up: each algorithm's scratch sizes
-      ctx.set_conv_algorithm(alg);
+  // K settings side by side in one process: use(k) selects setting k; after a warm-up step of
+  // each (its scratch sizes), window w runs each in turn, so the machine's drifting load
+  // falls on all of them alike. Returns each setting's training and inference img/s.
+  struct interleaved {
+    std::vector<std::vector<double>> train, infer;
+  };
+  auto interleave = [&](std::size_t K, auto&& use) {
+    interleaved r{std::vector<std::vector<double>>(K), std::vector<std::vector<double>>(K)};
+    for (std::size_t k = 0; k < K; ++k) {
+      use(k);
       train_step();
       net.forward(ctx, x, phase::infer);
     }
     for (int w = 0; w < windows; ++w)
-      for (int k = 0; k < K; ++k) {
-        ctx.set_conv_algorithm(algorithms[k]);
-        auto t0 = clk::now();
+      for (std::size_t k = 0; k < K; ++k) {
+        use(k);
+        const auto t0 = clk::now();
         for (int st = 0; st < steps; ++st) train_step();
-        auto t1 = clk::now();
+        const auto t1 = clk::now();
         for (int st = 0; st < steps; ++st) net.forward(ctx, x, phase::infer);
-        auto t2 = clk::now();
-        tr[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
-        inf[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
+        const auto t2 = clk::now();
+        r.train[k].push_back(double(batch) * steps / std::chrono::duration<double>(t1 - t0).count());
+        r.infer[k].push_back(double(batch) * steps / std::chrono::duration<double>(t2 - t1).count());
       }
+    return r;
+  };
+  if (o.chunk_kb.size() == 1) ctx.set_winograd_chunk_bytes(o.chunk_kb[0] << 10);
+  if (o.min_blocks.size() == 1) ctx.set_winograd_min_blocks(static_cast<int>(o.min_blocks[0]));
+  char model_json[160];
+  std::snprintf(model_json, sizeof model_json, "\"model\":\"%s\",\"width\":%g,\"architecture\":\"%s\"", o.model.c_str(),
+                o.width, net.architecture().c_str());
+  if (o.chunk_kb.size() > 1 || o.min_blocks.size() > 1) {
+    // Winograd chunk plans (budget x minimum blocks) side by side in one process.
+    struct variant {
+      std::size_t kb, blocks;
+    };
+    std::vector<variant> vs;
+    for (std::size_t kb : o.chunk_kb.empty() ? std::vector<std::size_t>{ctx.winograd_chunk_bytes() >> 10} : o.chunk_kb)
+      for (std::size_t bl : o.min_blocks.empty()
+                                ? std::vector<std::size_t>{static_cast<std::size_t>(ctx.winograd_min_blocks())}
+                                : o.min_blocks)
+        vs.push_back({kb, bl});
+    const std::size_t K = vs.size();
+    const auto r = interleave(K, [&](std::size_t k) {
+      ctx.set_winograd_chunk_bytes(vs[k].kb << 10);
+      ctx.set_winograd_min_blocks(static_cast<int>(vs[k].blocks));
+    });
+    const auto &tr = r.train, &inf = r.infer;
+    const auto& c = ctx.caches();
+    std::string out = "{\"framework\":\"netsplit\"," + std::string(model_json) + ",\"conv\":\"" + conv +
+                      "\",\"threads\":" + std::to_string(threads) + ",\"batch\":" + std::to_string(batch) +
+                      ",\"windows\":" + std::to_string(windows) + ",\"l2_kb\":" + std::to_string(c.l2 >> 10) +
+                      ",\"plans\":[";
+    for (std::size_t k = 0; k < K; ++k) {
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "%s{\"chunk_kb\":%zu,\"min_blocks\":%zu,\"train_median\":%.1f,\"infer_median\":%.1f,"
+                    "\"train_vs_first\":%.3f,\"infer_vs_first\":%.3f}",
+                    k ? "," : "", vs[k].kb, vs[k].blocks, median(tr[k]), median(inf[k]), median(tr[k]) / median(tr[0]),
+                    median(inf[k]) / median(inf[0]));
+      out += buf;
+    }
+    std::printf("%s]}\n", out.c_str());
+    return 0;
+  }
+  if (conv == "compare") {
+    // The convolution algorithms side by side in one process.
+    const cpu_conv_algorithm algorithms[] = {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_4x4,
+                                             cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::direct};
+    constexpr int K = 4;
+    const auto r = interleave(K, [&](std::size_t k) { ctx.set_conv_algorithm(algorithms[k]); });
+    const auto &tr = r.train, &inf = r.infer;
     std::string out = "{\"framework\":\"netsplit\"," + std::string(model_json) + ",\"conv\":\"compare\",\"threads\":" +
                       std::to_string(threads) + ",\"batch\":" + std::to_string(batch) +
                       ",\"windows\":" + std::to_string(windows);
@@ -166,9 +233,10 @@ int run(const run_options& o) {
   std::printf(
       "{\"framework\":\"netsplit\",%s,\"conv\":\"%s\",\"threads\":%d,\"batch\":%d,\"train_img_s\":%s,\"train_median\":%.1f,"
       "\"infer_img_s\":%s,\"infer_median\":%.1f,\"train_gflop_per_image\":%.4f,\"infer_gflop_per_image\":%.4f,"
-      "\"fma_peak_gflops\":%.1f,\"peak_rss_mb\":%.1f}\n",
+      "\"fma_peak_gflops\":%.1f,\"peak_rss_mb\":%.1f,\"l2_kb\":%zu,\"chunk_kb\":%zu,\"min_blocks\":%d}\n",
       model_json, conv.c_str(), threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer),
-      3 * fwd_gflop, fwd_gflop, peak, ru.ru_maxrss / 1024.0);
+      3 * fwd_gflop, fwd_gflop, peak, ru.ru_maxrss / 1024.0, ctx.caches().l2 >> 10, ctx.winograd_chunk_bytes() >> 10,
+      ctx.winograd_min_blocks());
   return 0;
 }
 }  // namespace
@@ -178,7 +246,8 @@ int main(int argc, char** argv) {
   auto usage = [] {
     std::fprintf(stderr,
                  "usage: netsplit_throughput [--model resnet20|resnet56|vgg11[x<width>]] [--threads N] [--batch N]\n"
-                 "                           [--windows N] [--steps N] [--conv fastest|direct|compare]\n");
+                 "                           [--windows N] [--steps N] [--conv fastest|direct|compare]\n"
+                 "                           [--chunk-kb N[,N...]] [--min-blocks N[,N...]]\n");
     return 2;
   };
   for (int i = 1; i < argc; i += 2) {
@@ -195,7 +264,9 @@ int main(int argc, char** argv) {
     else if (a == "--batch" && v > 0) o.batch = v;
     else if (a == "--windows" && v > 0) o.windows = v;
     else if (a == "--steps" && v > 0) o.steps = v;
-    else return usage();
+    else if (a == "--chunk-kb" && parse_list(value, o.chunk_kb)) {
+    } else if (a == "--min-blocks" && parse_list(value, o.min_blocks, true)) {
+    } else return usage();
   }
   bench::model_choice m;
   bench::parse_model(o.model, m);

@@ -11,12 +11,14 @@
 // (measured: direct and F(2x2, 3x3) about 1e-7 to 6e-7, F(4x4, 3x3) 1e-6 to 8e-6, largest
 // on 64->64 8x8); double within 1e-10. Results must be bit-identical between runs.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
@@ -426,3 +428,98 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
   }
 }
 #endif
+
+TEST_CASE("cache sizes: sysfs spellings, a sysfs layout, the machine's") {
+  using detail::parse_cache_size;
+  CHECK(parse_cache_size("32K\n") == std::size_t{32} << 10);
+  CHECK(parse_cache_size("1024K") == std::size_t{1} << 20);
+  CHECK(parse_cache_size("32M") == std::size_t{32} << 20);
+  CHECK(parse_cache_size("512") == std::size_t{512});
+  for (const char* bad : {"", "K", "0K", "12Q", "-1K", "1.5M", "99999999999999K"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_cache_size(bad).has_value());
+  }
+  // a sysfs-like folder: L1 data and instruction, L2, L3 (the instruction cache is skipped)
+  namespace fs = std::filesystem;
+  const std::string dir = (fs::temp_directory_path() / ("netsplit_caches_" + std::to_string(::getpid()))).string();
+  const char* entries[][3] = {{"1", "Data", "48K"}, {"1", "Instruction", "64K"}, {"2", "Unified", "2048K"},
+                              {"3", "Unified", "105M"}};
+  for (int i = 0; i < 4; ++i) {
+    const std::string idx = dir + "/index" + std::to_string(i);
+    fs::create_directories(idx);
+    const char* names[] = {"level", "type", "size"};
+    for (int k = 0; k < 3; ++k) {
+      std::FILE* f = std::fopen((idx + "/" + names[k]).c_str(), "w");
+      REQUIRE(f);
+      std::fprintf(f, "%s\n", entries[i][k]);
+      std::fclose(f);
+    }
+  }
+  const auto c = detail::caches_from_sysfs(dir);
+  REQUIRE(c.has_value());
+  CHECK(c->l1d == std::size_t{48} << 10);
+  CHECK(c->l2 == std::size_t{2} << 20);
+  CHECK(c->l3 == std::size_t{105} << 20);
+  CHECK_FALSE(detail::caches_from_sysfs(dir + "/missing").has_value());
+  fs::remove_all(dir);
+
+  const auto& m = machine_caches();
+  INFO("machine caches from ", m.source, ": L1d ", m.l1d, " L2 ", m.l2, " L3 ", m.l3);
+  CHECK(m.l1d >= 4096);
+  CHECK(m.l2 >= m.l1d);
+  cpu_context ctx(1);
+  CHECK(ctx.winograd_chunk_bytes() == m.l2 / 4 * 3);
+  ctx.set_caches({48 << 10, 2 << 20, 32 << 20});
+  CHECK(std::string(ctx.caches().source) == "set");
+  CHECK(ctx.winograd_chunk_bytes() == std::size_t{1536} << 10);
+  ctx.set_winograd_chunk_bytes(100000);
+  CHECK(ctx.winograd_chunk_bytes() == 100000);
+  ctx.set_winograd_chunk_bytes(0);
+  CHECK(ctx.winograd_chunk_bytes() == std::size_t{1536} << 10);
+}
+
+TEST_CASE("Winograd chunk plans: within the budget, at least the blocks asked, results independent of the plan") {
+  // {batch, in, out, h, w, k, s, p}: plan_chunks only reads the batch
+  const conv2d_desc d{128, 512, 512, 2, 2, 3, 1, 1};
+  // F(2x2) on 2x2 maps: 1 tile per image; 16 elements x (512 + 512) rows x 4 bytes = 64 KiB per image
+  const auto small = detail::cpu_conv::winograd::plan_chunks(d, 2, 768 << 10, 0, 1024, 4, 48, 1, 16);
+  CHECK(small.images == 12);  // the budget alone: 12 images, 12 tiles in a row of 48
+  CHECK(small.tpad == 48);
+  const auto blocks = detail::cpu_conv::winograd::plan_chunks(d, 1, 768 << 10, 2, 1024, 4, 48, 1, 16);
+  CHECK(blocks.images == 96);  // two blocks of 48 tiles (one thread: all 128 images are its share)
+  CHECK(blocks.tpad == 96);
+  // eight blocks asked, but a thread's share is 64 images; of 32..64, 48 fill whole blocks
+  CHECK(detail::cpu_conv::winograd::plan_chunks(d, 2, 768 << 10, 8, 1024, 4, 48, 1, 16).images == 48);
+  // 16->16 32x32 F(4x4): 64 tiles, 36 x 32 rows x 64 x 4 bytes = 288 KiB per image: the budget rules
+  const conv2d_desc r{128, 16, 16, 32, 32, 3, 1, 1};
+  const auto rp = detail::cpu_conv::winograd::plan_chunks(r, 2, 768 << 10, 2, 32, 4, 48, 64, 36);
+  CHECK(rp.images == 2);
+  CHECK(rp.images * 36 * 32 * 64 * 4 <= 768 << 10);
+
+  // forward and input gradient compute each tile alone: bit-identical under any plan; the
+  // weight gradient sums over chunks, so it only rounds differently
+  for (const conv2d_desc c : {conv2d_desc{24, 64, 64, 4, 4, 3, 1, 1}, conv2d_desc{24, 32, 48, 2, 2, 3, 1, 1},
+                              conv2d_desc{24, 32, 32, 8, 8, 3, 1, 1}, conv2d_desc{9, 16, 16, 32, 32, 3, 1, 1}}) {
+    INFO(describe(c));
+    const auto xs = random_values(std::int64_t{c.batch} * c.in_channels * c.in_height * c.in_width, 7);
+    const auto ws = random_values(c.weight_count(), 8);
+    const auto dys = random_values(std::int64_t{c.batch} * c.out_channels * c.out_height() * c.out_width(), 9);
+    std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
+    for (auto alg : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4}) {
+      INFO(to_string(alg));
+      cpu_context tight(2), wide(2);
+      tight.set_conv_algorithm(alg);
+      wide.set_conv_algorithm(alg);
+      tight.set_winograd_chunk_bytes(16 << 10);
+      tight.set_winograd_min_blocks(0);
+      wide.set_winograd_chunk_bytes(8 << 20);
+      wide.set_winograd_min_blocks(4);
+      const auto a = run_engine(tight, c, x, w, dy);
+      const auto b = run_engine(wide, c, x, w, dy);
+      CHECK(std::memcmp(a.y.data(), b.y.data(), a.y.size() * sizeof(float)) == 0);
+      CHECK(std::memcmp(a.dx.data(), b.dx.data(), a.dx.size() * sizeof(float)) == 0);
+      std::vector<double> dw1(a.dw.begin(), a.dw.end());
+      CHECK(relative_error(b.dw, dw1) <= 1e-5);
+    }
+  }
+}

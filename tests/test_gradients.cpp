@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 
 #include "gradient_check.hpp"
@@ -144,6 +145,49 @@ TEST_CASE("2x2 max pooling: gradients, and ties go to the first element in row-m
                                     0, 0, 40, 0,
                                     30, 0, 0, 0};
   CHECK(dx == expected);
+}
+
+TEST_CASE("2x2 max pooling picks max_window_index's winner for every window of {-1, -0, +0, 1, NaN}") {
+  // all 625 windows of those values, in rows of 13 windows (the 8- and 4-window vector paths
+  // and the scalar tail); the value and the gradient's place must be max_window_index's, bit
+  // for bit (a signed zero, a NaN's payload)
+  const float nan = std::nanf(""), vals[5] = {-1.f, -0.f, 0.f, 1.f, nan};
+  constexpr int wo = 13, ho = 49, w = 2 * wo, h = 2 * ho;  // 637 windows, the last 12 repeat
+  std::vector<float> x(static_cast<std::size_t>(h * w)), g(static_cast<std::size_t>(ho * wo));
+  for (int n = 0; n < ho * wo; ++n) {
+    const int i = n / wo, j = n % wo, c = n % 625;
+    const float v[4] = {vals[c % 5], vals[c / 5 % 5], vals[c / 25 % 5], vals[c / 125]};
+    x[static_cast<std::size_t>(2 * i * w + 2 * j)] = v[0];
+    x[static_cast<std::size_t>(2 * i * w + 2 * j + 1)] = v[1];
+    x[static_cast<std::size_t>((2 * i + 1) * w + 2 * j)] = v[2];
+    x[static_cast<std::size_t>((2 * i + 1) * w + 2 * j + 1)] = v[3];
+    g[static_cast<std::size_t>(n)] = static_cast<float>(n + 1);
+  }
+  cpu_context ctx(2);
+  for (int planes : {1, 3}) {  // 3 planes: the same plane thrice, split over two threads
+    std::vector<float> xs, gs;
+    for (int p = 0; p < planes; ++p) {
+      xs.insert(xs.end(), x.begin(), x.end());
+      gs.insert(gs.end(), g.begin(), g.end());
+    }
+    std::vector<float> y(gs.size(), -7.f), dx(xs.size(), -7.f);
+    cpu::max_pool2x2_forward(ctx, planes, h, w, xs.data(), y.data());
+    cpu::max_pool2x2_backward(ctx, planes, h, w, xs.data(), gs.data(), dx.data());
+    int bad = 0;
+    for (int p = 0; p < planes; ++p)
+      for (int n = 0; n < ho * wo; ++n) {
+        const int i = n / wo, j = n % wo;
+        const std::size_t base = static_cast<std::size_t>(p) * h * w;
+        const std::size_t at[4] = {base + 2 * i * w + 2 * j, base + 2 * i * w + 2 * j + 1,
+                                   base + (2 * i + 1) * w + 2 * j, base + (2 * i + 1) * w + 2 * j + 1};
+        const int k = max_window_index(xs[at[0]], xs[at[1]], xs[at[2]], xs[at[3]]);
+        const float want = xs[at[k]], got = y[static_cast<std::size_t>(p) * ho * wo + n];
+        if (std::memcmp(&want, &got, sizeof want) != 0) ++bad;
+        for (int q = 0; q < 4; ++q)
+          if (dx[at[q]] != (q == k ? g[static_cast<std::size_t>(n)] : 0.f)) ++bad;
+      }
+    CHECK(bad == 0);
+  }
 }
 
 TEST_CASE("shortcut gradients: option A scatter and option B projection") {

@@ -438,3 +438,41 @@ TEST_CASE("conv2d backward rejects a dx_add that is not shaped like the input, a
   REQUIRE(plain.size() == summed.size());
   for (std::size_t i = 0; i < plain.size(); ++i) CHECK(summed[i] == plain[i] + 2.f);
 }
+
+TEST_CASE("residual blocks borrow the context's workspace: their results and TPM signals outlive the next block's backward") {
+  using block = basic_block_layer<float, cpu, fmap_shape{8, 8, 8}, 8, 1, shortcut_a>;
+  cpu_context ctx(2);
+  rng r(3);
+  block a, b;
+  a.initialize(r);
+  b.initialize(r);
+  ftensor x({4, 8, 8, 8}), dy({4, 8, 8, 8});
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    x.data()[i] = static_cast<float>(r.normal());
+    dy.data()[i] = static_cast<float>(r.normal());
+  }
+  const auto& ya = a.forward(ctx, x, phase::train);
+  const auto& yb = b.forward(ctx, ya, phase::train);
+  const auto& gb = b.backward(ctx, dy);
+  const std::vector<float> gb_copy(gb.data(), gb.data() + gb.numel());
+  const ftensor* inner_b = b.inner_output_grad();
+  REQUIRE(inner_b != nullptr);
+  const std::vector<float> inner_copy(inner_b->data(), inner_b->data() + inner_b->numel());
+  // the block borrowed slots of the context's workspace, shaped like its gradients
+  CHECK(ctx.workspace().get<float, cpu>(block::workspace_sum).shape() == yb.shape());
+  CHECK(ctx.workspace().get<float, cpu>(block::workspace_bn).shape() == yb.shape());
+  const auto& ga = a.backward(ctx, gb);  // the same workspace slots, overwritten
+  CHECK(ga.shape() == x.shape());
+  CHECK(std::equal(gb_copy.begin(), gb_copy.end(), gb.data()));  // b's input gradient is b's own
+  CHECK(b.inner_output_grad() == inner_b);
+  CHECK(std::equal(inner_copy.begin(), inner_copy.end(), inner_b->data()));
+  CHECK(a.output_grad() == &gb);
+  // whatever the workspace holds before, the same backward gives the same bits
+  for (int slot : {block::workspace_sum, block::workspace_bn}) {
+    auto& t = ctx.workspace().get<float, cpu>(slot);
+    t.resize({3, 5});
+    t.fill(std::nanf(""));
+  }
+  const auto& gb2 = b.backward(ctx, dy);
+  CHECK(std::equal(gb_copy.begin(), gb_copy.end(), gb2.data()));
+}

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "netsplit/backend/descriptors.hpp"
+#include "netsplit/core/workspace.hpp"
 
 namespace netsplit {
 
@@ -21,7 +22,8 @@ struct parallel_body_archetype {
 }  // namespace detail
 
 /// Requires: a context type with parallel_for(n, body) for host-side loops (body(begin,
-/// end, thread) over chunks of [0, n); a backend without host threads runs one chunk);
+/// end, thread) over chunks of [0, n); a backend without host threads runs one chunk) and
+/// workspace() (core/workspace.hpp: tensors a backward pass borrows);
 /// host_memory, true when a tensor's data() may be read by host code directly (otherwise
 /// callers stage through copy_to_host); allocate/deallocate/copy/fill and host transfers for the
 /// scalar T; the layer operations (convolution, batch norm, ReLU, residual sum, batch norm
@@ -36,6 +38,7 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   { B::name } -> std::convertible_to<const char*>;
   { B::host_memory } -> std::convertible_to<bool>;
   ctx.parallel_for(len, detail::parallel_body_archetype{});
+  { ctx.workspace() } -> std::same_as<tensor_workspace&>;
   { B::template allocate<T>(n) } -> std::same_as<T*>;
   B::template deallocate<T>(p, n);
   B::template copy<T>(cp, p, n);

@@ -105,41 +105,27 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     }
     return out_;
   }
-  /// Backward of forward_relu without a residual: dy is dL/d(max(bn(x), 0)).
-  const tensor<T, B>& backward_relu(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  /// Backward of forward_relu without a residual: dy is dL/d(max(bn(x), 0)). The input
+  /// gradient goes into `into` when given (a tensor the caller lends, e.g. from the context's
+  /// workspace), else into the layer's own tensor.
+  const tensor<T, B>& backward_relu(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true,
+                                    tensor<T, B>* into = nullptr) {
     detail::has_input(input_, "batch_norm");
     detail::expect_grad(dy, out_, "batch_norm");
     dy_ = &dy;
-    if (input_grad) dx_.resize(dy.shape());
-    if (synced_) {
-      backward_synced(ctx, dy, out_.data(), input_grad);
-      return dx_;
-    }
-    B::batch_norm_relu_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train, input_->data(),
-                                out_.data(), gamma_.data(), save_mean_.data(), save_invstd_.data(), dy.data(),
-                                input_grad ? dx_.data() : nullptr, dgamma_.data(), dbeta_.data());
-    if (!input_grad) dx_.resize({});
-    return dx_;
+    return backward_into(ctx, dy, out_.data(), input_grad, into);
   }
   /// Output of the last forward and the gradient its last backward_relu received: with the
   /// fused ReLU these are the ReLU's output and its gradient (TPM signals).
   const tensor<T, B>& output() const { return out_; }
   const tensor<T, B>* output_grad() const { return dy_; }
 
-  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
+  /// The input gradient goes into `into` when given, as in backward_relu.
+  const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true,
+                               tensor<T, B>* into = nullptr) {
     detail::has_input(input_, "batch_norm");
     detail::expect_grad(dy, out_, "batch_norm");
-    if (input_grad) dx_.resize(dy.shape());
-    if (synced_) {
-      backward_synced(ctx, dy, nullptr, input_grad);
-      return dx_;
-    }
-    B::batch_norm_backward(ctx, desc(static_cast<int>(dy.dim(0))), phase_ == phase::train,
-                           input_->data(), gamma_.data(), save_mean_.data(), save_invstd_.data(),
-                           dy.data(), input_grad ? dx_.data() : nullptr, dgamma_.data(),
-                           dbeta_.data());
-    if (!input_grad) dx_.resize({});
-    return dx_;
+    return backward_into(ctx, dy, nullptr, input_grad, into);
   }
 
   template <class V>
@@ -191,20 +177,37 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
                                  save_invstd_.data(), running_mean_.data(), running_var_.data());
     }
   }
-  /// y: the forward's output when the ReLU was fused (dy is masked by y > 0), else null.
-  void backward_synced(typename B::context& ctx, const tensor<T, B>& dy, const T* y, bool input_grad) {
+  /// Both backwards: y is the forward's output when the ReLU was fused (dy is masked by
+  /// y > 0), else null.
+  const tensor<T, B>& backward_into(typename B::context& ctx, const tensor<T, B>& dy, const T* y, bool input_grad,
+                                    tensor<T, B>* into) {
+    if (!input_grad) dx_.resize({});
+    tensor<T, B>& dx = !input_grad ? dx_ : into ? *into : dx_;
+    if (input_grad) dx.resize(dy.shape());
+    T* dxp = input_grad ? dx.data() : nullptr;
+    const auto d = desc(static_cast<int>(dy.dim(0)));
+    if (synced_) {
+      backward_synced(ctx, d, dy, y, dxp);
+    } else if (y) {
+      B::batch_norm_relu_backward(ctx, d, phase_ == phase::train, input_->data(), y, gamma_.data(), save_mean_.data(),
+                                  save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data());
+    } else {
+      B::batch_norm_backward(ctx, d, phase_ == phase::train, input_->data(), gamma_.data(), save_mean_.data(),
+                             save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data());
+    }
+    return dx;
+  }
+  void backward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& dy, const T* y,
+                       T* dx) {
     if constexpr (requires { ctx.batch_norm_sum; }) {
-      const auto d = desc(static_cast<int>(dy.dim(0)));
       sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
       B::batch_norm_backward_sums(ctx, d, input_->data(), y, save_mean_.data(), save_invstd_.data(), dy.data(),
                                   dgamma_.data(), dbeta_.data(), sums_.data(), sums_.data() + c_);
       sums_.back() = static_cast<double>(d.batch) * d.spatial;
       ctx.batch_norm_sum(std::span<double>(sums_));  // every process, whether or not it wants dx
-      if (input_grad)
+      if (dx)
         B::batch_norm_backward_apply(ctx, d, input_->data(), y, gamma_.data(), save_mean_.data(), save_invstd_.data(),
-                                     dy.data(), sums_.data(), sums_.data() + c_, sums_.back(), dx_.data());
-      else
-        dx_.resize({});
+                                     dy.data(), sums_.data(), sums_.data() + c_, sums_.back(), dx);
     }
   }
   static void expect_batch(const batch_norm_desc& d) {

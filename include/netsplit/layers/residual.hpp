@@ -49,18 +49,26 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
     return bn2.forward_relu(ctx, h, p, &s);
   }
 
+  /// The gradients that die with this backward (of the residual sum, and batch norms' input
+  /// gradients) live in the context's workspace, which every block borrows in turn.
   const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(!inferred_, "residual block: backward after a phase::infer forward (use phase::eval)");
     const auto& out = bn2.output();
     detail::expect_grad(dy, out, "residual block");
     dy_ = &dy;
-    dsum_.resize(dy.shape());
-    B::relu_backward(ctx, dy.numel(), out.data(), dy.data(), dsum_.data());
-    // the shortcut first: conv1's input gradient adds it in its own pass (no separate sum)
-    const auto& dshort = shortcut.backward(ctx, dsum_, input_grad);
-    return conv1.backward(ctx, bn1.backward_relu(ctx, conv2.backward(ctx, bn2.backward(ctx, dsum_))), input_grad,
-                          input_grad ? &dshort : nullptr);
+    auto& dsum = ctx.workspace().template get<T, B>(workspace_sum);
+    auto& dbn = ctx.workspace().template get<T, B>(workspace_bn);
+    dsum.resize(dy.shape());
+    B::relu_backward(ctx, dy.numel(), out.data(), dy.data(), dsum.data());
+    // the shortcut first: conv1's input gradient adds it in its own pass (no separate sum);
+    // dsum lives until then (the identity shortcut returns it), dbn holds bn2's input
+    // gradient until conv2 has read it, then bn1's
+    const auto& dshort = shortcut.backward(ctx, dsum, input_grad);
+    const auto& d2 = conv2.backward(ctx, bn2.backward(ctx, dsum, true, &dbn));
+    return conv1.backward(ctx, bn1.backward_relu(ctx, d2, true, &dbn), input_grad, input_grad ? &dshort : nullptr);
   }
+  /// The workspace slots this block borrows during its backward.
+  static constexpr int workspace_sum = 0, workspace_bn = 1;
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
   const tensor<T, B>& output() const { return inferred_ ? conv2.output() : bn2.output(); }
@@ -157,7 +165,6 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
   shortcut_type shortcut;
 
  private:
-  tensor<T, B> dsum_;
   const tensor<T, B>* dy_ = nullptr;
   bool inferred_ = false;
 };

@@ -16,8 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "netsplit/backend/cpu/caches.hpp"
 #include "netsplit/backend/cpu/thread_pool.hpp"
 #include "netsplit/core/errors.hpp"
+#include "netsplit/core/workspace.hpp"
 
 namespace netsplit {
 
@@ -78,6 +80,31 @@ class cpu_context {
   cpu_conv_algorithm conv_algorithm() const { return conv_algorithm_; }
   void set_conv_algorithm(cpu_conv_algorithm a) { conv_algorithm_ = a; }
 
+  /// The caches the backend sizes its working sets from: the machine's (machine_caches())
+  /// unless set_caches gave others (for tests, and to try another machine's sizes).
+  const cpu_caches& caches() const { return caches_; }
+  void set_caches(const cpu_caches& c) {
+    caches_ = c;
+    caches_.source = "set";
+  }
+  /// Bytes of transformed data one thread's Winograd chunk may hold (winograd::plan_chunks):
+  /// three quarters of the core's L2, leaving the rest to the weights' rows and the
+  /// activations streaming through (measured in docs/performance.md, "Winograd chunk size");
+  /// set_winograd_chunk_bytes(n) fixes it to n bytes instead, 0 returns to the L2 rule.
+  std::size_t winograd_chunk_bytes() const {
+    return winograd_chunk_bytes_ > 0 ? winograd_chunk_bytes_ : caches_.l2 / 4 * 3;
+  }
+  void set_winograd_chunk_bytes(std::size_t bytes) { winograd_chunk_bytes_ = bytes; }
+  /// Tiles a Winograd chunk holds at least, in rows of the micro-kernel's tile block, even
+  /// when that exceeds winograd_chunk_bytes: on small maps (VGG's 4x4 and 2x2, one to four
+  /// tiles per image) a chunk within the L2 share holds a few tiles, padded to a block of 48
+  /// (AVX-512), and reads all of the layer's transformed weights once per chunk.
+  int winograd_min_blocks() const { return winograd_min_blocks_; }
+  void set_winograd_min_blocks(int blocks) { winograd_min_blocks_ = std::max(0, blocks); }
+
+  /// Tensors that live for part of a backward pass (core/workspace.hpp).
+  tensor_workspace& workspace() { return workspace_; }
+
   static constexpr int scratch_slots = 8;
 
   /// Sync batch norm: when set, training-mode batch norm normalises with the statistics of
@@ -107,6 +134,10 @@ class cpu_context {
   thread_pool pool_;
   std::vector<buffer> scratch_;
   cpu_conv_algorithm conv_algorithm_ = cpu_conv_algorithm::fastest;
+  cpu_caches caches_ = machine_caches();
+  std::size_t winograd_chunk_bytes_ = 0;
+  int winograd_min_blocks_ = 2;
+  tensor_workspace workspace_;
 };
 
 }  // namespace netsplit

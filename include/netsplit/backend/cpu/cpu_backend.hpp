@@ -2,7 +2,9 @@
 // Activations are NCHW. Convolutions run as implicit GEMMs over padded plane buffers with
 // SIMD micro-kernels (conv_kernels.hpp); work is split over the batch by the context's
 // thread pool. Weight gradients keep one partial per thread, summed in thread order, so
-// results are bit-reproducible for a given thread count.
+// results are bit-reproducible for a given thread count and Winograd chunk plan (the
+// context's: sized from the machine's L2, so two machines with different L2 sizes round
+// Winograd weight gradients differently unless cpu_context::set_caches makes them agree).
 #pragma once
 
 #include <Eigen/Core>
@@ -16,6 +18,7 @@
 #include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
 #include "netsplit/backend/cpu/conv_kernels.hpp"
+#include "netsplit/backend/cpu/pool_kernels.hpp"
 #include "netsplit/backend/cpu/winograd.hpp"
 #include "netsplit/backend/descriptors.hpp"
 #include "netsplit/core/errors.hpp"
@@ -479,41 +482,30 @@ struct cpu_backend {
   /// 2x2 max pooling, stride 2, over `planes` planes of h x w (both even): y[p, i, j] is the
   /// largest of x[p, 2i..2i+1, 2j..2j+1]; of equal values the first in row-major order wins
   /// (top-left, top-right, bottom-left, bottom-right), as PyTorch's CPU kernel; a NaN wins.
+  /// (pool_kernels.hpp: 8 windows at a time with masks, no branches.)
   template <class T>
   static void max_pool2x2_forward(context& ctx, std::int64_t planes, int h, int w, const T* x, T* y) {
     const int ho = h / 2, wo = w / 2;
     ctx.pool().parallel_for(planes, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-      for (std::ptrdiff_t p = b; p < e; ++p) {
-        const T* xp = x + p * h * w;
-        T* yp = y + p * ho * wo;
-        for (int i = 0; i < ho; ++i)
-          for (int j = 0; j < wo; ++j) {
-            const T* r0 = xp + (2 * i) * w + 2 * j;
-            const T* r1 = r0 + w;
-            const T v[4] = {r0[0], r0[1], r1[0], r1[1]};
-            yp[i * wo + j] = v[max_window_index(v[0], v[1], v[2], v[3])];
-          }
-      }
+      for (std::ptrdiff_t p = b; p < e; ++p)
+        for (int i = 0; i < ho; ++i) {
+          const T* r0 = x + p * h * w + (2 * i) * w;
+          detail::cpu_pool::max_pool_row_forward(r0, r0 + w, wo, y + p * ho * wo + i * wo);
+        }
     });
   }
-  /// dx of max_pool2x2_forward: dy goes to the window element that won (the rule of
-  /// max_window_index, recomputed from x: no index tensor is kept), zero elsewhere.
+  /// dx of max_pool2x2_forward: dy goes to the window element that won (recomputed from x:
+  /// no index tensor is kept), zero elsewhere.
   template <class T>
   static void max_pool2x2_backward(context& ctx, std::int64_t planes, int h, int w, const T* x, const T* dy, T* dx) {
     const int ho = h / 2, wo = w / 2;
     ctx.pool().parallel_for(planes, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-      for (std::ptrdiff_t p = b; p < e; ++p) {
-        const T* xp = x + p * h * w;
-        const T* gp = dy + p * ho * wo;
-        T* dp = dx + p * h * w;
-        for (int i = 0; i < ho; ++i)
-          for (int j = 0; j < wo; ++j) {
-            const int at = (2 * i) * w + 2 * j;
-            const int offs[4] = {at, at + 1, at + w, at + w + 1};
-            const int win = max_window_index(xp[offs[0]], xp[offs[1]], xp[offs[2]], xp[offs[3]]);
-            for (int k = 0; k < 4; ++k) dp[offs[k]] = k == win ? gp[i * wo + j] : T(0);
-          }
-      }
+      for (std::ptrdiff_t p = b; p < e; ++p)
+        for (int i = 0; i < ho; ++i) {
+          const std::int64_t row = p * h * w + (2 * i) * w;
+          detail::cpu_pool::max_pool_row_backward(x + row, x + row + w, dy + p * ho * wo + i * wo, wo, dx + row,
+                                                  dx + row + w);
+        }
     });
   }
 

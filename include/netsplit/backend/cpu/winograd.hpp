@@ -16,7 +16,8 @@
 // micro-kernel).
 // Numerics: the transforms only add, subtract and halve (exact in binary floating point up
 // to the rounding of each sum), so results differ from the direct form by a few ulps of the
-// sums' magnitudes; summation order depends only on shapes and thread count (reproducible).
+// sums' magnitudes; summation order depends only on shapes, thread count and the chunk plan
+// (reproducible; the plan follows the context's cache sizes: cpu_context::winograd_chunk_bytes).
 #pragma once
 
 #include <algorithm>
@@ -74,19 +75,20 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
 }
 
 /// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
-/// `rows` rows (input channels plus products) of `tiles` tiles per image stay within about
-/// 1.5 MB of the core's L2 (of those counts down to half as many, the one that wastes the
-/// smallest fraction of a row rounded up to `multiple`), and that row length in tiles.
+/// `rows` rows (input channels plus products) of `tiles` tiles per image stay within
+/// `budget_bytes` (cpu_context::winograd_chunk_bytes: a share of the core's L2) (of those
+/// counts down to half as many, the one that wastes the smallest fraction of a row rounded up
+/// to `multiple`), and that row length in tiles.
 struct chunk_plan {
   int images;
   i64 tpad;
 };
-inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, i64 rows, std::size_t elem_bytes, i64 multiple,
-                              i64 tiles, int elems) {
-  constexpr i64 budget_bytes = 1536 * 1024;
+inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, std::size_t budget_bytes, int min_blocks, i64 rows,
+                              std::size_t elem_bytes, i64 multiple, i64 tiles, int elems) {
   const int per_thread = (d.batch + threads - 1) / threads;
   const i64 per_image = elems * rows * tiles * static_cast<i64>(elem_bytes);
-  const int most = static_cast<int>(std::clamp<i64>(budget_bytes / per_image, 1, std::max(1, per_thread)));
+  const i64 fit = std::max(static_cast<i64>(budget_bytes) / per_image, (min_blocks * multiple + tiles - 1) / tiles);
+  const int most = static_cast<int>(std::clamp<i64>(fit, 1, std::max(1, per_thread)));
   // among [most/2, most] images, the count whose tiles waste the least of the rounded row
   int images = most;
   for (int k = most; k >= std::max(1, most / 2); --k)
@@ -594,37 +596,41 @@ enum class conv_pass { forward, backward_data, backward_weights };
 
 /// Where cpu_conv_algorithm::fastest takes Winograd, and which tile, per pass: vector
 /// transforms and at least 16 input channels (with fewer, as in a stem on RGB, the transforms
-/// cost more than the products save); F(4x4, 3x3) where its transforms are vectorised, except
-/// for weight gradients on maps of at most 8x8 (2x2 tiles of 4x4 per image make the reductions
-/// over tiles short), which take F(2x2, 3x3); F(2x2, 3x3)'s backward passes only on maps of at
-/// most 16x16. Measured on ResNet20's shapes, batch 128, 2 threads, AVX-512 (`netsplit_bench
-/// --benchmark_filter='conv2d.*s:1' --benchmark_repetitions=5`, fastest of 5, ms, F(4x4) /
-/// F(2x2) / direct): forward 3->16 32x32 1.51 / 1.79 / 1.20, 16->16 32x32 2.88 / 4.78 / 3.96,
-/// 32->32 16x16 1.95 / 2.80 / 3.89, 64->64 8x8 2.41 / 2.91 / 4.60; backward (weights and
-/// input) 16->16 32x32 6.24 / 9.31 / 8.42, 32->32 16x16 5.31 / 6.87 / 8.10, 64->64 8x8
-/// 7.60 / 7.03 / 11.1. With AVX2 only (F(4x4) transforms 8 tiles wide, no vector F(2x2)),
-/// F(4x4) everywhere, same machine and flags but `--benchmark_min_time=0.3`, one run, ms,
-/// F(4x4) / direct: forward 3->16 1.79 / 1.87 (not taken: fewer than 16 channels), 16->16
-/// 4.47 / 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5,
-/// 7.18 / 20.0.
+/// cost more than the products save); F(4x4, 3x3) where its transforms are vectorised;
+/// F(2x2, 3x3)'s backward passes only on maps of at most 16x16. Measured on ResNet20's
+/// shapes, batch 128, 2 threads, AVX-512 (`netsplit_bench --benchmark_filter='conv2d.*s:1'
+/// --benchmark_repetitions=5`, fastest of 5, ms, F(4x4) / F(2x2) / direct): forward 3->16
+/// 32x32 1.51 / 1.79 / 1.20, 16->16 32x32 2.88 / 4.78 / 3.96, 32->32 16x16 1.95 / 2.80 /
+/// 3.89, 64->64 8x8 2.41 / 2.91 / 4.60; backward (weights and input) 16->16 32x32 6.24 /
+/// 9.31 / 8.42, 32->32 16x16 5.31 / 6.87 / 8.10. Weight gradients on maps of at most 8x8
+/// took F(2x2) until the chunks held at least two tile blocks (cpu_context::
+/// winograd_min_blocks; 2x2 tiles of 4x4 per image had made F(4x4)'s chunks short); since,
+/// F(4x4) for both backward passes on 8x8 (AMD EPYC AVX-512, 2026-12-04, median of 3, ms,
+/// fastest (F(4x4) data, F(2x2) weights) / F(2x2) / F(4x4)): 64->64 3.82 / 4.12 / 3.25,
+/// 256->256 59.0 / 59.6 / 53.6; whole ResNet20 training 0.96-1.02x in 5 alternated runs,
+/// VGG11 below. With AVX2 only (F(4x4) transforms 8 tiles wide, no vector F(2x2)), F(4x4)
+/// everywhere, same machine and flags but `--benchmark_min_time=0.3`, one run, ms, F(4x4) /
+/// direct: forward 3->16 1.79 / 1.87 (not taken: fewer than 16 channels), 16->16 4.47 /
+/// 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5, 7.18 /
+/// 20.0.
 template <class T>
 winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   if (!winograd_applicable(d) || d.in_channels < 16) return winograd_tile::none;
-  // VGG's last groups: 2x2 maps, and 4x4 maps of at least 256 channels, take F(2x2) even
-  // with scalar transforms (widths below 8): the direct engine computes a padded 3x3 block
-  // per image for 2x2 outputs, and F(4x4) has one tile per image, whose products run short.
-  // Whole VGG11 (batch 128, 2 threads, AMD EPYC AVX-512, 4 alternating runs of each binary,
-  // medians of 3 windows): training 116-118 -> 147-161 img/s, inference 463-559 -> 533-664;
-  // VGG11 x0.25 (2x2 maps of 128 channels) training 1786-2140 -> 1976-2088. On 4x4 maps of
-  // 128 channels F(4x4) stays (forward 1.8-2.1 ms against F(2x2)'s 2.0-2.7).
+  // VGG's last groups: 2x2 maps take F(2x2) even with scalar transforms (widths below 8):
+  // the direct engine computes a padded 3x3 block per image for 2x2 outputs (whole VGG11,
+  // batch 128, 2 threads, AMD EPYC AVX-512: training 116-118 -> 147-161 img/s); so do
+  // weight gradients on 4x4 maps of at least 256 channels, whose forward and input gradient
+  // take F(4x4) (one tile per image, 96 per chunk: per layer, ms, forward 256->512 18.3 ->
+  // 12.7, 512->512 33.7 -> 29.0, backward 45.2 -> 38.2, 84.3 -> 75.9 against F(2x2) in all
+  // passes; whole VGG11 with the 8x8 change above, 3 alternated runs: training 205-249 ->
+  // 251-269 img/s, inference 827-908 -> 974-1059). On 4x4 maps of 128 channels F(4x4) in
+  // every pass (forward 1.8-2.1 ms against F(2x2)'s 2.0-2.7).
   const std::int64_t area = std::int64_t{d.in_height} * d.in_width;
-  if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) && (area <= 4 || (area <= 16 && d.in_channels >= 256)))
+  if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) &&
+      (area <= 4 || (area <= 16 && d.in_channels >= 256 && pass == conv_pass::backward_weights)))
     return winograd_tile::f2x2;
   const bool f2 = winograd::vectorised<winograd::f2x2, T>(d);
-  if (winograd::vectorised<winograd::f4x4, T>(d))
-    return pass == conv_pass::backward_weights && std::int64_t{d.in_height} * d.in_width <= 64 && f2
-               ? winograd_tile::f2x2
-               : winograd_tile::f4x4;
+  if (winograd::vectorised<winograd::f4x4, T>(d)) return winograd_tile::f4x4;
   if (f2 && (pass == conv_pass::forward || std::int64_t{d.in_height} * d.in_width <= 256)) return winograd_tile::f2x2;
   return winograd_tile::none;
 }
@@ -641,7 +647,8 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
   // (no structured binding: lambdas below capture these, which clang 14 rejects for bindings)
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+                                          C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
 
@@ -685,7 +692,8 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   const i64 tiles = i64{H / P::m} * (W / P::m);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), C + rows, sizeof(T),
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+                                          C + rows, sizeof(T),
                                           std::max<i64>(kern::fwd_qt, kern::wg_step), tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;

@@ -12,7 +12,7 @@
 // Numerics: the input and output transforms multiply by up to 8 and the weight transform
 // divides by 6 and 24, so float results carry a few times the rounding error of F(2x2, 3x3)
 // (measured in tests/test_conv_kernels.cpp against a double reference); summation order
-// still depends only on shapes and thread count.
+// still depends only on shapes, thread count and the chunk plan.
 // Tile t of a chunk of `count` images is numbered t = n * tiles + ty * TW + tx (TW = W / 4,
 // tiles = H / 4 * TW); element e = 6 i + j of tile t lives at [e * es + row * tpad + t].
 #pragma once

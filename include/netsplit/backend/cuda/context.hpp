@@ -18,6 +18,7 @@
 
 #include "netsplit/backend/cuda/check.hpp"
 #include "netsplit/backend/cuda/config.hpp"
+#include "netsplit/core/workspace.hpp"
 
 #if NETSPLIT_CUDA_DEVICE
 #include <thrust/system/cuda/execution_policy.h>
@@ -98,6 +99,9 @@ class cuda_context {
     if (n > 0) body(std::ptrdiff_t{0}, n, 0);
   }
 
+  /// Tensors that live for part of a backward pass (core/workspace.hpp).
+  tensor_workspace& workspace() { return workspace_; }
+
   /// Device scratch: slot `slot` (0..3) holds at least `count` elements of T, valid until
   /// the next call with the same slot. Growing it waits for queued work first.
   template <class T>
@@ -135,6 +139,7 @@ class cuda_context {
     if (stream_) cudaStreamSynchronize(stream_);
 #endif
     for (auto& b : scratch_) free_buffer(b);
+    workspace_.clear();
 #if NETSPLIT_CUDA_CUDNN
     plans_.clear();
     if (dnn_) cudnnDestroy(dnn_);
@@ -150,6 +155,7 @@ class cuda_context {
 
   cuda_options options_;
   std::array<buffer, scratch_slots> scratch_{};
+  tensor_workspace workspace_;
 #if NETSPLIT_CUDA_DEVICE
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
