@@ -139,9 +139,14 @@ double state_difference(NetA& a, NetB& b, bool elementwise) {
 /// part as two single-process runs with other summation orders do. So in float every step
 /// starts from the one-process run's state (copied into the 2-rank run), and the step's
 /// difference is measured over the whole state (norm of the difference / norm of the
-/// state), where an occasional flipped unit weighs what it is: a few values.
+/// state), where an occasional flipped unit weighs what it is: a few values. How much that
+/// is moves with every change of summation order: 5e-6 / 1e-6 (shortcut A / B) when this
+/// test was written, 3.5e-8 / 1.1e-5 after issue 20 changed the Winograd chunk plans, and
+/// 2.3e-5 / 3.7e-6 with those plans but F(2x2) weight gradients on 8x8 maps; so the float
+/// state is held to 1e-4 (the loss, measured 6e-8 to 1.2e-7, to 1e-5), and exactness is the
+/// double run's to show (5e-14 free-running).
 template <class Net>
-void sync_bn_equals_one_process(double tol, bool from_same_state) {
+void sync_bn_equals_one_process(double loss_tol, double state_tol, bool from_same_state) {
   const auto& d = data();
   cpu_context c1(1), c2(1);
   Net a(5, width_multiplier{0.5}), b(5, width_multiplier{0.5});
@@ -170,8 +175,8 @@ void sync_bn_equals_one_process(double tol, bool from_same_state) {
           std::string(from_same_state ? ", worst relative state difference (norm) " : ", worst tensor's relative difference "),
           worst,
           " (20 steps)");
-  CHECK(worst_loss <= tol);
-  CHECK(worst <= tol);
+  CHECK(worst_loss <= loss_tol);
+  CHECK(worst <= state_tol);
   two.check_replicas();  // both ranks hold the same bits
 }
 
@@ -203,10 +208,10 @@ TEST_CASE("ordered sums: the same bits on every rank, in the order of the tree")
 }
 
 TEST_CASE("2 ranks with sync batch norm compute what one process does with the whole batch") {
-  sync_bn_equals_one_process<net8<float, shortcut_a>>(1e-5, true);
-  sync_bn_equals_one_process<net8<float, shortcut_b>>(1e-5, true);
-  sync_bn_equals_one_process<net8<double, shortcut_a>>(1e-12, false);
-  sync_bn_equals_one_process<net8<double, shortcut_b>>(1e-12, false);
+  sync_bn_equals_one_process<net8<float, shortcut_a>>(1e-5, 1e-4, true);
+  sync_bn_equals_one_process<net8<float, shortcut_b>>(1e-5, 1e-4, true);
+  sync_bn_equals_one_process<net8<double, shortcut_a>>(1e-12, 1e-12, false);
+  sync_bn_equals_one_process<net8<double, shortcut_b>>(1e-12, 1e-12, false);
 }
 
 TEST_CASE("2 ranks without sync batch norm: reproducible, the same on both ranks, and learning like one process") {
