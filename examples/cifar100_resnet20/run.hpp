@@ -76,7 +76,8 @@ inline std::string study_fingerprint(const options& o) {
 }
 
 template <class Net>
-int run_study(const options& o, const data_env& data, const std::string& command, const std::string& note) {
+int run_study(const options& study_options, const data_env& data, const std::string& command, const std::string& note) {
+  options o = study_options;  // (its concurrent_runs is capped at the study's runs below)
   const fs::path root(o.out_dir);
   fs::create_directories(root);
   // Rerunning the same study command (or --resume DIR) continues the study in its folder:
@@ -132,10 +133,19 @@ int run_study(const options& o, const data_env& data, const std::string& command
     }
   }
   const int concurrent = std::min<int>(o.concurrent_runs, static_cast<int>(jobs.size()));
-  if (concurrent > 1)
+  o.concurrent_runs = concurrent;  // each run's share of the threads: no more runs than the study has
+  if (concurrent > 1) {
     run_control::print("training up to " + std::to_string(concurrent) + " of the study's " + std::to_string(jobs.size()) +
                        " runs at once, " + std::to_string(threads_per_run(o.threads, o.concurrent_runs)) +
                        " thread(s) each\n");
+    // a seed's baseline trains before its other runs can start: with fewer seeds than runs
+    // at once, the baselines leave threads idle (each run keeps its share, for
+    // reproducibility); a growth study's full net trains beside its small run
+    if (!o.growth() && o.seeds.size() < static_cast<std::size_t>(concurrent))
+      run_control::print("note: " + std::to_string(o.seeds.size()) + " seed(s) for " + std::to_string(concurrent) +
+                         " runs at once: each seed's baseline trains on its share of the threads while nothing "
+                         "else can run; --concurrent-runs pays off with at least as many seeds\n");
+  }
   std::vector<std::optional<run_result>> results(jobs.size());
   std::mutex results_mutex;  // results and the report
   std::string table;
