@@ -121,6 +121,10 @@ void conv_shapes(benchmark::internal::Benchmark* b) {
     b->Args({32, 32, 16, 1, algorithm});
     b->Args({64, 64, 8, 1, algorithm});
   }
+  for (int algorithm : {1, 3}) {  // thin layers of narrow nets (growth from width 0.25 / 0.5)
+    b->Args({4, 4, 32, 1, algorithm});
+    b->Args({8, 8, 32, 1, algorithm});
+  }
   b->Args({16, 32, 32, 2, 0});  // stride 2: direct either way
   b->Args({32, 64, 16, 2, 0});
   b->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -134,8 +138,7 @@ BENCHMARK(BM_conv2d_backward)->Apply(conv_shapes);
 // the direct engine in every pass (winograd_fastest, backend/cpu/winograd.hpp).
 void vgg_conv_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"cin", "cout", "hw", "s", "alg"});
-  b->Args({3, 64, 32, 1, 0});
-  b->Args({3, 64, 32, 1, 1});
+  for (int algorithm : {0, 1, 3}) b->Args({3, 64, 32, 1, algorithm});
   for (int algorithm : {0, 1, 2, 3}) {
     b->Args({64, 128, 16, 1, algorithm});
     b->Args({128, 256, 8, 1, algorithm});

@@ -2,13 +2,19 @@
 // in the program) for unknown or malformed flags.
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include <string>
 #include <vector>
 
 #include "../examples/cifar100_resnet20/cli.hpp"
+#include "../examples/cifar100_resnet20/job_graph.hpp"
+#include "../examples/cifar100_resnet20/world.hpp"
 #include "../examples/cifar100_resnet20/plot.hpp"
 #include "../examples/cifar100_resnet20/stats.hpp"
 
@@ -138,6 +144,121 @@ TEST_CASE("study flags and windows resolved from the preset") {
   // a study resumes in its folder: --resume DIR is its --out-dir
   CHECK(parse({"--mode", "study", "--resume", "runs/s"}).out_dir == "runs/s");
   CHECK(parse({"--mode", "study", "--resume", "runs/s", "--out-dir", "runs/s"}).out_dir == "runs/s");
+  // several runs at once: a study's, 1..64
+  CHECK(parse({"--mode", "study"}).concurrent_runs == 1);
+  CHECK(parse({"--mode", "study", "--concurrent-runs", "3"}).concurrent_runs == 3);
+  CHECK_THROWS_WITH_AS(parse({"--concurrent-runs", "2"}), doctest::Contains("needs --mode study"), cli_error);
+  CHECK_THROWS_AS(parse({"--mode", "study", "--concurrent-runs", "0"}), cli_error);
+  CHECK_THROWS_AS(parse({"--mode", "study", "--concurrent-runs", "65"}), cli_error);
+  CHECK_THROWS_AS(parse({"--mode", "study", "--concurrent-runs", "two"}), cli_error);
+}
+
+TEST_CASE("threads per run: the process's threads shared by the runs trained at once") {
+  CHECK(cifar_cli::threads_per_run(4, 1) == 4);
+  CHECK(cifar_cli::threads_per_run(4, 2) == 2);
+  CHECK(cifar_cli::threads_per_run(4, 3) == 1);
+  CHECK(cifar_cli::threads_per_run(2, 8) == 1);  // at least one each
+  CHECK(cifar_cli::threads_per_run(0, 1) == 0);  // one run: the backend's own default (all cores)
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  if (hw > 0) CHECK(cifar_cli::threads_per_run(0, 2) == std::max(1, hw / 2));
+}
+
+// A study's runs as jobs (job_graph.hpp): the order, the dependencies, several at once, and
+// what a stopped or failed job does to the rest.
+TEST_CASE("job graph: one worker runs the jobs in the list's order") {
+  // two seeds of baseline, derived (after baseline), random (after baseline), static (after derived)
+  const std::vector<int> after{-1, 0, 0, 1, -1, 4, 4, 5};
+  std::vector<int> order;
+  CHECK(cifar_cli::run_job_graph(after, 1, [&](int i) {
+    order.push_back(i);
+    return true;
+  }));
+  CHECK(order == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7});
+  CHECK_THROWS_AS(cifar_cli::run_job_graph({-1, 2, -1}, 1, [](int) { return true; }), std::logic_error);
+}
+
+TEST_CASE("job graph: several workers run independent jobs at once and respect every dependency") {
+  const std::vector<int> after{-1, 0, 0, 1, -1, 4, 4, 5};
+  std::mutex m;
+  std::vector<int> started, finished;
+  std::atomic<int> running{0}, most{0};
+  CHECK(cifar_cli::run_job_graph(after, 3, [&](int i) {
+    {
+      const std::lock_guard<std::mutex> lock(m);
+      // a job starts only after the job it depends on finished
+      if (after[static_cast<std::size_t>(i)] >= 0)
+        CHECK(std::find(finished.begin(), finished.end(), after[static_cast<std::size_t>(i)]) != finished.end());
+      started.push_back(i);
+    }
+    const int now = ++running;
+    for (int seen = most.load(); now > seen && !most.compare_exchange_weak(seen, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    --running;
+    const std::lock_guard<std::mutex> lock(m);
+    finished.push_back(i);
+    return true;
+  }));
+  CHECK(finished.size() == 8);
+  // both seeds' baselines start together, then up to three of their followers
+  CHECK(most.load() >= 2);
+  CHECK(most.load() <= 3);
+  // two jobs that can only finish together: they must run at the same time (with one
+  // worker this would wait forever, so the wait is bounded and counted as a failure)
+  std::atomic<int> arrived{0};
+  const auto meet = [&](int) {
+    ++arrived;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (arrived.load() < 2)
+      if (std::chrono::steady_clock::now() > until) return false;
+    return true;
+  };
+  CHECK(cifar_cli::run_job_graph({-1, -1}, 2, meet));
+}
+
+TEST_CASE("job graph: a stopped or failed job ends the schedule; its dependents never run") {
+  const std::vector<int> after{-1, 0, 0, 1, -1, 4, 4, 5};
+  std::vector<int> ran;
+  int stops = 0;
+  // one worker: job 1 (seed 1's derived run) is stopped; nothing starts after it
+  CHECK_FALSE(cifar_cli::run_job_graph(
+      after, 1,
+      [&](int i) {
+        ran.push_back(i);
+        return i != 1;
+      },
+      [&] { ++stops; }));
+  CHECK(ran == std::vector<int>{0, 1});
+  CHECK(stops == 1);
+  // a job that throws: the error comes back once the running jobs returned; the others
+  // were told to stop (on_stop) and the jobs depending on the failed one never ran
+  std::mutex m;
+  ran.clear();
+  std::atomic<bool> told{false};
+  CHECK_THROWS_WITH_AS(cifar_cli::run_job_graph(
+                           after, 2,
+                           [&](int i) {
+                             {
+                               const std::lock_guard<std::mutex> lock(m);
+                               ran.push_back(i);
+                             }
+                             if (i == 0) {  // fails once seed 2's baseline runs beside it
+                               const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                               while (std::chrono::steady_clock::now() < until) {
+                                 const std::lock_guard<std::mutex> lock(m);
+                                 if (ran.size() == 2) break;
+                               }
+                               throw std::runtime_error("baseline of seed 1 diverged");
+                             }
+                             // seed 2's baseline runs beside it until told to stop
+                             const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+                             while (!told && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+                             return !told;
+                           },
+                           [&] { told = true; }),
+                       "baseline of seed 1 diverged", std::runtime_error);
+  std::sort(ran.begin(), ran.end());
+  CHECK(ran == std::vector<int>{0, 4});
 }
 
 TEST_CASE("growth flags: rounds, windows, targets, arms and controls resolved; impossible plans refused") {

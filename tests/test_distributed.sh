@@ -9,6 +9,7 @@
 #  (d) resuming that checkpoint on 1 process is refused (exit 1) naming the process count;
 #  (e) an error on one rank (rank 0's output folder is not writable mid-run is hard to
 #      arrange; a missing --resume file is seen by every rank) ends every rank: exit 1, no hang;
+#  (e3) --concurrent-runs 2 (several runs of a study at once) under mpirun: exit 2;
 #  (f) study mode: a growth study of 2 runs finishes and writes its report once.
 # Usage: test_distributed.sh PROGRAM SHARED_CIFAR10_DIR MPIRUN
 # Exit 77 (skip) when the shared CIFAR-10 is absent.
@@ -94,6 +95,12 @@ echo "== (e2) a batch smaller than the process count is refused"
 status=$?
 [ $status -eq 2 ] || { cat "$out/e2.log"; fail "--batch-size 1 on 2 processes exited $status, expected 2"; }
 grep -q "cannot be shared by 2 processes" "$out/e2.log" || { cat "$out/e2.log"; fail "the refusal does not say why"; }
+
+echo "== (e3) several runs at once under mpirun are refused"
+"${mpi[@]}" "$prog" "${base[@]}" --mode study --max-iter 4 --concurrent-runs 2 --out-dir "$out/e3" >"$out/e3.log" 2>&1
+status=$?
+[ $status -eq 2 ] || { cat "$out/e3.log"; fail "--concurrent-runs 2 on 2 processes exited $status, expected 2"; }
+grep -q "trains one run at a time" "$out/e3.log" || { cat "$out/e3.log"; fail "the refusal does not say why"; }
 
 echo "== (f) study mode on 2 ranks"
 "${mpi[@]}" "$prog" "${base[@]}" --mode study --seeds 1 --max-iter 16 --grow-rounds 1 --grow-to 0.75 --width-mult 0.5 \

@@ -178,6 +178,21 @@ assert int(runs["small"]["params"]) < full
 PY
 "$prog" "${common[@]}" "${gs[@]}" >"$out/growth2.out" 2>&1 || { tail -20 "$out/growth2.out"; fail "growth study rerun failed"; }
 [ "$(grep -c "finished before" "$out/growth2.out")" -eq 5 ] || fail "rerunning the study must read back its 5 runs"
+# The growth study's runs several at a time (--concurrent-runs 3, 1 thread each: the small
+# run first, then its arms from the trunk beside the full net): the same results and final
+# checkpoints as the study one run at a time with --threads 1.
+gc=(--mode study --max-iter 12 --test-interval 6 --width-mult 0.5 --grow-at 4,7,10 --grow-window 2 --grow-to 1.0
+    --tpm taylor,splitting)
+"$prog" "${common[@]}" "${gc[@]}" --threads 1 --out-dir "$out/growth_t1" >"$out/growth_t1.out" 2>&1 || fail "growth study, 1 thread"
+"$prog" "${common[@]}" "${gc[@]}" --threads 2 --concurrent-runs 3 --out-dir "$out/growth_c3" >"$out/growth_c3.out" 2>&1 ||
+  { tail -20 "$out/growth_c3.out"; fail "growth study, 3 runs at once"; }
+grep -q "training up to 3 of the study's 5 runs at once, 1 thread(s) each" "$out/growth_c3.out" || fail "no runs-at-once line"
+diff <(cut -d, -f1-8,10 "$out/growth_t1/results.csv") <(cut -d, -f1-8,10 "$out/growth_c3/results.csv") ||
+  fail "runs at once: results.csv differs from one run at a time"
+for k in small grow-taylor grow-splitting grow-random full; do
+  cmp -s "$out/growth_t1/seed1/$k/resnet20_iter_12.safetensors" "$out/growth_c3/seed1/$k/resnet20_iter_12.safetensors" ||
+    fail "runs at once: the $k run's final checkpoint differs from one run at a time"
+done
 "$prog" "${common[@]}" "${gs[@]}" --grow-window 1 >"$out/growth3.out" 2>&1; [ $? -eq 2 ] || fail "another study in the folder must exit 2"
 grep -q "holds another study" "$out/growth3.out" || fail "another-study message: $(cat "$out/growth3.out")"
 "$prog" "${common[@]}" --mode study --width-mult 0.5 --grow-at 4 --grow-window 2 --grow-to 0.5 2>"$out/err"

@@ -108,6 +108,33 @@ elif [ $same -ne 1 ] || ! diff <(cut -d, -f1-8,10 "$out/study/results.csv") <(cu
   fail "study resume: results or final checkpoints differ from an uninterrupted study"
 else ok "study: SIGINT exit 130 with the resume command; --resume DIR finished it with identical results and checkpoints"; fi
 
+# Several runs at once (--concurrent-runs 2, --threads 2: one thread each): the same results
+# and checkpoints as the study run one at a time with --threads 1; SIGINT stops every run in
+# progress, each with a checkpoint, and --resume DIR finishes the study with those results.
+cs=(--mode study --controls random,static --max-iter 60 --seeds 1,2)
+"$prog" "${common[@]}" "${cs[@]}" --threads 1 --out-dir "$out/conc_ref" >"$out/conc_ref.out" 2>&1 || fail "sequential study (1 thread)"
+"$prog" "${common[@]}" "${cs[@]}" --concurrent-runs 2 --out-dir "$out/conc" >"$out/conc.out" 2>&1 & p=$!
+wait_for "$out/conc.out" "[seed 1 derived] Iteration" || fail "concurrent study: the derived run did not start"
+kill -INT $p; wait $p; rc=$?
+stops=$(grep -c "stopped by SIGINT at iteration" "$out/conc.out")
+"$prog" "${common[@]}" "${cs[@]}" --concurrent-runs 2 --resume "$out/conc" >"$out/conc2.out" 2>&1; rc2=$?
+same=1
+for s in 1 2; do
+  for k in baseline derived random static; do
+    cmp -s "$out/conc/seed$s/$k/resnet20_iter_60.safetensors" "$out/conc_ref/seed$s/$k/resnet20_iter_60.safetensors" || same=0
+  done
+done
+if ! grep -q "training up to 2 of the study's 8 runs at once, 1 thread(s) each" "$out/conc.out"; then
+  fail "concurrent study: no line saying how many runs at once"; head -3 "$out/conc.out"
+elif [ $rc -ne 130 ] || [ "$stops" -lt 1 ]; then
+  fail "concurrent study stop: exit $rc, $stops run(s) said they stopped"; tail -5 "$out/conc.out"
+elif [ $rc2 -ne 0 ] || ! grep -q "\[seed 1 baseline\] finished before" "$out/conc2.out"; then
+  fail "concurrent study resume: exit $rc2"; tail -5 "$out/conc2.out"
+elif [ $same -ne 1 ] || ! diff <(cut -d, -f1-8,10 "$out/conc/results.csv") <(cut -d, -f1-8,10 "$out/conc_ref/results.csv") >/dev/null; then
+  fail "concurrent study: results or final checkpoints differ from the study run one at a time with --threads 1"
+  diff <(cut -d, -f1-8,10 "$out/conc/results.csv") <(cut -d, -f1-8,10 "$out/conc_ref/results.csv")
+else ok "concurrent study: SIGINT stopped $stops run(s) in progress (exit 130); resumed, its 8 runs equal the study run one at a time"; fi
+
 # ---- 3. the terminal goes away ----------------------------------------------------------------
 "$prog" "${common[@]}" --max-iter 20 --out-dir "$out/pipe" | head -c 10 >/dev/null
 rc=${PIPESTATUS[0]}
@@ -131,6 +158,7 @@ refused() {  # NAME MESSAGE ARGS...
   elif grep -q "img/s" "$out/$name.out"; then fail "$name: reported a throughput"
   else ok "$name: exit 2, '$msg'"; fi
 }
+refused concurrent_train "needs --mode study" "${common[@]}" --concurrent-runs 2 --out-dir "$out/conc_train"
 refused seeds "--seeds lists seed 1 twice" "${common[@]}" --mode study --seeds 1,1 --out-dir "$out/seeds"
 refused study_file "in study mode --resume names the output folder" "${common[@]}" --mode study \
   --resume "$out/ref/resnet20_iter_60.safetensors"

@@ -51,6 +51,7 @@ struct options {
   std::int64_t snapshot_every = 0;
   std::string resume;
   int threads = 0;
+  int concurrent_runs = 1;    // study mode: independent runs trained at once, the threads shared among them
   bool sync_bn = false;       // data-parallel runs: batch norm over the whole batch of every process
   double mpi_timeout = 300;   // data-parallel runs: seconds a process may wait for the others (0: forever)
   std::uint64_t seed = 1;
@@ -201,6 +202,9 @@ inline std::string usage() {
       "  --resume FILE|DIR                 continue a run from a checkpoint; in study mode, the study in DIR\n"
       "  --threads N                       worker threads per process (0: the cores, shared by the processes\n"
       "                                    mpirun starts on this machine)\n"
+      "  --concurrent-runs N               study mode: train up to N of the study's independent runs at once\n"
+      "                                    (seeds; a seed's derived run and controls), --threads shared among\n"
+      "                                    them (default 1: one run at a time with all threads)\n"
       "  --seed N                          initialisation, data order and augmentation seed\n"
       "  --out-dir DIR                     logs, metrics and checkpoints (default runs/<preset>)\n"
       "  --no-progress                     plain lines even on a terminal\n"
@@ -435,6 +439,7 @@ inline options parse_options(int argc, const char* const* argv) {
         throw cli_error("--threads " + v + " is more than this machine's " + std::to_string(hw) +
                         " hardware threads (0 uses all of them)");
     }
+    else if (f == "--concurrent-runs") o.concurrent_runs = parse_int<int>(f, v, 1, 64);
     else if (f == "--sync-bn") o.sync_bn = detail::parse_bool(f, v);
     else if (f == "--mpi-timeout") o.mpi_timeout = detail::parse_real(f, v, 0.0, 1e7);
     else if (f == "--seed") o.seed = parse_int<std::uint64_t>(f, v, 0, ~std::uint64_t{0});
@@ -514,6 +519,9 @@ inline options parse_options(int argc, const char* const* argv) {
   if (o.shortcut_given && o.model.rfind("resnet", 0) != 0)
     throw cli_error("--shortcut applies to the ResNets; " + o.model + " has no residual shortcuts");
   if (!out_dir_given) o.out_dir = "runs/" + o.preset + (o.mode == "study" ? "-study" : "");
+  if (o.concurrent_runs > 1 && o.mode != "study")
+    throw cli_error("--concurrent-runs " + std::to_string(o.concurrent_runs) +
+                    " trains a study's independent runs at once: it needs --mode study");
   // Resolve the TPM window and split iteration, and check they fit in the run.
   if (o.tpm_begin < 0) {
     o.tpm_begin = static_cast<std::int64_t>(o.tpm_begin_frac * static_cast<double>(o.max_iter));

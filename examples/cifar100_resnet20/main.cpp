@@ -94,9 +94,9 @@ dataset_choice choose_dataset(const options& o) {
 
 data_env load_data(const options& o, const dataset_choice& c) {
   data_env d;
-  run_control::activity = "loading the training set from " + c.dir.string();
+  run_control::set_activity("loading the training set from " + c.dir.string());
   d.train = c.kind == "cifar100" ? load_cifar100(c.dir, split::train) : load_cifar10(c.dir, split::train);
-  run_control::activity = "loading the test set from " + c.dir.string();
+  run_control::set_activity("loading the test set from " + c.dir.string());
   d.test = c.kind == "cifar100" ? load_cifar100(c.dir, split::test) : load_cifar10(c.dir, split::test);
   if (o.holdout > 0) {
     // the last N training images are the evaluation set; the test set is not read
@@ -118,8 +118,8 @@ data_env load_data(const options& o, const dataset_choice& c) {
 
 /// "out of memory while <activity>", the size asked, and the address-space limit if any.
 void report_out_of_memory(std::size_t bytes) {
-  std::string what = run_control::activity;
-  if (what.rfind("training", 0) == 0) what += " (iteration " + std::to_string(run_control::iteration.load() + 1) + ")";
+  std::string what = run_control::activity();
+  if (what.rfind("training", 0) == 0) what += " (iteration " + std::to_string(run_control::iteration() + 1) + ")";
   rlimit lim{};
   std::string limit;
   if (getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY)
@@ -194,6 +194,14 @@ int run_main(int argc, char** argv) {
                    o.sync_bn ? "--sync-bn" : "started by mpirun");
     return 2;
   }
+  if (o.concurrent_runs > 1 && world().size() > 1) {
+    // every process trains every run together (data parallel): one run at a time
+    if (run_control::writer)
+      std::fprintf(stderr, "cifar100_resnet20: --concurrent-runs %d: a data-parallel study (%d processes) trains one run "
+                           "at a time on all of them; drop the flag or run without mpirun\nrun with --help for the flags\n",
+                   o.concurrent_runs, world().size());
+    return 2;
+  }
   run_control::install();
 #if NETSPLIT_WITH_MPI
   world().set_timeout(o.mpi_timeout, [](const std::string& why) {
@@ -226,7 +234,7 @@ int run_main(int argc, char** argv) {
                              "image)\nrun with --help for the flags\n", o.batch_size, world().size());
       return 2;
     }
-    run_control::activity = "building the network";
+    run_control::set_activity("building the network");
     return run_named_model({o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10});
   } catch (const cli_error& e) {  // a request that only the data or the output folder refutes
     return fail(2, std::string(e.what()) + "\nrun with --help for the flags");

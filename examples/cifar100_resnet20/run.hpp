@@ -6,14 +6,17 @@
 #pragma once
 
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <sstream>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
+#include "job_graph.hpp"
 #include "netsplit/netsplit.hpp"
 #include "report.hpp"
 #include "run_control.hpp"
@@ -73,8 +76,8 @@ inline std::string study_fingerprint(const options& o) {
 }
 
 template <class Net>
-int run_study(const options& o, const data_env& data, const std::string& command, const std::string& note) {
-  std::vector<run_result> runs;
+int run_study(const options& study_options, const data_env& data, const std::string& command, const std::string& note) {
+  options o = study_options;  // (its concurrent_runs is capped at the study's runs below)
   const fs::path root(o.out_dir);
   fs::create_directories(root);
   // Rerunning the same study command (or --resume DIR) continues the study in its folder:
@@ -94,84 +97,126 @@ int run_study(const options& o, const data_env& data, const std::string& command
   } else {
     svg::save(recorded.string(), fingerprint);
   }
-  std::string table;
+  // The study's runs as a graph of jobs: each starts from the result of at most one earlier
+  // job (the baseline's or the small run's snapshot, the derived run's widths). In this
+  // order one at a time; with --concurrent-runs N, up to N at once (job_graph.hpp).
+  struct job {
+    std::uint64_t seed;
+    std::string kind;
+    int after = -1;  // the job whose result this one starts from
+    double width = 0;
+    std::string metric;
+  };
+  std::vector<job> jobs;
+  const auto add = [&](std::uint64_t seed, std::string kind, int from = -1, double width = 0, std::string metric = {}) {
+    jobs.push_back(job{seed, std::move(kind), from, width, std::move(metric)});
+  };
   for (const auto seed : o.seeds) {
-    const fs::path sdir = root / ("seed" + std::to_string(seed));
-    // kind; for derived and random the snapshot to start from; for static the grown widths.
-    // Returns nullopt when the study stopped on a signal (exit code in `stopped`).
-    auto run = [&](std::string kind, std::string snapshot = {}, std::vector<split_record> grown = {},
-                   double width = 0, std::string metric = {}) {
-      run_spec spec;
-      spec.kind = std::move(kind);
-      spec.width = width;
-      spec.metric = std::move(metric);
-      spec.snapshot = std::move(snapshot);
-      spec.grown = std::move(grown);
-      spec.seed = seed;
-      spec.dir = sdir / spec.kind;
-      std::optional<run_result> done = resuming ? finished_run(o, spec) : std::nullopt;
-      if (!done) {
-        if (resuming) spec.resume = latest_checkpoint(spec.dir, o.model).string();
-        run_log log(spec.dir, o.progress);
-        log.prefix = "[seed " + std::to_string(seed) + " " + spec.kind + "] ";
-        if (!note.empty()) log.line("note: " + note);
-        log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
-                 " training, " + std::to_string(data.test.size()) + " test images");
-        log.line(recipe_line(o) + " " + std::to_string(seed));
-        done = execute_logged<Net>(o, spec, data, log);
-        if (done->exit_code > 128) return done;  // stopped by a signal: the study stops too
-        if (done->exit_code != 0)
-          throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(seed) + " diverged");
-      } else {
-        if ((done->kind == "derived" || done->kind.rfind("grow-", 0) == 0) && done->sites.empty()) {
-          // logged before runs listed every site at their split: the network's sites, without scores
-          Net net(1, netsplit::width_multiplier{o.width_mult});
-          for (const auto& site : netsplit::derive_sites(net)) done->sites.push_back(site.name);
-          done->site_best.assign(done->sites.size(), std::nan(""));
-        }
-        run_control::print("[seed " + std::to_string(seed) + " " + spec.kind + "] finished before (" +
-                           spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
-      }
-      runs.push_back(*done);
-      table = write_report(o, command, note, runs, root);
-      return done;
-    };
+    const int first = static_cast<int>(jobs.size());
     if (o.growth()) {
       // small: static at the starting width, and the trunk (its snapshot at the first
       // round's window) every grown arm starts from; one grown arm per metric; controls.
-      const auto small = run("small");
-      if (small->exit_code > 128) return small->exit_code;
-      std::string trunk;
-      if (o.tpm_begin > 0) {
-        if (small->split_snapshot.empty() || !fs::exists(small->split_snapshot))
-          throw io_error("netsplit: the small run wrote no snapshot at iteration " + std::to_string(o.tpm_begin));
-        trunk = small->split_snapshot.string();
-      }
-      for (const auto& m : o.tpms) {
-        const auto r = run("grow-" + m, trunk, {}, 0, m);
-        if (r->exit_code > 128) return r->exit_code;
-      }
+      add(seed, "small");
+      const int trunk = o.tpm_begin > 0 ? first : -1;  // no window before round 1: arms start from scratch
+      for (const auto& m : o.tpms) add(seed, "grow-" + m, trunk, 0, m);
       for (const auto& c : o.controls) {
-        std::optional<run_result> r;
-        if (c == "random") r = run("grow-random", trunk);
-        if (c == "full") r = run("full", "", {}, o.grow_to);
-        if (r && r->exit_code > 128) return r->exit_code;
+        if (c == "random") add(seed, "grow-random", trunk);
+        if (c == "full") add(seed, "full", -1, o.grow_to);
       }
-      continue;
-    }
-    const auto base = run("baseline");
-    if (base->exit_code > 128) return base->exit_code;
-    if (base->split_snapshot.empty() || !fs::exists(base->split_snapshot))
-      throw io_error("netsplit: the baseline wrote no snapshot at the split iteration");
-    const auto derived = run("derived", base->split_snapshot.string());
-    if (derived->exit_code > 128) return derived->exit_code;
-    for (const auto& c : o.controls) {
-      std::optional<run_result> r;
-      if (c == "random") r = run("random", base->split_snapshot.string());
-      if (c == "static") r = run("static", "", derived->splits);
-      if (r && r->exit_code > 128) return r->exit_code;
+    } else {
+      add(seed, "baseline");
+      add(seed, "derived", first);
+      for (const auto& c : o.controls) {
+        if (c == "random") add(seed, "random", first);
+        if (c == "static") add(seed, "static", first + 1);
+      }
     }
   }
+  const int concurrent = std::min<int>(o.concurrent_runs, static_cast<int>(jobs.size()));
+  o.concurrent_runs = concurrent;  // each run's share of the threads: no more runs than the study has
+  if (concurrent > 1) {
+    run_control::print("training up to " + std::to_string(concurrent) + " of the study's " + std::to_string(jobs.size()) +
+                       " runs at once, " + std::to_string(threads_per_run(o.threads, o.concurrent_runs)) +
+                       " thread(s) each\n");
+    // a seed's baseline trains before its other runs can start: with fewer seeds than runs
+    // at once, the baselines leave threads idle (each run keeps its share, for
+    // reproducibility); a growth study's full net trains beside its small run
+    if (!o.growth() && o.seeds.size() < static_cast<std::size_t>(concurrent))
+      run_control::print("note: " + std::to_string(o.seeds.size()) + " seed(s) for " + std::to_string(concurrent) +
+                         " runs at once: each seed's baseline trains on its share of the threads while nothing "
+                         "else can run; --concurrent-runs pays off with at least as many seeds\n");
+  }
+  std::vector<std::optional<run_result>> results(jobs.size());
+  std::mutex results_mutex;  // results and the report
+  std::string table;
+  int stopped_code = 0;  // the first run stopped by a signal: its exit code
+  std::vector<int> after;
+  for (const auto& j : jobs) after.push_back(j.after);
+  // One job: read back when a resumed study finished it before, else trained. False when
+  // the run was stopped (a signal, or another run's failure); throws when it failed.
+  const auto body = [&](int i) {
+    const job& j = jobs[static_cast<std::size_t>(i)];
+    run_spec spec;
+    spec.kind = j.kind;
+    spec.width = j.width;
+    spec.metric = j.metric;
+    spec.seed = j.seed;
+    spec.dir = root / ("seed" + std::to_string(j.seed)) / spec.kind;
+    if (j.after >= 0) {
+      const run_result& from = *results[static_cast<std::size_t>(j.after)];  // finished before this job started
+      if (j.kind == "static") {
+        spec.grown = from.splits;
+      } else {
+        if (from.split_snapshot.empty() || !fs::exists(from.split_snapshot))
+          throw io_error(from.kind == "small"
+                             ? "netsplit: the small run wrote no snapshot at iteration " + std::to_string(o.tpm_begin)
+                             : std::string("netsplit: the baseline wrote no snapshot at the split iteration"));
+        spec.snapshot = from.split_snapshot.string();
+      }
+    }
+    std::optional<run_result> done = resuming ? finished_run(o, spec) : std::nullopt;
+    if (!done) {
+      if (resuming) spec.resume = latest_checkpoint(spec.dir, o.model).string();
+      run_log log(spec.dir, o.progress && concurrent == 1);  // several runs at once: plain lines
+      log.prefix = "[seed " + std::to_string(j.seed) + " " + spec.kind + "] ";
+      if (!note.empty()) log.line("note: " + note);
+      log.line("data: " + data.train.name + " from " + data.source + ": " + std::to_string(data.train.size()) +
+               " training, " + std::to_string(data.test.size()) + " test images");
+      log.line(recipe_line(o) + " " + std::to_string(j.seed));
+      done = execute_logged<Net>(o, spec, data, log);
+      if (done->exit_code > 128) {  // stopped: the study stops too
+        const std::lock_guard<std::mutex> lock(results_mutex);
+        if (stopped_code == 0) stopped_code = done->exit_code;
+        return false;
+      }
+      if (done->exit_code != 0)
+        throw divergence_error("netsplit: the " + spec.kind + " run of seed " + std::to_string(j.seed) + " diverged");
+    } else {
+      if ((done->kind == "derived" || done->kind.rfind("grow-", 0) == 0) && done->sites.empty()) {
+        // logged before runs listed every site at their split: the network's sites, without scores
+        Net net(1, netsplit::width_multiplier{o.width_mult});
+        for (const auto& site : netsplit::derive_sites(net)) done->sites.push_back(site.name);
+        done->site_best.assign(done->sites.size(), std::nan(""));
+      }
+      run_control::print("[seed " + std::to_string(j.seed) + " " + spec.kind + "] finished before (" +
+                         spec.dir.string() + "): final top-1 " + fmt("%.4f", done->final_top1) + "\n");
+    }
+    // the report holds the finished runs in the jobs' order, whichever finished first
+    const std::lock_guard<std::mutex> lock(results_mutex);
+    results[static_cast<std::size_t>(i)] = std::move(done);
+    std::vector<run_result> runs;
+    for (const auto& r : results)
+      if (r) runs.push_back(*r);
+    table = write_report(o, command, note, runs, root);
+    return true;
+  };
+  // the first run to fail or stop stops the others (after their current iteration, with a
+  // checkpoint); the error that names it is the one main reports
+  const auto stop_others = [] {
+    run_control::pin_progress();
+    run_control::study_failed = true;
+  };
+  if (!run_job_graph(after, concurrent, body, stop_others)) return stopped_code ? stopped_code : 128 + SIGTERM;
   run_control::print("\n" + table + "\nreport: " + (root / "report.md").string() +
                      (o.growth() ? " (plots: loss.svg, accuracy.svg, growth.svg, widths.svg, splits.svg, split_pairs.svg; "
                                    "table: results.csv)\n"

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <string>
 
 namespace cifar_cli {
@@ -24,8 +25,50 @@ namespace run_control {
 inline volatile std::sig_atomic_t stop_signal = 0;  // the first SIGINT/SIGTERM received, or 0
 inline std::atomic<bool> stdout_lost{false};       // a write to stdout failed (the reader went away)
 inline std::atomic<std::size_t> failed_allocation{0};  // bytes of the last request operator new could not meet
-inline std::string activity = "starting";          // what the program is doing, for error messages
-inline std::atomic<std::int64_t> iteration{0};     // the last completed training iteration
+// A study running several runs at once (--concurrent-runs) stops the others when one fails:
+// they end after their current iteration with a checkpoint, as on a signal.
+inline std::atomic<bool> study_failed{false};
+
+namespace detail {
+struct progress_state {
+  std::string activity = "starting";
+  std::int64_t iteration = 0;
+};
+inline std::mutex progress_mutex;
+inline progress_state shared_progress;  // guarded by progress_mutex
+inline bool progress_pinned = false;    // guarded by progress_mutex
+inline thread_local progress_state own_progress;
+}  // namespace detail
+
+/// What the program is doing (for error messages: "out of memory while <activity>"), and the
+/// last completed training iteration. Runs of a study on several threads each set their own;
+/// the program's is the last one set, until pin_progress() makes it the calling thread's.
+inline void set_activity(std::string what) {
+  detail::own_progress.activity = std::move(what);
+  const std::lock_guard<std::mutex> lock(detail::progress_mutex);
+  if (!detail::progress_pinned) detail::shared_progress.activity = detail::own_progress.activity;
+}
+inline void set_iteration(std::int64_t it) {
+  detail::own_progress.iteration = it;
+  const std::lock_guard<std::mutex> lock(detail::progress_mutex);
+  if (!detail::progress_pinned) detail::shared_progress.iteration = it;
+}
+/// The calling thread's activity and iteration become the program's for good: the run that
+/// failed first is the one an error message names, whatever the others do after.
+inline void pin_progress() {
+  const std::lock_guard<std::mutex> lock(detail::progress_mutex);
+  if (detail::progress_pinned) return;
+  detail::shared_progress = detail::own_progress;
+  detail::progress_pinned = true;
+}
+inline std::string activity() {
+  const std::lock_guard<std::mutex> lock(detail::progress_mutex);
+  return detail::shared_progress.activity;
+}
+inline std::int64_t iteration() {
+  const std::lock_guard<std::mutex> lock(detail::progress_mutex);
+  return detail::shared_progress.iteration;
+}
 // Data-parallel runs: only rank 0 prints progress and writes the program's files (logs,
 // reports, plots; the trainer writes checkpoints on rank 0 only). Errors every rank reports.
 inline bool writer = true;
@@ -49,7 +92,8 @@ inline void install() {
   std::signal(SIGPIPE, SIG_IGN);
 }
 
-inline bool stop_requested() { return stop_signal != 0; }
+/// A signal arrived, or (a study running several runs at once) another run failed.
+inline bool stop_requested() { return stop_signal != 0 || study_failed; }
 
 /// Writes text to stdout unless it is lost; returns false when this write found it gone
 /// (EPIPE, or any other failure), and from then on writes nothing there.

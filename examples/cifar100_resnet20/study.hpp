@@ -294,7 +294,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   run_result res;
   res.kind = spec.kind;
   res.seed = spec.seed;
-  cpu_context ctx(threads_per_process(o.threads));
+  cpu_context ctx(threads_per_run(o.threads, o.concurrent_runs));
   Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{spec.width > 0 ? spec.width : o.width_mult});
   train_config cfg;
   cfg.max_iter = o.max_iter;
@@ -411,7 +411,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
 
   const bool resumed = !spec.resume.empty() || (start == o.resume && !start.empty());
   if (!start.empty()) {
-    run_control::activity = "loading checkpoint " + start;
+    run_control::set_activity("loading checkpoint " + start);
     tr.load(start);
     last_snapshot_start = start;
     log.line((resumed ? "resumed from " : "started from snapshot ") + start + " at iteration " +
@@ -590,7 +590,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   if (trunk && tr.iteration() >= trunk_at && fs::exists(tr.snapshot_path(trunk_at)))
     res.split_snapshot = tr.snapshot_path(trunk_at);
   tr.events.on_iteration = [&](const iteration_event& e) {
-    run_control::iteration = e.iter;
+    run_control::set_iteration(e.iter);
     log.on_iteration(e, display);
     res.add_loss(e.iter, e.loss, e.iter % display == 0 || e.iter == e.max_iter);
   };
@@ -607,10 +607,19 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   const double t0 = log.elapsed();
   const auto first_iter = tr.iteration();
   tr.stop_requested = run_control::stop_requested;
-  run_control::activity = spec.kind == "train" ? "training" : "training the " + spec.kind + " run";
-  run_control::iteration = tr.iteration();
+  run_control::set_activity(spec.kind == "train" ? "training" : "training the " + spec.kind + " run");
+  run_control::set_iteration(tr.iteration());
   try {
     if (tr.run() == trainer<Net, world_type>::run_outcome::stopped) {
+      if (!run_control::stop_signal && run_control::study_failed) {
+        // a study running several runs at once: another one failed, and this one stops so
+        // that the study ends with its error; its checkpoint lets a rerun continue it
+        log.line("stopped at iteration " + std::to_string(tr.iteration()) +
+                 " because another run of the study failed; rerun the study to continue this run from " +
+                 last_snapshot.string());
+        res.exit_code = 128 + SIGTERM;
+        return res;
+      }
       // a data-parallel run stops where any process was signalled: the others say SIGTERM
       const int sig = run_control::stop_signal ? static_cast<int>(run_control::stop_signal) : SIGTERM;
       log.line(std::string("stopped by ") + run_control::signal_name(sig) + " at iteration " +
@@ -627,7 +636,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
     res.exit_code = 3;
     return res;
   }
-  run_control::activity = "finishing the " + spec.kind + " run";
+  run_control::set_activity("finishing the " + spec.kind + " run");
   res.seconds = log.elapsed() - t0;
   res.params = count_parameters(net);
   res.macs = net.mult_adds_per_image();

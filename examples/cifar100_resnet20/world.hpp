@@ -4,6 +4,7 @@
 // program has one code path for one process and for N.
 #pragma once
 
+#include <algorithm>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -44,6 +45,17 @@ inline int threads_per_process(int requested) {
   const int n = local ? std::atoi(local) : 1;
   if (hw <= 0 || n <= 1) return 0;
   return std::max(1, hw / n);
+}
+
+/// Threads of each run of a study that runs `concurrent` runs at once: the process's threads
+/// (threads_per_process) shared among them, at least one each. Fixed for the whole study,
+/// whatever runs at a moment, so a run's result does not depend on the schedule (a run of
+/// T threads sums in the order of T threads: it equals the same run alone with --threads T).
+inline int threads_per_run(int requested, int concurrent) {
+  const int t = threads_per_process(requested);
+  if (concurrent <= 1) return t;
+  const int total = t > 0 ? t : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return std::max(1, total / concurrent);
 }
 
 }  // namespace cifar_cli

@@ -51,7 +51,10 @@ struct multistep_lr {
   }
   std::string describe() const {
     std::string s = "multistep " + constant_lr::fmt(base) + " " + constant_lr::fmt(gamma);
-    for (auto m : milestones) s += " " + std::to_string(m);
+    for (auto m : milestones) {  // (appended in two steps: GCC 12 warns, wrongly, on " " + string&&)
+      s += ' ';
+      s += std::to_string(m);
+    }
     return s;
   }
 };

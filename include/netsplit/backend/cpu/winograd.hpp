@@ -595,8 +595,8 @@ enum class winograd_tile { none, f2x2, f4x4 };
 enum class conv_pass { forward, backward_data, backward_weights };
 
 /// Where cpu_conv_algorithm::fastest takes Winograd, and which tile, per pass: vector
-/// transforms and at least 16 input channels (with fewer, as in a stem on RGB, the transforms
-/// cost more than the products save); F(4x4, 3x3) where its transforms are vectorised;
+/// transforms, and at least 16 input channels or at most 16 output channels (below);
+/// F(4x4, 3x3) where its transforms are vectorised;
 /// F(2x2, 3x3)'s backward passes only on maps of at most 16x16. Measured on ResNet20's
 /// shapes, batch 128, 2 threads, AVX-512 (`netsplit_bench --benchmark_filter='conv2d.*s:1'
 /// --benchmark_repetitions=5`, fastest of 5, ms, F(4x4) / F(2x2) / direct): forward 3->16
@@ -613,9 +613,18 @@ enum class conv_pass { forward, backward_data, backward_weights };
 /// direct: forward 3->16 1.79 / 1.87 (not taken: fewer than 16 channels), 16->16 4.47 /
 /// 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5, 7.18 /
 /// 20.0.
+/// Fewer than 16 input channels (a stem on RGB; the thin layers of a narrow net, as growth
+/// from width 0.25 or 0.5 trains): F(4x4) where the outputs have at most 16 channels, direct
+/// with more (AMD EPYC AVX-512, 2026-12-04, median of 3, batch 128, 2 threads, ms, direct ->
+/// F(4x4); backward without the stem's input gradient): 3->16 32x32 forward 0.76 -> 0.65,
+/// backward 1.28 -> 0.84; 4->4 0.49 -> 0.38, 0.94 -> 0.65; 8->8 0.90 -> 0.60, 2.41 -> 1.38;
+/// but VGG's stem 3->64 forward 3.19 -> 4.23, backward 5.48 -> 5.34 (direct kept). Until
+/// then every layer of fewer than 16 input channels was direct.
 template <class T>
 winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
-  if (!winograd_applicable(d) || d.in_channels < 16) return winograd_tile::none;
+  if (!winograd_applicable(d)) return winograd_tile::none;
+  if (d.in_channels < 16)
+    return d.out_channels <= 16 && winograd::vectorised<winograd::f4x4, T>(d) ? winograd_tile::f4x4 : winograd_tile::none;
   // VGG's last groups: 2x2 maps take F(2x2) even with scalar transforms (widths below 8):
   // the direct engine computes a padded 3x3 block per image for 2x2 outputs (whole VGG11,
   // batch 128, 2 threads, AMD EPYC AVX-512: training 116-118 -> 147-161 img/s); so do
