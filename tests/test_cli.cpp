@@ -200,9 +200,8 @@ TEST_CASE("job graph: several workers run independent jobs at once and respect e
     return true;
   }));
   CHECK(finished.size() == 8);
-  // both seeds' baselines start together, then up to three of their followers
+  // both seeds' baselines (no dependency between them) ran at the same time
   CHECK(most.load() >= 2);
-  CHECK(most.load() <= 3);
   // two jobs that can only finish together: they must run at the same time (with one
   // worker this would wait forever, so the wait is bounded and counted as a failure)
   std::atomic<int> arrived{0};

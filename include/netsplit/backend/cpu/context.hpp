@@ -39,8 +39,9 @@ inline void* aligned_bytes(std::size_t bytes) {
 /// How the CPU backend computes convolutions (winograd.hpp, conv_kernels.hpp):
 /// `fastest` takes Winograd for 3x3 stride-1 "same" convolutions where it was measured
 /// faster (float with vector transforms, AVX-512 or AVX2; at least 16 input channels, or at
-/// most 16 output channels; which tile per shape and pass: winograd_fastest) and the direct engine elsewhere; `direct` takes the
-/// direct engine for all (a choice for users who want the direct form's rounding);
+/// most 16 output channels; which tile per shape and pass: winograd_fastest) and the direct
+/// engine elsewhere; `direct` takes the direct engine for all (a choice for users who want
+/// the direct form's rounding);
 /// `winograd_2x2` and `winograd_4x4` take Winograd F(2x2, 3x3) or F(4x4, 3x3) wherever it
 /// applies (even sizes; sizes divisible by 4), any type and instruction set (the portable
 /// transforms are slower than the direct engine: for tests and comparisons).

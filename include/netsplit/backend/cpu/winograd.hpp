@@ -610,7 +610,7 @@ enum class conv_pass { forward, backward_data, backward_weights };
 /// 256->256 59.0 / 59.6 / 53.6; whole ResNet20 training 0.96-1.02x in 5 alternated runs,
 /// VGG11 below. With AVX2 only (F(4x4) transforms 8 tiles wide, no vector F(2x2)), F(4x4)
 /// everywhere, same machine and flags but `--benchmark_min_time=0.3`, one run, ms, F(4x4) /
-/// direct: forward 3->16 1.79 / 1.87 (not taken: fewer than 16 channels), 16->16 4.47 /
+/// direct: forward 3->16 1.79 / 1.87 (taken since the thin-layer rule below), 16->16 4.47 /
 /// 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5, 7.18 /
 /// 20.0.
 /// Fewer than 16 input channels (a stem on RGB; the thin layers of a narrow net, as growth
