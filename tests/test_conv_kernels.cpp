@@ -357,7 +357,8 @@ TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual
 // The AVX2 F(4x4, 3x3) transforms (8 tiles per vector) against the portable ones, directly:
 // they are what `fastest` runs on AVX2-only machines, and an AVX-512 build (this machine's,
 // CI's) would otherwise never execute them. Tile counts that are not multiples of 8 (masked
-// tails), chunks of several images, every width they accept, and the fused epilogue. Lanes
+// tails), chunks of several images, every width they accept (W == 4 by its own code), and
+// the fused epilogue. Lanes
 // past the chunk's tiles must stay untouched (NaN sentinels).
 TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
   namespace w4 = detail::cpu_conv::winograd4;
@@ -366,7 +367,10 @@ TEST_CASE("AVX2 F(4x4, 3x3) transforms equal the portable ones") {
     int C, M, H, W, count;
   };
   const shape shapes[] = {{3, 5, 32, 32, 2}, {4, 3, 16, 16, 3}, {2, 3, 8, 8, 5}, {2, 2, 4, 8, 3},
-                          {3, 2, 12, 8, 1},  {2, 3, 8, 64, 2},  {2, 2, 8, 96, 1}, {3, 4, 20, 16, 2}};
+                          {3, 2, 12, 8, 1},  {2, 3, 8, 64, 2},  {2, 2, 8, 96, 1}, {3, 4, 20, 16, 2},
+                          // W == 4 (one tile per tile row): 9 and 17 images (masked tails),
+                          // several tiles per image (rows shared between a tile and the next)
+                          {3, 5, 4, 4, 9},   {2, 3, 4, 4, 17},  {4, 3, 8, 4, 3},  {2, 2, 12, 4, 5}};
   const float nan = std::numeric_limits<float>::quiet_NaN();
   // planes p (portable) and v (AVX2) of 36 elements, `rows` rows of tpad each, element
   // stride es: equal within 1e-6 of p's largest value on the chunk's `flat` tiles, NaN

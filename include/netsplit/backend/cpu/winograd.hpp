@@ -612,7 +612,10 @@ enum class conv_pass { forward, backward_data, backward_weights };
 /// everywhere, same machine and flags but `--benchmark_min_time=0.3`, one run, ms, F(4x4) /
 /// direct: forward 3->16 1.79 / 1.87 (taken since the thin-layer rule below), 16->16 4.47 /
 /// 8.01, 32->32 3.03 / 8.41, 64->64 2.52 / 9.69; backward 12.1 / 20.0, 7.39 / 18.5, 7.18 /
-/// 20.0.
+/// 20.0. VGG's 4x4 maps went to the direct engine on AVX2 until F(4x4) had AVX2 transforms
+/// for W == 4 (same machine, 2026-12-05, one run, ms, before -> after): forward 256->512 36.9
+/// -> 15.6, 512->512 76.4 -> 30.2, 128->128 4.78 -> 2.06; backward 64.9 -> 39.2, 135 -> 81.7,
+/// 12.9 -> 4.64 (F(2x2) in every pass: 21.3 / 41.1 forward, 43.7 / 90.7 backward).
 /// Fewer than 16 input channels (a stem on RGB; the thin layers of a narrow net, as growth
 /// from width 0.25 or 0.5 trains): F(4x4) where the outputs have at most 16 channels, direct
 /// with more (AMD EPYC AVX-512, 2026-12-04, median of 3, batch 128, 2 threads, ms, direct ->

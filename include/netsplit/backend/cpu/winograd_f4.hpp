@@ -499,11 +499,12 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
 // is (also beside AVX-512, where the tests check them against the portable transforms); the
 // drivers use them where AVX-512 is absent.
 namespace avx2 {
-/// Widths these transforms handle: W % 8 == 0 (rows of whole vectors, tiles in pairs) and TW =
-/// W / 4 dividing 8 or a multiple of 8 (a tile column's lanes are found per vector cheaply).
+/// Widths these transforms handle: W == 4 (one tile per row of tiles: VGG's 4x4 maps; the
+/// *_w4 forms below), or W % 8 == 0 (rows of whole vectors, tiles in pairs) and TW = W / 4
+/// dividing 8 or a multiple of 8 (a tile column's lanes are found per vector cheaply).
 inline bool vector_transforms(int W) {
   const int tw = W / 4;
-  return W % 8 == 0 && (8 % tw == 0 || tw % 8 == 0);
+  return W == 4 || (W % 8 == 0 && (8 % tw == 0 || tw % 8 == 0));
 }
 /// Lanes l < n all ones, the others zero (n clamped to 0..8).
 inline __m256i first_lanes(i64 n) {
@@ -531,10 +532,157 @@ inline __m256 load_halves(const float* lo, const float* hi) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
 }
 
+/// out[j][i] = in[i][j] for 8 vectors of 8.
+inline void transpose8(const __m256 in[8], __m256 out[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);      // [a0 b0 a1 b1 | a4 b4 a5 b5]
+    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);  // [a2 b2 a3 b3 | a6 b6 a7 b7]
+  }
+  for (int h = 0; h < 2; ++h)  // rows 4h .. 4h+3: s[4h + q] = column q (and 4 + q) of them
+    for (int u = 0; u < 2; ++u) {
+      s[4 * h + 2 * u] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(1, 0, 1, 0));
+      s[4 * h + 2 * u + 1] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+  for (int q = 0; q < 4; ++q) {
+    out[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+    out[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+  }
+}
+/// Stores o's first k lanes (all: k >= 8).
+inline void store_first(float* p, __m256 o, i64 k) {
+  if (k >= 8)
+    _mm256_storeu_ps(p, o);
+  else
+    _mm256_maskstore_ps(p, first_lanes(k), o);
+}
+
+// W == 4 (TW = 1: tile t of the chunk is rows 4ty .. 4ty+3 of image n, t = n * TH + ty, 16
+// contiguous values): 8 tiles at a time, each tile's rows loaded whole and the 8 tiles
+// transposed into lanes, so VGG's 4x4 maps (256 and 512 channels) take F(4x4) on AVX2 too.
+
+/// transform_input for W == 4.
+inline void transform_input_w4(const float* x, int C, int H, int count, float* v, i64 tpad, i64 ves) {
+  const int TH = H / 4;
+  const i64 plane = 4 * i64{H}, flat = i64{count} * TH;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int c = 0; c < C; ++c) {
+    vec::tile_walk walk{1, TH, 4, i64{C} * plane};
+    const float* xc = x + i64{c} * plane;
+    float* out = v + i64{c} * tpad;
+    for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      const i64 k = std::min<i64>(8, flat - t0);
+      i64 off[8];
+      walk.next(off, k);
+      __m256 rows[3][8];  // per tile: input rows -1, 0 | 1, 2 | 3, 4 of the tile (zero outside)
+      for (int l = 0; l < 8; ++l) {
+        if (l >= k) {
+          rows[0][l] = rows[1][l] = rows[2][l] = zero;
+          continue;
+        }
+        const float* p = xc + off[l];
+        const i64 ty = (t0 + l) % TH;
+        const __m128 above = ty > 0 ? _mm_loadu_ps(p - 4) : _mm_setzero_ps();
+        const __m128 below = ty + 1 < TH ? _mm_loadu_ps(p + 16) : _mm_setzero_ps();
+        rows[0][l] = _mm256_insertf128_ps(_mm256_castps128_ps256(above), _mm_loadu_ps(p), 1);
+        rows[1][l] = _mm256_loadu_ps(p + 4);
+        rows[2][l] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + 12)), below, 1);
+      }
+      __m256 X[24];  // X[4k + o]: the 8 tiles' input row k - 1, column o
+      for (int h = 0; h < 3; ++h) transpose8(rows[h], X + 8 * h);
+      __m256 R[6][4];  // (B^T d)[i] per column o
+      for (int o = 0; o < 4; ++o) {
+        const __m256 d[6] = {X[o], X[4 + o], X[8 + o], X[12 + o], X[16 + o], X[20 + o]};
+        __m256 r[6];
+        vec::bt6(d, r);
+        for (int i = 0; i < 6; ++i) R[i][o] = r[i];
+      }
+      for (int i = 0; i < 6; ++i) {  // columns -1 and 4 are padding: zero
+        const __m256 d[6] = {zero, R[i][0], R[i][1], R[i][2], R[i][3], zero};
+        __m256 o[6];
+        vec::bt6(d, o);
+        for (int j = 0; j < 6; ++j) store_first(out + (6 * i + j) * ves + t0, o[j], k);
+      }
+    }
+  }
+}
+
+/// transform_output for W == 4, with the epilogue ep fused (null: none; r its residual at the
+/// chunk's first image).
+inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H, int count, float* y,
+                                const conv_epilogue<float>* ep, const float* r) {
+  const int TH = H / 4;
+  const i64 plane = 4 * i64{H}, flat = i64{count} * TH, ystride = i64{M} * plane;
+  for (int m = 0; m < M; ++m) {
+    const float* base = mm + i64{m} * tpad;
+    float* ym = y + i64{m} * plane;
+    const float* rm = r ? r + i64{m} * plane : nullptr;
+    const float* sh = ep ? ep->shift : nullptr;
+    const bool relu = ep && ep->relu;
+    const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
+    vec::tile_walk walk{1, TH, 4, ystride};
+    for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      const i64 k = std::min<i64>(8, flat - t0);
+      i64 off[8];
+      walk.next(off, k);
+      __m256 s[4][6];  // s[a][j] = (A^T M)[a][j]
+      for (int j = 0; j < 6; ++j) {
+        __m256 col[6], t[4];
+        // rows are tpad >= round_up(flat, 8) long: reading past the chunk's tiles stays inside
+        for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(base + (6 * i + j) * es + t0);
+        vec::at4(col, t);
+        for (int a = 0; a < 4; ++a) s[a][j] = t[a];
+      }
+      __m256 Y[16], tile[2][8];  // Y[4a + b]: output row a, column b of the 8 tiles
+      for (int a = 0; a < 4; ++a) vec::at4(s[a], Y + 4 * a);
+      transpose8(Y, tile[0]);      // tile[0][l]: rows 0, 1 of tile l
+      transpose8(Y + 8, tile[1]);  // tile[1][l]: rows 2, 3
+      for (int l = 0; l < k; ++l)
+        for (int h = 0; h < 2; ++h) {
+          __m256 o = sh ? _mm256_add_ps(tile[h][l], shift) : tile[h][l];
+          if (rm) o = _mm256_add_ps(o, _mm256_loadu_ps(rm + off[l] + 8 * h));
+          if (relu) o = _mm256_max_ps(o, zero);
+          _mm256_storeu_ps(ym + off[l] + 8 * h, o);
+        }
+    }
+  }
+}
+
+/// transform_output_grad for W == 4.
+inline void transform_output_grad_w4(const float* dy, int M, int H, int count, float* dm, i64 es, i64 tpad) {
+  const int TH = H / 4;
+  const i64 plane = 4 * i64{H}, flat = i64{count} * TH, ystride = i64{M} * plane;
+  const __m256 zero = _mm256_setzero_ps();
+  for (int m = 0; m < M; ++m) {
+    const float* g = dy + i64{m} * plane;
+    float* out = dm + i64{m} * tpad;
+    vec::tile_walk walk{1, TH, 4, ystride};
+    for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      const i64 k = std::min<i64>(8, flat - t0);
+      i64 off[8];
+      walk.next(off, k);
+      __m256 tile[2][8], G[16];  // tile[h][l]: rows 2h, 2h+1 of tile l; G[4a + b]: row a, column b
+      for (int l = 0; l < 8; ++l)
+        for (int h = 0; h < 2; ++h) tile[h][l] = l < k ? _mm256_loadu_ps(g + off[l] + 8 * h) : zero;
+      transpose8(tile[0], G);
+      transpose8(tile[1], G + 8);
+      __m256 p[4][6];  // p[a][j] = (dY A^T)[a][j]
+      for (int a = 0; a < 4; ++a) vec::a6(G + 4 * a, p[a]);
+      for (int j = 0; j < 6; ++j) {
+        const __m256 col[4] = {p[0][j], p[1][j], p[2][j], p[3][j]};
+        __m256 o[6];
+        vec::a6(col, o);
+        for (int i = 0; i < 6; ++i) store_first(out + (6 * i + j) * es + t0, o[i], k);
+      }
+    }
+  }
+}
+
 /// As the AVX-512 transform_input: stage 1 along rows per 8 columns, stage 2 along columns
 /// per 8 tiles (tile q's 4 columns and tile 4+q's in one vector, transposed in halves).
 inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, i64 ves,
                             float* row) {
+  if (W == 4) return transform_input_w4(x, C, H, count, v, tpad, ves);
   const int TH = H / 4, TW = W / 4, group = input_group(H, W);
   const i64 plane = i64{H} * W, tiles = i64{TH} * TW, rlen = i64{TH} * W, es = ves;
   const i64 rs = group * rlen + 80;  // R[i]: rows of B^T d with slack around, as above
@@ -601,6 +749,7 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
 /// at the chunk's first image).
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
                              const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
+  if (W == 4) return transform_output_w4(mm, es, tpad, M, H, count, y, ep, r);
   const int TW = W / 4;
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
@@ -643,6 +792,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
 }
 
 inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
+  if (W == 4) return transform_output_grad_w4(dy, M, H, count, dm, es, tpad);
   const int TW = W / 4;
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
