@@ -48,30 +48,42 @@ inline bool vector_transforms(int W) {
 /// this call fills rows m in [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
 template <class T>
 void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
+  constexpr int most = 16;  // widest micro-kernel row block
+  NETSPLIT_EXPECT(mr <= most, "winograd::transform_weights: row block wider than 16");
   const T h = T(0.5);
-  for (int m = m_begin; m < m_end; ++m)
+  // per block of mr output channels and input channel c: the mr rows' values side by side, so
+  // each step is a loop over r (vectorised) and the 16 results are contiguous runs of the
+  // packed layout (one value per row at a time wrote 16 scattered lines per (m, c): 45% of a
+  // 512->512 2x2 layer's forward, AMD EPYC)
+  for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
+    const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
     for (int c = 0; c < C; ++c) {
-      T gg[4][3], out[4][4];
-      if (m < M) {
-        const T* g = w + (i64{m} * C + c) * 9;
-        for (int j = 0; j < 3; ++j) {  // G g: rows
-          gg[0][j] = g[j];
-          gg[1][j] = h * (g[j] + g[3 + j] + g[6 + j]);
-          gg[2][j] = h * (g[j] - g[3 + j] + g[6 + j]);
-          gg[3][j] = g[6 + j];
-        }
-        for (int i = 0; i < 4; ++i) {  // (G g) G^T: columns
-          out[i][0] = gg[i][0];
-          out[i][1] = h * (gg[i][0] + gg[i][1] + gg[i][2]);
-          out[i][2] = h * (gg[i][0] - gg[i][1] + gg[i][2]);
-          out[i][3] = gg[i][2];
-        }
-      } else {
-        for (auto& row : out) std::fill(row, row + 4, T(0));
+      T g[9][most] = {}, gg[4][3][most], out[4][4][most];
+      for (int r = r0; r < r1; ++r) {
+        const int m = mt * mr + r;
+        if (m < M)  // rows m >= M stay zero
+          for (int k = 0; k < 9; ++k) g[k][r] = w[(i64{m} * C + c) * 9 + k];
       }
-      const int mt = m / mr, r = m % mr;
-      for (int e = 0; e < 16; ++e) u[((i64{e} * mtiles + mt) * C + c) * mr + r] = out[e / 4][e % 4];
+      for (int j = 0; j < 3; ++j)  // G g: rows
+        for (int r = r0; r < r1; ++r) {
+          gg[0][j][r] = g[j][r];
+          gg[1][j][r] = h * (g[j][r] + g[3 + j][r] + g[6 + j][r]);
+          gg[2][j][r] = h * (g[j][r] - g[3 + j][r] + g[6 + j][r]);
+          gg[3][j][r] = g[6 + j][r];
+        }
+      for (int i = 0; i < 4; ++i)  // (G g) G^T: columns
+        for (int r = r0; r < r1; ++r) {
+          out[i][0][r] = gg[i][0][r];
+          out[i][1][r] = h * (gg[i][0][r] + gg[i][1][r] + gg[i][2][r]);
+          out[i][2][r] = h * (gg[i][0][r] - gg[i][1][r] + gg[i][2][r]);
+          out[i][3][r] = gg[i][2][r];
+        }
+      for (int e = 0; e < 16; ++e) {
+        T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
+        for (int r = r0; r < r1; ++r) dst[r] = out[e / 4][e % 4][r];
+      }
     }
+  }
 }
 
 /// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
