@@ -43,7 +43,8 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 /// Portable kernels for any scalar type.
 template <class T>
 struct kernels {
-  static constexpr int fwd_mr = 4, fwd_qt = 8, wg_mr = 1, wg_kr = 1, wg_step = 1;
+  static constexpr int fwd_mr = 4, fwd_qt = 8, fwd_step = fwd_qt, wg_mr = 1, wg_kr = 1, wg_step = 1;
+  static void fwd_tail(const T*, const i64*, i64, const T*, T*, i64, i64) {}  // fwd_step = fwd_qt: none
   static void fwd_tile(const T* base, const i64* off, i64 K, const T* a, T* out, i64 ors) {
     T acc[fwd_mr][fwd_qt] = {};
     for (i64 k = 0; k < K; ++k, a += fwd_mr) {
@@ -65,8 +66,45 @@ struct kernels {
 #if defined(__AVX512F__)
 template <>
 struct kernels<float> {
-  static constexpr int fwd_mr = 8, fwd_nv = 3, fwd_qt = 16 * fwd_nv;
+  static constexpr int fwd_mr = 8, fwd_nv = 3, fwd_qt = 16 * fwd_nv, fwd_step = 16;
   static constexpr int wg_mr = 4, wg_kr = 6, wg_step = 16;
+  /// fwd_tile over the first `width` columns only (16 or 32: a product's last block of
+  /// columns), each column summed in the same order as fwd_tile's. Without it a product of
+  /// 64 columns (VGG's 4x4 maps: one tile per image, 64 images per thread) computed 96.
+  static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
+    if (width > 16)
+      fwd_narrow<2>(base, off, K, a, out, ors);
+    else
+      fwd_narrow<1>(base, off, K, a, out, ors);
+  }
+  template <int NV>
+  static void fwd_narrow(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
+    static_assert(fwd_mr == 8 && (NV == 1 || NV == 2), "fwd_narrow names 8 x 2 accumulators");
+    const __m512 z = _mm512_setzero_ps();
+#define NETSPLIT_ROW(r) __m512 c##r##0 = z, c##r##1 = z;
+    NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
+    NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
+#undef NETSPLIT_ROW
+    for (i64 k = 0; k < K; ++k, a += fwd_mr) {
+      const float* b = base + off[k];
+      const __m512 b0 = _mm512_loadu_ps(b), b1 = NV == 2 ? _mm512_loadu_ps(b + 16) : z;
+#define NETSPLIT_ROW(r)                                            \
+  {                                                                \
+    const __m512 av = _mm512_set1_ps(a[r]);                        \
+    c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);                    \
+    if constexpr (NV == 2) c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1); \
+  }
+      NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
+      NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
+#undef NETSPLIT_ROW
+    }
+#define NETSPLIT_ROW(r)                                            \
+  _mm512_storeu_ps(out + r * ors, c##r##0);                        \
+  if constexpr (NV == 2) _mm512_storeu_ps(out + r * ors + 16, c##r##1);
+    NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
+    NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
+#undef NETSPLIT_ROW
+  }
   // Masked forms with an explicit source: the plain ones (and _mm512_reduce_add_ps) pass
   // _mm512_undefined_ps(), which trips GCC 12's -Wuninitialized inside its own headers.
   // The 24 accumulators are named variables, not an array: GCC 12 does not split an array of
@@ -173,8 +211,38 @@ struct kernels<float> {
 #elif defined(__AVX2__) && defined(__FMA__)
 template <>
 struct kernels<float> {
-  static constexpr int fwd_mr = 4, fwd_nv = 3, fwd_qt = 8 * fwd_nv;
+  static constexpr int fwd_mr = 4, fwd_nv = 3, fwd_qt = 8 * fwd_nv, fwd_step = 8;
   static constexpr int wg_mr = 2, wg_kr = 6, wg_step = 8;
+  /// As the AVX-512 fwd_tail: the first `width` (8 or 16) columns only.
+  static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
+    if (width > 8)
+      fwd_narrow<2>(base, off, K, a, out, ors);
+    else
+      fwd_narrow<1>(base, off, K, a, out, ors);
+  }
+  template <int NV>
+  static void fwd_narrow(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
+    static_assert(fwd_mr == 4 && (NV == 1 || NV == 2), "fwd_narrow names 4 x 2 accumulators");
+    const __m256 z = _mm256_setzero_ps();
+    __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+    for (i64 k = 0; k < K; ++k, a += fwd_mr) {
+      const float* b = base + off[k];
+      const __m256 b0 = _mm256_loadu_ps(b), b1 = NV == 2 ? _mm256_loadu_ps(b + 8) : z;
+#define NETSPLIT_ROW(r)                                            \
+  {                                                                \
+    const __m256 av = _mm256_broadcast_ss(a + r);                  \
+    c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);                    \
+    if constexpr (NV == 2) c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1); \
+  }
+      NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
+#undef NETSPLIT_ROW
+    }
+#define NETSPLIT_ROW(r)                                            \
+  _mm256_storeu_ps(out + r * ors, c##r##0);                        \
+  if constexpr (NV == 2) _mm256_storeu_ps(out + r * ors + 8, c##r##1);
+    NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
+#undef NETSPLIT_ROW
+  }
   // named accumulators, as in the AVX-512 kernels (GCC 12 kept arrays of them on the stack)
   static void fwd_tile(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 4 && fwd_nv == 3, "fwd_tile names 4 x 3 accumulators");
@@ -526,13 +594,19 @@ void pack_grad(const geometry& g, int channels, int rows, int count, const T* dy
   }
 }
 
-/// out[m][q] = sum_k A[k][m] * base[off[k] + q] for q in [0, qr), all m tiles.
+/// out[m][q] = sum_k A[k][m] * base[off[k] + q] for q in [0, qr), all m tiles; qr a multiple of
+/// fwd_step (a last block narrower than fwd_qt takes fwd_tail).
 template <class T>
 void run_fwd(const T* base, const i64* off, i64 K, const T* apack, int mtiles, T* out, i64 ors, i64 qr) {
   using kern = kernels<T>;
-  for (i64 q0 = 0; q0 < qr; q0 += kern::fwd_qt)
+  i64 q0 = 0;
+  for (; q0 + kern::fwd_qt <= qr; q0 += kern::fwd_qt)
     for (int mt = 0; mt < mtiles; ++mt)
       kern::fwd_tile(base + q0, off, K, apack + mt * K * kern::fwd_mr, out + mt * kern::fwd_mr * ors + q0, ors);
+  if (q0 < qr)
+    for (int mt = 0; mt < mtiles; ++mt)
+      kern::fwd_tail(base + q0, off, K, apack + mt * K * kern::fwd_mr, out + mt * kern::fwd_mr * ors + q0, ors,
+                     qr - q0);
 }
 
 /// Scratch slots of the context used by the engine: per thread 0 (input planes),

@@ -692,7 +692,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      const i64 used = count * tiles, qr = round_up(used, kern::fwd_qt);
+      const i64 used = count * tiles, qr = round_up(used, kern::fwd_step);
       P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
       for (int el = 0; el < E; ++el) {
         T* ve = v + el * ves;
