@@ -267,6 +267,10 @@ const conv_case odd_cases[] = {
     {{5, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: one tile per image"},
     {{3, 5, 7, 8, 12, 3, 1, 1}, "Winograd 4x4: TW 3 (scalar transforms)"},
     {{2, 3, 9, 10, 12, 3, 1, 1}, "Winograd 4x4 not applicable: height 10 (2x2 or direct)"},
+    // at least 128 channels each way: the packed weight gradient (winograd.hpp)
+    {{3, 128, 130, 4, 4, 3, 1, 1}, "packed weight gradient: 128 columns (a 32-wide last block), 130 rows"},
+    {{2, 150, 128, 8, 8, 3, 1, 1}, "packed weight gradient: 150 columns (padded, a 16-wide last block)"},
+    {{3, 128, 128, 2, 2, 3, 1, 1}, "packed weight gradient: 2x2 maps"},
 };
 
 }  // namespace

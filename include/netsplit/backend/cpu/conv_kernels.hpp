@@ -44,7 +44,10 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 template <class T>
 struct kernels {
   static constexpr int fwd_mr = 4, fwd_qt = 8, fwd_step = fwd_qt, wg_mr = 1, wg_kr = 1, wg_step = 1;
+  template <bool Acc = false>
   static void fwd_tail(const T*, const i64*, i64, const T*, T*, i64, i64) {}  // fwd_step = fwd_qt: none
+  /// Acc: out += the sums instead of out = (winograd.hpp's packed weight gradient).
+  template <bool Acc = false>
   static void fwd_tile(const T* base, const i64* off, i64 K, const T* a, T* out, i64 ors) {
     T acc[fwd_mr][fwd_qt] = {};
     for (i64 k = 0; k < K; ++k, a += fwd_mr) {
@@ -53,7 +56,7 @@ struct kernels {
         for (int j = 0; j < fwd_qt; ++j) acc[r][j] += a[r] * b[j];
     }
     for (int r = 0; r < fwd_mr; ++r)
-      for (int j = 0; j < fwd_qt; ++j) out[r * ors + j] = acc[r][j];
+      for (int j = 0; j < fwd_qt; ++j) out[r * ors + j] = Acc ? out[r * ors + j] + acc[r][j] : acc[r][j];
   }
   static void wgrad_tile(const T* g, i64, const T* base, const i64* off, i64 q0, i64 q1, T* dw, i64) {
     const T* s = base + off[0];
@@ -71,13 +74,19 @@ struct kernels<float> {
   /// fwd_tile over the first `width` columns only (16 or 32: a product's last block of
   /// columns), each column summed in the same order as fwd_tile's. Without it a product of
   /// 64 columns (VGG's 4x4 maps: one tile per image, 64 images per thread) computed 96.
+  template <bool Acc = false>
   static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
     if (width > 16)
-      fwd_narrow<2>(base, off, K, a, out, ors);
+      fwd_narrow<2, Acc>(base, off, K, a, out, ors);
     else
-      fwd_narrow<1>(base, off, K, a, out, ors);
+      fwd_narrow<1, Acc>(base, off, K, a, out, ors);
   }
-  template <int NV>
+  /// out = (Acc: out +) v
+  template <bool Acc>
+  static void put(float* out, __m512 v) {
+    _mm512_storeu_ps(out, Acc ? _mm512_add_ps(_mm512_loadu_ps(out), v) : v);
+  }
+  template <int NV, bool Acc>
   static void fwd_narrow(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 8 && (NV == 1 || NV == 2), "fwd_narrow names 8 x 2 accumulators");
     const __m512 z = _mm512_setzero_ps();
@@ -99,8 +108,8 @@ struct kernels<float> {
 #undef NETSPLIT_ROW
     }
 #define NETSPLIT_ROW(r)                                            \
-  _mm512_storeu_ps(out + r * ors, c##r##0);                        \
-  if constexpr (NV == 2) _mm512_storeu_ps(out + r * ors + 16, c##r##1);
+  put<Acc>(out + r * ors, c##r##0);                                \
+  if constexpr (NV == 2) put<Acc>(out + r * ors + 16, c##r##1);
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
     NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
 #undef NETSPLIT_ROW
@@ -112,6 +121,8 @@ struct kernels<float> {
   // so it zeroed, spilled and reloaded all of them through the stack on every call (72 extra
   // memory moves; about a quarter of a call at 16 input channels). Measured in isolation
   // (16 channels, L2-resident operands, 4 runs): 72-89 -> 86-114 GFLOP/s on one core.
+  /// Acc: out += the sums instead of out = (winograd.hpp's packed weight gradient).
+  template <bool Acc = false>
   static void fwd_tile(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 8 && fwd_nv == 3, "fwd_tile names 8 x 3 accumulators");
     const __m512 z = _mm512_setzero_ps();
@@ -134,9 +145,9 @@ struct kernels<float> {
 #undef NETSPLIT_ROW
     }
 #define NETSPLIT_ROW(r)                               \
-  _mm512_storeu_ps(out + r * ors, c##r##0);           \
-  _mm512_storeu_ps(out + r * ors + 16, c##r##1);      \
-  _mm512_storeu_ps(out + r * ors + 32, c##r##2);
+  put<Acc>(out + r * ors, c##r##0);                   \
+  put<Acc>(out + r * ors + 16, c##r##1);              \
+  put<Acc>(out + r * ors + 32, c##r##2);
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
     NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
 #undef NETSPLIT_ROW
@@ -214,13 +225,19 @@ struct kernels<float> {
   static constexpr int fwd_mr = 4, fwd_nv = 3, fwd_qt = 8 * fwd_nv, fwd_step = 8;
   static constexpr int wg_mr = 2, wg_kr = 6, wg_step = 8;
   /// As the AVX-512 fwd_tail: the first `width` (8 or 16) columns only.
+  template <bool Acc = false>
   static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
     if (width > 8)
-      fwd_narrow<2>(base, off, K, a, out, ors);
+      fwd_narrow<2, Acc>(base, off, K, a, out, ors);
     else
-      fwd_narrow<1>(base, off, K, a, out, ors);
+      fwd_narrow<1, Acc>(base, off, K, a, out, ors);
   }
-  template <int NV>
+  /// out = (Acc: out +) v
+  template <bool Acc>
+  static void put(float* out, __m256 v) {
+    _mm256_storeu_ps(out, Acc ? _mm256_add_ps(_mm256_loadu_ps(out), v) : v);
+  }
+  template <int NV, bool Acc>
   static void fwd_narrow(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 4 && (NV == 1 || NV == 2), "fwd_narrow names 4 x 2 accumulators");
     const __m256 z = _mm256_setzero_ps();
@@ -238,12 +255,13 @@ struct kernels<float> {
 #undef NETSPLIT_ROW
     }
 #define NETSPLIT_ROW(r)                                            \
-  _mm256_storeu_ps(out + r * ors, c##r##0);                        \
-  if constexpr (NV == 2) _mm256_storeu_ps(out + r * ors + 8, c##r##1);
+  put<Acc>(out + r * ors, c##r##0);                                \
+  if constexpr (NV == 2) put<Acc>(out + r * ors + 8, c##r##1);
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
 #undef NETSPLIT_ROW
   }
   // named accumulators, as in the AVX-512 kernels (GCC 12 kept arrays of them on the stack)
+  template <bool Acc = false>
   static void fwd_tile(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors) {
     static_assert(fwd_mr == 4 && fwd_nv == 3, "fwd_tile names 4 x 3 accumulators");
     const __m256 z = _mm256_setzero_ps();
@@ -262,9 +280,9 @@ struct kernels<float> {
 #undef NETSPLIT_ROW
     }
 #define NETSPLIT_ROW(r)                               \
-  _mm256_storeu_ps(out + r * ors, c##r##0);           \
-  _mm256_storeu_ps(out + r * ors + 8, c##r##1);       \
-  _mm256_storeu_ps(out + r * ors + 16, c##r##2);
+  put<Acc>(out + r * ors, c##r##0);                   \
+  put<Acc>(out + r * ors + 8, c##r##1);               \
+  put<Acc>(out + r * ors + 16, c##r##2);
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
 #undef NETSPLIT_ROW
   }
@@ -612,9 +630,11 @@ void run_fwd(const T* base, const i64* off, i64 K, const T* apack, int mtiles, T
 /// Scratch slots of the context used by the engine: per thread 0 (input planes),
 /// 1 (gradient planes or forward output), 2 (input-gradient output), 3 (weight-gradient
 /// partial); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
-/// slot 6 the transposed weights of winograd.hpp's input gradient.
+/// slot 6 the transposed weights of winograd.hpp's input gradient; per thread, slot 7 the
+/// packed operands of winograd.hpp's packed weight gradient.
 enum slot : int {
-  slot_src = 0, slot_grad = 1, slot_out = 2, slot_dw = 3, slot_weights = 4, slot_offsets = 5, slot_rotated = 6
+  slot_src = 0, slot_grad = 1, slot_out = 2, slot_dw = 3, slot_weights = 4, slot_offsets = 5, slot_rotated = 6,
+  slot_packed = 7
 };
 
 /// Images per chunk: the chunk's buffers should stay in the per-core L2 cache.

@@ -705,11 +705,98 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   });
 }
 
+/// Where winograd_backward_weights takes the packed form below: at least 128 input and output
+/// channels. Measured (AMD EPYC AVX-512, batch 128, 2 threads, `netsplit_bench
+/// --benchmark_filter='conv2d_backward'`, one run each, ms, backward (data and weights) with
+/// wgrad_tile -> packed): 128->256 8x8 23.7 -> 21.8, 256->256 8x8 44.5 -> 42.7, 256->512 4x4
+/// 35.2 -> 30.3, 512->512 4x4 66.5 -> 56.8, 512->512 2x2 30.9 -> 26.2, 128->128 4x4 4.78 ->
+/// 4.46; 64->128 16x16 20.0 -> 19.0 (noise), but ResNet's 64->64 8x8 2.85 -> 2.99, 32->32
+/// 3.17 -> 3.23, 16->16 3.77 -> 5.17 (the transposes cost more than the faster products
+/// save). Whole VGG11 training (2 alternated runs, img/s): 329 / 321 -> 353 / 358 with 128,
+/// 358 / 363 with 64 (within noise of 128, which keeps the ResNets, at most 64 channels wide, off it).
+inline bool packed_weight_gradient(const conv2d_desc& d) {
+  return d.in_channels >= 128 && d.out_channels >= 128;
+}
+
+/// winograd_backward_weights as a forward product: dU[e] (rows m, columns c) = sum over the
+/// chunk's tiles t of dM[e][m][t] V[e][c][t], computed by fwd_tile on dM packed per block of
+/// fwd_mr rows ([t][r]) and V transposed ([t][c]), accumulated into the thread's partial dU.
+/// Its micro-kernel runs at fwd_tile's rate (wgrad_tile's, vectorised along the tiles, runs at
+/// about half), for a transpose of both operands per chunk: the better trade for many channels.
+template <class P, class T>
+void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
+  using kern = kernels<T>;
+  constexpr int E = P::elems, mr = kern::fwd_mr;
+  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
+  const i64 tiles = i64{H / P::m} * (W / P::m);
+  const int mtiles = (M + mr - 1) / mr;
+  const i64 rows = i64{mtiles} * mr, ldp = round_up(C, kern::fwd_step);
+  const i64 ldv = ldp + 16;  // rows of V^T one line longer than ldp: no 4 KB strides at 512 channels
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+                                          C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, 16), tiles, E);
+  const int nb = plan.images;
+  const i64 tpad = plan.tpad;
+  i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(tpad));
+  for (i64 t = 0; t < tpad; ++t) off[t] = t * ldv;
+  const bool vector = winograd::vectorised<P, T>(d);
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = E * rows * ldp;
+  const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
+  const int used = std::min(d.batch, ctx.threads());
+  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
+    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
+    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
+    T* apack = ctx.scratch<T>(t, slot_packed, static_cast<std::size_t>(rows * tpad + tpad * ldv));
+    T* vt = apack + rows * tpad;
+    std::fill(part, part + part_size, T(0));
+    for (i64 q = 0; q < tpad; ++q) std::fill(vt + q * ldv + C, vt + q * ldv + ldp, T(0));  // columns past C
+    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
+      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
+    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
+      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+      const i64 K = count * tiles;
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
+      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
+      for (int el = 0; el < E; ++el) {
+        const T* ve = v + el * ves;
+        const T* ge = dm + el * des;
+        for (int mt = 0; mt < mtiles; ++mt)  // apack[mt][q][r] = dM[e][mt * mr + r][q]
+          for (int r = 0; r < mr; ++r) {
+            const T* g = ge + (i64{mt} * mr + r) * tpad;
+            T* a = apack + i64{mt} * K * mr + r;
+            for (i64 q = 0; q < K; ++q) a[q * mr] = g[q];
+          }
+        for (int c0 = 0; c0 < C; c0 += 16) {  // vt[q][c] = V[e][c][q], 16 rows of V at a time
+          const int c1 = std::min(C, c0 + 16);
+          for (i64 q = 0; q < K; ++q)
+            for (int c = c0; c < c1; ++c) vt[q * ldv + c] = ve[c * tpad + q];
+        }
+        T* pe = part + el * rows * ldp;
+        for (int mt = 0; mt < mtiles; ++mt) {
+          const T* a = apack + i64{mt} * K * mr;
+          T* out = pe + i64{mt} * mr * ldp;
+          i64 c0 = 0;
+          for (; c0 + kern::fwd_qt <= ldp; c0 += kern::fwd_qt) kern::template fwd_tile<true>(vt + c0, off, K, a, out + c0, ldp);
+          if (c0 < ldp) kern::template fwd_tail<true>(vt + c0, off, K, a, out + c0, ldp, ldp - c0);
+        }
+      }
+    }
+  });
+  T* total = ctx.scratch<T>(0, slot_dw, 0);
+  for (int t = 1; t < used; ++t) {
+    const T* part = ctx.scratch<T>(t, slot_dw, 0);
+    for (i64 i = 0; i < part_size; ++i) total[i] += part[i];
+  }
+  P::weight_grad(total, rows, ldp, M, C, dw);
+}
+
 /// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
 /// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel),
 /// then dw = G^T dU G. Per-thread partial sums are added in thread order.
 template <class P, class T>
 void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
+  if (packed_weight_gradient(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);
   using kern = kernels<T>;
   constexpr int E = P::elems;
   const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
