@@ -467,6 +467,75 @@ inline std::size_t row_scratch(int H, int W) {
 
 /// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
 /// transformed values per tile, and their transforms.
+// One tile per image (2x2 maps, VGG's last group): the plane with its zero border is the
+// whole 4x4 input tile, so the transforms are a few adds per image, in the same order as the
+// general ones above (whose row copies and zero rows cost more than the arithmetic there: a
+// call to memmove per 2-value row). Tile t is image t.
+/// transform_input for H = W = 2.
+template <class T>
+void transform_input_one(const T* x, int C, int count, T* v, i64 tpad, i64 ves) {
+  const T z = T(0);
+  for (int c = 0; c < C; ++c) {
+    T* out = v + i64{c} * tpad;
+    for (int n = 0; n < count; ++n) {
+      const T* p = x + (i64{n} * C + c) * 4;
+      T a[4][2];  // along columns (0, x[r][0], x[r][1], 0): a[j][r]
+      for (int r = 0; r < 2; ++r) {
+        const T x0 = p[2 * r], x1 = p[2 * r + 1];
+        a[0][r] = z - x1;
+        a[1][r] = x0 + x1;
+        a[2][r] = x1 - x0;
+        a[3][r] = x0 - z;
+      }
+      for (int j = 0; j < 4; ++j) {  // along rows (0, row 0, row 1, 0): element 4i + j
+        out[j * ves + n] = z - a[j][1];
+        out[(4 + j) * ves + n] = a[j][0] + a[j][1];
+        out[(8 + j) * ves + n] = a[j][1] - a[j][0];
+        out[(12 + j) * ves + n] = a[j][0] - z;
+      }
+    }
+  }
+}
+/// transform_output for H = W = 2.
+template <class T>
+void transform_output_one(const T* mm, i64 es, i64 tpad, int M, int count, T* y) {
+  for (int m = 0; m < M; ++m) {
+    const T* base = mm + i64{m} * tpad;
+    for (int n = 0; n < count; ++n) {
+      T s[2][4];
+      for (int j = 0; j < 4; ++j) {
+        const T m0 = base[j * es + n], m1 = base[(4 + j) * es + n], m2 = base[(8 + j) * es + n],
+                m3 = base[(12 + j) * es + n];
+        s[0][j] = m0 + m1 + m2;
+        s[1][j] = m1 - m2 - m3;
+      }
+      T* out = y + (i64{n} * M + m) * 4;
+      for (int a = 0; a < 2; ++a) {
+        out[2 * a] = s[a][0] + s[a][1] + s[a][2];
+        out[2 * a + 1] = s[a][1] - s[a][2] - s[a][3];
+      }
+    }
+  }
+}
+/// transform_output_grad for H = W = 2.
+template <class T>
+void transform_output_grad_one(const T* dy, int M, int count, T* dm, i64 es, i64 tpad) {
+  for (int m = 0; m < M; ++m) {
+    T* out = dm + i64{m} * tpad;
+    for (int n = 0; n < count; ++n) {
+      const T* g = dy + (i64{n} * M + m) * 4;
+      const T a0 = g[0], a1 = g[1], b0 = g[2], b1 = g[3];
+      const T p[4][2] = {{a0, a1}, {a0 + b0, a1 + b1}, {a0 - b0, a1 - b1}, {-b0, -b1}};
+      for (int i = 0; i < 4; ++i) {
+        out[4 * i * es + n] = p[i][0];
+        out[(4 * i + 1) * es + n] = p[i][0] + p[i][1];
+        out[(4 * i + 2) * es + n] = p[i][0] - p[i][1];
+        out[(4 * i + 3) * es + n] = -p[i][1];
+      }
+    }
+  }
+}
+
 struct f2x2 {
   static constexpr int m = 2, elems = 16;
   static bool applicable(const conv2d_desc& d) { return d.in_height % 2 == 0 && d.in_width % 2 == 0; }
@@ -497,6 +566,7 @@ struct f2x2 {
       if (v) return transform_input(x, C, H, W, count, out, tpad, ves, row);
 #endif
     (void)v;
+    if (H == 2 && W == 2) return transform_input_one(x, C, count, out, tpad, ves);
     transform_input<T>(x, C, H, W, count, out, tpad, ves, row);
   }
   template <class T>
@@ -507,7 +577,10 @@ struct f2x2 {
     if constexpr (std::is_same_v<T, float>)
       if (v) transform_output(mm, es, tpad, M, H, W, count, y), done = true;
 #endif
-    if (!done) transform_output<T>(mm, es, tpad, M, H, W, count, y, row);
+    if (!done && H == 2 && W == 2)
+      transform_output_one(mm, es, tpad, M, count, y);
+    else if (!done)
+      transform_output<T>(mm, es, tpad, M, H, W, count, y, row);
     (void)v;
     if (ep) apply_epilogue(*ep, count, M, i64{H} * W, y, r);
   }
@@ -518,6 +591,7 @@ struct f2x2 {
       if (v) return transform_output_grad(dy, M, H, W, count, dm, es, tpad);
 #endif
     (void)v;
+    if (H == 2 && W == 2) return transform_output_grad_one(dy, M, count, dm, es, tpad);
     transform_output_grad<T>(dy, M, H, W, count, dm, es, tpad);
   }
 };
