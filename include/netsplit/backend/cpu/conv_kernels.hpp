@@ -38,7 +38,9 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 // wgrad_tile needs ten 64-byte loads (six line-splitting) per 24 FMAs and runs at roughly
 // half fwd_tile's rate. A variant on g transposed to [q][co] (vectorised over output
 // channels, input broadcast) was measured too: no faster at 32-64 channels, and slower at
-// 16 channels, where the transpose costs more than it saves.
+// 16 channels, where the transpose costs more than it saves. With at least 128 channels each
+// way winograd.hpp transposes both operands and computes the weight gradient by fwd_tile
+// (winograd_backward_weights_packed).
 
 /// Portable kernels for any scalar type.
 template <class T>
