@@ -818,6 +818,38 @@ void products(const T* vt, const i64* off, i64 K, const T* a, T* out, i64 ldp) {
   if (c0 < ldp) kern::template fwd_tail<Acc>(vt + c0, off, K, a, out + c0, ldp, ldp - c0);
 }
 
+/// The frame of both weight-gradient forms below: rows of dM padded to `rows` (zero past M),
+/// chunks of the plan's images per thread, each chunk's V and dM transformed (elements
+/// `ves` and `des` apart, rows of plan.tpad), then chunk(t, v, ves, dm, des, K, first, part):
+/// K the chunk's tiles (the body may overwrite the planes past them), first whether it is
+/// thread t's first chunk, part thread t's partial dU ([e][rows][ld], slot_dw; not zeroed:
+/// the first chunk writes it); then finish_weight_gradient.
+template <class P, class T, class Chunk>
+void weight_gradient_frame(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw, i64 rows, i64 ld,
+                           const winograd::chunk_plan& plan, Chunk&& chunk) {
+  constexpr int E = P::elems;
+  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width, nb = plan.images;
+  const i64 tiles = i64{H / P::m} * (W / P::m), tpad = plan.tpad;
+  const bool vector = winograd::vectorised<P, T>(d);
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
+  const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
+  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
+    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
+    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(E * rows * ld));
+    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
+      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
+    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
+      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
+      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
+      chunk(t, v, ves, dm, des, count * tiles, n0 == b, part);
+    }
+  });
+  finish_weight_gradient<P>(ctx, std::min(d.batch, ctx.threads()), rows, ld, M, C, dw);
+}
+
 /// winograd_backward_weights as a forward product: dU[e] (rows m, columns c) = sum over the
 /// chunk's tiles t of dM[e][m][t] V[e][c][t], computed by fwd_tile on dM packed per block of
 /// fwd_mr rows ([t][r]) and V transposed ([t][c]), accumulated into the thread's partial dU.
@@ -827,64 +859,47 @@ template <class P, class T>
 void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
   using kern = kernels<T>;
   constexpr int E = P::elems, mr = kern::fwd_mr;
-  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
-  const i64 tiles = i64{H / P::m} * (W / P::m);
+  const int M = d.out_channels, C = d.in_channels;
+  const i64 tiles = i64{d.in_height / P::m} * (d.in_width / P::m);
   const int mtiles = (M + mr - 1) / mr;
   const i64 rows = i64{mtiles} * mr, ldp = round_up(C, kern::fwd_step);
   const i64 ldv = ldp + 16;  // rows of V^T one line longer than ldp: no 4 KB strides at 512 channels
   const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, 16), tiles, E);
-  const int nb = plan.images;
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(tpad));
-  for (i64 t = 0; t < tpad; ++t) off[t] = t * ldv;
-  const bool vector = winograd::vectorised<P, T>(d);
-  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = E * rows * ldp;
-  const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
-  const int used = std::min(d.batch, ctx.threads());
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
-    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
-    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
-    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
+  for (i64 q = 0; q < tpad; ++q) off[q] = q * ldv;
+  weight_gradient_frame<P>(ctx, d, x, dy, dw, rows, ldp, plan,
+                           [&](int t, const T* v, i64 ves, const T* dm, i64 des, i64 K, bool first, T* part) {
     T* apack = ctx.scratch<T>(t, slot_packed, static_cast<std::size_t>(rows * tpad + tpad * ldv));
     T* vt = apack + rows * tpad;
-    // (no zeroing: each thread's first chunk writes its partial dU, later ones add)
-    for (i64 q = 0; q < tpad; ++q) std::fill(vt + q * ldv + C, vt + q * ldv + ldp, T(0));  // columns past C
-    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
-      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      const i64 K = count * tiles;
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
-      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
-      for (int el = 0; el < E; ++el) {
-        const T* ve = v + el * ves;
-        const T* ge = dm + el * des;
-        for (int mt = 0; mt < mtiles; ++mt)  // apack[mt][q][r] = dM[e][mt * mr + r][q]
-          for (int r = 0; r < mr; ++r) {
-            const T* g = ge + (i64{mt} * mr + r) * tpad;
-            T* a = apack + i64{mt} * K * mr + r;
-            for (i64 q = 0; q < K; ++q) a[q * mr] = g[q];
-          }
-        for (int c0 = 0; c0 < C; c0 += 16) {  // vt[q][c] = V[e][c][q], 16 rows of V at a time
-          const int c1 = std::min(C, c0 + 16);
-          for (i64 q = 0; q < K; ++q)
-            for (int c = c0; c < c1; ++c) vt[q * ldv + c] = ve[c * tpad + q];
+    if (first)  // columns past C
+      for (i64 q = 0; q < tpad; ++q) std::fill(vt + q * ldv + C, vt + q * ldv + ldp, T(0));
+    for (int el = 0; el < E; ++el) {
+      const T* ve = v + el * ves;
+      const T* ge = dm + el * des;
+      for (int mt = 0; mt < mtiles; ++mt)  // apack[mt][q][r] = dM[e][mt * mr + r][q]
+        for (int r = 0; r < mr; ++r) {
+          const T* g = ge + (i64{mt} * mr + r) * tpad;
+          T* a = apack + i64{mt} * K * mr + r;
+          for (i64 q = 0; q < K; ++q) a[q * mr] = g[q];
         }
-        T* pe = part + el * rows * ldp;
-        for (int mt = 0; mt < mtiles; ++mt) {
-          const T* a = apack + i64{mt} * K * mr;
-          T* out = pe + i64{mt} * mr * ldp;
-          if (n0 == b)
-            products<false>(vt, off, K, a, out, ldp);
-          else
-            products<true>(vt, off, K, a, out, ldp);
-        }
+      for (int c0 = 0; c0 < C; c0 += 16) {  // vt[q][c] = V[e][c][q], 16 rows of V at a time
+        const int c1 = std::min(C, c0 + 16);
+        for (i64 q = 0; q < K; ++q)
+          for (int c = c0; c < c1; ++c) vt[q * ldv + c] = ve[c * tpad + q];
+      }
+      T* pe = part + el * rows * ldp;
+      for (int mt = 0; mt < mtiles; ++mt) {
+        const T* a = apack + i64{mt} * K * mr;
+        T* out = pe + i64{mt} * mr * ldp;
+        if (first)
+          products<false>(vt, off, K, a, out, ldp);
+        else
+          products<true>(vt, off, K, a, out, ldp);
       }
     }
   });
-  finish_weight_gradient<P>(ctx, used, rows, ldp, M, C, dw);
 }
 
 /// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
@@ -895,47 +910,31 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   if (packed_weight_gradient(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);
   using kern = kernels<T>;
   constexpr int E = P::elems;
-  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
-  const i64 tiles = i64{H / P::m} * (W / P::m);
+  const int M = d.out_channels, C = d.in_channels;
+  const i64 tiles = i64{d.in_height / P::m} * (d.in_width / P::m);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
   const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + rows, sizeof(T),
                                           std::max<i64>(kern::fwd_qt, kern::wg_step), tiles, E);
-  const int nb = plan.images;
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(cpad));
   for (i64 c = 0; c < cpad; ++c) off[c] = (c < C ? c : 0) * tpad;  // padding columns reread row 0
-  const bool vector = winograd::vectorised<P, T>(d);
-  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W, part_size = E * rows * cpad;
-  const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
-  const int used = std::min(d.batch, ctx.threads());
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
-    T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
-    T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
-    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
-    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(part_size));
-    std::fill(part, part + part_size, T(0));
-    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
-      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      const i64 q_used = count * tiles, qend = round_up(q_used, kern::wg_step);
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
-      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
-      for (int el = 0; el < E; ++el) {
-        T* ve = v + el * ves;
-        T* ge = dm + el * des;
-        for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + q_used, ve + c * tpad + qend, T(0));
-        for (int m = 0; m < M; ++m) std::fill(ge + m * tpad + q_used, ge + m * tpad + qend, T(0));
-        for (int mt = 0; mt < mtiles; ++mt)
-          for (i64 ct = 0; ct < cpad; ct += kern::wg_kr)
-            kern::wgrad_tile(ge + mt * kern::wg_mr * tpad, tpad, ve, off + ct, 0, qend,
-                             part + (el * rows + mt * kern::wg_mr) * cpad + ct, cpad);
-      }
+  weight_gradient_frame<P>(ctx, d, x, dy, dw, rows, cpad, plan,
+                           [&](int, T* v, i64 ves, T* dm, i64 des, i64 q_used, bool first, T* part) {
+    if (first) std::fill(part, part + E * rows * cpad, T(0));
+    const i64 qend = round_up(q_used, kern::wg_step);
+    for (int el = 0; el < E; ++el) {
+      T* ve = v + el * ves;  // its planes past the chunk's tiles, up to the kernel's step: zero
+      T* ge = dm + el * des;
+      for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + q_used, ve + c * tpad + qend, T(0));
+      for (int m = 0; m < M; ++m) std::fill(ge + m * tpad + q_used, ge + m * tpad + qend, T(0));
+      for (int mt = 0; mt < mtiles; ++mt)
+        for (i64 ct = 0; ct < cpad; ct += kern::wg_kr)
+          kern::wgrad_tile(ge + mt * kern::wg_mr * tpad, tpad, ve, off + ct, 0, qend,
+                           part + (el * rows + mt * kern::wg_mr) * cpad + ct, cpad);
     }
   });
-  finish_weight_gradient<P>(ctx, used, rows, cpad, M, C, dw);
 }
 
 /// y = conv(x, w) computed as `tile` says (none: the direct engine), then the epilogue ep

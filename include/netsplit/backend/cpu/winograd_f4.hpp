@@ -65,6 +65,22 @@ inline bool vector_transforms(int W) {
   return W % 4 == 0 && tw >= 1 && (16 % tw == 0 || tw % 16 == 0);
 }
 
+/// out[i][r] = (G (a, b, c)^T)[i] for r in [r0, r1): one column of G g for the rows of a block
+/// side by side (r vectorised), in double.
+template <int S>
+inline void g6(const double* a, const double* b, const double* c, double (*out)[S], int r0, int r1) {
+  constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;  // reciprocals: no divisions
+  for (int r = r0; r < r1; ++r) {
+    const double ac = a[r] + c[r], p = a[r] * r24 + c[r] * r6, q = b[r] * r12;
+    out[0][r] = 0.25 * a[r];
+    out[1][r] = -(ac + b[r]) * r6;
+    out[2][r] = (b[r] - ac) * r6;
+    out[3][r] = p + q;
+    out[4][r] = p - q;
+    out[5][r] = c[r];
+  }
+}
+
 /// transform_weights (below) for the R rows of block mt, all of them real output channels:
 /// the same arithmetic with the row count fixed, and the results of 16 input channels at a
 /// time staged, so each element's packed run (16 * R values) is written contiguously: 36
@@ -73,18 +89,6 @@ inline bool vector_transforms(int W) {
 template <int R, class T>
 void transform_weights_block(const T* w, int C, int mtiles, int mt, T* u) {
   constexpr int cb = 16;
-  constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;
-  const auto g6 = [](const double* a, const double* b, const double* c, double (*out)[R]) {
-    for (int r = 0; r < R; ++r) {
-      const double ac = a[r] + c[r], p = a[r] * r24 + c[r] * r6, q = b[r] * r12;
-      out[0][r] = 0.25 * a[r];
-      out[1][r] = -(ac + b[r]) * r6;
-      out[2][r] = (b[r] - ac) * r6;
-      out[3][r] = p + q;
-      out[4][r] = p - q;
-      out[5][r] = c[r];
-    }
-  };
   alignas(64) T staged[36][cb * R];
   for (int c0 = 0; c0 < C; c0 += cb) {
     const int cn = std::min(cb, C - c0);
@@ -93,8 +97,8 @@ void transform_weights_block(const T* w, int C, int mtiles, int mt, T* u) {
       double g[9][R], gg[3][6][R], out[6][6][R];  // gg[col][i] = (G g)[i][col]
       for (int r = 0; r < R; ++r)
         for (int k = 0; k < 9; ++k) g[k][r] = double(w[((i64{mt} * R + r) * C + c) * 9 + k]);
-      for (int j = 0; j < 3; ++j) g6(g[j], g[3 + j], g[6 + j], gg[j]);
-      for (int i = 0; i < 6; ++i) g6(gg[0][i], gg[1][i], gg[2][i], out[i]);
+      for (int j = 0; j < 3; ++j) g6<R>(g[j], g[3 + j], g[6 + j], gg[j], 0, R);
+      for (int i = 0; i < 6; ++i) g6<R>(gg[0][i], gg[1][i], gg[2][i], out[i], 0, R);
       for (int e = 0; e < 36; ++e)
         for (int r = 0; r < R; ++r) staged[e][cc * R + r] = static_cast<T>(out[e / 6][e % 6][r]);
     }
@@ -112,18 +116,6 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
   NETSPLIT_EXPECT(mr <= most, "winograd4::transform_weights: row block wider than 16");
   // per block of mr output channels and input channel c: the mr rows' values side by side,
   // so each step below is a loop over r (vectorised) and the 36 results are contiguous runs
-  constexpr double r6 = 1.0 / 6, r12 = 1.0 / 12, r24 = 1.0 / 24;  // reciprocals: no divisions
-  const auto g6 = [](const double* a, const double* b, const double* c, double (*out)[most], int r0, int r1) {
-    for (int r = r0; r < r1; ++r) {
-      const double ac = a[r] + c[r], p = a[r] * r24 + c[r] * r6, q = b[r] * r12;
-      out[0][r] = 0.25 * a[r];
-      out[1][r] = -(ac + b[r]) * r6;
-      out[2][r] = (b[r] - ac) * r6;
-      out[3][r] = p + q;
-      out[4][r] = p - q;
-      out[5][r] = c[r];
-    }
-  };
   for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
     const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
     if (r0 == 0 && r1 == mr && (mt + 1) * mr <= M && (mr == 8 || mr == 4)) {  // whole blocks: staged
@@ -140,8 +132,8 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
         if (m < M)
           for (int k = 0; k < 9; ++k) g[k][r] = double(w[(i64{m} * C + c) * 9 + k]);
       }
-      for (int j = 0; j < 3; ++j) g6(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
-      for (int i = 0; i < 6; ++i) g6(gg[0][i], gg[1][i], gg[2][i], out[i], r0, r1);
+      for (int j = 0; j < 3; ++j) g6<most>(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
+      for (int i = 0; i < 6; ++i) g6<most>(gg[0][i], gg[1][i], gg[2][i], out[i], r0, r1);
       for (int e = 0; e < 36; ++e) {
         T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
         for (int r = r0; r < r1; ++r) dst[r] = static_cast<T>(out[e / 6][e % 6][r]);
@@ -594,6 +586,17 @@ inline void transpose8(const __m256 in[8], __m256 out[8]) {
     out[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
   }
 }
+/// s[a][j] = (A^T M)[a][j] for the 8 tiles t0 .. t0+7 of M's planes (elements es apart): the
+/// output transforms' first stage. Rows are tpad >= round_up(flat, 8) long: reading past the
+/// chunk's tiles stays inside.
+inline void output_columns(const float* base, i64 es, i64 t0, __m256 (&s)[4][6]) {
+  for (int j = 0; j < 6; ++j) {
+    __m256 col[6], t[4];
+    for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(base + (6 * i + j) * es + t0);
+    vec::at4(col, t);
+    for (int a = 0; a < 4; ++a) s[a][j] = t[a];
+  }
+}
 /// Stores o's first k lanes (all: k >= 8).
 inline void store_first(float* p, __m256 o, i64 k) {
   if (k >= 8)
@@ -671,13 +674,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
       i64 off[8];
       walk.next(off, k);
       __m256 s[4][6];  // s[a][j] = (A^T M)[a][j]
-      for (int j = 0; j < 6; ++j) {
-        __m256 col[6], t[4];
-        // rows are tpad >= round_up(flat, 8) long: reading past the chunk's tiles stays inside
-        for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(base + (6 * i + j) * es + t0);
-        vec::at4(col, t);
-        for (int a = 0; a < 4; ++a) s[a][j] = t[a];
-      }
+      output_columns(base, es, t0, s);
       __m256 Y[16], tile[2][8];  // Y[4a + b]: output row a, column b of the 8 tiles
       for (int a = 0; a < 4; ++a) vec::at4(s[a], Y + 4 * a);
       transpose8(Y, tile[0]);      // tile[0][l]: rows 0, 1 of tile l
@@ -810,13 +807,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
       i64 off[8];
       walk.next(off, k);
       __m256 s[4][6];  // s[a][j] = (A^T M)[a][j]
-      for (int j = 0; j < 6; ++j) {
-        __m256 col[6], t[4];
-        // rows are tpad >= round_up(flat, 8) long: reading past the chunk's tiles stays inside
-        for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(base + (6 * i + j) * es + t0);
-        vec::at4(col, t);
-        for (int a = 0; a < 4; ++a) s[a][j] = t[a];
-      }
+      output_columns(base, es, t0, s);
       for (int a = 0; a < 4; ++a) {
         __m256 z[4], w[4];
         vec::at4(s[a], z);
