@@ -46,8 +46,9 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 template <class T>
 struct kernels {
   static constexpr int fwd_mr = 4, fwd_qt = 8, fwd_step = fwd_qt, wg_mr = 1, wg_kr = 1, wg_step = 1;
+  /// Never called: with fwd_step = fwd_qt no product has a narrower last block.
   template <bool Acc = false>
-  static void fwd_tail(const T*, const i64*, i64, const T*, T*, i64, i64) {}  // fwd_step = fwd_qt: none
+  static void fwd_tail(const T*, const i64*, i64, const T*, T*, i64, i64) {}
   /// Acc: out += the sums instead of out = (winograd.hpp's packed weight gradient).
   template <bool Acc = false>
   static void fwd_tile(const T* base, const i64* off, i64 K, const T* a, T* out, i64 ors) {

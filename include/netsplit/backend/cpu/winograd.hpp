@@ -465,8 +465,6 @@ inline std::size_t row_scratch(int H, int W) {
   return static_cast<std::size_t>(4 * (i64{H + 2} * (W / 2) + 32) + W + 4 + 8 * (W / 2));
 }
 
-/// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
-/// transformed values per tile, and their transforms.
 // One tile per image (2x2 maps, VGG's last group): the plane with its zero border is the
 // whole 4x4 input tile, so the transforms are a few adds per image, in the same order as the
 // general ones above (whose row copies and zero rows cost more than the arithmetic there: a
@@ -536,6 +534,8 @@ void transform_output_grad_one(const T* dy, int M, int count, T* dm, i64 es, i64
   }
 }
 
+/// The two tile sizes as policies of the drivers below: output tile m x m, elems = (m+2)^2
+/// transformed values per tile, and their transforms.
 struct f2x2 {
   static constexpr int m = 2, elems = 16;
   static bool applicable(const conv2d_desc& d) { return d.in_height % 2 == 0 && d.in_width % 2 == 0; }
@@ -903,8 +903,9 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
 }
 
 /// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
-/// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel),
-/// then dw = G^T dU G. Per-thread partial sums are added in thread order.
+/// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel;
+/// the packed form above where packed_weight_gradient(d)), then dw = G^T dU G. Per-thread
+/// partial sums are added in thread order.
 template <class P, class T>
 void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
   if (packed_weight_gradient(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);
