@@ -16,11 +16,21 @@
 # ISA=avx2 compares as on an AVX2-only machine (the issue's reference machine): netsplit built
 # with -mavx2 -mfma instead of -march=native (in build/bench-avx2), PyTorch held to AVX2 by
 # oneDNN's and ATen's own switches (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2).
+# ALLOCATOR=retain (the default) runs both frameworks with glibc's malloc told to keep what it
+# has (MALLOC_MMAP_MAX_=0: no chunk of its own mapping, MALLOC_TRIM_THRESHOLD_ and
+# MALLOC_TOP_PAD_ large: no heap returned to the kernel): PyTorch frees and allocates its
+# activations every step, and with glibc's defaults each large one is a fresh mmap whose
+# pages fault in again; on a virtual machine where a page fault is expensive that, not
+# arithmetic, set PyTorch's training speed (2026-12-05, AMD EPYC: 1.6M page faults in a
+# ResNet20 run, training 200 -> 553 img/s with retain). netsplit allocates nothing in a
+# step, so the setting does not move it. ALLOCATOR=default keeps glibc's defaults (the
+# figures of the earlier sessions' tables were measured so).
 # Installs Debian's python3-torch if it is missing (a benchmark-only dependency).
-# A bad ISA, model or count exits 2 before anything is installed or built.
+# A bad ISA, allocator, model or count exits 2 before anything is installed or built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export THREADS=${THREADS:-2} WINDOWS=${WINDOWS:-3} STEPS=${STEPS:-4} ROUNDS=${ROUNDS:-3} ISA=${ISA:-native}
+export ALLOCATOR=${ALLOCATOR:-retain}
 MODELS=${MODELS:-resnet20 resnet56 vgg11 vgg11x0.25}
 # checked before anything is installed or built
 case "$ISA" in
@@ -29,6 +39,11 @@ case "$ISA" in
     dir=build/bench-avx2 isa_flags=(-DNETSPLIT_NATIVE=OFF "-DCMAKE_CXX_FLAGS=-mavx2 -mfma")
     export ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 ;;
   *) echo "compare_pytorch.sh: ISA must be native or avx2, not '$ISA'" >&2; exit 2 ;;
+esac
+case "$ALLOCATOR" in
+  retain) export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 ;;
+  default) unset MALLOC_MMAP_MAX_ MALLOC_TRIM_THRESHOLD_ MALLOC_TOP_PAD_ MALLOC_MMAP_THRESHOLD_ ;;
+  *) echo "compare_pytorch.sh: ALLOCATOR must be retain or default, not '$ALLOCATOR'" >&2; exit 2 ;;
 esac
 for var in THREADS WINDOWS STEPS ROUNDS; do
   [[ ${!var} =~ ^[1-9][0-9]*$ ]] || { echo "compare_pytorch.sh: $var must be a positive integer, not '${!var}'" >&2; exit 2; }
@@ -70,7 +85,10 @@ peak = med([r["fma_peak_gflops"] for r in runs[0::2]])
 first = runs[0]
 rounds = len(runs) // (2 * len(models))
 isa = "AVX2 only (netsplit -mavx2 -mfma; PyTorch ONEDNN_MAX_CPU_ISA=AVX2)" if os.environ["ISA"] == "avx2" else "native"
+alloc = ("glibc malloc retaining its memory (MALLOC_MMAP_MAX_=0, large trim threshold and top pad)"
+         if os.environ["ALLOCATOR"] == "retain" else "glibc malloc's defaults")
 print(f"machine: {cpu}, {first['threads']} threads, ISA {isa}; measured FP32 FMA peak {peak:.0f} GFLOP/s (median of rounds)")
+print(f"both frameworks under {alloc}")
 print(f"100 classes, batch {first['batch']}, fp32; {rounds} alternating rounds of {len(first['train_img_s'])} windows "
       f"(every model netsplit then PyTorch in each round); ratio = median over rounds of the round's ratio")
 print(f"{'':31}{'netsplit':>10}{'PyTorch':>10}{'ratio':>8}   {'netsplit GFLOP/s (% peak)':>26}   {'PyTorch GFLOP/s (% peak)':>25}   PyTorch layout")
