@@ -4,10 +4,18 @@
 # alone, for THREADS in "1 2" (default); netsplit under phase::infer, PyTorch eval() under
 # no_grad (NCHW). ROUNDS rounds (default 3) alternate the two so a shared machine's drifting
 # load falls on both; each cell is the median over rounds. Prints a table of p50 and p99 (us).
+# ALLOCATOR=retain (the default) or default: glibc's malloc keeping its memory for both, or
+# glibc's defaults, as in compare_pytorch.sh (which says why).
 # Installs Debian's python3-torch if it is missing (a benchmark-only dependency).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-resnet20} IMAGES=${IMAGES:-1000} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-"1 2"}
+ALLOCATOR=${ALLOCATOR:-retain}
+case "$ALLOCATOR" in
+  retain) export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 ;;
+  default) unset MALLOC_MMAP_MAX_ MALLOC_TRIM_THRESHOLD_ MALLOC_TOP_PAD_ MALLOC_MMAP_THRESHOLD_ ;;
+  *) echo "compare_latency.sh: ALLOCATOR must be retain or default, not '$ALLOCATOR'" >&2; exit 2 ;;
+esac
 for var in IMAGES ROUNDS; do
   [[ ${!var} =~ ^[1-9][0-9]*$ ]] || { echo "compare_latency.sh: $var must be a positive integer, not '${!var}'" >&2; exit 2; }
 done
@@ -26,14 +34,15 @@ for _ in $(seq "$ROUNDS"); do
   done
 done
 $py - "${runs[@]}" <<'PY'
-import json, statistics, sys
+import json, os, statistics, sys
 runs = [json.loads(a) for a in sys.argv[1:]]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 torch_version = next(r["torch"] for r in runs if r["framework"] == "pytorch")
 r0 = runs[0]
 rounds = len(runs) // (2 * len({r["threads"] for r in runs}))
 print(f"machine: {cpu}; {r0['model']}{'' if r0['width'] == 1 else 'x%g' % r0['width']}, 100 classes, batch 1, "
-      f"{r0['images']} images per run, median over {rounds} alternating rounds; PyTorch {torch_version} eval() under no_grad")
+      f"{r0['images']} images per run, median over {rounds} alternating rounds; PyTorch {torch_version} eval() under no_grad; "
+      f"glibc malloc {'retaining its memory' if os.environ.get('MALLOC_MMAP_MAX_') == '0' else 'with its defaults'}")
 print(f"{'threads':>8} {'netsplit p50':>13} {'p99':>8} {'PyTorch p50':>12} {'p99':>8} {'p50 ratio':>10}   (microseconds)")
 for t in sorted({r["threads"] for r in runs}):
     med = lambda fw, key: statistics.median(r[key] for r in runs if r["framework"] == fw and r["threads"] == t)

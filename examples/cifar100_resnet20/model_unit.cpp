@@ -1,23 +1,26 @@
-// examples/cifar100_resnet20/model_unit.cpp — the runs of one model family (run.hpp's
-// run_model for each depth), compiled once per family by examples/CMakeLists.txt with
-// NETSPLIT_PROGRAM_FAMILY (resnet or vgg) defined. The depths of a family share their layer
-// and block types, which one translation unit compiles once: a ResNet20 and a ResNet32 took
-// 205 s together against 129 s alone (g++ 12 -O3, 2026-12-05), so the four depths in one
-// unit cost about 0.7 of four units, while the two families still build in parallel.
+// examples/cifar100_resnet20/model_unit.cpp — the runs of a group of models (run.hpp's
+// run_model), compiled once per group by examples/CMakeLists.txt with NETSPLIT_PROGRAM_UNIT
+// defined. Models of one family share their layer and block types, which a translation unit
+// compiles once (g++ 12 -O3, 2026-12-05, AMD EPYC: ResNet20 alone 129 s, ResNet20 and
+// ResNet32 together 205 s, all four ResNets 441 s; the four VGGs together 246 s against about
+// 380 s in four units), while the groups still build in parallel.
 #include "run.hpp"
 
 namespace cifar_cli {
-#define NETSPLIT_INSTANTIATE_RUN_MODEL(D) template int run_model<family::NETSPLIT_PROGRAM_FAMILY, D>(const run_request&);
-#if NETSPLIT_PROGRAM_FAMILY_IS_RESNET
-NETSPLIT_INSTANTIATE_RUN_MODEL(20)
-NETSPLIT_INSTANTIATE_RUN_MODEL(32)
-NETSPLIT_INSTANTIATE_RUN_MODEL(44)
-NETSPLIT_INSTANTIATE_RUN_MODEL(56)
+#define NETSPLIT_INSTANTIATE_RUN_MODEL(F, D) template int run_model<family::F, D>(const run_request&);
+#if NETSPLIT_PROGRAM_UNIT == 0
+NETSPLIT_INSTANTIATE_RUN_MODEL(resnet, 20)
+NETSPLIT_INSTANTIATE_RUN_MODEL(resnet, 32)
+#elif NETSPLIT_PROGRAM_UNIT == 1
+NETSPLIT_INSTANTIATE_RUN_MODEL(resnet, 44)
+NETSPLIT_INSTANTIATE_RUN_MODEL(resnet, 56)
+#elif NETSPLIT_PROGRAM_UNIT == 2
+NETSPLIT_INSTANTIATE_RUN_MODEL(vgg, 11)
+NETSPLIT_INSTANTIATE_RUN_MODEL(vgg, 13)
+NETSPLIT_INSTANTIATE_RUN_MODEL(vgg, 16)
+NETSPLIT_INSTANTIATE_RUN_MODEL(vgg, 19)
 #else
-NETSPLIT_INSTANTIATE_RUN_MODEL(11)
-NETSPLIT_INSTANTIATE_RUN_MODEL(13)
-NETSPLIT_INSTANTIATE_RUN_MODEL(16)
-NETSPLIT_INSTANTIATE_RUN_MODEL(19)
+#error "NETSPLIT_PROGRAM_UNIT must be 0, 1 or 2 (examples/CMakeLists.txt)"
 #endif
 #undef NETSPLIT_INSTANTIATE_RUN_MODEL
 }  // namespace cifar_cli

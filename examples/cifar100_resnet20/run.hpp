@@ -1,9 +1,8 @@
 // examples/cifar100_resnet20/run.hpp — from a parsed command line to a run of the chosen
 // model: train mode (one run) or study mode (per seed: baseline, derived run, controls;
 // then the report). run_named_model maps --model to a network type; each model's runs
-// are instantiated in a translation unit per model family (model_unit.cpp, built once for
-// the ResNets and once for the VGGs by CMake), so the program's heaviest templates compile
-// in parallel.
+// are instantiated in three translation units (model_unit.cpp: ResNet20 and 32, ResNet44
+// and 56, the VGGs), so the program's heaviest templates compile in parallel.
 #pragma once
 
 #include <cmath>
@@ -253,7 +252,7 @@ int run_model(const run_request& r) {
                             : dispatch<netsplit::vgg<Depth, 10, cpu_backend, float>>(r);
   }
 }
-// Instantiated in model_unit.cpp, one translation unit per family.
+// Instantiated in model_unit.cpp (three translation units, examples/CMakeLists.txt).
 extern template int run_model<family::resnet, 20>(const run_request&);
 extern template int run_model<family::resnet, 32>(const run_request&);
 extern template int run_model<family::resnet, 44>(const run_request&);

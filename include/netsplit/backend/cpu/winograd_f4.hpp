@@ -313,10 +313,15 @@ struct tile_walk {
   i64 stride;
   i64 image = 0;
   int ty = 0, tx = 0;
-  void next(i64* off, i64 k) {
-    for (i64 i = 0; i < k; ++i) {
+  void next(i64* off, i64 k) { next_groups(off, k, 1); }
+  /// The same for the next g groups of `size` tiles, size dividing TW (a group lies in one
+  /// row of tiles, its tiles side by side): the offset of each group's first tile. The
+  /// transforms that store or load whole groups take this: a quarter (AVX-512, groups of 4)
+  /// of the scalar work per vector of tiles.
+  void next_groups(i64* off, i64 g, int size) {
+    for (i64 i = 0; i < g; ++i) {
       off[i] = image + 4 * i64{ty} * W + 4 * tx;
-      if (++tx == TW) {
+      if ((tx += size) == TW) {
         tx = 0;
         if (++ty == TH) ty = 0, image += stride;
       }
@@ -363,6 +368,15 @@ inline void interleave4(const __m512 z[4], __m512 w[4]) {
   w[3] = _mm512_permutex2var_ps(p1, hi, q1);
 }
 }  // namespace vec
+
+/// Tiles side by side that the output transforms store (and the output-gradient transform
+/// loads) as one run: 4, 2 or 1, the largest dividing TW (vector_transforms(W): TW divides
+/// 16 or is a multiple of 16). One offset per run from the tile walk, one masked access.
+inline int tile_group(int TW) { return TW % 4 == 0 ? 4 : TW % 2 == 0 ? 2 : 1; }
+/// The 4 gs lanes of run e (of 4 / gs) in a vector holding 4 tiles' rows of 4 values.
+inline __mmask16 group_lanes(int gs, int e) {
+  return static_cast<__mmask16>(((1u << (4 * gs)) - 1) << (4 * gs * e));
+}
 
 inline void transform_input(const float* x, int C, int H, int W, int count, float* v, i64 tpad, i64 ves,
                             float* row) {
@@ -432,7 +446,7 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
 /// chunk's first image.
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
                              const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
-  const int TW = W / 4;
+  const int TW = W / 4, gs = tile_group(TW);
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
     const float* base = mm + i64{m} * tpad;
@@ -446,8 +460,8 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
       const i64 k = std::min<i64>(16, flat - t0);
-      i64 off[16];
-      walk.next(off, k);
+      i64 off[16];  // off[g] starts tiles gs*g .. gs*g+gs-1 (k is a multiple of gs)
+      walk.next_groups(off, k / gs, gs);
       __m512 s[4][6];  // s[a][j] = (A^T M)[a][j]
       for (int j = 0; j < 6; ++j) {
         __m512 col[6], r[4];
@@ -464,27 +478,21 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         if (TW % 4 == 0 && k == 16) {  // the common case, unrolled: w stays in registers
           for (int q = 0; q < 4; ++q) {
             __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
-            if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[4 * q]));
+            if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[q]));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            _mm512_storeu_ps(ya + off[4 * q], z);
+            _mm512_storeu_ps(ya + off[q], z);
           }
           continue;
         }
-        for (int q = 0; 4 * q < k; ++q) {
+        for (int q = 0; 4 * q < k; ++q) {  // w[q]: tiles 4q .. 4q+3, in 4 / gs groups of 4 gs lanes
           if (add) w[q] = _mm512_add_ps(w[q], shift);
-          if (TW % 4 == 0) {  // 4 tiles side by side in one row
-            const __mmask16 mk = first_lanes(4 * (k - 4 * q));
-            if (ra) w[q] = _mm512_add_ps(w[q], _mm512_maskz_loadu_ps(mk, ra + off[4 * q]));
-            if (relu) w[q] = _mm512_max_ps(w[q], _mm512_setzero_ps());
-            _mm512_mask_storeu_ps(ya + off[4 * q], mk, w[q]);
-          } else {
-            for (int e = 0; e < 4 && 4 * q + e < k; ++e) {
-              const __mmask16 mk = static_cast<__mmask16>(0xFu << (4 * e));
-              __m512 z = w[q];
-              if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + off[4 * q + e] - 4 * e));
-              if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-              _mm512_mask_storeu_ps(ya + off[4 * q + e] - 4 * e, mk, z);
-            }
+          for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e) {
+            const __mmask16 mk = group_lanes(gs, e);
+            const i64 at = off[q * (4 / gs) + e] - 4 * gs * e;
+            __m512 z = w[q];
+            if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
+            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            _mm512_mask_storeu_ps(ya + at, mk, z);
           }
         }
       }
@@ -493,7 +501,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
 }
 
 inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
-  const int TW = W / 4;
+  const int TW = W / 4, gs = tile_group(TW);
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
   for (int m = 0; m < M; ++m) {
     const float* g = dy + i64{m} * plane;
@@ -502,8 +510,8 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
       const i64 k = std::min<i64>(16, flat - t0);
-      i64 off[16];
-      walk.next(off, k);
+      i64 off[16];  // as in transform_output: off[g] starts tiles gs*g .. gs*g+gs-1
+      walk.next_groups(off, k / gs, gs);
       __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
       for (int a = 0; a < 4; ++a) {
         const float* ga = g + i64{a} * W;
@@ -511,12 +519,8 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         for (int q = 0; q < 4; ++q) {
           w[q] = _mm512_setzero_ps();
           if (4 * q >= k) continue;
-          if (TW % 4 == 0) {
-            w[q] = _mm512_maskz_loadu_ps(first_lanes(4 * (k - 4 * q)), ga + off[4 * q]);
-          } else {
-            for (int e = 0; e < 4 && 4 * q + e < k; ++e)
-              w[q] = _mm512_mask_loadu_ps(w[q], static_cast<__mmask16>(0xFu << (4 * e)), ga + off[4 * q + e] - 4 * e);
-          }
+          for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e)
+            w[q] = _mm512_mask_loadu_ps(w[q], group_lanes(gs, e), ga + off[q * (4 / gs) + e] - 4 * gs * e);
         }
         vec::deinterleave4(w, d);
         vec::a6(d, p[a]);
@@ -804,8 +808,8 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       const i64 k = std::min<i64>(8, flat - t0);  // even: TW is
-      i64 off[8];
-      walk.next(off, k);
+      i64 off[4];  // off[q] starts tiles 2q, 2q+1
+      walk.next_groups(off, k / 2, 2);
       __m256 s[4][6];  // s[a][j] = (A^T M)[a][j]
       output_columns(base, es, t0, s);
       for (int a = 0; a < 4; ++a) {
@@ -818,9 +822,9 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         const float* ra = rm ? rm + i64{a} * W : nullptr;
         for (int q = 0; 2 * q < k; ++q) {  // tiles 2q, 2q+1: side by side in one row
           __m256 o = add ? _mm256_add_ps(pair[q], shift) : pair[q];
-          if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[2 * q]));
+          if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[q]));
           if (relu) o = _mm256_max_ps(o, zero);
-          _mm256_storeu_ps(ya + off[2 * q], o);
+          _mm256_storeu_ps(ya + off[q], o);
         }
       }
     }
@@ -838,15 +842,16 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       const i64 k = std::min<i64>(8, flat - t0);
       const __m256i valid = first_lanes(k);
-      i64 off[8];
-      walk.next(off, k);
+      i64 off[4];  // off[q] starts tiles 2q, 2q+1 (k is even: TW is)
+      walk.next_groups(off, k / 2, 2);
       __m256 p[4][6];  // p[a][j] = (dY A^T)[a][j]
       for (int a = 0; a < 4; ++a) {
         const float* ga = g + i64{a} * W;
         __m256 q[4], d[4];  // q[b] = [row a of tile b | of tile 4+b] (zero past the chunk)
         for (int b = 0; b < 4; ++b) {
-          const __m128 lo = b < k ? _mm_loadu_ps(ga + off[b]) : _mm_setzero_ps();
-          const __m128 hi = 4 + b < k ? _mm_loadu_ps(ga + off[4 + b]) : _mm_setzero_ps();
+          const i64 side = 4 * (b % 2);  // tile b is the second of its pair when b is odd
+          const __m128 lo = b < k ? _mm_loadu_ps(ga + off[b / 2] + side) : _mm_setzero_ps();
+          const __m128 hi = 4 + b < k ? _mm_loadu_ps(ga + off[2 + b / 2] + side) : _mm_setzero_ps();
           q[b] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
         }
         transpose4(q, d);  // d[b]: column b of the 8 tiles
