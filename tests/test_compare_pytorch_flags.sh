@@ -4,25 +4,7 @@
 # 2 and a message naming the accepted values and the bad one, before anything is installed
 # or built (no build/bench* directory appears in a scratch copy of the script's tree); good
 # settings get past the checks.
-set -uo pipefail
-script=$1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/benchmarks" "$tmp/scripts"
-cp "$script" "$tmp/benchmarks/"
-printf '#!/usr/bin/env bash\necho installed >> "%s/installed"\n' "$tmp" > "$tmp/scripts/install_deps.sh"
-fail() { echo "test_compare_pytorch_flags: $*" >&2; exit 1; }
-# refused SETTING MESSAGE: runs the script with the environment assignment SETTING
-refused() {
-  local out rc
-  out=$(env "$1" bash "$tmp/benchmarks/compare_pytorch.sh" 2>&1)
-  rc=$?
-  echo "$1: $out"
-  [ "$rc" = 2 ] || fail "$1: exit status $rc, want 2"
-  grep -qF "$2" <<< "$out" || fail "$1: message missing: $2"
-  [ ! -e "$tmp/installed" ] || fail "$1: it installed something first"
-  [ -z "$(ls -d "$tmp"/build* 2>/dev/null)" ] || fail "$1: it configured a build first"
-}
+source "$(dirname "$0")/script_flags.sh" "$1"
 refused ISA=bogus "ISA must be native or avx2, not 'bogus'"
 refused ALLOCATOR=tcmalloc "ALLOCATOR must be retain or default, not 'tcmalloc'"
 refused "MODELS=resnet20 vgg16" "MODELS must list resnet20, resnet56 or vgg11, each optionally x<width> (vgg11x0.25), not 'vgg16'"
@@ -34,6 +16,6 @@ refused ROUNDS=0 "ROUNDS must be a positive integer, not '0'"
 refused STEPS=two "STEPS must be a positive integer, not 'two'"
 # and good settings pass the checks: the scratch tree's stand-in install_deps.sh runs (then
 # cmake fails there, having no project to configure)
-ALLOCATOR=default MODELS="vgg11x.5 resnet56 vgg11x2 resnet20x0.25 vgg11" ROUNDS=1 bash "$tmp/benchmarks/compare_pytorch.sh" >/dev/null 2>&1
+ALLOCATOR=default MODELS="vgg11x.5 resnet56 vgg11x2 resnet20x0.25 vgg11" ROUNDS=1 bash "$copy" >/dev/null 2>&1
 [ -e "$tmp/installed" ] || fail "good MODELS and ROUNDS were refused"
 echo "test_compare_pytorch_flags: ok"
