@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 MODEL=${MODEL:-resnet20} IMAGES=${IMAGES:-1000} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-"1 2"}
 ALLOCATOR=${ALLOCATOR:-retain}
 case "$ALLOCATOR" in
-  retain) export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 ;;
+  retain) set -a; . benchmarks/retain_malloc.env; set +a ;;
   default) unset MALLOC_MMAP_MAX_ MALLOC_TRIM_THRESHOLD_ MALLOC_TOP_PAD_ MALLOC_MMAP_THRESHOLD_ ;;
   *) echo "compare_latency.sh: ALLOCATOR must be retain or default, not '$ALLOCATOR'" >&2; exit 2 ;;
 esac

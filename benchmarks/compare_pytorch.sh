@@ -17,8 +17,8 @@
 # with -mavx2 -mfma instead of -march=native (in build/bench-avx2), PyTorch held to AVX2 by
 # oneDNN's and ATen's own switches (ONEDNN_MAX_CPU_ISA=AVX2, ATEN_CPU_CAPABILITY=avx2).
 # ALLOCATOR=retain (the default) runs both frameworks with glibc's malloc told to keep what it
-# has (MALLOC_MMAP_MAX_=0: no chunk of its own mapping, MALLOC_TRIM_THRESHOLD_ and
-# MALLOC_TOP_PAD_ large: no heap returned to the kernel): PyTorch frees and allocates its
+# has (benchmarks/retain_malloc.env: no chunk of its own mapping, no heap returned to the
+# kernel): PyTorch frees and allocates its
 # activations every step, and with glibc's defaults each large one is a fresh mmap whose
 # pages fault in again; on a virtual machine where a page fault is expensive that, not
 # arithmetic, set PyTorch's training speed (2026-12-05, AMD EPYC: 1.6M page faults in a
@@ -41,7 +41,7 @@ case "$ISA" in
   *) echo "compare_pytorch.sh: ISA must be native or avx2, not '$ISA'" >&2; exit 2 ;;
 esac
 case "$ALLOCATOR" in
-  retain) export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824 ;;
+  retain) set -a; . benchmarks/retain_malloc.env; set +a ;;
   default) unset MALLOC_MMAP_MAX_ MALLOC_TRIM_THRESHOLD_ MALLOC_TOP_PAD_ MALLOC_MMAP_THRESHOLD_ ;;
   *) echo "compare_pytorch.sh: ALLOCATOR must be retain or default, not '$ALLOCATOR'" >&2; exit 2 ;;
 esac

@@ -1,5 +1,5 @@
 # Sourced by the benchmark scripts' flag tests (test_compare_*_flags.sh): copies the script
-# under test ($1, a benchmarks/*.sh) into a scratch tree whose scripts/install_deps.sh only
+# under test ($1, a benchmarks/*.sh; with the allocator setting it reads) into a scratch tree whose scripts/install_deps.sh only
 # records that it ran, and defines
 #   refused SETTING MESSAGE  run the script with the environment assignment SETTING; it must
 #                            exit 2 with MESSAGE before installing or configuring anything
@@ -10,7 +10,7 @@ name=$(basename "$0" .sh)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/benchmarks" "$tmp/scripts"
-cp "$1" "$tmp/benchmarks/"
+cp "$1" "$(dirname "$1")/retain_malloc.env" "$tmp/benchmarks/"
 copy="$tmp/benchmarks/$(basename "$1")"
 printf '#!/usr/bin/env bash\necho installed >> "%s/installed"\n' "$tmp" > "$tmp/scripts/install_deps.sh"
 fail() { echo "$name: $*" >&2; exit 1; }

@@ -1,9 +1,10 @@
 // examples/cifar100_resnet20/model_unit.cpp — the runs of a group of models (run.hpp's
 // run_model), compiled once per group by examples/CMakeLists.txt with NETSPLIT_PROGRAM_UNIT
 // defined. Models of one family share their layer and block types, which a translation unit
-// compiles once (g++ 12 -O3, 2026-12-05, AMD EPYC: ResNet20 alone 129 s, ResNet20 and
-// ResNet32 together 205 s, all four ResNets 441 s; the four VGGs together 246 s against about
-// 380 s in four units), while the groups still build in parallel.
+// compiles once (g++ 12 -O3, 2026-12-05, AMD EPYC: ResNet20 alone 129 s beside ResNet20 and
+// ResNet32 together 205 s; in a build, all four ResNets in one unit 441 s and the four VGGs
+// 246 s, against 590 and 380 s in eight units in CI's build of 8376052), while the groups
+// still build in parallel.
 #include "run.hpp"
 
 namespace cifar_cli {
