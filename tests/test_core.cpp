@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <thread>
 #include <numeric>
 #include <set>
 #include <string>
@@ -128,6 +129,37 @@ TEST_CASE("thread pool covers every index once, partitions statically, rethrows"
   pool.parallel_for(1, [&](std::ptrdiff_t, std::ptrdiff_t, int) { ++calls; });  // still usable
   CHECK(calls == 1);
   CHECK_THROWS_AS(thread_pool(0), contract_violation);
+}
+
+TEST_CASE("thread pool hands off while polling and after sleeping, with idle workers") {
+  // Back-to-back calls meet workers that are still polling; calls after a pause longer than
+  // the polling meet sleeping workers (woken through the condition variable); calls with
+  // fewer indices than threads leave workers idle, which must not run a later call's task
+  // twice nor miss one.
+  thread_pool pool(3);
+  std::atomic<long> sum{0};
+  long expect = 0;
+  for (int round = 0; round < 2000; ++round) {
+    const std::ptrdiff_t n = 1 + round % 5;  // 1..5 indices: 1 or 2 threads used of 3 at times
+    pool.parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+      for (auto i = b; i < e; ++i) sum += i + 1;
+    });
+    expect += n * (n + 1) / 2;
+    if (round % 500 == 499) std::this_thread::sleep_for(thread_pool::spin_time * 5);
+  }
+  CHECK(sum.load() == expect);
+  // a worker's exception after a sleep still reaches the caller, and the pool goes on
+  std::this_thread::sleep_for(thread_pool::spin_time * 5);
+  CHECK_THROWS_AS(pool.parallel_for(3, [](std::ptrdiff_t b, std::ptrdiff_t, int) {
+    if (b == 2) throw io_error("from the last worker");
+  }), io_error);
+  // the caller's chunk finishes long before the workers': the caller sleeps, then is woken
+  std::atomic<int> done{0};
+  pool.parallel_for(3, [&](std::ptrdiff_t b, std::ptrdiff_t, int) {
+    if (b > 0) std::this_thread::sleep_for(thread_pool::spin_time * 5);
+    ++done;
+  });
+  CHECK(done.load() == 3);
 }
 
 TEST_CASE("cpu convolution is bit-reproducible for a fixed thread count") {

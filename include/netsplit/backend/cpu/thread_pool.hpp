@@ -2,8 +2,18 @@
 // parallel_for splits [0, n) into one contiguous chunk per thread, always the same way
 // for the same n and thread count; reductions that keep one partial per thread and sum
 // them in thread order are therefore bit-reproducible for a given thread count.
+// Hand-offs poll before they sleep. A training step calls parallel_for 157 times (ResNet20,
+// batch 128; ResNet56 463, VGG11 86; inference 38 / 110 / 20), and a hand-off through the
+// condition variables alone (a futex wake of a sleeping thread, then one back) took 22-31 us
+// per call on the 2-core virtual machines this project runs on (AMD EPYC, 2026-12-05,
+// `parallel_for(2, ...)` with an empty body), about 3% of a step; with polling, 1.2-1.4 us.
+// A waiting thread polls for up to spin_time and only then blocks on its condition
+// variable, as OpenMP runtimes do; the pool has no more threads than its owner asked for,
+// so the polling uses cores the owner gave it.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -18,6 +28,9 @@ namespace netsplit {
 
 class thread_pool {
  public:
+  /// How long a waiting thread polls before it sleeps.
+  static constexpr std::chrono::microseconds spin_time{100};
+
   explicit thread_pool(int threads) : size_(threads) {
     NETSPLIT_EXPECT(threads >= 1, "thread count must be at least 1, got ", threads);
     try {
@@ -47,23 +60,43 @@ class thread_pool {
       const std::ptrdiff_t b = n * t / used, e = n * (t + 1) / used;
       body(b, e, t);
     };
-    {
-      std::unique_lock lock(mutex_);
-      task_ = &task;
-      active_ = used;
-      pending_ = used - 1;
-      error_ = nullptr;
-      ++generation_;
+    // publish the task, then the generation the workers wait on (release: they see the task)
+    task_ = &task;
+    active_ = used;
+    error_ = nullptr;
+    pending_.store(size_ - 1, std::memory_order_relaxed);  // every worker acknowledges
+    generation_.fetch_add(1, std::memory_order_seq_cst);
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+      std::lock_guard lock(mutex_);
+      wake_.notify_all();
     }
-    wake_.notify_all();
     run_guarded(task, 0);
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return pending_ == 0; });
+    if (!poll([&] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock lock(mutex_);
+      main_sleeping_.store(true, std::memory_order_seq_cst);
+      done_.wait(lock, [&] { return pending_.load(std::memory_order_seq_cst) == 0; });
+      main_sleeping_.store(false, std::memory_order_relaxed);
+    }
     task_ = nullptr;
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
  private:
+  /// Polls ready() for up to spin_time; true once it holds.
+  template <class P>
+  static bool poll(P&& ready) {
+    if (ready()) return true;
+    const auto until = std::chrono::steady_clock::now() + spin_time;
+    for (;;) {
+      for (int i = 0; i < 64; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+        if (ready()) return true;
+      }
+      if (std::chrono::steady_clock::now() >= until) return false;
+    }
+  }
   void run_guarded(std::function<void(int)>& task, int t) {
     try {
       task(t);
@@ -75,24 +108,29 @@ class thread_pool {
   void worker_loop(int t) {
     std::size_t seen = 0;
     for (;;) {
-      std::function<void(int)>* task = nullptr;
-      {
+      const auto fresh = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+      if (!poll(fresh)) {
         std::unique_lock lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        if (t < active_) task = task_;
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_seq_cst) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
       }
-      if (!task) continue;
-      run_guarded(*task, t);
-      std::lock_guard lock(mutex_);
-      if (--pending_ == 0) done_.notify_one();
+      if (stop_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      // every worker acknowledges every task (those past `used` without running it), so no
+      // worker reads the next task's fields while the caller writes them
+      if (t < active_) run_guarded(*task_, t);
+      if (pending_.fetch_sub(1, std::memory_order_seq_cst) == 1 && main_sleeping_.load(std::memory_order_seq_cst)) {
+        std::lock_guard lock(mutex_);
+        done_.notify_one();
+      }
     }
   }
   void shutdown() {
     {
       std::lock_guard lock(mutex_);
-      stop_ = true;
+      stop_.store(true, std::memory_order_seq_cst);
+      generation_.fetch_add(1, std::memory_order_seq_cst);
     }
     wake_.notify_all();
     for (auto& w : workers_) w.join();
@@ -105,9 +143,11 @@ class thread_pool {
   std::condition_variable wake_, done_;
   std::function<void(int)>* task_ = nullptr;
   int active_ = 0;
-  int pending_ = 0;
-  std::size_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<int> pending_{0};
+  std::atomic<std::size_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> main_sleeping_{false};
+  std::atomic<bool> stop_{false};
   std::exception_ptr error_;
 };
 
