@@ -328,6 +328,19 @@ struct tile_walk {
     }
   }
 };
+/// Asks for the line at p before the access to it (write: for ownership). The output and
+/// output-gradient transforms walk a chunk's planes channel by channel; the planes of one
+/// channel are a page or more apart, where the hardware prefetchers stop, and the activations
+/// come from DRAM in a training step (each was last touched a step before). While they store
+/// (load) a run of channel m they ask for the same run of channel m + 1, `plane` further,
+/// which they reach one channel's work later. Measured in docs/performance.md ("Prefetching the
+/// next channel's run").
+inline void ahead(const float* p, bool write) {
+  if (write)
+    __builtin_prefetch(p, 1, 3);
+  else
+    __builtin_prefetch(p, 0, 3);
+}
 }  // namespace vec
 
 /// Images whose tiles transform_input's second stage takes together: at least 16 tiles.
@@ -455,7 +468,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const float* sh = ep ? ep->shift : nullptr;
     const bool relu = ep && ep->relu;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
-    const bool add = sh || rm;
+    const bool add = sh || rm, next = m + 1 < M;
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       const __mmask16 valid = first_lanes(flat - t0);
@@ -480,6 +493,10 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[q]));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (next) {
+              vec::ahead(ya + off[q] + plane, true);
+              if (ra) vec::ahead(ra + off[q] + plane, false);
+            }
             _mm512_storeu_ps(ya + off[q], z);
           }
           continue;
@@ -492,6 +509,10 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (next) {
+              vec::ahead(ya + at + plane, true);
+              if (ra) vec::ahead(ra + at + plane, false);
+            }
             _mm512_mask_storeu_ps(ya + at, mk, z);
           }
         }
@@ -519,8 +540,11 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         for (int q = 0; q < 4; ++q) {
           w[q] = _mm512_setzero_ps();
           if (4 * q >= k) continue;
-          for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e)
-            w[q] = _mm512_mask_loadu_ps(w[q], group_lanes(gs, e), ga + off[q * (4 / gs) + e] - 4 * gs * e);
+          for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e) {
+            const float* at = ga + off[q * (4 / gs) + e] - 4 * gs * e;
+            if (m + 1 < M) vec::ahead(at + plane, false);
+            w[q] = _mm512_mask_loadu_ps(w[q], group_lanes(gs, e), at);
+          }
         }
         vec::deinterleave4(w, d);
         vec::a6(d, p[a]);
@@ -688,6 +712,10 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
           __m256 o = sh ? _mm256_add_ps(tile[h][l], shift) : tile[h][l];
           if (rm) o = _mm256_add_ps(o, _mm256_loadu_ps(rm + off[l] + 8 * h));
           if (relu) o = _mm256_max_ps(o, zero);
+          if (m + 1 < M) {
+            vec::ahead(ym + off[l] + 8 * h + plane, true);
+            if (rm) vec::ahead(rm + off[l] + 8 * h + plane, false);
+          }
           _mm256_storeu_ps(ym + off[l] + 8 * h, o);
         }
     }
@@ -709,7 +737,10 @@ inline void transform_output_grad_w4(const float* dy, int M, int H, int count, f
       walk.next(off, k);
       __m256 tile[2][8], G[16];  // tile[h][l]: rows 2h, 2h+1 of tile l; G[4a + b]: row a, column b
       for (int l = 0; l < 8; ++l)
-        for (int h = 0; h < 2; ++h) tile[h][l] = l < k ? _mm256_loadu_ps(g + off[l] + 8 * h) : zero;
+        for (int h = 0; h < 2; ++h) {
+          if (m + 1 < M && l < k) vec::ahead(g + off[l] + 8 * h + plane, false);
+          tile[h][l] = l < k ? _mm256_loadu_ps(g + off[l] + 8 * h) : zero;
+        }
       transpose8(tile[0], G);
       transpose8(tile[1], G + 8);
       __m256 p[4][6];  // p[a][j] = (dY A^T)[a][j]
@@ -824,6 +855,10 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           __m256 o = add ? _mm256_add_ps(pair[q], shift) : pair[q];
           if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[q]));
           if (relu) o = _mm256_max_ps(o, zero);
+          if (m + 1 < M) {
+            vec::ahead(ya + off[q] + plane, true);
+            if (ra) vec::ahead(ra + off[q] + plane, false);
+          }
           _mm256_storeu_ps(ya + off[q], o);
         }
       }
@@ -850,6 +885,7 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         __m256 q[4], d[4];  // q[b] = [row a of tile b | of tile 4+b] (zero past the chunk)
         for (int b = 0; b < 4; ++b) {
           const i64 side = 4 * (b % 2);  // tile b is the second of its pair when b is odd
+          if (m + 1 < M && b < k) vec::ahead(ga + off[b / 2] + side + plane, false);
           const __m128 lo = b < k ? _mm_loadu_ps(ga + off[b / 2] + side) : _mm_setzero_ps();
           const __m128 hi = 4 + b < k ? _mm_loadu_ps(ga + off[2 + b / 2] + side) : _mm_setzero_ps();
           q[b] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
