@@ -2,10 +2,10 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
-#include <thread>
 #include <numeric>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "netsplit/netsplit.hpp"
@@ -140,7 +140,7 @@ TEST_CASE("thread pool hands off while polling and after sleeping, with idle wor
   std::atomic<long> sum{0};
   long expect = 0;
   for (int round = 0; round < 2000; ++round) {
-    const std::ptrdiff_t n = 1 + round % 5;  // 1..5 indices: 1 or 2 threads used of 3 at times
+    const std::ptrdiff_t n = 1 + round % 5;  // 1..5 indices: 1, 2 or all 3 threads used
     pool.parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (auto i = b; i < e; ++i) sum += i + 1;
     });
