@@ -33,7 +33,8 @@ cxx=$(command -v "${NETSPLIT_SANITIZE_CXX:-g++}")
 build=build/asan
 # -Og rather than -O1 (2026-12-05, AMD EPYC): the heaviest unit, test_models.cpp, compiled
 # at both levels side by side took 183 against 265 s; in CI this step went from a 711 s build
-# and 186 s of tests at -O1 (8376052) to 407-546 s and 189-236 s at -Og. -Wno-uninitialized: at -Og GCC 12 warns about its own intrinsics headers'
+# and 186 s of tests at -O1 (8376052) to 407-546 s and 189-236 s at -Og.
+# -Wno-uninitialized: at -Og GCC 12 warns about its own intrinsics headers'
 # `__m512 __Y = __Y` (_mm512_undefined_ps), hundreds of times; the release build keeps it.
 flags="-Og -Wno-uninitialized -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
 

@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts' flag tests (test_compare_*_flags.sh): copies the script
-# under test ($1, a benchmarks/*.sh; with the allocator setting it reads) into a scratch tree whose scripts/install_deps.sh only
-# records that it ran, and defines
+# under test ($1, a benchmarks/*.sh) and the allocator setting it reads into a scratch tree
+# whose scripts/install_deps.sh only records that it ran, and defines
 #   refused SETTING MESSAGE  run the script with the environment assignment SETTING; it must
 #                            exit 2 with MESSAGE before installing or configuring anything
 #   fail TEXT                report and exit 1.

@@ -12,7 +12,7 @@
 // that together have more threads than the machine has cores (tests run side by side, runs
 // of a study) do not poll while the thread they wait for waits for the core: two processes
 // of 2-thread pools on 2 cores took 140-210 us per call polling without yielding, 6.3-6.9 us
-// with it (8-15 us with the condition variables alone); alone 1.4 us either way.
+// with it (7-15 us with the condition variables alone); alone 1.2-1.4 us either way.
 #pragma once
 
 #include <atomic>

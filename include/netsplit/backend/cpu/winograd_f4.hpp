@@ -886,6 +886,7 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         for (int b = 0; b < 4; ++b) {
           const i64 side = 4 * (b % 2);  // tile b is the second of its pair when b is odd
           if (m + 1 < M && b < k) vec::ahead(ga + off[b / 2] + side + plane, false);
+          if (m + 1 < M && 4 + b < k) vec::ahead(ga + off[2 + b / 2] + side + plane, false);
           const __m128 lo = b < k ? _mm_loadu_ps(ga + off[b / 2] + side) : _mm_setzero_ps();
           const __m128 hi = 4 + b < k ? _mm_loadu_ps(ga + off[2 + b / 2] + side) : _mm_setzero_ps();
           q[b] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
