@@ -17,6 +17,7 @@
 
 #include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
+#include "netsplit/backend/cpu/conv_instances.hpp"
 #include "netsplit/backend/cpu/conv_kernels.hpp"
 #include "netsplit/backend/cpu/pool_kernels.hpp"
 #include "netsplit/backend/cpu/winograd.hpp"
