@@ -22,7 +22,7 @@
 #    about 30 s in release, beyond the step's budget under ASan); its other cases run, and
 #    the growth code it reaches runs here through test_split's splits and recorder tests.
 #    Both cases are compiled out here (NETSPLIT_SANITIZED_BUILD, below), not only skipped:
-#    the grown-network case alone is 45% of test_growth's compile (17 of 31-37 s, alone).
+#    the grown-network case is 45% of test_growth's compile (31 -> 17 s, compiled alone).
 # Compiler: g++ (clang 14 compiles every translation unit too: scripts/ci_clang.sh checks
 # that in CI; NETSPLIT_SANITIZE_CXX=clang++-14 selects it here).
 # Environment: NETSPLIT_SANITIZE_JOBS build parallelism (default: nproc),
