@@ -2,6 +2,11 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <numeric>
 #include <set>
 #include <string>
@@ -38,6 +43,39 @@ TEST_CASE("tensor owns aligned storage, copies deeply, reuses its allocation") {
   auto v = m.view();
   CHECK(v.shape() == tensor_shape{2, 3, 4, 5});
   CHECK(v.data() == m.data());
+}
+
+// The vmflags of the mapping that holds `p`, from /proc/self/smaps ("" where there is none).
+static std::string vm_flags_of(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto at = reinterpret_cast<std::uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    std::uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%" SCNxPTR "-%" SCNxPTR " ", &lo, &hi) == 2 && line.find(':') > line.find(' '))
+      inside = lo <= at && at < hi;
+    else if (inside && line.rfind("VmFlags:", 0) == 0)
+      return line.substr(8);
+  }
+  return "";
+}
+
+TEST_CASE("a tensor of a huge page or more starts on one and asks the kernel for huge pages") {
+  constexpr std::size_t floats = detail::huge_page_bytes / sizeof(float);
+  ftensor small({static_cast<std::int64_t>(floats) - 16});  // below a huge page: cache-line alignment only
+  CHECK(reinterpret_cast<std::uintptr_t>(small.data()) % 64 == 0);
+  ftensor big({static_cast<std::int64_t>(floats) * 3 / 2});  // 3 MiB: one whole huge page and a tail
+  REQUIRE(reinterpret_cast<std::uintptr_t>(big.data()) % detail::huge_page_bytes == 0);
+#if defined(__linux__)
+  // "hg": the mapping is advised MADV_HUGEPAGE. Only where the kernel has transparent huge pages.
+  if (std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled")) {
+    std::istringstream flags(vm_flags_of(big.data()));
+    std::set<std::string> set{std::istream_iterator<std::string>(flags), std::istream_iterator<std::string>()};
+    CHECK(set.count("hg") == 1);
+  }
+#endif
+  big.fill(2.f);  // the memory is ordinary memory either way
+  CHECK(big.to_host()[floats] == 2.f);
 }
 
 TEST_CASE("tensor from_host rejects a size mismatch with a clear message") {
