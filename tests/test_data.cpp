@@ -384,6 +384,62 @@ TEST_CASE("subset copies a contiguous range and checks it") {
   CHECK_THROWS_AS(subset(d, 11, 0), contract_violation);
 }
 
+TEST_CASE("a limited load reads the first images: the whole set's subset, every file's size still checked") {
+  temp_dir tmp;
+  make_cifar10_fixture(tmp.path);
+  make_cifar100_fixture(tmp.path);
+  const dataset whole = load_cifar10(tmp.path, split::train, fixture_records);
+  for (std::size_t m = 0; m <= 17; ++m) {
+    CAPTURE(m);
+    const dataset first = load_cifar10(tmp.path, split::train, fixture_records, m);
+    const dataset expected = subset(whole, 0, std::min<std::size_t>(m, 15));
+    CHECK(first.name == (m < 15 ? expected.name : std::string("cifar10-train")));  // "cifar10-train[0:7)"
+    CHECK(first.labels == expected.labels);
+    CHECK(first.pixels == expected.pixels);
+    CHECK(first.class_names == whole.class_names);
+  }
+  CHECK(load_cifar(cifar_kind::cifar10, tmp.path, split::train, fixture_records, 4).name == "cifar10-train[0:4)");
+
+  const dataset whole100 = load_cifar100(tmp.path, split::train, 4);
+  const dataset first100 = load_cifar100(tmp.path, split::train, 4, 2);
+  CHECK(first100.name == "cifar100-train[0:2)");
+  CHECK(first100.labels == subset(whole100, 0, 2).labels);
+  CHECK(first100.coarse_labels == subset(whole100, 0, 2).coarse_labels);
+  CHECK(first100.pixels == subset(whole100, 0, 2).pixels);
+  CHECK(load_cifar(cifar_kind::cifar100, tmp.path, split::train, 4, 9).name == "cifar100-train");
+
+  // A bad label is found when its record is read, and only then.
+  auto third = cifar10_records(2 * fixture_records, fixture_records);
+  third[2 * 3073] = 10;  // image 8: data_batch_3's record 2
+  write_bytes(tmp.path / "data_batch_3.bin", third);
+  CHECK(load_cifar10(tmp.path, split::train, fixture_records, 8).size() == 8);
+  check_mentions(message_of<io_error>([&] { load_cifar10(tmp.path, split::train, fixture_records, 9); }),
+                 {"data_batch_3.bin", "record 2", "label 10"});
+  // A file's size is checked even when none of its records is read.
+  auto fifth = cifar10_records(4 * fixture_records, fixture_records);
+  fifth.resize(fifth.size() - 1);
+  write_bytes(tmp.path / "data_batch_5.bin", fifth);
+  check_mentions(message_of<io_error>([&] { load_cifar10(tmp.path, split::train, fixture_records, 1); }),
+                 {"data_batch_5.bin", "not a multiple of the record size"});
+}
+
+TEST_CASE("a file of more records than one read block is read whole and in order") {
+  temp_dir tmp;
+  make_cifar10_fixture(tmp.path);
+  constexpr std::size_t n = 700;  // the reader reads about 1 MiB (341 records) at a time
+  write_bytes(tmp.path / "test_batch.bin", cifar10_records(0, n));
+  for (const std::size_t limit : {n, std::size_t{341}, std::size_t{342}, std::size_t{683}}) {
+    CAPTURE(limit);
+    const dataset d = load_cifar10(tmp.path, split::test, n, limit);
+    REQUIRE(d.size() == limit);
+    for (std::size_t i = 0; i < limit; ++i) {
+      CHECK(d.labels[i] == static_cast<int>(i % 10));
+      const auto px = image_bytes(i);
+      CHECK(std::equal(px.begin(), px.end(), d.image(i)));
+    }
+  }
+}
+
 // ---- the real shared CIFAR-10 -------------------------------------------------------------
 
 TEST_CASE("real CIFAR-10: 50000/10000 images, 5000/1000 per class, README statistics") {

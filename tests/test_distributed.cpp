@@ -49,8 +49,8 @@ struct cifar_slice {
 const cifar_slice& data() {
   static const cifar_slice d = [] {
     cifar_slice s;
-    s.train = subset(load_cifar10(cifar10_dir(), split::train), 0, 2048);
-    s.test = subset(load_cifar10(cifar10_dir(), split::test), 0, 250);
+    s.train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, 2048);
+    s.test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, 250);
     s.stats = compute_channel_stats(s.train);
     return s;
   }();

@@ -293,8 +293,8 @@ TEST_CASE_TEMPLATE("ResNet20 grown from width 0.25 to 1.0 in 3 rounds: preserved
                    Shortcut, shortcut_a, shortcut_b) {
   using Net = resnet20<cpu, 10, float, Shortcut>;
   REQUIRE(fs::exists(cifar10_dir()));
-  dataset train = subset(load_cifar10(cifar10_dir(), split::train), 0, 256);
-  dataset test = subset(load_cifar10(cifar10_dir(), split::test), 0, 32);
+  dataset train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, 256);
+  dataset test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, 32);
   channel_stats stats = compute_channel_stats(train);
   const auto dir = fs::temp_directory_path() / ("netsplit_growth_" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -290,8 +290,8 @@ std::vector<double> incoming_row(Net& net, const std::string& site_name, int f) 
 
 TEST_CASE("split_pair_monitor: cosine and distance of each split pair's incoming weights, as split and as trained") {
   if (!fs::exists(cifar10_dir())) return;
-  const auto train = subset(load_cifar10(cifar10_dir(), split::train), 0, 256);
-  const auto test = subset(load_cifar10(cifar10_dir(), split::test), 0, 64);
+  const auto train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, 256);
+  const auto test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, 64);
   const auto stats = compute_channel_stats(train);
   const auto dir = fs::temp_directory_path() / ("netsplit_pairs_" + std::to_string(::getpid()));
   fs::create_directories(dir);

@@ -197,8 +197,10 @@ mk10() {  # mk10 DIR: a CIFAR-10 folder of the official layout
   mkdir -p "$1"; cp "$data/batches.meta.txt" "$1/"
   for f in data_batch_1 data_batch_2 data_batch_3 data_batch_4 data_batch_5 test_batch; do truncate -s $((10000 * 3073)) "$1/$f.bin"; done
 }
-mk10 "$out/d_label"; printf '\x0a' | dd of="$out/d_label/data_batch_2.bin" bs=1 seek=$((7 * 3073)) conv=notrunc status=none
-expect_refused d_label "data_batch_2.bin': record 7: label 10 out of range" "a label out of range" \
+# (the smoke preset reads only the first 2560 training images, all in data_batch_1: a record
+# past them is never read, so the bad label sits inside them)
+mk10 "$out/d_label"; printf '\x0a' | dd of="$out/d_label/data_batch_1.bin" bs=1 seek=$((7 * 3073)) conv=notrunc status=none
+expect_refused d_label "data_batch_1.bin': record 7: label 10 out of range" "a label out of range" \
   --dataset cifar10 --data-dir "$out/d_label" --preset smoke --out-dir "$out/x" --no-progress
 mk10 "$out/d_meta"; rm "$out/d_meta/batches.meta.txt"
 expect_refused d_meta "batches.meta.txt': file does not exist" "class names missing" \

@@ -298,8 +298,8 @@ struct small_cifar {
   dataset train, test;
   channel_stats stats;
   small_cifar() {
-    train = subset(load_cifar10(cifar10_dir(), split::train), 0, 256);
-    test = subset(load_cifar10(cifar10_dir(), split::test), 0, 64);
+    train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, 256);
+    test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, 64);
     stats = compute_channel_stats(train);
   }
 };

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <limits>
 #include <new>
 #include <optional>
 #include <string>
@@ -94,10 +95,18 @@ dataset_choice choose_dataset(const options& o) {
 
 data_env load_data(const options& o, const dataset_choice& c) {
   data_env d;
+  // A limit reads only the first images (named as subset() names them); a holdout needs the
+  // whole training set, and replaces the test set, which is then not read.
+  const auto first = [](std::int64_t limit) {
+    return limit > 0 ? static_cast<std::size_t>(limit) : std::numeric_limits<std::size_t>::max();
+  };
+  const cifar_kind kind = c.kind == "cifar100" ? cifar_kind::cifar100 : cifar_kind::cifar10;
   run_control::set_activity("loading the training set from " + c.dir.string());
-  d.train = c.kind == "cifar100" ? load_cifar100(c.dir, split::train) : load_cifar10(c.dir, split::train);
-  run_control::set_activity("loading the test set from " + c.dir.string());
-  d.test = c.kind == "cifar100" ? load_cifar100(c.dir, split::test) : load_cifar10(c.dir, split::test);
+  d.train = load_cifar(kind, c.dir, split::train, std::nullopt, o.holdout > 0 ? first(0) : first(o.train_limit));
+  if (o.holdout == 0) {
+    run_control::set_activity("loading the test set from " + c.dir.string());
+    d.test = load_cifar(kind, c.dir, split::test, std::nullopt, first(o.test_limit));
+  }
   if (o.holdout > 0) {
     // the last N training images are the evaluation set; the test set is not read
     if (static_cast<std::size_t>(o.holdout) >= d.train.size())

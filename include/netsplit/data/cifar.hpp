@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -64,8 +65,8 @@ namespace detail {
 
 inline std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
-/// Reads a whole regular file; io_error if it is missing, not a regular file or unreadable.
-inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file) {
+/// The size of a regular file; io_error if it is missing, not a regular file or unreadable.
+inline std::uintmax_t checked_file_size(const std::filesystem::path& file) {
   std::error_code ec;
   const auto st = std::filesystem::status(file, ec);
   if (!std::filesystem::exists(st))
@@ -74,6 +75,12 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& fi
     raise<io_error>("netsplit: cannot read ", quoted(file), ": not a regular file");
   const auto size = std::filesystem::file_size(file, ec);
   if (ec) raise<io_error>("netsplit: cannot read ", quoted(file), ": ", ec.message());
+  return size;
+}
+
+/// Reads a whole regular file; io_error if it is missing, not a regular file or unreadable.
+inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file) {
+  const auto size = checked_file_size(file);
   std::ifstream in(file, std::ios::binary);
   if (!in) raise<io_error>("netsplit: cannot open ", quoted(file), " for reading");
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
@@ -98,6 +105,34 @@ inline std::size_t checked_record_count(const std::filesystem::path& file, std::
     raise<io_error>("netsplit: ", quoted(file), ": wrong record count: found ", found,
                     " records, expected ", expected);
   return found;
+}
+
+/// Calls take(record, index) for records [0, count) of `file`, a file of `file_bytes` bytes
+/// (checked_file_size) whose records are `record_bytes` long, read in blocks of about 1 MiB:
+/// no copy of the whole file is made, and reading stops after `count` records.
+template <class Take>
+void for_each_record(const std::filesystem::path& file, std::uintmax_t file_bytes,
+                     std::size_t record_bytes, std::size_t count, Take&& take) {
+  if (count == 0) return;
+  std::ifstream in(file, std::ios::binary);
+  if (!in) raise<io_error>("netsplit: cannot open ", quoted(file), " for reading");
+  const std::size_t block = std::max<std::size_t>(1, (std::size_t{1} << 20) / record_bytes);
+  std::vector<std::uint8_t> buffer(std::min(block, count) * record_bytes);
+  for (std::size_t first = 0; first < count; first += block) {
+    const std::size_t n = std::min(block, count - first);
+    const auto want = static_cast<std::streamsize>(n * record_bytes);
+    in.read(reinterpret_cast<char*>(buffer.data()), want);
+    if (in.gcount() != want)
+      raise<io_error>("netsplit: cannot read ", quoted(file), ": read ",
+                      first * record_bytes + static_cast<std::size_t>(in.gcount()), " of ", file_bytes, " bytes");
+    for (std::size_t r = 0; r < n; ++r) take(buffer.data() + r * record_bytes, first + r);
+  }
+}
+
+/// The name of the first `kept` of `total` images of set `name`: subset()'s spelling when
+/// some were left out, so a limited load and a subset of the whole set are the same dataset.
+inline std::string first_images_name(const std::string& name, std::size_t kept, std::size_t total) {
+  return kept < total ? name + "[0:" + std::to_string(kept) + ")" : name;
 }
 
 inline int checked_label(const std::filesystem::path& file, std::size_t record,
@@ -146,13 +181,15 @@ inline std::vector<std::string> read_class_names(const std::filesystem::path& fi
 /// Loads CIFAR-10 from `dir` (the folder holding data_batch_1.bin .. data_batch_5.bin,
 /// test_batch.bin and batches.meta.txt). Each data file must hold exactly
 /// `records_per_file` records (official: 10000); pass a smaller count only for test
-/// fixtures. Train is the 5 batches concatenated in order.
+/// fixtures. Train is the 5 batches concatenated in order. With `max_images` below the
+/// set's size only its first `max_images` images are read (every file's size is still
+/// checked), named as subset(set, 0, max_images) names them.
 inline dataset load_cifar10(const std::filesystem::path& dir, split s,
-                            std::size_t records_per_file = cifar_geometry::cifar10_records_per_file) {
+                            std::size_t records_per_file = cifar_geometry::cifar10_records_per_file,
+                            std::size_t max_images = std::numeric_limits<std::size_t>::max()) {
   detail::check_expected(records_per_file, "records_per_file");
   using g = cifar_geometry;
   dataset d;
-  d.name = s == split::train ? "cifar10-train" : "cifar10-test";
   d.classes = 10;
   d.class_names = read_class_names(dir / "batches.meta.txt", 10);
   std::vector<std::filesystem::path> files;
@@ -161,17 +198,21 @@ inline dataset load_cifar10(const std::filesystem::path& dir, split s,
   } else {
     files.push_back(dir / "test_batch.bin");
   }
-  d.pixels.reserve(files.size() * records_per_file * g::image_bytes);
-  d.labels.reserve(files.size() * records_per_file);
+  std::vector<std::uintmax_t> sizes;
   for (const auto& file : files) {
-    const auto bytes = detail::read_file_bytes(file);
-    const std::size_t n =
-        detail::checked_record_count(file, bytes.size(), g::cifar10_record_bytes, records_per_file);
-    for (std::size_t r = 0; r < n; ++r) {
-      const std::uint8_t* rec = bytes.data() + r * g::cifar10_record_bytes;
-      d.labels.push_back(detail::checked_label(file, r, "label", rec[0], d.classes));
+    sizes.push_back(detail::checked_file_size(file));
+    detail::checked_record_count(file, static_cast<std::size_t>(sizes.back()), g::cifar10_record_bytes, records_per_file);
+  }
+  const std::size_t total = files.size() * records_per_file, kept = std::min(total, max_images);
+  d.name = detail::first_images_name(s == split::train ? "cifar10-train" : "cifar10-test", kept, total);
+  d.pixels.reserve(kept * g::image_bytes);
+  d.labels.reserve(kept);
+  for (std::size_t f = 0; f < files.size() && d.labels.size() < kept; ++f) {
+    const std::size_t n = std::min(records_per_file, kept - d.labels.size());
+    detail::for_each_record(files[f], sizes[f], g::cifar10_record_bytes, n, [&](const std::uint8_t* rec, std::size_t r) {
+      d.labels.push_back(detail::checked_label(files[f], r, "label", rec[0], d.classes));
       d.pixels.insert(d.pixels.end(), rec + 1, rec + 1 + g::image_bytes);
-    }
+    });
   }
   return d;
 }
@@ -179,42 +220,43 @@ inline dataset load_cifar10(const std::filesystem::path& dir, split s,
 /// Loads CIFAR-100 from `dir` (the folder holding train.bin, test.bin,
 /// fine_label_names.txt and coarse_label_names.txt). The file must hold exactly
 /// `expected_records` records; by default the official count (50000 train, 10000 test).
-/// Pass a count only for test fixtures.
+/// Pass a count only for test fixtures. `max_images` as for load_cifar10.
 inline dataset load_cifar100(const std::filesystem::path& dir, split s,
-                             std::optional<std::size_t> expected_records = std::nullopt) {
+                             std::optional<std::size_t> expected_records = std::nullopt,
+                             std::size_t max_images = std::numeric_limits<std::size_t>::max()) {
   using g = cifar_geometry;
   const std::size_t expected = expected_records.value_or(
       s == split::train ? g::cifar100_train_records : g::cifar100_test_records);
   detail::check_expected(expected, "expected_records");
   dataset d;
-  d.name = s == split::train ? "cifar100-train" : "cifar100-test";
   d.classes = 100;
   d.coarse_classes = 20;
   d.class_names = read_class_names(dir / "fine_label_names.txt", 100);
   d.coarse_class_names = read_class_names(dir / "coarse_label_names.txt", 20);
   const auto file = dir / (s == split::train ? "train.bin" : "test.bin");
-  const auto bytes = detail::read_file_bytes(file);
-  const std::size_t n =
-      detail::checked_record_count(file, bytes.size(), g::cifar100_record_bytes, expected);
+  const auto size = detail::checked_file_size(file);
+  const std::size_t n = std::min(
+      detail::checked_record_count(file, static_cast<std::size_t>(size), g::cifar100_record_bytes, expected), max_images);
+  d.name = detail::first_images_name(s == split::train ? "cifar100-train" : "cifar100-test", n, expected);
   d.pixels.reserve(n * g::image_bytes);
   d.labels.reserve(n);
   d.coarse_labels.reserve(n);
-  for (std::size_t r = 0; r < n; ++r) {
-    const std::uint8_t* rec = bytes.data() + r * g::cifar100_record_bytes;
-    d.coarse_labels.push_back(
-        detail::checked_label(file, r, "coarse label", rec[0], d.coarse_classes));
+  detail::for_each_record(file, size, g::cifar100_record_bytes, n, [&](const std::uint8_t* rec, std::size_t r) {
+    d.coarse_labels.push_back(detail::checked_label(file, r, "coarse label", rec[0], d.coarse_classes));
     d.labels.push_back(detail::checked_label(file, r, "fine label", rec[1], d.classes));
     d.pixels.insert(d.pixels.end(), rec + 2, rec + 2 + g::image_bytes);
-  }
+  });
   return d;
 }
 
-/// Either reader, chosen at run time (for command-line programs).
+/// Either reader, chosen at run time (for command-line programs); `max_images` as for
+/// load_cifar10.
 inline dataset load_cifar(cifar_kind kind, const std::filesystem::path& dir, split s,
-                          std::optional<std::size_t> expected_records = std::nullopt) {
+                          std::optional<std::size_t> expected_records = std::nullopt,
+                          std::size_t max_images = std::numeric_limits<std::size_t>::max()) {
   if (kind == cifar_kind::cifar10)
-    return expected_records ? load_cifar10(dir, s, *expected_records) : load_cifar10(dir, s);
-  return load_cifar100(dir, s, expected_records);
+    return load_cifar10(dir, s, expected_records.value_or(cifar_geometry::cifar10_records_per_file), max_images);
+  return load_cifar100(dir, s, expected_records, max_images);
 }
 
 /// Images [first, first + count) of `d` as a new dataset (class names kept). For tests and
