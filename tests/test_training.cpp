@@ -34,8 +34,8 @@ struct small_cifar {
   dataset train, test;
   channel_stats stats;
   small_cifar(std::size_t n_train, std::size_t n_test) {
-    train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, static_cast<std::size_t>(n_train));
-    test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, static_cast<std::size_t>(n_test));
+    train = load_cifar10(cifar10_dir(), split::train, cifar_geometry::cifar10_records_per_file, n_train);
+    test = load_cifar10(cifar10_dir(), split::test, cifar_geometry::cifar10_records_per_file, n_test);
     stats = compute_channel_stats(train);
   }
 };

@@ -102,7 +102,7 @@ data_env load_data(const options& o, const dataset_choice& c) {
   };
   const cifar_kind kind = c.kind == "cifar100" ? cifar_kind::cifar100 : cifar_kind::cifar10;
   run_control::set_activity("loading the training set from " + c.dir.string());
-  d.train = load_cifar(kind, c.dir, split::train, std::nullopt, o.holdout > 0 ? first(0) : first(o.train_limit));
+  d.train = load_cifar(kind, c.dir, split::train, std::nullopt, first(o.holdout > 0 ? 0 : o.train_limit));
   if (o.holdout == 0) {
     run_control::set_activity("loading the test set from " + c.dir.string());
     d.test = load_cifar(kind, c.dir, split::test, std::nullopt, first(o.test_limit));

@@ -129,10 +129,10 @@ void for_each_record(const std::filesystem::path& file, std::uintmax_t file_byte
   }
 }
 
-/// The name of the first `kept` of `total` images of set `name`: subset()'s spelling when
-/// some were left out, so a limited load and a subset of the whole set are the same dataset.
-inline std::string first_images_name(const std::string& name, std::size_t kept, std::size_t total) {
-  return kept < total ? name + "[0:" + std::to_string(kept) + ")" : name;
+/// The name of images [first, end) of set `name` ("cifar10-train[0:256)"): subset()'s, and a
+/// limited load's when it leaves images out, so the two name the same images alike.
+inline std::string range_name(const std::string& name, std::size_t first, std::size_t end) {
+  return name + "[" + std::to_string(first) + ":" + std::to_string(end) + ")";
 }
 
 inline int checked_label(const std::filesystem::path& file, std::size_t record,
@@ -204,7 +204,8 @@ inline dataset load_cifar10(const std::filesystem::path& dir, split s,
     detail::checked_record_count(file, static_cast<std::size_t>(sizes.back()), g::cifar10_record_bytes, records_per_file);
   }
   const std::size_t total = files.size() * records_per_file, kept = std::min(total, max_images);
-  d.name = detail::first_images_name(s == split::train ? "cifar10-train" : "cifar10-test", kept, total);
+  d.name = s == split::train ? "cifar10-train" : "cifar10-test";
+  if (kept < total) d.name = detail::range_name(d.name, 0, kept);
   d.pixels.reserve(kept * g::image_bytes);
   d.labels.reserve(kept);
   for (std::size_t f = 0; f < files.size() && d.labels.size() < kept; ++f) {
@@ -237,7 +238,8 @@ inline dataset load_cifar100(const std::filesystem::path& dir, split s,
   const auto size = detail::checked_file_size(file);
   const std::size_t n = std::min(
       detail::checked_record_count(file, static_cast<std::size_t>(size), g::cifar100_record_bytes, expected), max_images);
-  d.name = detail::first_images_name(s == split::train ? "cifar100-train" : "cifar100-test", n, expected);
+  d.name = s == split::train ? "cifar100-train" : "cifar100-test";
+  if (n < expected) d.name = detail::range_name(d.name, 0, n);
   d.pixels.reserve(n * g::image_bytes);
   d.labels.reserve(n);
   d.coarse_labels.reserve(n);
@@ -267,7 +269,7 @@ inline dataset subset(const dataset& d, std::size_t first, std::size_t count) {
                   d.size(), " images");
   using g = cifar_geometry;
   dataset out;
-  out.name = d.name + "[" + std::to_string(first) + ":" + std::to_string(first + count) + ")";
+  out.name = detail::range_name(d.name, first, first + count);
   out.classes = d.classes;
   out.coarse_classes = d.coarse_classes;
   out.class_names = d.class_names;
