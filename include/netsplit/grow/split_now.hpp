@@ -38,6 +38,41 @@ std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, con
   return ok;
 }
 
+namespace detail {
+/// split_now's splits of the chosen filters (choices' sites index `map`, which indexes the
+/// recorder's sites): compiled per network and strategy, not per selector too.
+template <class Net, Communicator C, SplitStrategy S>
+std::vector<split_record> split_choices(trainer<Net, C>& tr, split_history<Net>& history, tpm_recorder<Net>& rec,
+                                        const std::vector<split_choice>& choices, const std::vector<std::size_t>& map,
+                                        const S& strategy, std::uint64_t seed) {
+  const auto& sites = rec.sites();
+  std::vector<split_record> out;
+  std::ostringstream desc;
+  // The recorder grows its state with every split of this batch (rec.grow), so a later
+  // choice's disagreement direction is read at the current widths: an earlier split that
+  // widened this producer's inputs widened the direction as it widened the weights.
+  auto direction = [&rec](const std::string& t, int filter) { return rec.direction(t, filter); };
+  for (std::size_t k = 0; k < choices.size(); ++k) {
+    const auto& c = choices[k];
+    const auto& site = sites[map[c.site]];
+    auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + history.records().size()).next_u64(),
+                          &tr.optimizer().state(), direction,
+                          [&rec](const std::string& p, int axis, int filter, double keep, double copy) {
+                            rec.grow(p, axis, filter, keep, copy);
+                          });
+    r.iteration = tr.iteration();
+    r.score = c.score;
+    history.add(r);
+    out.push_back(r);
+    desc << (k ? "\n" : "") << "split " << r.site << " filter " << r.filter << " -> " << r.new_index << " (score "
+         << r.score << ", " << r.strategy << ", eps " << r.eps << ")";
+  }
+  tr.check_replicas();  // data parallel: every process must hold the same grown network
+  if (tr.events.on_split) tr.events.on_split({tr.iteration(), desc.str()});
+  return out;
+}
+}  // namespace detail
+
 /// Splits the filters `selector` picks from the recorder's scores (restricted to `which`
 /// sites) at the trainer's current iteration and adds them to `history`. `scores`, when
 /// given, replaces the recorder's scores for selection (e.g. random scores for a control)
@@ -66,31 +101,7 @@ std::vector<split_record> split_now(trainer<Net, C>& tr, split_history<Net>& his
       eligible.push_back(all[s]);
       map.push_back(s);
     }
-  const auto choices = selector.select(eligible);
-  std::vector<split_record> out;
-  std::ostringstream desc;
-  // The recorder grows its state with every split of this batch (rec.grow), so a later
-  // choice's disagreement direction is read at the current widths: an earlier split that
-  // widened this producer's inputs widened the direction as it widened the weights.
-  auto direction = [&rec](const std::string& t, int filter) { return rec.direction(t, filter); };
-  for (std::size_t k = 0; k < choices.size(); ++k) {
-    const auto& c = choices[k];
-    const auto& site = sites[map[c.site]];
-    auto r = split_filter(tr.net(), site, c.filter, strategy, rng::derive(seed, 5000 + history.records().size()).next_u64(),
-                          &tr.optimizer().state(), direction,
-                          [&rec](const std::string& p, int axis, int filter, double keep, double copy) {
-                            rec.grow(p, axis, filter, keep, copy);
-                          });
-    r.iteration = tr.iteration();
-    r.score = c.score;
-    history.add(r);
-    out.push_back(r);
-    desc << (k ? "\n" : "") << "split " << r.site << " filter " << r.filter << " -> " << r.new_index << " (score "
-         << r.score << ", " << r.strategy << ", eps " << r.eps << ")";
-  }
-  tr.check_replicas();  // data parallel: every process must hold the same grown network
-  if (tr.events.on_split) tr.events.on_split({tr.iteration(), desc.str()});
-  return out;
+  return detail::split_choices(tr, history, rec, selector.select(eligible), map, strategy, seed);
 }
 
 }  // namespace netsplit

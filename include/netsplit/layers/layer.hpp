@@ -12,6 +12,7 @@
 
 #include "netsplit/backend/backend.hpp"
 #include "netsplit/core/errors.hpp"
+#include "netsplit/core/function_ref.hpp"
 #include "netsplit/core/random.hpp"
 #include "netsplit/core/shape.hpp"
 #include "netsplit/core/tensor.hpp"
@@ -46,6 +47,15 @@ struct buffer_visitor_archetype {
   void operator()(const std::string&, tensor<T, B>&) const {}
 };
 }  // namespace detail
+
+/// What composite layers (sequential, residual block, option-B shortcut, classifier) take
+/// their visitors as: any callable of the archetype's signature converts to it, and the
+/// composite's walk is compiled once per composite type, not once per caller's lambda
+/// (core/function_ref.hpp). Leaf layers take the visitor as a template parameter.
+template <class T, class B>
+using parameter_visitor = function_ref<void(const std::string&, tensor<T, B>&, tensor<T, B>&)>;
+template <class T, class B>
+using buffer_visitor = function_ref<void(const std::string&, tensor<T, B>&)>;
 
 /// The types and shapes every concrete layer declares for Layer, in one place: a layer
 /// derives from layer_base<T, B, In, Out>. Inside a layer, name its own template

@@ -99,10 +99,9 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
                     " channels at width multiplier ", m, ", the main path ", stream);
   }
 
-  template <class V>
-  void visit_parameters(V&& v) {
+  void visit_parameters(parameter_visitor<T, B> v) {
     auto prefixed = [&](const char* p) {
-      return [&v, p](const std::string& n, auto& w, auto& g) { v(std::string(p) + n, w, g); };
+      return [&v, p](const std::string& n, tensor<T, B>& w, tensor<T, B>& g) { v(std::string(p) + n, w, g); };
     };
     conv1.visit_parameters(prefixed("conv1."));
     bn1.visit_parameters(prefixed("bn1."));
@@ -110,10 +109,9 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
     bn2.visit_parameters(prefixed("bn2."));
     if constexpr (HasParameters<shortcut_type>) shortcut.visit_parameters(prefixed("shortcut."));
   }
-  template <class V>
-  void visit_buffers(V&& v) {
+  void visit_buffers(buffer_visitor<T, B> v) {
     auto prefixed = [&](const char* p) {
-      return [&v, p](const std::string& n, auto& b) { v(std::string(p) + n, b); };
+      return [&v, p](const std::string& n, tensor<T, B>& b) { v(std::string(p) + n, b); };
     };
     bn1.visit_buffers(prefixed("bn1."));
     bn2.visit_buffers(prefixed("bn2."));

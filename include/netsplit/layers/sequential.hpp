@@ -130,18 +130,17 @@ class sequential_layer {
     std::apply([&](auto&... l) { ((f(names_[i++], l)), ...); }, layers_);
   }
 
-  template <class V>
-  void visit_parameters(V&& v) {
+  void visit_parameters(parameter_visitor<T, B> v) {
     for_each_layer([&](const std::string& name, auto& l) {
       if constexpr (HasParameters<std::decay_t<decltype(l)>>)
-        l.visit_parameters([&](const std::string& n, auto& p, auto& g) { v(name + "." + n, p, g); });
+        l.visit_parameters(
+            [&](const std::string& n, tensor<T, B>& p, tensor<T, B>& g) { v(name + "." + n, p, g); });
     });
   }
-  template <class V>
-  void visit_buffers(V&& v) {
+  void visit_buffers(buffer_visitor<T, B> v) {
     for_each_layer([&](const std::string& name, auto& l) {
       if constexpr (HasBuffers<std::decay_t<decltype(l)>>)
-        l.visit_buffers([&](const std::string& n, auto& b) { v(name + "." + n, b); });
+        l.visit_buffers([&](const std::string& n, tensor<T, B>& b) { v(name + "." + n, b); });
     });
   }
   template <class V>

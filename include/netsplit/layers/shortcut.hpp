@@ -196,14 +196,12 @@ class shortcut_b_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out,
   const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     return conv.backward(ctx, bn.backward(ctx, dy), input_grad);
   }
-  template <class V>
-  void visit_parameters(V&& v) {
-    conv.visit_parameters([&](const std::string& n, auto& p, auto& g) { v("conv." + n, p, g); });
-    bn.visit_parameters([&](const std::string& n, auto& p, auto& g) { v("bn." + n, p, g); });
+  void visit_parameters(parameter_visitor<T, B> v) {
+    conv.visit_parameters([&](const std::string& n, tensor<T, B>& p, tensor<T, B>& g) { v("conv." + n, p, g); });
+    bn.visit_parameters([&](const std::string& n, tensor<T, B>& p, tensor<T, B>& g) { v("bn." + n, p, g); });
   }
-  template <class V>
-  void visit_buffers(V&& v) {
-    bn.visit_buffers([&](const std::string& n, auto& b) { v("bn." + n, b); });
+  void visit_buffers(buffer_visitor<T, B> v) {
+    bn.visit_buffers([&](const std::string& n, tensor<T, B>& b) { v("bn." + n, b); });
   }
   void initialize(rng& r) {
     conv.initialize(r);

@@ -61,10 +61,8 @@ class classifier {
                                                     bool input_grad = false) {
     return body_.backward(ctx, dy, input_grad);
   }
-  template <class V>
-  void visit_parameters(V&& v) { body_.visit_parameters(std::forward<V>(v)); }
-  template <class V>
-  void visit_buffers(V&& v) { body_.visit_buffers(std::forward<V>(v)); }
+  void visit_parameters(parameter_visitor<scalar_type, backend_type> v) { body_.visit_parameters(v); }
+  void visit_buffers(buffer_visitor<scalar_type, backend_type> v) { body_.visit_buffers(v); }
   /// Fixed channel maps (option-A shortcuts), by layer name; none for VGG.
   template <class V>
   void visit_channel_maps(V&& v) {

@@ -59,17 +59,12 @@ std::int64_t count_parameters(N& net) {
   return total;
 }
 
-/// A network's parameters and buffers by name (the names checkpoints and split sites use).
-/// Pointers stay valid until the network's tensors are replaced (a split).
-template <class Net>
-struct tensor_index {
-  using T = typename Net::scalar_type;
-  using B = typename Net::backend_type;
+/// Parameters and buffers by name, of any network of scalar T on backend B: what code that
+/// works on named tensors takes, so it is compiled once per scalar and backend rather than
+/// once per network type (split/apply.hpp). tensor_index fills it from a network.
+template <class T, class B>
+struct tensor_maps {
   std::map<std::string, tensor<T, B>*> params, buffers;
-  explicit tensor_index(Net& net) {
-    net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { params[n] = &w; });
-    net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { buffers[n] = &b; });
-  }
   /// contract_violation naming the parameter when the network has none of that name.
   tensor<T, B>& param(const std::string& n) const {
     const auto it = params.find(n);
@@ -80,6 +75,18 @@ struct tensor_index {
     const auto it = buffers.find(n);
     NETSPLIT_EXPECT(it != buffers.end(), "network has no buffer '", n, "'");
     return *it->second;
+  }
+};
+
+/// A network's parameters and buffers by name (the names checkpoints and split sites use).
+/// Pointers stay valid until the network's tensors are replaced (a split).
+template <class Net>
+struct tensor_index : tensor_maps<typename Net::scalar_type, typename Net::backend_type> {
+  using T = typename Net::scalar_type;
+  using B = typename Net::backend_type;
+  explicit tensor_index(Net& net) {
+    net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { this->params[n] = &w; });
+    net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { this->buffers[n] = &b; });
   }
 };
 

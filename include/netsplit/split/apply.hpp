@@ -71,18 +71,14 @@ void grow_axis1(tensor<T, B>& t, int j, double keep, double copy) {
 /// or the input axis (1), the filter, and the keep/copy factors for axis 1.
 using split_state_hook = std::function<void(const std::string& param, int axis, int filter, double keep, double copy)>;
 
-/// Splits filter `filter` of `site` with `strategy`. `opt` (optional) has every slot of its
-/// per-parameter state transformed; `direction(tensor, filter)` supplies disagreement
-/// directions (optional).
-/// Returns the record (iteration and score are the caller's to fill in).
-template <class Net, SplitStrategy S>
-split_record split_filter(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site,
-                          int filter, const S& strategy, std::uint64_t seed,
-                          optimizer_state<typename Net::scalar_type, typename Net::backend_type>* opt = nullptr,
-                          const std::function<std::vector<double>(const std::string&, int)>& direction = {},
-                          const split_state_hook& hook = {}) {
-  using T = typename Net::scalar_type;
-  tensor_index<Net> idx(net);
+namespace detail {
+/// split_filter's work on the network's named tensors (everything but the layers' adoption
+/// of their new widths): compiled once per scalar, backend and strategy, not per network.
+template <class T, class B, SplitStrategy S>
+split_record split_filter_tensors(const tensor_maps<T, B>& idx, const split_site<T, B>& site, int filter,
+                                  const S& strategy, std::uint64_t seed, optimizer_state<T, B>* opt,
+                                  const std::function<std::vector<double>(const std::string&, int)>& direction,
+                                  const split_state_hook& hook) {
   const int width = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
   NETSPLIT_EXPECT(filter >= 0 && filter < width, "site '", site.name, "' has ", width, " filters; cannot split filter ",
                   filter);
@@ -106,7 +102,7 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
   }
 
   rng g(seed);
-  using state_tensor = tensor<T, typename Net::backend_type>;
+  using state_tensor = tensor<T, B>;
   auto for_each_state = [&](const std::string& n, auto&& f) {
     if (opt) opt->for_each_of(n, [&](const std::string&, state_tensor& m) { f(m); });
   };
@@ -146,7 +142,6 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
     if (hook) hook(n, 1, filter, strategy.keep_factor(), strategy.copy_factor());
   }
   for (const auto& s : site.structural) s(filter, strategy.keep_factor(), strategy.copy_factor());
-  net.sync_widths();
   split_record r;
   r.site = site.name;
   r.filter = filter;
@@ -154,6 +149,22 @@ split_record split_filter(Net& net, const split_site<typename Net::scalar_type, 
   r.strategy = strategy.name();
   r.eps = strategy.epsilon();
   r.seed = seed;
+  return r;
+}
+}  // namespace detail
+
+/// Splits filter `filter` of `site` with `strategy`. `opt` (optional) has every slot of its
+/// per-parameter state transformed; `direction(tensor, filter)` supplies disagreement
+/// directions (optional).
+/// Returns the record (iteration and score are the caller's to fill in).
+template <class Net, SplitStrategy S>
+split_record split_filter(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site,
+                          int filter, const S& strategy, std::uint64_t seed,
+                          optimizer_state<typename Net::scalar_type, typename Net::backend_type>* opt = nullptr,
+                          const std::function<std::vector<double>(const std::string&, int)>& direction = {},
+                          const split_state_hook& hook = {}) {
+  auto r = detail::split_filter_tensors(tensor_index<Net>(net), site, filter, strategy, seed, opt, direction, hook);
+  net.sync_widths();
   return r;
 }
 
