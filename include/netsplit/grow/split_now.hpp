@@ -39,6 +39,29 @@ std::vector<bool> eligible_sites(const std::vector<split_site<T, B>>& sites, con
 }
 
 namespace detail {
+/// split_now's choice: the selector's picks among the eligible sites' scores; `map` gets the
+/// recorder's site index of each eligible site (compiled per network and selector).
+template <class Net, Selector Sel>
+std::vector<split_choice> choose_splits(tpm_recorder<Net>& rec, const Sel& selector, const std::string& which,
+                                        const std::vector<site_scores>* scores, std::vector<std::size_t>& map) {
+  const auto& sites = rec.sites();
+  const auto ok = eligible_sites(sites, which);
+  NETSPLIT_EXPECT(scores || rec.observed() > 0, "no TPM scores to split on: the ", rec.metric().name(), " window [",
+                  rec.window().begin, ", ", rec.window().end, ") observed no iteration (the run never reached it, or ",
+                  "resumed past it from a checkpoint without its TPM state)");
+  auto all = scores ? *scores : rec.scores();
+  NETSPLIT_EXPECT(all.size() == sites.size(), "split_now got scores for ", all.size(), " sites, the network has ",
+                  sites.size());
+  std::vector<site_scores> eligible;
+  map.clear();
+  for (std::size_t s = 0; s < all.size(); ++s)
+    if (ok[s]) {
+      eligible.push_back(all[s]);
+      map.push_back(s);
+    }
+  return selector.select(eligible);
+}
+
 /// split_now's splits of the chosen filters (choices' sites index `map`, which indexes the
 /// recorder's sites): compiled per network and strategy, not per selector too.
 template <class Net, Communicator C, SplitStrategy S>
@@ -86,22 +109,9 @@ std::vector<split_record> split_now(trainer<Net, C>& tr, split_history<Net>& his
                                     const Sel& selector, const S& strategy,
                                     std::uint64_t seed, const std::string& which = "all",
                                     const std::vector<site_scores>* scores = nullptr) {
-  const auto& sites = rec.sites();
-  const auto ok = eligible_sites(sites, which);
-  NETSPLIT_EXPECT(scores || rec.observed() > 0, "no TPM scores to split on: the ", rec.metric().name(), " window [",
-                  rec.window().begin, ", ", rec.window().end, ") observed no iteration (the run never reached it, or ",
-                  "resumed past it from a checkpoint without its TPM state)");
-  auto all = scores ? *scores : rec.scores();
-  NETSPLIT_EXPECT(all.size() == sites.size(), "split_now got scores for ", all.size(), " sites, the network has ",
-                  sites.size());
-  std::vector<site_scores> eligible;
   std::vector<std::size_t> map;
-  for (std::size_t s = 0; s < all.size(); ++s)
-    if (ok[s]) {
-      eligible.push_back(all[s]);
-      map.push_back(s);
-    }
-  return detail::split_choices(tr, history, rec, selector.select(eligible), map, strategy, seed);
+  const auto choices = detail::choose_splits(rec, selector, which, scores, map);
+  return detail::split_choices(tr, history, rec, choices, map, strategy, seed);
 }
 
 }  // namespace netsplit

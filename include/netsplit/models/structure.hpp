@@ -204,9 +204,8 @@ int site_width(Net& net, const split_site<typename Net::scalar_type, typename Ne
 /// parameter (batch norm γ, β), one column (axis 1) of every consumer weight. Structural
 /// parts (option-A shortcut maps) hold no parameters. A later split in the same batch can
 /// widen a row or column counted here by one channel (k x k values).
-template <class Net>
-std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
-  const tensor_index<Net> idx(net);
+template <class T, class B>
+std::int64_t split_cost(const tensor_maps<T, B>& idx, const split_site<T, B>& site) {
   std::int64_t cost = 0;
   for (const auto& n : site.producer_weights) {
     const auto& w = idx.param(n);
@@ -218,6 +217,10 @@ std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, ty
     cost += w.numel() / w.dim(1);
   }
   return cost;
+}
+template <class Net>
+std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
+  return split_cost(tensor_maps<typename Net::scalar_type, typename Net::backend_type>(tensor_index<Net>(net)), site);
 }
 
 /// Index of the site called `name`; contract_violation listing the known names if none.

@@ -44,16 +44,22 @@ struct tpm_summary {
   std::vector<double> per_site;
 };
 
-template <class Net>
-class tpm_recorder {
+namespace detail {
+/// All of tpm_recorder but its construction from a network and its checkpoint section: it
+/// reaches the network only through the network's parameter and buffer walks, so it is
+/// compiled once per scalar and backend, not once per network type.
+template <class T, class B>
+class tpm_recorder_base {
  public:
-  using T = typename Net::scalar_type;
-  using B = typename Net::backend_type;
+  /// The network's walks, as tpm_recorder hands them over (the network outlives the recorder).
+  using parameter_walk = std::function<void(parameter_visitor<T, B>)>;
+  using buffer_walk = std::function<void(buffer_visitor<T, B>)>;
 
   /// `ctx` (optional) lends its parallel_for to the Taylor signal.
-  tpm_recorder(Net& net, any_tpm_metric metric, tpm_window window, std::uint64_t seed,
-               typename B::context* ctx = nullptr)
-      : net_(net), ctx_(ctx), metric_(std::move(metric)), window_(window), seed_(seed), sites_(derive_sites(net)) {
+  tpm_recorder_base(std::vector<split_site<T, B>> sites, parameter_walk params, buffer_walk buffers,
+                    any_tpm_metric metric, tpm_window window, std::uint64_t seed, typename B::context* ctx)
+      : params_(std::move(params)), buffers_(std::move(buffers)), ctx_(ctx), metric_(std::move(metric)),
+        window_(window), seed_(seed), sites_(std::move(sites)) {
     NETSPLIT_EXPECT(window.begin >= 0 && window.end > window.begin, "TPM window [", window.begin, ", ", window.end,
                     ") is empty or negative");
     state_.resize(sites_.size());
@@ -100,21 +106,11 @@ class tpm_recorder {
   /// processes, from a trainer's replica_view (which must outlive the recorder's use).
   void follow(const replica_view& r) { replica_ = &r; }
 
-  /// Observes every iteration of `tr` (its after_backward hook) and saves and restores its
-  /// state with tr's checkpoints. The recorder must outlive tr.
-  template <class Trainer>
-  void attach(Trainer& tr) {
-    follow(tr.replica());
-    tr.after_backward.add([this](std::int64_t it) { observe(it); });
-    tr.after_update.add([this](std::int64_t completed) { after_update(completed); });
-    tr.add_section(section());
-  }
-
   /// Hook into the trainer's after_update (attach does): when `completed` iterations close
   /// the window, a metric with close() reads the weights the window ends with.
   void after_update(std::int64_t completed) {
     if (completed != window_.end || observed_ == 0 || !metric_.closes()) return;
-    const tensor_index<Net> idx(net_);
+    const auto idx = index();
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, completed, metric_.needs() & (tpm_signal::weights | tpm_signal::bn_scale));
       metric_.close(state_[s], signals_);
@@ -132,7 +128,7 @@ class tpm_recorder {
   /// the copy starts from scratch (copy factor 0). Without this a split inside the window
   /// reset grad_disagreement and misaligned weight_motion's rows.
   void grow(const std::string& param, int axis, int filter, double keep, double copy) {
-    const tensor_index<Net> idx(net_);
+    const auto idx = index();
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       const auto& producers = sites_[s].producer_weights;
       const auto pos = std::find(producers.begin(), producers.end(), param);
@@ -184,17 +180,6 @@ class tpm_recorder {
     }
   }
 
-  /// The recorder's part of a checkpoint (validate stages the state, apply adopts it).
-  checkpoint_section<Net> section() {
-    auto staged = std::make_shared<loaded_state>();
-    checkpoint_section<Net> s;
-    s.name = "tpm";
-    s.save = [this](io::safetensors_file& f) { save(f); };
-    s.validate = [this, staged](const io::safetensors_file& f, const std::string& where) { *staged = parse(f, where); };
-    s.apply = [this, staged](const io::safetensors_file&, const std::string&) { adopt(std::move(*staged)); };
-    return s;
-  }
-
   /// Adds iteration `iter` if it lies in the window; reports its summary when the summary
   /// range asks for one (without a range: every window iteration).
   void observe(std::int64_t iter) {
@@ -204,7 +189,7 @@ class tpm_recorder {
     const bool summarize = summary_range_.end > summary_range_.begin ? on_stride : accumulate;
     if (!accumulate && !summarize) return;
     tpm_summary summary{iter, metric_.name(), {}};
-    const tensor_index<Net> idx(net_);
+    const auto idx = index();
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, iter, metric_.needs());
       if (accumulate) {
@@ -221,11 +206,11 @@ class tpm_recorder {
   /// Per-site scores at the network's current widths.
   std::vector<site_scores> scores() {
     std::vector<site_scores> out;
-    const tensor_index<Net> idx(net_);
+    const auto idx = index();
     for (std::size_t s = 0; s < sites_.size(); ++s) {
       gather(idx, s, window_.end, 0);
       out.push_back({sites_[s].name, metric_.scores(state_[s], signals_), static_cast<int>(sites_[s].taps.size()),
-                     static_cast<double>(split_cost(net_, sites_[s]))});
+                     static_cast<double>(split_cost(idx, sites_[s]))});
     }
     return out;
   }
@@ -234,7 +219,7 @@ class tpm_recorder {
   /// at iteration `iter`); valid until the next call. For tests and diagnostics.
   const site_signals& signals_of(std::size_t s, std::int64_t iter) {
     NETSPLIT_EXPECT(s < sites_.size(), "site index ", s, " of ", sites_.size());
-    gather(tensor_index<Net>(net_), s, iter, metric_.needs());
+    gather(index(), s, iter, metric_.needs());
     return signals_;
   }
 
@@ -245,7 +230,7 @@ class tpm_recorder {
       const auto& site = sites_[s];
       const auto it = state_[s].find("direction");
       if (it == state_[s].end() || it->second.empty()) continue;
-      tensor_index<Net> idx(net_);
+      const auto idx = index();
       const int filters = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
       std::size_t offset = 0, row = 0;
       for (const auto& n : site.producer_weights) row += static_cast<std::size_t>(idx.param(n).numel() / filters);
@@ -277,7 +262,7 @@ class tpm_recorder {
   /// (and then nothing changes).
   void load(const io::safetensors_file& f, const std::string& where) { adopt(parse(f, where)); }
 
- private:
+ protected:
   /// State read from a checkpoint, not yet adopted; `present` is false for a file without
   /// TPM state that may be continued (written before the window).
   struct loaded_state {
@@ -339,11 +324,11 @@ class tpm_recorder {
     observed_ = l.observed;
   }
 
-  void gather(const tensor_index<Net>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
+  void gather(const tensor_maps<T, B>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
     const auto& site = sites_[s];
     std::map<std::string, tensor<T, B>*> grads;
     if (needs & tpm_signal::gradients)
-      net_.visit_parameters([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
+      params_([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
     const int filters = static_cast<int>(idx.param(site.producer_weights.front()).dim(0));
     int row = 0;
     for (const auto& n : site.producer_weights) row += static_cast<int>(idx.param(n).numel() / filters);
@@ -445,10 +430,10 @@ class tpm_recorder {
   /// (eigen-decomposed) and its batch norm's γ and dL/dγ (tpm_signal::curvature). The
   /// convolutions pad by (k - 1) / 2 and their stride is input size / the taps' size (every
   /// producer of netsplit's models; anything else is a contract_violation).
-  void gather_curvature(const tensor_index<Net>& idx, std::size_t s, int filters, int row) {
+  void gather_curvature(const tensor_maps<T, B>& idx, std::size_t s, int filters, int row) {
     const auto& site = sites_[s];
     std::map<std::string, tensor<T, B>*> grads;
-    net_.visit_parameters([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
+    params_([&](const std::string& n, tensor<T, B>&, tensor<T, B>& g) { grads[n] = &g; });
     std::vector<std::string> gammas;
     for (const auto& n : site.producer_params)
       if (n.size() > 7 && n.compare(n.size() - 7, 7, ".weight") == 0) gammas.push_back(n);
@@ -554,7 +539,16 @@ class tpm_recorder {
     return s;
   }
 
-  Net& net_;
+  /// The network's parameters and buffers by name, at its current widths.
+  tensor_maps<T, B> index() const {
+    tensor_maps<T, B> m;
+    params_([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { m.params[n] = &w; });
+    buffers_([&](const std::string& n, tensor<T, B>& b) { m.buffers[n] = &b; });
+    return m;
+  }
+
+  parameter_walk params_;
+  buffer_walk buffers_;
   typename B::context* ctx_ = nullptr;
   std::vector<double> plane_dot_;
   any_tpm_metric metric_;
@@ -575,6 +569,43 @@ class tpm_recorder {
   };
   std::vector<curvature_store> curv_store_;
   std::vector<producer_curvature> curvature_;
+};
+}  // namespace detail
+
+/// The TPM recorder of a network of type Net (detail::tpm_recorder_base holds its work).
+template <class Net>
+class tpm_recorder : public detail::tpm_recorder_base<typename Net::scalar_type, typename Net::backend_type> {
+ public:
+  using T = typename Net::scalar_type;
+  using B = typename Net::backend_type;
+
+  /// `ctx` (optional) lends its parallel_for to the Taylor signal. `net` must outlive the recorder.
+  tpm_recorder(Net& net, any_tpm_metric metric, tpm_window window, std::uint64_t seed,
+               typename B::context* ctx = nullptr)
+      : detail::tpm_recorder_base<T, B>(
+            derive_sites(net), [&net](parameter_visitor<T, B> v) { net.visit_parameters(v); },
+            [&net](buffer_visitor<T, B> v) { net.visit_buffers(v); }, std::move(metric), window, seed, ctx) {}
+
+  /// Observes every iteration of `tr` (its after_backward hook) and saves and restores its
+  /// state with tr's checkpoints. The recorder must outlive tr.
+  template <class Trainer>
+  void attach(Trainer& tr) {
+    this->follow(tr.replica());
+    tr.after_backward.add([this](std::int64_t it) { this->observe(it); });
+    tr.after_update.add([this](std::int64_t completed) { this->after_update(completed); });
+    tr.add_section(section());
+  }
+
+  /// The recorder's part of a checkpoint (validate stages the state, apply adopts it).
+  checkpoint_section<Net> section() {
+    auto staged = std::make_shared<typename detail::tpm_recorder_base<T, B>::loaded_state>();
+    checkpoint_section<Net> s;
+    s.name = "tpm";
+    s.save = [this](io::safetensors_file& f) { this->save(f); };
+    s.validate = [this, staged](const io::safetensors_file& f, const std::string& where) { *staged = this->parse(f, where); };
+    s.apply = [this, staged](const io::safetensors_file&, const std::string&) { this->adopt(std::move(*staged)); };
+    return s;
+  }
 };
 
 }  // namespace netsplit
