@@ -220,7 +220,9 @@ std::int64_t split_cost(const tensor_maps<T, B>& idx, const split_site<T, B>& si
 }
 template <class Net>
 std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
-  return split_cost(tensor_maps<typename Net::scalar_type, typename Net::backend_type>(tensor_index<Net>(net)), site);
+  const tensor_index<Net> idx(net);
+  const tensor_maps<typename Net::scalar_type, typename Net::backend_type>& maps = idx;
+  return split_cost(maps, site);
 }
 
 /// Index of the site called `name`; contract_violation listing the known names if none.
