@@ -65,6 +65,13 @@ std::int64_t count_parameters(N& net) {
 template <class T, class B>
 struct tensor_maps {
   std::map<std::string, tensor<T, B>*> params, buffers;
+  /// Filled by a network's walks: calls that pass a visitor to its visit_parameters and
+  /// visit_buffers.
+  tensor_maps(function_ref<void(parameter_visitor<T, B>)> visit_parameters,
+              function_ref<void(buffer_visitor<T, B>)> visit_buffers) {
+    visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { params[n] = &w; });
+    visit_buffers([&](const std::string& n, tensor<T, B>& b) { buffers[n] = &b; });
+  }
   /// contract_violation naming the parameter when the network has none of that name.
   tensor<T, B>& param(const std::string& n) const {
     const auto it = params.find(n);
@@ -84,10 +91,9 @@ template <class Net>
 struct tensor_index : tensor_maps<typename Net::scalar_type, typename Net::backend_type> {
   using T = typename Net::scalar_type;
   using B = typename Net::backend_type;
-  explicit tensor_index(Net& net) {
-    net.visit_parameters([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { this->params[n] = &w; });
-    net.visit_buffers([&](const std::string& n, tensor<T, B>& b) { this->buffers[n] = &b; });
-  }
+  explicit tensor_index(Net& net)
+      : tensor_maps<T, B>([&net](parameter_visitor<T, B> v) { net.visit_parameters(v); },
+                          [&net](buffer_visitor<T, B> v) { net.visit_buffers(v); }) {}
 };
 
 }  // namespace netsplit

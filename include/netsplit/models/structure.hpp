@@ -220,9 +220,7 @@ std::int64_t split_cost(const tensor_maps<T, B>& idx, const split_site<T, B>& si
 }
 template <class Net>
 std::int64_t split_cost(Net& net, const split_site<typename Net::scalar_type, typename Net::backend_type>& site) {
-  const tensor_index<Net> idx(net);
-  const tensor_maps<typename Net::scalar_type, typename Net::backend_type>& maps = idx;
-  return split_cost(maps, site);
+  return split_cost<typename Net::scalar_type, typename Net::backend_type>(tensor_index<Net>(net), site);
 }
 
 /// Index of the site called `name`; contract_violation listing the known names if none.

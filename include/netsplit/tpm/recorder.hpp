@@ -324,6 +324,8 @@ class tpm_recorder_base {
     observed_ = l.observed;
   }
 
+ private:
+
   void gather(const tensor_maps<T, B>& idx, std::size_t s, std::int64_t iter, unsigned needs) {
     const auto& site = sites_[s];
     std::map<std::string, tensor<T, B>*> grads;
@@ -540,12 +542,7 @@ class tpm_recorder_base {
   }
 
   /// The network's parameters and buffers by name, at its current widths.
-  tensor_maps<T, B> index() const {
-    tensor_maps<T, B> m;
-    params_([&](const std::string& n, tensor<T, B>& w, tensor<T, B>&) { m.params[n] = &w; });
-    buffers_([&](const std::string& n, tensor<T, B>& b) { m.buffers[n] = &b; });
-    return m;
-  }
+  tensor_maps<T, B> index() const { return {params_, buffers_}; }
 
   parameter_walk params_;
   buffer_walk buffers_;
