@@ -194,6 +194,16 @@ void BM_batch_norm_backward(benchmark::State& st) {
                              s.dy.data(), s.dx.data(), s.dgamma.data(), s.dbeta.data());
   bn_label(st, s.d);
 }
+/// The form a block's first batch norm takes (its ReLU fused: dy masked by the output y > 0).
+void BM_batch_norm_relu_backward(benchmark::State& st) {
+  bn_state s(st);
+  cpu::batch_norm_relu_forward_train(context(), s.d, s.x.data(), s.gamma.data(), s.beta.data(), static_cast<const float*>(nullptr), s.y.data(),
+                                     s.mean.data(), s.invstd.data(), s.rmean.data(), s.rvar.data());
+  for (auto _ : st)
+    cpu::batch_norm_relu_backward(context(), s.d, true, s.x.data(), s.y.data(), s.gamma.data(), s.mean.data(),
+                                  s.invstd.data(), s.dy.data(), s.dx.data(), s.dgamma.data(), s.dbeta.data());
+  bn_label(st, s.d);
+}
 void bn_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"c", "hw"});
   b->Args({16, 32})->Args({32, 16})->Args({64, 8});
@@ -201,6 +211,7 @@ void bn_shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_batch_norm_forward_train)->Apply(bn_shapes);
 BENCHMARK(BM_batch_norm_backward)->Apply(bn_shapes);
+BENCHMARK(BM_batch_norm_relu_backward)->Apply(bn_shapes);
 
 void BM_relu_backward(benchmark::State& st) {
   bn_state s(st);

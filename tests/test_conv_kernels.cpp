@@ -226,6 +226,9 @@ const conv_case resnet20_cases[] = {
     {{8, 64, 64, 8, 8, 3, 1, 1}, "stage 3 64->64 8x8"},
     {{37, 64, 64, 8, 8, 3, 1, 1}, "64->64 8x8, several chunks per thread"},
     {{21, 16, 16, 32, 32, 3, 1, 1}, "16->16 32x32, several chunks per thread"},
+    // the direct engine's packs write only data after a thread's first chunk: a shorter last
+    // chunk must clear what the chunk before it left past its images
+    {{21, 16, 32, 32, 32, 3, 2, 1}, "16->32 s2, several chunks per thread and a shorter last one"},
     {{4, 16, 32, 32, 32, 1, 2, 0}, "option-B shortcut 1x1 s2"},
 };
 

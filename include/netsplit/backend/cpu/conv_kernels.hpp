@@ -508,19 +508,26 @@ inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
 /// both column phases. Phase px holds source column 2b + px - pad at b, so the even columns
 /// go to phase pe = pad % 2 from b = (pad - pe) / 2, the odd ones to the other from
 /// b = (pad + pe) / 2 (ws positions each; the rest zero).
+/// The zeros (borders, padding rows and columns, the rows' tails) lie at the same places in
+/// every chunk of a call: `previous` > 0 says buf holds this call's last pack of `previous`
+/// images, so only the data are written (and the blocks of images [count, previous) cleared);
+/// 0: buf is cleared first. Each source row then costs two loads, two permutes and two
+/// stores; the row-by-row zeroing had taken about as long again (docs/performance.md,
+/// "Strided convolutions").
 template <class T>
-void pack_planes_s2(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs) {
+void pack_planes_s2(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs, int previous) {
   const i64 plane = i64{g.h} * g.w;
   const int pe = g.pad % 2, be = (g.pad - pe) / 2, bo = (g.pad + pe) / 2;
   const i64 ne = std::clamp<i64>(g.ws - be, 0, (g.w + 1) / 2), no = std::clamp<i64>(g.ws - bo, 0, g.w / 2);
   const i64 lines = (plane * static_cast<i64>(sizeof(T)) + 63) / 64, steps = 2 * i64{g.hs};
+  if (previous <= 0)
+    std::fill(buf, buf + i64{channels} * 4 * rs, T(0));
+  else if (count < previous)
+    for (i64 r = 0; r < i64{channels} * 4; ++r)
+      std::fill(buf + r * rs + g.lead + count * g.block, buf + r * rs + g.lead + previous * g.block, T(0));
   for (int c = 0; c < channels; ++c) {
     T* rows[4];  // phase (py, px) at rows[2 * py + px]
-    for (int ph = 0; ph < 4; ++ph) {
-      rows[ph] = buf + (i64{c} * 4 + ph) * rs;
-      std::fill(rows[ph], rows[ph] + g.lead, T(0));
-      std::fill(rows[ph] + g.lead + count * g.block, rows[ph] + rs, T(0));
-    }
+    for (int ph = 0; ph < 4; ++ph) rows[ph] = buf + (i64{c} * 4 + ph) * rs;
     for (int n = 0; n < count; ++n) {
       const T* xc = x + (i64{n} * channels + c) * plane;
       // the plane read next is a page or more away, where the hardware prefetchers stop:
@@ -535,26 +542,18 @@ void pack_planes_s2(const geometry& g, int channels, int count, const T* x, T* b
             for (i64 l = step * lines / steps; l < (step + 1) * lines / steps; ++l)
               __builtin_prefetch(reinterpret_cast<const char*>(next) + 64 * l, 0, 3);
           const int iy = 2 * a + py - g.pad;
-          if (iy < 0 || iy >= g.h) {
-            zero_row(de, g.ws);
-            zero_row(dd, g.ws);
-            continue;
-          }
-          zero_row(de, be);
-          zero_row(dd, bo);
-          split_row(de + be, ne, dd + bo, no, xc + i64{iy} * g.w);
-          zero_row(de + be + ne, g.ws - be - ne);
-          zero_row(dd + bo + no, g.ws - bo - no);
+          if (iy >= 0 && iy < g.h) split_row(de + be, ne, dd + bo, no, xc + i64{iy} * g.w);
         }
       }
     }
   }
 }
 
-/// Copies images [0, count) of x (NCHW, `channels` channels) into the phase planes.
+/// Copies images [0, count) of x (NCHW, `channels` channels) into the phase planes;
+/// `previous`: images of this call's last pack into buf (0: none; pack_planes_s2).
 template <class T>
-void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs) {
-  if (g.s == 2 && g.phases == 2 && g.ws > g.pad) return pack_planes_s2(g, channels, count, x, buf, rs);
+void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs, int previous = 0) {
+  if (g.s == 2 && g.phases == 2 && g.ws > g.pad) return pack_planes_s2(g, channels, count, x, buf, rs, previous);
   const i64 plane = i64{g.h} * g.w;
   for (int c = 0; c < channels; ++c)
     for (int py = 0; py < g.phases; ++py)
@@ -591,27 +590,23 @@ void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf,
 }
 
 /// Copies the output gradient of images [0, count) into position layout (zeros elsewhere);
-/// rows [channels, rows) are all zero.
+/// rows [channels, rows) are all zero. `previous` as in pack_planes_s2: the zeros stay where
+/// this call's last pack (of `previous` images; 0: none, buf is cleared) left them.
 template <class T>
-void pack_grad(const geometry& g, int channels, int rows, int count, const T* dy, T* buf, i64 rs) {
+void pack_grad(const geometry& g, int channels, int rows, int count, const T* dy, T* buf, i64 rs, int previous) {
   const i64 plane = i64{g.ho} * g.wo;
-  for (int c = 0; c < rows; ++c) {
+  if (previous <= 0)
+    std::fill(buf, buf + i64{rows} * rs, T(0));
+  else if (count < previous)
+    for (int c = 0; c < channels; ++c)
+      std::fill(buf + c * rs + g.lead + count * g.block, buf + c * rs + g.lead + previous * g.block, T(0));
+  for (int c = 0; c < channels; ++c) {
     T* row = buf + i64{c} * rs;
-    if (c >= channels) {
-      std::fill(row, row + rs, T(0));
-      continue;
-    }
-    std::fill(row, row + g.lead, T(0));
     for (int n = 0; n < count; ++n) {
       const T* src = dy + (i64{n} * channels + c) * plane;
       T* dst = row + g.lead + n * g.block;
-      for (int a = 0; a < g.ho; ++a, dst += g.ws, src += g.wo) {
-        copy_row(dst, src, g.wo);
-        zero_row(dst + g.wo, g.ws - g.wo);
-      }
-      std::fill(dst, row + g.lead + (n + 1) * g.block, T(0));
+      for (int a = 0; a < g.ho; ++a, dst += g.ws, src += g.wo) copy_row(dst, src, g.wo);
     }
-    std::fill(row + g.lead + count * g.block, row + rs, T(0));
   }
 }
 
@@ -687,7 +682,7 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
     T* out = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(mtiles * kern::fwd_mr * ors));
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      pack_planes(g, cin, count, x + n0 * in_img, src, rs);
+      pack_planes(g, cin, count, x + n0 * in_img, src, rs, n0 == b ? 0 : nb);
       run_fwd(src + g.lead, off, K, apack, mtiles, out, ors, round_up(count * g.block, kern::fwd_qt));
       T* yn = y + n0 * out_img;
       const i64 plane = i64{g.ho} * g.wo;
@@ -777,8 +772,8 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 q_used = count * g.block;
-      pack_planes(g, cin, count, x + n0 * in_img, src, rs);
-      pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs);
+      pack_planes(g, cin, count, x + n0 * in_img, src, rs, n0 == b ? 0 : nb);
+      pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, n0 == b ? 0 : nb);
       // weight gradient, in position blocks that keep g and src rows in L1/L2
       constexpr i64 qblock = 2048;
       const T* sbase = src + g.lead;
