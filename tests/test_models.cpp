@@ -20,6 +20,7 @@ using namespace netsplit;
 using namespace netsplit::testing;
 namespace fs = std::filesystem;
 using cpu = cpu_backend;
+using ftensor = tensor<float, cpu>;
 
 namespace {
 /// Convolution multiply-adds (the classifier's are not counted, as for ResNet20's pinned 40550400).
@@ -179,6 +180,73 @@ TEST_CASE("phase::infer folds VGG's convolutions, batch norms and ReLUs and matc
   CHECK(max_rel_diff(infer, eval) <= 1e-5);
   CHECK_THROWS_WITH_AS(net.backward(ctx, net.forward(ctx, x, phase::infer)),
                        doctest::Contains("backward after a phase::infer forward"), contract_violation);
+}
+
+namespace {
+/// The children of a sequential one after another, each by its own forward and backward
+/// (what sequential_layer did before it fused batch norm + ReLU pairs).
+template <class Seq>
+const ftensor& forward_each(Seq& s, cpu_context& ctx, const ftensor& x, phase p) {
+  const ftensor* cur = &x;
+  std::apply([&](auto&... l) { ((cur = &l.forward(ctx, *cur, p)), ...); }, s.layers());
+  return *cur;
+}
+template <class Seq, std::size_t... I>
+const ftensor& backward_each(Seq& s, cpu_context& ctx, const ftensor& dy, std::index_sequence<I...>) {
+  constexpr std::size_t n = sizeof...(I);
+  const ftensor* cur = &dy;
+  ((cur = &std::get<n - 1 - I>(s.layers()).backward(ctx, *cur, true)), ...);  // the input gradient too
+  return *cur;
+}
+}  // namespace
+
+TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the separate layers") {
+  for (const phase p : {phase::train, phase::eval}) {
+    INFO((p == phase::train ? "train" : "eval"));
+    cpu_context ctx(2);
+    vgg11<cpu, 10> fused(8, width_multiplier{0.25}), each(8, width_multiplier{0.25});
+    warm_up(fused, ctx);
+    warm_up(each, ctx);
+    const auto x = random_images(4, 9);
+    const auto& yf = fused.forward(ctx, x, p);
+    const auto& ye = forward_each(each.body(), ctx, x, p);
+    CHECK(yf.to_host() == ye.to_host());
+    ftensor dy(yf.shape());
+    const auto noise = random_images(1, 3).to_host();
+    std::vector<float> g(static_cast<std::size_t>(dy.numel()));
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] = noise[i % noise.size()];
+    dy.from_host(g);
+    const auto dxf = fused.backward(ctx, dy, true).to_host();
+    const auto dxe =
+        backward_each(each.body(), ctx, dy, std::make_index_sequence<decltype(each)::body_type::size()>{}).to_host();
+    CHECK(!dxf.empty());
+    CHECK(dxf == dxe);
+    // features.1 and .2 (a batch norm and its ReLU) ran as one pass: one output tensor
+    CHECK(&std::get<2>(fused.body().layers()).output() == &std::get<1>(fused.body().layers()).output());
+    CHECK(&std::get<2>(each.body().layers()).output() != &std::get<1>(each.body().layers()).output());
+    std::vector<std::vector<float>> gf, ge;
+    fused.visit_parameters([&](const std::string&, auto&, auto& d) { gf.push_back(d.to_host()); });
+    each.visit_parameters([&](const std::string&, auto&, auto& d) { ge.push_back(d.to_host()); });
+    fused.visit_buffers([&](const std::string&, auto& b) { gf.push_back(b.to_host()); });
+    each.visit_buffers([&](const std::string&, auto& b) { ge.push_back(b.to_host()); });
+    CHECK(gf == ge);
+    // the ReLUs' signals (what TPM metrics read): the same output and received gradient
+    int relus = 0;
+    std::apply([&](auto&... l) {
+      std::apply([&](auto&... m) {
+        (([&](auto& a, auto& b) {
+           if constexpr (requires { a.adopt_fused(a.output()); }) {
+             ++relus;
+             CHECK(a.output().to_host() == b.output().to_host());
+             REQUIRE(a.output_grad() != nullptr);
+             REQUIRE(b.output_grad() != nullptr);
+             CHECK(a.output_grad()->to_host() == b.output_grad()->to_host());
+           }
+         }(l, m)), ...);
+      }, each.body().layers());
+    }, fused.body().layers());
+    CHECK(relus > 0);
+  }
 }
 
 namespace {

@@ -20,7 +20,7 @@ class relu_layer : public layer_base<T, B, In, In> {
     out_.resize(x.shape());
     B::relu_forward(ctx, x.numel(), x.data(), out_.data());
     has_output_ = true;
-    folded_ = nullptr;
+    adopted_ = nullptr;
     return out_;
   }
   /// Width multiplier (layers/layer.hpp): the stream passes unchanged.
@@ -28,28 +28,38 @@ class relu_layer : public layer_base<T, B, In, In> {
   /// Takes y, computed by the layer before with this ReLU folded in (a phase::infer
   /// forward, e.g. resnet's stem), as its output: output() returns it until the next
   /// forward; no backward follows.
-  void adopt_folded(const tensor<T, B>& y) {
-    detail::expect_input(y, In, static_cast<int>(y.rank() == 4 ? y.dim(1) : 0), "relu");
-    c_ = static_cast<int>(y.dim(1));
-    folded_ = &y;
-    has_output_ = false;
+  void adopt_folded(const tensor<T, B>& y) { adopt(y, false); }
+  /// Takes y = max(bn(x), 0), computed in training or evaluation by the batch norm before
+  /// with this ReLU fused in (sequential_layer: batch_norm_layer::forward_relu), as its
+  /// output; the batch norm differentiates through it (backward_relu) after backward_fused
+  /// below has recorded the gradient. No tensor of its own is written either way.
+  void adopt_fused(const tensor<T, B>& y) { adopt(y, true); }
+  /// The gradient dL/dy of a fused forward, differentiated by the batch norm before (which
+  /// masks it by y > 0 where it reads it): only recorded here, as backward would (TPM signals).
+  void backward_fused(const tensor<T, B>& dy) {
+    NETSPLIT_EXPECT(!adopted_ || trainable_, "relu: backward after a phase::infer forward (use phase::eval)");
+    NETSPLIT_EXPECT(adopted_, "relu: fused backward without a fused forward (batch norm + ReLU)");
+    detail::expect_grad(dy, *adopted_, "relu");
+    dy_ = &dy;
   }
+  /// After a fused forward (adopt_fused) this computes the same from the adopted output.
   const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
-    NETSPLIT_EXPECT(!folded_, "relu: backward after a phase::infer forward (use phase::eval)");
-    NETSPLIT_EXPECT(has_output_, "relu backward called before forward");
-    detail::expect_grad(dy, out_, "relu");
+    NETSPLIT_EXPECT(!adopted_ || trainable_, "relu: backward after a phase::infer forward (use phase::eval)");
+    NETSPLIT_EXPECT(has_output_ || adopted_, "relu backward called before forward");
+    const tensor<T, B>& y = output();
+    detail::expect_grad(dy, y, "relu");
     dy_ = &dy;
     if (!input_grad) {
       dx_.resize({});
       return dx_;
     }
     dx_.resize(dy.shape());
-    B::relu_backward(ctx, dy.numel(), out_.data(), dy.data(), dx_.data());
+    B::relu_backward(ctx, dy.numel(), y.data(), dy.data(), dx_.data());
     return dx_;
   }
 
   /// Output of the last forward and the gradient its last backward received (TPM signals).
-  const tensor<T, B>& output() const { return folded_ ? *folded_ : out_; }
+  const tensor<T, B>& output() const { return adopted_ ? *adopted_ : out_; }
   const tensor<T, B>* output_grad() const { return dy_; }
 
   /// Split role: where metrics read the open stream's activations and their gradients.
@@ -58,9 +68,17 @@ class relu_layer : public layer_base<T, B, In, In> {
     w.tap([this] { return &output(); }, [this] { return output_grad(); });
   }
  private:
+  void adopt(const tensor<T, B>& y, bool trainable) {
+    detail::expect_input(y, In, static_cast<int>(y.rank() == 4 ? y.dim(1) : 0), "relu");
+    c_ = static_cast<int>(y.dim(1));
+    adopted_ = &y;
+    trainable_ = trainable;
+    has_output_ = false;
+  }
   int c_ = In.channels;
   bool has_output_ = false;
-  const tensor<T, B>* folded_ = nullptr;
+  const tensor<T, B>* adopted_ = nullptr;  // the output of a folded or fused forward
+  bool trainable_ = false;                  // adopted_ came from a fused forward (not phase::infer)
   tensor<T, B> out_, dx_;
   const tensor<T, B>* dy_ = nullptr;
 };

@@ -54,6 +54,15 @@ concept folds_conv_bn_relu = requires(C& c, BN& bn, R& r, Ctx& ctx, const X& x) 
   c.forward_folded(ctx, x, bn, nullptr, true);
   r.adopt_folded(x);
 };
+/// BN, R are a batch norm and the ReLU after it: under phase::train and phase::eval they run
+/// as one pass (BN::forward_relu, R::adopt_fused; backward R::backward_fused, BN::backward_relu).
+template <class BN, class R, class Ctx, class X>
+concept fuses_bn_relu = requires(BN& bn, R& r, Ctx& ctx, const X& x, phase p) {
+  bn.forward_relu(ctx, x, p);
+  bn.backward_relu(ctx, x, true);
+  r.adopt_fused(x);
+  r.backward_fused(x);
+};
 }  // namespace detail
 
 /// Reports a composition error: instantiated only for a failing chain, so the compiler's
@@ -112,15 +121,17 @@ class sequential_layer {
 
   /// With phase::infer, every convolution followed by its batch norm and a ReLU runs as
   /// one folded pass (conv2d_layer::forward_folded; the ReLU's output() is its result).
+  /// Otherwise every batch norm followed by a ReLU runs as one pass (forward_relu: the
+  /// ReLU's output() is the batch norm's), and backward differentiates both in one
+  /// (backward_relu): the ReLU's own passes over its input and gradient, and its two
+  /// tensors, are not needed. The results are the same to the bit.
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
     if (p == phase::infer) return forward_infer<0>(ctx, x);
-    const tensor<T, B>* cur = &x;
-    std::apply([&](auto&... l) { ((cur = &l.forward(ctx, *cur, p)), ...); }, layers_);
-    return *cur;
+    return forward_fused<0>(ctx, x, p);
   }
 
   const tensor<T, B>& backward(context_type& ctx, const tensor<T, B>& dy, bool input_grad = true) {
-    return backward_impl(ctx, dy, input_grad, std::make_index_sequence<count>{});
+    return backward_from<count>(ctx, dy, input_grad);
   }
 
   /// Calls f(name, layer) for each child in order.
@@ -214,12 +225,46 @@ class sequential_layer {
       return forward_infer<I + 1>(ctx, std::get<I>(layers_).forward(ctx, x, phase::infer));
     }
   }
-  template <std::size_t... I>
-  const tensor<T, B>& backward_impl(context_type& ctx, const tensor<T, B>& dy, bool input_grad,
-                                    std::index_sequence<I...>) {
-    const tensor<T, B>* cur = &dy;
-    ((cur = &std::get<count - 1 - I>(layers_).backward(ctx, *cur, (count - 1 - I) > 0 || input_grad)), ...);
-    return *cur;
+  /// Children I, I+1 are a batch norm and a ReLU (one pass in phase::train and phase::eval).
+  template <std::size_t I>
+  static constexpr bool fuses() {
+    if constexpr (I + 1 >= count) {
+      return false;
+    } else {
+      return detail::fuses_bn_relu<std::tuple_element_t<I, layers_type>, std::tuple_element_t<I + 1, layers_type>,
+                                   context_type, tensor<T, B>>;
+    }
+  }
+  template <std::size_t I>
+  const tensor<T, B>& forward_fused(context_type& ctx, const tensor<T, B>& x, phase p) {
+    if constexpr (I == count) {
+      return x;
+    } else if constexpr (fuses<I>()) {
+      const auto& y = std::get<I>(layers_).forward_relu(ctx, x, p);
+      std::get<I + 1>(layers_).adopt_fused(y);
+      return forward_fused<I + 2>(ctx, y, p);
+    } else {
+      return forward_fused<I + 1>(ctx, std::get<I>(layers_).forward(ctx, x, p), p);
+    }
+  }
+  /// Differentiates children [0, J) from the last: a ReLU fused with the batch norm before it
+  /// records its gradient and the batch norm differentiates both. The first child computes
+  /// its input gradient only when input_grad.
+  template <std::size_t J>
+  static constexpr bool fused_pair_ends_at() {  // children J-2, J-1 fuse (fuses<J-2> only for J >= 2)
+    if constexpr (J < 2) return false;
+    else return fuses<J - 2>();
+  }
+  template <std::size_t J>
+  const tensor<T, B>& backward_from(context_type& ctx, const tensor<T, B>& dy, bool input_grad) {
+    if constexpr (J == 0) {
+      return dy;
+    } else if constexpr (fused_pair_ends_at<J>()) {
+      std::get<J - 1>(layers_).backward_fused(dy);
+      return backward_from<J - 2>(ctx, std::get<J - 2>(layers_).backward_relu(ctx, dy, J > 2 || input_grad), input_grad);
+    } else {
+      return backward_from<J - 1>(ctx, std::get<J - 1>(layers_).backward(ctx, dy, J > 1 || input_grad), input_grad);
+    }
   }
 
   layers_type layers_;
