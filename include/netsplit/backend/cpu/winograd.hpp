@@ -119,11 +119,12 @@ inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, std::size_t bud
 /// (its transforms mostly wait on activations coming from L3).
 inline i64 element_stride(i64 rows, i64 tpad) { return rows * tpad + 16; }
 
-/// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx].
+/// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx],
+/// for the output channels c in [c_begin, c_end) of w' (the callers split C over the pool).
 template <class T>
-void transpose_rotate(const T* w, int M, int C, T* wt) {
-  for (int m = 0; m < M; ++m)
-    for (int c = 0; c < C; ++c)
+void transpose_rotate(const T* w, int M, int C, T* wt, int c_begin, int c_end) {
+  for (int c = c_begin; c < c_end; ++c)
+    for (int m = 0; m < M; ++m)
       for (int k = 0; k < 9; ++k) wt[(i64{c} * M + m) * 9 + k] = w[(i64{m} * C + c) * 9 + (8 - k)];
 }
 
@@ -964,7 +965,10 @@ template <class T>
 void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_tile tile, const T* w, const T* dy, T* dx,
                             const conv_epilogue<T>* ep = nullptr) {
   T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));
-  winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt);
+  // on the pool: one thread took 0.6% of a VGG11 training step (9.4 MB of weights at 512 x 512)
+  ctx.pool().parallel_for(d.in_channels, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt, static_cast<int>(b), static_cast<int>(e));
+  });
   forward_with(tile, ctx, transposed(d), dy, wt, dx, ep);
 }
 
