@@ -247,14 +247,15 @@ class sequential_layer {
       return forward_fused<I + 1>(ctx, std::get<I>(layers_).forward(ctx, x, p), p);
     }
   }
-  /// Differentiates children [0, J) from the last: a ReLU fused with the batch norm before it
-  /// records its gradient and the batch norm differentiates both. The first child computes
-  /// its input gradient only when input_grad.
+  /// Children J-2, J-1 are a fused pair (fuses<J-2> is only formed for J >= 2).
   template <std::size_t J>
-  static constexpr bool fused_pair_ends_at() {  // children J-2, J-1 fuse (fuses<J-2> only for J >= 2)
+  static constexpr bool fused_pair_ends_at() {
     if constexpr (J < 2) return false;
     else return fuses<J - 2>();
   }
+  /// Differentiates children [0, J) from the last: a ReLU fused with the batch norm before it
+  /// records its gradient and the batch norm differentiates both. The first child computes
+  /// its input gradient only when input_grad.
   template <std::size_t J>
   const tensor<T, B>& backward_from(context_type& ctx, const tensor<T, B>& dy, bool input_grad) {
     if constexpr (J == 0) {
