@@ -9,8 +9,10 @@
 # Prints per model img/s, the ratio, achieved GFLOP/s and fraction of the measured FMA
 # peak, and peak resident memory (each model runs in its own processes).
 # The two alternate: ROUNDS rounds (default 3), each running, for every model in turn,
-# netsplit then PyTorch for WINDOWS windows (default 3) of STEPS steps, so the load of a
-# shared machine, which drifts over minutes, falls on both alike. The ratio column is the
+# netsplit then PyTorch (PyTorch first in even rounds) for WINDOWS windows (default 3) of
+# STEPS steps, so the load of a shared machine, which drifts over minutes, falls on both alike
+# (and the order too: on these machines the second of two back-to-back runs is often the
+# faster; docs/performance.md, opening). The ratio column is the
 # median over rounds of each round's ratio (its netsplit median over its PyTorch median);
 # img/s are medians over all windows of all rounds.
 # ISA=avx2 compares as on an AVX2-only machine (the issue's reference machine): netsplit built
@@ -66,11 +68,17 @@ bash scripts/install_deps.sh
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_BUILD_TESTS=OFF \
   -DNETSPLIT_BUILD_EXAMPLES=OFF -DNETSPLIT_BUILD_BENCHMARKS=ON ${isa_flags[@]+"${isa_flags[@]}"} >/dev/null
 cmake --build "$dir" --target netsplit_throughput -j "$(nproc)" >/dev/null
-runs=()
-for _ in $(seq "$ROUNDS"); do
+runs=()  # per round and model: netsplit's result, then PyTorch's (whichever ran first)
+for round in $(seq "$ROUNDS"); do
   for m in "${models[@]}"; do
-    runs+=("$("$dir"/benchmarks/netsplit_throughput --model "$m" --threads "$THREADS" --windows "$WINDOWS" --steps "$STEPS")")
-    runs+=("$($py benchmarks/pytorch_throughput.py --model "$m")")
+    if (( round % 2 )); then
+      ours=$("$dir"/benchmarks/netsplit_throughput --model "$m" --threads "$THREADS" --windows "$WINDOWS" --steps "$STEPS")
+      theirs=$($py benchmarks/pytorch_throughput.py --model "$m")
+    else
+      theirs=$($py benchmarks/pytorch_throughput.py --model "$m")
+      ours=$("$dir"/benchmarks/netsplit_throughput --model "$m" --threads "$THREADS" --windows "$WINDOWS" --steps "$STEPS")
+    fi
+    runs+=("$ours" "$theirs")
   done
 done
 $py - "${runs[@]}" <<'PY'
@@ -90,7 +98,7 @@ alloc = ("glibc malloc retaining its memory (MALLOC_MMAP_MAX_=0, large trim thre
 print(f"machine: {cpu}, {first['threads']} threads, ISA {isa}; measured FP32 FMA peak {peak:.0f} GFLOP/s (median of rounds)")
 print(f"both frameworks under {alloc}")
 print(f"100 classes, batch {first['batch']}, fp32; {rounds} alternating rounds of {len(first['train_img_s'])} windows "
-      f"(every model netsplit then PyTorch in each round); ratio = median over rounds of the round's ratio")
+      f"(every model, netsplit first in odd rounds, PyTorch first in even ones); ratio = median over rounds of the round's ratio")
 print(f"{'':31}{'netsplit':>10}{'PyTorch':>10}{'ratio':>8}   {'netsplit GFLOP/s (% peak)':>26}   {'PyTorch GFLOP/s (% peak)':>25}   PyTorch layout")
 details = []
 for model in models:
