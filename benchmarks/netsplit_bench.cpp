@@ -197,8 +197,9 @@ void BM_batch_norm_backward(benchmark::State& st) {
 /// The form a block's first batch norm takes (its ReLU fused: dy masked by the output y > 0).
 void BM_batch_norm_relu_backward(benchmark::State& st) {
   bn_state s(st);
-  cpu::batch_norm_relu_forward_train(context(), s.d, s.x.data(), s.gamma.data(), s.beta.data(), static_cast<const float*>(nullptr), s.y.data(),
-                                     s.mean.data(), s.invstd.data(), s.rmean.data(), s.rvar.data());
+  cpu::batch_norm_relu_forward_train(context(), s.d, s.x.data(), s.gamma.data(), s.beta.data(),
+                                     static_cast<const float*>(nullptr), s.y.data(), s.mean.data(), s.invstd.data(),
+                                     s.rmean.data(), s.rvar.data());
   for (auto _ : st)
     cpu::batch_norm_relu_backward(context(), s.d, true, s.x.data(), s.y.data(), s.gamma.data(), s.mean.data(),
                                   s.invstd.data(), s.dy.data(), s.dx.data(), s.dgamma.data(), s.dbeta.data());

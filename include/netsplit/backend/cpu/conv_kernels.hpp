@@ -504,27 +504,35 @@ inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
   if (n % 2) dst[n - 1] = even[pairs];
 }
 
+/// Readies `rows` buffer rows of stride rs for a pack that writes only the data of images
+/// [0, count) into its first `data_rows` rows: `previous` = 0 (a thread's first chunk of a
+/// call) clears them all; `previous` > 0 says buf holds this call's last pack, of `previous`
+/// images, whose zeros are where this one needs them, so only the blocks of images
+/// [count, previous) are cleared (a shorter last chunk).
+template <class T>
+void clear_for_pack(const geometry& g, i64 rows, i64 data_rows, int count, int previous, T* buf, i64 rs) {
+  if (previous <= 0)
+    std::fill(buf, buf + rows * rs, T(0));
+  else
+    for (i64 r = 0; r < data_rows && count < previous; ++r)
+      std::fill(buf + r * rs + g.lead + count * g.block, buf + r * rs + g.lead + previous * g.block, T(0));
+}
+
 /// pack_planes for stride 2 with two phases per dimension: each source row is read once for
 /// both column phases. Phase px holds source column 2b + px - pad at b, so the even columns
 /// go to phase pe = pad % 2 from b = (pad - pe) / 2, the odd ones to the other from
 /// b = (pad + pe) / 2 (ws positions each; the rest zero).
 /// The zeros (borders, padding rows and columns, the rows' tails) lie at the same places in
-/// every chunk of a call: `previous` > 0 says buf holds this call's last pack of `previous`
-/// images, so only the data are written (and the blocks of images [count, previous) cleared);
-/// 0: buf is cleared first. Each source row then costs two loads, two permutes and two
-/// stores; the row-by-row zeroing had taken about as long again (docs/performance.md,
-/// "Strided convolutions").
+/// every chunk of a call, so only the data are written (clear_for_pack). Each source row then
+/// costs two loads, two permutes and two stores; the row-by-row zeroing had taken about as
+/// long again (docs/performance.md, "Where a training step goes; stride-2 packs").
 template <class T>
 void pack_planes_s2(const geometry& g, int channels, int count, const T* x, T* buf, i64 rs, int previous) {
   const i64 plane = i64{g.h} * g.w;
   const int pe = g.pad % 2, be = (g.pad - pe) / 2, bo = (g.pad + pe) / 2;
   const i64 ne = std::clamp<i64>(g.ws - be, 0, (g.w + 1) / 2), no = std::clamp<i64>(g.ws - bo, 0, g.w / 2);
   const i64 lines = (plane * static_cast<i64>(sizeof(T)) + 63) / 64, steps = 2 * i64{g.hs};
-  if (previous <= 0)
-    std::fill(buf, buf + i64{channels} * 4 * rs, T(0));
-  else if (count < previous)
-    for (i64 r = 0; r < i64{channels} * 4; ++r)
-      std::fill(buf + r * rs + g.lead + count * g.block, buf + r * rs + g.lead + previous * g.block, T(0));
+  clear_for_pack(g, i64{channels} * 4, i64{channels} * 4, count, previous, buf, rs);
   for (int c = 0; c < channels; ++c) {
     T* rows[4];  // phase (py, px) at rows[2 * py + px]
     for (int ph = 0; ph < 4; ++ph) rows[ph] = buf + (i64{c} * 4 + ph) * rs;
@@ -590,16 +598,11 @@ void pack_planes(const geometry& g, int channels, int count, const T* x, T* buf,
 }
 
 /// Copies the output gradient of images [0, count) into position layout (zeros elsewhere);
-/// rows [channels, rows) are all zero. `previous` as in pack_planes_s2: the zeros stay where
-/// this call's last pack (of `previous` images; 0: none, buf is cleared) left them.
+/// rows [channels, rows) are all zero. Only the data are written (clear_for_pack: `previous`).
 template <class T>
 void pack_grad(const geometry& g, int channels, int rows, int count, const T* dy, T* buf, i64 rs, int previous) {
   const i64 plane = i64{g.ho} * g.wo;
-  if (previous <= 0)
-    std::fill(buf, buf + i64{rows} * rs, T(0));
-  else if (count < previous)
-    for (int c = 0; c < channels; ++c)
-      std::fill(buf + c * rs + g.lead + count * g.block, buf + c * rs + g.lead + previous * g.block, T(0));
+  clear_for_pack(g, rows, channels, count, previous, buf, rs);
   for (int c = 0; c < channels; ++c) {
     T* row = buf + i64{c} * rs;
     for (int n = 0; n < count; ++n) {
