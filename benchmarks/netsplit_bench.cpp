@@ -247,6 +247,37 @@ void BM_max_pool_backward(benchmark::State& st) {
 BENCHMARK(BM_max_pool_forward)->ArgNames({"c", "hw"})->Args({64, 32})->Args({512, 4})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_max_pool_backward)->ArgNames({"c", "hw"})->Args({64, 32})->Args({512, 4})->UseRealTime()->Unit(benchmark::kMicrosecond);
 
+// ---- a convolution and the training-mode batch norm + ReLU after it -----------------------------
+// args: channels (in = out), spatial size, whether the batch norm takes its statistics from the
+// convolution (batch_norm_layer::forward_relu_after, conv2d_forward_sums) or reads the
+// convolution's output for them (conv2d_layer::forward, then forward_relu)
+template <int C, int HW>
+void conv_bn_relu(benchmark::State& st) {
+  auto& ctx = context();
+  conv2d_layer<float, cpu, fmap_shape{C, HW, HW}, C, 3, 1, 1> conv;
+  batch_norm_layer<float, cpu, fmap_shape{C, HW, HW}> bn;
+  rng r(7);
+  conv.initialize(r);
+  auto x = random_tensor({batch, C, HW, HW}, 8);
+  for (auto _ : st) {
+    const auto& y = st.range(2) ? bn.forward_relu_after(ctx, conv, x, phase::train)
+                                : bn.forward_relu(ctx, conv.forward(ctx, x, phase::train), phase::train);
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetLabel(st.range(2) ? "statistics in the convolution" : "statistics pass");
+}
+void BM_conv_bn_relu_forward_train(benchmark::State& st) {
+  switch (st.range(0)) {
+    case 16: return conv_bn_relu<16, 32>(st);
+    case 32: return conv_bn_relu<32, 16>(st);
+    default: return conv_bn_relu<64, 8>(st);
+  }
+}
+BENCHMARK(BM_conv_bn_relu_forward_train)
+    ->ArgNames({"c", "hw", "in_conv"})
+    ->Args({16, 32, 0})->Args({16, 32, 1})->Args({32, 16, 0})->Args({32, 16, 1})->Args({64, 8, 0})->Args({64, 8, 1})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // ---- a basic block (16 channels, 32x32, identity shortcut) -------------------------------------
 void BM_basic_block_train(benchmark::State& st) {
   auto& ctx = context();

@@ -360,6 +360,66 @@ TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual
     }
 }
 
+namespace {
+// conv2d_forward_sums: the output bit for bit conv2d_forward's; the sums those of that output
+// about the shift, summed in double (float: within 1e-5 of the sum of magnitudes, the lane
+// partials being float; double: 1e-12).
+template <class T>
+void check_sums(const conv2d_desc& d, cpu_conv_algorithm algorithm, int threads, double tol) {
+  const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 11);
+  const auto ws = random_values(d.weight_count(), 12);
+  const auto ks = random_values(d.out_channels, 13);
+  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), shift(ks.begin(), ks.end());
+  const std::int64_t plane = std::int64_t{d.out_height()} * d.out_width(), ny = std::int64_t{d.batch} * d.out_channels * plane;
+  cpu_context ctx(threads);
+  ctx.set_conv_algorithm(algorithm);
+  std::vector<T> plain(static_cast<std::size_t>(ny)), got(static_cast<std::size_t>(ny), T(-7));
+  cpu_backend::conv2d_forward(ctx, d, x.data(), w.data(), plain.data());
+  std::vector<double> s1(static_cast<std::size_t>(d.out_channels), -7), s2 = s1;
+  cpu_backend::conv2d_forward_sums(ctx, d, x.data(), w.data(), got.data(), shift.data(), s1.data(), s2.data());
+  INFO(to_string(algorithm), " ", describe(d), ", ", threads, " threads");
+  CHECK(std::memcmp(got.data(), plain.data(), got.size() * sizeof(T)) == 0);
+  for (int m = 0; m < d.out_channels; ++m) {
+    double r1 = 0, r2 = 0, a1 = 0;
+    for (int n = 0; n < d.batch; ++n)
+      for (std::int64_t i = 0; i < plane; ++i) {
+        const double v = double(plain[static_cast<std::size_t>((std::int64_t{n} * d.out_channels + m) * plane + i)]) -
+                         double(shift[static_cast<std::size_t>(m)]);
+        r1 += v;
+        r2 += v * v;
+        a1 += std::abs(v);
+      }
+    INFO("channel ", m);
+    CHECK(std::abs(s1[static_cast<std::size_t>(m)] - r1) <= tol * a1);
+    CHECK(std::abs(s2[static_cast<std::size_t>(m)] - r2) <= tol * r2);
+  }
+  // the same call again gives the same bits (each thread's sums start from zero)
+  std::vector<double> t1(s1.size()), t2(s2.size());
+  cpu_backend::conv2d_forward_sums(ctx, d, x.data(), w.data(), got.data(), shift.data(), t1.data(), t2.data());
+  CHECK(t1 == s1);
+  CHECK(t2 == s2);
+}
+}  // namespace
+
+TEST_CASE("conv2d_forward_sums: the convolution's output, and its shifted sums per channel") {
+  // ResNet's shapes (F(4x4) vector transforms, all 16 lanes stored), masked groups (widths 8
+  // and 12, 20 rows), the scalar F(4x4) and F(2x2) paths, the direct engine (stride 2, 1x1),
+  // batch 1 on two threads (one thread idle), chunks of several images with a shorter last
+  const conv2d_desc shapes[] = {
+      {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
+      {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
+      {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
+      {1, 16, 16, 32, 32, 3, 1, 1}, {37, 16, 16, 32, 32, 3, 1, 1},
+  };
+  for (const auto& d : shapes)
+    for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
+                           cpu_conv_algorithm::winograd_4x4})
+      for (int threads : {1, 2}) {
+        check_sums<float>(d, algorithm, threads, 1e-5);
+        check_sums<double>(d, algorithm, threads, 1e-12);
+      }
+}
+
 #if defined(__AVX2__) && defined(__FMA__)
 // The AVX2 F(4x4, 3x3) transforms (8 tiles per vector) against the portable ones, directly:
 // they are what `fastest` runs on AVX2-only machines, and an AVX-512 build (this machine's,

@@ -263,6 +263,84 @@ TEST_CASE("sync batch_norm on one process (batch_norm_sum set, nothing to add) e
   run(double{});
 }
 
+static_assert(ConvWithSums<cpu, float> && ConvWithSums<cpu, double>);
+
+TEST_CASE("batch_norm after a convolution takes its statistics from it: equals the two layers run separately") {
+  // forward_relu_after against conv.forward then forward_relu: outputs, running statistics,
+  // input and parameter gradients; train (statistics from conv2d_forward_sums, shifted by the
+  // running mean) and eval (no statistics); a plain context and sync batch norm on one
+  // process; F(4x4) vector transforms (16->16 32x32, 8x8), a stride-2 convolution (direct).
+  auto run = [](auto zero, auto in_shape, auto out_width, auto stride) {
+    using T = decltype(zero);
+    using tt = tensor<T, cpu>;
+    constexpr fmap_shape In = decltype(in_shape)::value;
+    constexpr int Out = decltype(out_width)::value, S = decltype(stride)::value;
+    using conv_t = conv2d_layer<T, cpu, In, Out, 3, S, 1>;
+    using bn_t = batch_norm_layer<T, cpu, conv_t::output_shape>;
+    const double tol = sizeof(T) == 4 ? 2e-5 : 1e-11;
+    auto close = [](const tt& a, const tt& b) {  // max |a - b| / max |b|
+      REQUIRE(a.shape() == b.shape());
+      double worst = 0, scale = 1e-30;
+      for (std::int64_t i = 0; i < a.numel(); ++i) {
+        worst = std::max(worst, std::abs(double(a.data()[i]) - double(b.data()[i])));
+        scale = std::max(scale, std::abs(double(b.data()[i])));
+      }
+      return worst / scale;
+    };
+    rng r(21);
+    tt x({6, In.channels, In.height, In.width}), res({6, Out, conv_t::output_shape.height, conv_t::output_shape.width});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<T>(std::max(0.0, r.normal()));
+    for (std::int64_t i = 0; i < res.numel(); ++i) res.data()[i] = static_cast<T>(r.normal());
+    for (const bool sync : {false, true})
+      for (const phase p : {phase::train, phase::eval})
+        for (const bool with_residual : {false, true}) {
+          CAPTURE(sync);
+          CAPTURE(p == phase::train);
+          CAPTURE(with_residual);
+          cpu_context ctx(2);
+          if (sync) ctx.batch_norm_sum = [](std::span<double>) {};
+          conv_t ca, cb;
+          bn_t ba, bb;
+          rng ia(5), ib(5);  // the same weights in both
+          ca.initialize(ia);
+          cb.initialize(ib);
+          for (bn_t* l : {&ba, &bb})
+            for (int c = 0; c < Out; ++c) {
+              rng q(300 + c);
+              l->gamma().data()[c] = static_cast<T>(1 + 0.3 * q.normal());
+              l->beta().data()[c] = static_cast<T>(0.3 * q.normal());
+              l->running_mean().data()[c] = static_cast<T>(0.5 * q.normal());
+              l->running_var().data()[c] = static_cast<T>(0.5 + q.uniform());
+            }
+          const tt* rp = with_residual ? &res : nullptr;
+          const auto& ya = ba.forward_relu_after(ctx, ca, x, p, rp);
+          const auto& yb = bb.forward_relu(ctx, cb.forward(ctx, x, p), p, rp);
+          CHECK(close(ca.output(), cb.output()) == 0);
+          CHECK(close(ya, yb) < tol);
+          CHECK(close(ba.running_mean(), bb.running_mean()) < tol);
+          CHECK(close(ba.running_var(), bb.running_var()) < tol);
+          if (with_residual) continue;  // the block masks the residual form's gradient itself
+          tt dy(ya.shape());
+          for (std::int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = static_cast<T>(r.normal());
+          CHECK(close(ca.backward(ctx, ba.backward_relu(ctx, dy)), cb.backward(ctx, bb.backward_relu(ctx, dy))) < tol);
+          CHECK(close(ca.weight_grad(), cb.weight_grad()) < tol);
+          ba.visit_parameters([&](const std::string& n, auto&, auto& ga) {
+            bb.visit_parameters([&](const std::string& m, auto&, auto& gb) {
+              if (n == m) CHECK(close(ga, gb) < tol);
+            });
+          });
+        }
+  };
+  run(float{}, std::integral_constant<fmap_shape, fmap_shape{16, 32, 32}>{}, std::integral_constant<int, 16>{},
+      std::integral_constant<int, 1>{});
+  run(float{}, std::integral_constant<fmap_shape, fmap_shape{64, 8, 8}>{}, std::integral_constant<int, 64>{},
+      std::integral_constant<int, 1>{});
+  run(float{}, std::integral_constant<fmap_shape, fmap_shape{16, 32, 32}>{}, std::integral_constant<int, 32>{},
+      std::integral_constant<int, 2>{});
+  run(double{}, std::integral_constant<fmap_shape, fmap_shape{5, 8, 8}>{}, std::integral_constant<int, 7>{},
+      std::integral_constant<int, 1>{});
+}
+
 TEST_CASE("batch_norm with batch size 1: handled while a channel has >1 value, else rejected") {
   cpu_context ctx(1);
   batch_norm_layer<float, cpu, fmap_shape{3, 4, 4}> spatial;
@@ -309,13 +387,25 @@ TEST_CASE("contract errors: wrong shapes, channel mismatch, bad labels, misuse")
                        contract_violation);
 }
 
-TEST_CASE("ResNet20 forward is identical for 1 and 2 threads; training step lowers the loss") {
+TEST_CASE("ResNet20 forward agrees for 1 and 2 threads (eval: identical); training step lowers the loss") {
   resnet20<cpu, 10> net1(5), net2(5);
   cpu_context one(1), two(2);
   rng r(2);
   ftensor x({8, 3, 32, 32});
   for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(r.normal());
-  CHECK(net1.forward(one, x, phase::train).to_host() == net2.forward(two, x, phase::train).to_host());
+  CHECK(net1.forward(one, x, phase::eval).to_host() == net2.forward(two, x, phase::eval).to_host());
+  // train: the blocks' batch statistics are summed per thread inside the convolutions
+  // (conv2d_forward_sums), so, as every weight gradient, they depend on the thread count in
+  // their last bits
+  {
+    const auto a = net1.forward(one, x, phase::train).to_host(), b = net2.forward(two, x, phase::train).to_host();
+    double worst = 0, scale = 1e-30;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+      scale = std::max(scale, std::abs(double(b[i])));
+    }
+    CHECK(worst / scale < 1e-5);
+  }
 
   std::vector<int> labels{0, 1, 2, 3, 4, 5, 6, 7};
   softmax_cross_entropy<float, cpu> loss;

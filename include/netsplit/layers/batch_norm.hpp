@@ -105,6 +105,27 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     }
     return out_;
   }
+  /// conv, then forward_relu(ctx, conv's output, p, r), as one pass fewer where the backend
+  /// can (B::conv2d_forward_sums, in phase::train): the convolution takes this batch norm's
+  /// statistics while it stores its output, shifted by the running mean (as sync batch norm
+  /// sums them), so the batch norm does not read that output for them. The statistics are
+  /// the same sums taken in another order and about another shift: equal to rounding
+  /// (tests/test_layers.cpp). `conv` is a conv2d_layer with this layer's channels as outputs.
+  template <class Conv>
+  const tensor<T, B>& forward_relu_after(typename B::context& ctx, Conv& conv, const tensor<T, B>& x, phase p,
+                                         const tensor<T, B>* r = nullptr) {
+    if constexpr (ConvWithSums<B, T>) {
+      if (p == phase::train) {
+        NETSPLIT_EXPECT(conv.out_channels() == c_, "batch_norm: ", c_, " channels after a convolution of ",
+                        conv.out_channels());
+        sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
+        const auto& y = conv.forward_summed(ctx, x, p, running_mean_.data(), sums_.data(), sums_.data() + c_);
+        return forward_relu_from_sums(ctx, y, r);
+      }
+    }
+    return forward_relu(ctx, conv.forward(ctx, x, p), p, r);
+  }
+
   /// Backward of forward_relu without a residual: dy is dL/d(max(bn(x), 0)). The input
   /// gradient goes into `into` when given (a tensor the caller lends, e.g. from the context's
   /// workspace), else into the layer's own tensor.
@@ -162,6 +183,30 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   static bool syncs(typename B::context& ctx) {
     if constexpr (requires { ctx.batch_norm_sum; }) return static_cast<bool>(ctx.batch_norm_sum);
     else return false;
+  }
+  /// forward_relu in phase::train with sums_ holding x's shifted sums about the running mean
+  /// (forward_relu_after).
+  const tensor<T, B>& forward_relu_from_sums(typename B::context& ctx, const tensor<T, B>& x, const tensor<T, B>* r) {
+    detail::expect_input(x, In, c_, "batch_norm");
+    NETSPLIT_EXPECT(!r || r->shape() == x.shape(), "batch_norm: residual ", r ? r->shape() : x.shape(),
+                    " does not match the input ", x.shape());
+    input_ = &x;
+    phase_ = phase::train;
+    out_.resize(x.shape());
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    synced_ = syncs(ctx);
+    sums_.back() = static_cast<double>(d.batch) * d.spatial;
+    if (synced_) {
+      if constexpr (requires { ctx.batch_norm_sum; }) ctx.batch_norm_sum(std::span<double>(sums_));
+      NETSPLIT_EXPECT(sums_.back() > 1, "sync batch_norm needs more than one value per channel over all processes, got ",
+                      sums_.back());
+    } else {
+      expect_batch(d);
+    }
+    B::batch_norm_forward_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_, sums_.back(),
+                               gamma_.data(), beta_.data(), r ? r->data() : nullptr, true, out_.data(),
+                               save_mean_.data(), save_invstd_.data(), running_mean_.data(), running_var_.data());
+    return out_;
   }
   void forward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
                       bool relu) {
@@ -230,7 +275,7 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   const tensor<T, B>* input_ = nullptr;
   const tensor<T, B>* dy_ = nullptr;
   bool synced_ = false;
-  std::vector<double> sums_;  // sync batch norm: per-channel sums and the count, summed over processes
+  std::vector<double> sums_;  // per-channel sums and the count (sync batch norm: summed over processes)
 };
 
 /// Batch normalisation spec: accepts any non-empty feature map, keeps its shape.

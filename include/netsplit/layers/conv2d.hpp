@@ -69,6 +69,21 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
     return out_;
   }
 
+  /// forward, and the shifted sums of the output per output channel, s1[m] = sum(y - shift[m])
+  /// and s2[m] = sum((y - shift[m])^2), taken as the output is stored
+  /// (B::conv2d_forward_sums; batch_norm_layer::forward_relu_after calls it).
+  const tensor<T, B>& forward_summed(typename B::context& ctx, const tensor<T, B>& x, phase, const T* shift,
+                                     double* s1, double* s2)
+    requires ConvWithSums<B, T>
+  {
+    detail::expect_input(x, In, in_c_, "conv2d");
+    input_ = &x;
+    const auto d = desc(static_cast<int>(x.dim(0)));
+    out_.resize({x.dim(0), out_c_, this->output_shape.height, this->output_shape.width});
+    B::conv2d_forward_sums(ctx, d, x.data(), weight_.data(), out_.data(), shift, s1, s2);
+    return out_;
+  }
+
   /// Inference through this convolution and the eval-mode batch norm `bn` after it, folded:
   /// out = conv(x, w * scale) + shift (+ *r) (then max(., 0) with relu), one pass over the
   /// output (B::batch_norm_fold, B::conv2d_forward_affine). No backward follows; the layer

@@ -42,11 +42,13 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
       const auto& s = shortcut.forward(ctx, x, p);
       return conv2.forward_folded(ctx, h, bn2, &s, true);
     }
-    const auto& h = conv2.forward(ctx, bn1.forward_relu(ctx, conv1.forward(ctx, x, p), p), p);
+    // each batch norm's statistics taken by the convolution before it, where the backend can
+    const auto& h = bn1.forward_relu_after(ctx, conv1, x, p);
     const auto& s = shortcut.forward(ctx, x, p);
-    NETSPLIT_EXPECT(s.shape() == h.shape(), "residual block: shortcut output ", s.shape(),
-                    " does not match the main path ", h.shape());
-    return bn2.forward_relu(ctx, h, p, &s);
+    const tensor_shape main_path{x.dim(0), conv2.out_channels(), mid_shape.height, mid_shape.width};
+    NETSPLIT_EXPECT(s.shape() == main_path, "residual block: shortcut output ", s.shape(),
+                    " does not match the main path ", main_path);
+    return bn2.forward_relu_after(ctx, conv2, h, p, &s);
   }
 
   /// The gradients that die with this backward (of the residual sum, and batch norms' input

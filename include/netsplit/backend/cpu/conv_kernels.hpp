@@ -21,6 +21,7 @@
 #include <immintrin.h>
 #endif
 
+#include "netsplit/backend/cpu/batch_norm_kernels.hpp"
 #include "netsplit/backend/cpu/context.hpp"
 #include "netsplit/backend/descriptors.hpp"
 #include "netsplit/core/errors.hpp"
@@ -330,11 +331,31 @@ struct kernels<float> {
 
 /// What conv2d_forward_affine adds to a convolution's output y: y = max(y + shift[m] + r, 0)
 /// (shift per output channel, r shaped like y; either may be null; the max only with relu).
+/// With s1 (conv2d_forward_sums), the engine also adds the shifted sums of each output
+/// channel's stored values, s1[m] += sum(y - stat_shift[m]), s2[m] += sum((y - stat_shift[m])^2),
+/// to the calling thread's sums: of_thread gives each thread its own (no two threads add to
+/// the same sums, so the result depends only on the shapes and the thread count).
 template <class T>
 struct conv_epilogue {
   const T* shift = nullptr;
   const T* residual = nullptr;
   bool relu = false;
+  const T* stat_shift = nullptr;
+  double* s1 = nullptr;  // [threads][2][M] for the whole call; one thread's [2][M] after of_thread
+  double* s2 = nullptr;
+  /// Whether the epilogue changes the stored values (else it only takes statistics).
+  bool writes() const { return shift || residual || relu; }
+  /// The same statistics, nothing written (for an engine that stored y before taking them).
+  conv_epilogue statistics_only() const { return {nullptr, nullptr, false, stat_shift, s1, s2}; }
+  /// Thread t's epilogue of a convolution with M output channels: its own sums.
+  conv_epilogue of_thread(int t, int M) const {
+    conv_epilogue e = *this;
+    if (s1) {
+      e.s1 = s1 + 2 * i64{M} * t;
+      e.s2 = e.s1 + M;
+    }
+    return e;
+  }
 };
 /// Applies e to one plane p of output channel m (`plane` values); r is the residual's plane
 /// (null when e has none).
@@ -349,6 +370,7 @@ void epilogue_plane(const conv_epilogue<T>& e, int m, i64 plane, T* __restrict p
     for (i64 i = 0; i < plane; ++i) p[i] += s;
   if (e.relu)
     for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
+  if (e.s1) cpu_bn::shifted_sums(p, 1, 0, plane, e.stat_shift[m], e.s1[m], e.s2[m]);
 }
 /// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
 /// same images (null when e has none).
@@ -683,6 +705,7 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
   ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* out = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(mtiles * kern::fwd_mr * ors));
+    const conv_epilogue<T> ept = ep ? ep->of_thread(t, M) : conv_epilogue<T>{};
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       pack_planes(g, cin, count, x + n0 * in_img, src, rs, n0 == b ? 0 : nb);
@@ -693,7 +716,7 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
         for (int m = 0; m < M; ++m) {
           T* ym = yn + (i64{n} * M + m) * plane;
           for (int oy = 0; oy < g.ho; ++oy) copy_row(ym + i64{oy} * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
-          if (ep) epilogue_plane(*ep, m, plane, ym, ep->residual ? ep->residual + (n0 * out_img + (ym - yn)) : nullptr);
+          if (ep) epilogue_plane(ept, m, plane, ym, ep->residual ? ep->residual + (n0 * out_img + (ym - yn)) : nullptr);
         }
     }
   });

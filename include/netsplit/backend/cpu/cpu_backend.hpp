@@ -130,6 +130,34 @@ struct cpu_backend {
     cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
   }
 
+  /// y = conv(x, w) and, per output channel m, the shifted sums of y that a training-mode
+  /// batch norm after it needs: s1[m] = sum(y - shift[m]), s2[m] = sum((y - shift[m])^2), the
+  /// values batch_norm_shifted_sums(y, shift) gives (summed in another order), taken from the
+  /// outputs as the engine stores them (with F(4x4, 3x3) and AVX-512 inside the output
+  /// transform) instead of in a pass of their own. Each thread sums its own images; the
+  /// threads' sums are added in thread order, so the result depends only on the shapes and
+  /// the thread count.
+  template <class T>
+  static void conv2d_forward_sums(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y, const T* shift,
+                                  double* s1, double* s2) {
+    namespace cc = detail::cpu_conv;
+    const int M = d.out_channels, used = std::min(d.batch, ctx.threads());
+    // thread 0's slot 7: the convolution engine uses it only in the weight gradient
+    double* part = ctx.scratch<double>(0, cc::slot_packed, static_cast<std::size_t>(2 * M * ctx.threads()));
+    std::fill(part, part + 2 * std::int64_t{M} * ctx.threads(), 0.0);
+    const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shift, part, nullptr};
+    cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
+    for (int m = 0; m < M; ++m) {
+      s1[m] = part[m];
+      s2[m] = part[M + m];
+    }
+    for (int t = 1; t < used; ++t)
+      for (int m = 0; m < M; ++m) {
+        s1[m] += part[2 * std::int64_t{M} * t + m];
+        s2[m] += part[2 * std::int64_t{M} * t + M + m];
+      }
+  }
+
   /// An eval-mode batch norm after a convolution, folded into it: w_out[m] = w[m] * scale[m],
   /// shift[m] = beta[m] - mean[m] * scale[m], scale[m] = gamma[m] / sqrt(var[m] + eps), with
   /// batch_norm_forward_eval's rounding of scale and shift; w holds d.channels rows of

@@ -647,7 +647,11 @@ struct f4x4 {
       if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);  // epilogue fused
 #elif defined(__AVX2__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) return winograd4::avx2::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);
+      if (v) {  // statistics from the chunk's planes while they are in cache
+        winograd4::avx2::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);
+        if (ep && ep->s1) apply_epilogue(ep->statistics_only(), count, M, i64{H} * W, y, nullptr);
+        return;
+      }
 #endif
     (void)v;
     winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);
@@ -765,6 +769,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
     T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * mes));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+    const conv_epilogue<T> ept = ep ? ep->of_thread(t, M) : conv_epilogue<T>{};
     for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
       const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
       const i64 used = count * tiles, qr = round_up(used, kern::fwd_step);
@@ -774,7 +779,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
         for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
         run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mes, tpad, qr);
       }
-      P::out(vector, mm, mes, tpad, M, H, W, count, y + n0 * out_img, row, ep,
+      P::out(vector, mm, mes, tpad, M, H, W, count, y + n0 * out_img, row, ep ? &ept : nullptr,
              ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
     }
   });

@@ -455,8 +455,38 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     }
 }
 
-/// Adds ep (conv_kernels.hpp; null: nothing) before storing; r is its residual at the
-/// chunk's first image.
+/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors, moved
+/// into double after 256 to 271 values per lane (checked once per 16 tiles) and at the
+/// channel's end, as cpu_bn::shifted_sums does every 256.
+struct lane_sums {
+  __m512 k, a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps();
+  int vectors = 0;  // added since the last flush
+  explicit lane_sums(float shift) : k(_mm512_set1_ps(shift)) {}
+  void add(__m512 z) { put(_mm512_sub_ps(z, k)); }
+  void add(__mmask16 mk, __m512 z) { put(_mm512_maskz_sub_ps(mk, z, k)); }
+  void put(__m512 d) {
+    a1 = _mm512_add_ps(a1, d);
+    a2 = _mm512_fmadd_ps(d, d, a2);
+    ++vectors;
+  }
+  void flush_every(double& s1, double& s2) {
+    if (vectors >= 256) flush(s1, s2);
+  }
+  void flush(double& s1, double& s2) {
+    alignas(64) float b1[16], b2[16];
+    _mm512_store_ps(b1, a1);
+    _mm512_store_ps(b2, a2);
+    for (int j = 0; j < 16; ++j) {
+      s1 += b1[j];
+      s2 += b2[j];
+    }
+    a1 = a2 = _mm512_setzero_ps();
+    vectors = 0;
+  }
+};
+
+/// Adds ep (conv_kernels.hpp; null: nothing) before storing, and takes its statistics of
+/// the stored values in the same pass; r is its residual at the chunk's first image.
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
                              const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
   const int TW = W / 4, gs = tile_group(TW);
@@ -466,11 +496,13 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu;
+    const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
+    lane_sums sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
+      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
       const __mmask16 valid = first_lanes(flat - t0);
       const i64 k = std::min<i64>(16, flat - t0);
       i64 off[16];  // off[g] starts tiles gs*g .. gs*g+gs-1 (k is a multiple of gs)
@@ -493,6 +525,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[q]));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (stats) sums.add(z);
             if (next) {
               vec::ahead(ya + off[q] + plane, true);
               if (ra) vec::ahead(ra + off[q] + plane, false);
@@ -509,6 +542,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (stats) sums.add(mk, z);
             if (next) {
               vec::ahead(ya + at + plane, true);
               if (ra) vec::ahead(ra + at + plane, false);
@@ -518,6 +552,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         }
       }
     }
+    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
   }
 }
 
