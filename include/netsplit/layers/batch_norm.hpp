@@ -82,13 +82,7 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   /// (no r) or, for the residual form, mask the gradient and call backward.
   const tensor<T, B>& forward_relu(typename B::context& ctx, const tensor<T, B>& x, phase p,
                                    const tensor<T, B>* r = nullptr) {
-    detail::expect_input(x, In, c_, "batch_norm");
-    NETSPLIT_EXPECT(!r || r->shape() == x.shape(), "batch_norm: residual ", r ? r->shape() : x.shape(),
-                    " does not match the input ", x.shape());
-    input_ = &x;
-    phase_ = p;
-    out_.resize(x.shape());
-    const auto d = desc(static_cast<int>(x.dim(0)));
+    const auto d = begin_relu(x, p, r);
     const T* rp = r ? r->data() : nullptr;
     synced_ = p == phase::train && syncs(ctx);
     if (synced_) {
@@ -118,9 +112,12 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
       if (p == phase::train) {
         NETSPLIT_EXPECT(conv.out_channels() == c_, "batch_norm: ", c_, " channels after a convolution of ",
                         conv.out_channels());
-        sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
+        sums_.resize(2 * static_cast<std::size_t>(c_) + 1);
         const auto& y = conv.forward_summed(ctx, x, p, running_mean_.data(), sums_.data(), sums_.data() + c_);
-        return forward_relu_from_sums(ctx, y, r);
+        const auto d = begin_relu(y, p, r);
+        synced_ = syncs(ctx);
+        forward_from_sums(ctx, d, y, r ? r->data() : nullptr, true);
+        return out_;
       }
     }
     return forward_relu(ctx, conv.forward(ctx, x, p), p, r);
@@ -184,17 +181,28 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     if constexpr (requires { ctx.batch_norm_sum; }) return static_cast<bool>(ctx.batch_norm_sum);
     else return false;
   }
-  /// forward_relu in phase::train with sums_ holding x's shifted sums about the running mean
-  /// (forward_relu_after).
-  const tensor<T, B>& forward_relu_from_sums(typename B::context& ctx, const tensor<T, B>& x, const tensor<T, B>* r) {
+  /// forward_relu's checks and bookkeeping; x's batch descriptor.
+  batch_norm_desc begin_relu(const tensor<T, B>& x, phase p, const tensor<T, B>* r) {
     detail::expect_input(x, In, c_, "batch_norm");
     NETSPLIT_EXPECT(!r || r->shape() == x.shape(), "batch_norm: residual ", r ? r->shape() : x.shape(),
                     " does not match the input ", x.shape());
     input_ = &x;
-    phase_ = phase::train;
+    phase_ = p;
     out_.resize(x.shape());
-    const auto d = desc(static_cast<int>(x.dim(0)));
-    synced_ = syncs(ctx);
+    return desc(static_cast<int>(x.dim(0)));
+  }
+  void forward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
+                      bool relu) {
+    if constexpr (requires { ctx.batch_norm_sum; }) {
+      sums_.resize(2 * static_cast<std::size_t>(c_) + 1);
+      B::batch_norm_shifted_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_);
+      forward_from_sums(ctx, d, x, r, relu);
+    }
+  }
+  /// Training-mode forward from sums_, x's shifted sums about the running mean (summed over
+  /// processes first when synced_).
+  void forward_from_sums(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
+                         bool relu) {
     sums_.back() = static_cast<double>(d.batch) * d.spatial;
     if (synced_) {
       if constexpr (requires { ctx.batch_norm_sum; }) ctx.batch_norm_sum(std::span<double>(sums_));
@@ -204,23 +212,8 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
       expect_batch(d);
     }
     B::batch_norm_forward_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_, sums_.back(),
-                               gamma_.data(), beta_.data(), r ? r->data() : nullptr, true, out_.data(),
-                               save_mean_.data(), save_invstd_.data(), running_mean_.data(), running_var_.data());
-    return out_;
-  }
-  void forward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
-                      bool relu) {
-    if constexpr (requires { ctx.batch_norm_sum; }) {
-      sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
-      B::batch_norm_shifted_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_);
-      sums_.back() = static_cast<double>(d.batch) * d.spatial;
-      ctx.batch_norm_sum(std::span<double>(sums_));
-      NETSPLIT_EXPECT(sums_.back() > 1, "sync batch_norm needs more than one value per channel over all processes, got ",
-                      sums_.back());
-      B::batch_norm_forward_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_,
-                                 sums_.back(), gamma_.data(), beta_.data(), r, relu, out_.data(), save_mean_.data(),
-                                 save_invstd_.data(), running_mean_.data(), running_var_.data());
-    }
+                               gamma_.data(), beta_.data(), r, relu, out_.data(), save_mean_.data(),
+                               save_invstd_.data(), running_mean_.data(), running_var_.data());
   }
   /// Both backwards: y is the forward's output when the ReLU was fused (dy is masked by
   /// y > 0), else null.
