@@ -119,13 +119,17 @@ TEST_CASE("splits preserve the function on VGG11 (every site, every strategy), R
         if (strategy == 1) expect_preserved(what.c_str(), net, ctx, {{site.name, f}}, 0, random_init{});
         if (strategy == 2) expect_preserved(what.c_str(), net, ctx, {{site.name, f}}, 0, gradient_direction{0.0});
       }
-    // k mixed splits at once on the full-width net: a repeated site, a grown filter, the last site
+    // k mixed splits at once on the full-width net: a repeated site, a grown filter, the last site.
+    // Train mode through 8 batch norms of up to 512 channels: 9.8e-6 measured with the batch
+    // norms' own statistics pass, 1.3e-5 with the statistics from the convolutions (float
+    // rounding either way; eval 4.6e-6 / 6.4e-6), hence the deep nets' tolerance
     vgg11<cpu, 10> full(4);
     warm_up(full, ctx);
     expect_preserved("vgg11 nine mixed splits", full, ctx,
                      {{"features.0", 3}, {"features.0", 64}, {"features.8", 100}, {"features.15", 0},
                       {"features.25", 511}, {"features.25", 512}, {"features.4", 7}, {"features.22", 1},
-                      {"features.11", 255}});
+                      {"features.11", 255}},
+                     0, net2wider{}, 5e-5);
   }
   // float rounding through 27 train-mode batch norms: 1.3e-5 measured for ResNet56 (ResNet20: < 1e-5)
   const double deep = 5e-5;
@@ -200,9 +204,30 @@ const ftensor& backward_each(Seq& s, cpu_context& ctx, const ftensor& dy, std::i
 }
 }  // namespace
 
-TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the separate layers") {
+// VGG's conv, batch norm, ReLU triples take the batch norm's training statistics from the
+// convolution (sequential_layer::sums): the pattern is recognised on the CPU backend
+using vgg_layers = vgg11<cpu, 10>::body_type::layers_type;
+static_assert(detail::sums_conv_bn_relu<std::tuple_element_t<0, vgg_layers>, std::tuple_element_t<1, vgg_layers>,
+                                        std::tuple_element_t<2, vgg_layers>, cpu_context, ftensor, float>);
+static_assert(!detail::sums_conv_bn_relu<std::tuple_element_t<1, vgg_layers>, std::tuple_element_t<2, vgg_layers>,
+                                         std::tuple_element_t<3, vgg_layers>, cpu_context, ftensor, float>);
+
+TEST_CASE("VGG's batch norm + ReLU pairs train as one pass: the separate layers' results (eval: to the bit)") {
+  // In phase::train each batch norm takes its statistics from the convolution before it
+  // (conv2d_forward_sums: the same sums in another order, about another shift), so train
+  // compares to rounding: max |a - b| <= 1e-4 max |b| per tensor; eval to the bit.
   for (const phase p : {phase::train, phase::eval}) {
     INFO((p == phase::train ? "train" : "eval"));
+    const auto same = [p](const std::vector<float>& a, const std::vector<float>& b) {
+      if (p == phase::eval) return a == b;
+      if (a.size() != b.size()) return false;
+      double worst = 0, scale = 1e-30;
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+        scale = std::max(scale, std::abs(double(b[i])));
+      }
+      return worst <= 1e-4 * scale;
+    };
     cpu_context ctx(2);
     vgg11<cpu, 10> fused(8, width_multiplier{0.25}), each(8, width_multiplier{0.25});
     warm_up(fused, ctx);
@@ -210,7 +235,7 @@ TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the se
     const auto x = random_images(4, 9);
     const auto& yf = fused.forward(ctx, x, p);
     const auto& ye = forward_each(each.body(), ctx, x, p);
-    CHECK(yf.to_host() == ye.to_host());
+    CHECK(same(yf.to_host(), ye.to_host()));
     ftensor dy(yf.shape());
     const auto noise = random_images(1, 3).to_host();
     std::vector<float> g(static_cast<std::size_t>(dy.numel()));
@@ -220,7 +245,7 @@ TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the se
     const auto dxe =
         backward_each(each.body(), ctx, dy, std::make_index_sequence<decltype(each)::body_type::size()>{}).to_host();
     CHECK(!dxf.empty());
-    CHECK(dxf == dxe);
+    CHECK(same(dxf, dxe));
     // features.1 and .2 (a batch norm and its ReLU) ran as one pass: one output tensor
     CHECK(&std::get<2>(fused.body().layers()).output() == &std::get<1>(fused.body().layers()).output());
     CHECK(&std::get<2>(each.body().layers()).output() != &std::get<1>(each.body().layers()).output());
@@ -229,7 +254,8 @@ TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the se
     each.visit_parameters([&](const std::string&, auto&, auto& d) { ge.push_back(d.to_host()); });
     fused.visit_buffers([&](const std::string&, auto& b) { gf.push_back(b.to_host()); });
     each.visit_buffers([&](const std::string&, auto& b) { ge.push_back(b.to_host()); });
-    CHECK(gf == ge);
+    REQUIRE(gf.size() == ge.size());
+    for (std::size_t k = 0; k < gf.size(); ++k) CHECK(same(gf[k], ge[k]));
     // the ReLUs' signals (what TPM metrics read): the same output and received gradient
     int relus = 0;
     std::apply([&](auto&... l) {
@@ -237,10 +263,10 @@ TEST_CASE("VGG's batch norm + ReLU pairs train as one pass, to the bit of the se
         (([&](auto& a, auto& b) {
            if constexpr (requires { a.adopt_fused(a.output()); }) {
              ++relus;
-             CHECK(a.output().to_host() == b.output().to_host());
+             CHECK(same(a.output().to_host(), b.output().to_host()));
              REQUIRE(a.output_grad() != nullptr);
              REQUIRE(b.output_grad() != nullptr);
-             CHECK(a.output_grad()->to_host() == b.output_grad()->to_host());
+             CHECK(same(a.output_grad()->to_host(), b.output_grad()->to_host()));
            }
          }(l, m)), ...);
       }, each.body().layers());

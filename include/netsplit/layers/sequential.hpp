@@ -63,6 +63,15 @@ concept fuses_bn_relu = requires(BN& bn, R& r, Ctx& ctx, const X& x, phase p) {
   r.adopt_fused(x);
   r.backward_fused(x);
 };
+/// C, BN, R are a convolution, the batch norm after it and a ReLU fused with it, on a backend
+/// whose convolution returns the batch norm's statistics (ConvWithSums): in phase::train the
+/// batch norm takes them from the convolution (BN::forward_relu_after).
+template <class C, class BN, class R, class Ctx, class X, class T>
+concept sums_conv_bn_relu = fuses_bn_relu<BN, R, Ctx, X> && requires(C& c, BN& bn, Ctx& ctx, const X& x, phase p,
+                                                                     const T* k, double* s) {
+  c.forward_summed(ctx, x, p, k, s, s);
+  bn.forward_relu_after(ctx, c, x, p);
+};
 }  // namespace detail
 
 /// Reports a composition error: instantiated only for a failing chain, so the compiler's
@@ -124,7 +133,9 @@ class sequential_layer {
   /// Otherwise every batch norm followed by a ReLU runs as one pass (forward_relu: the
   /// ReLU's output() is the batch norm's), and backward differentiates both in one
   /// (backward_relu): the ReLU's own passes over its input and gradient, and its two
-  /// tensors, are not needed. The results are the same to the bit.
+  /// tensors, are not needed. The results are the same to the bit, except that in
+  /// phase::train a batch norm after a convolution takes its statistics from the convolution
+  /// where the backend can (batch_norm_layer::forward_relu_after): the same to rounding.
   const tensor<T, B>& forward(context_type& ctx, const tensor<T, B>& x, phase p) {
     if (p == phase::infer) return forward_infer<0>(ctx, x);
     return forward_fused<0>(ctx, x, p);
@@ -235,10 +246,25 @@ class sequential_layer {
                                    context_type, tensor<T, B>>;
     }
   }
+  /// Children I, I+1, I+2 are a convolution, its batch norm and a fused ReLU, the batch norm
+  /// taking its training statistics from the convolution.
+  template <std::size_t I>
+  static constexpr bool sums() {
+    if constexpr (I + 2 >= count) {
+      return false;
+    } else {
+      return detail::sums_conv_bn_relu<std::tuple_element_t<I, layers_type>, std::tuple_element_t<I + 1, layers_type>,
+                                       std::tuple_element_t<I + 2, layers_type>, context_type, tensor<T, B>, T>;
+    }
+  }
   template <std::size_t I>
   const tensor<T, B>& forward_fused(context_type& ctx, const tensor<T, B>& x, phase p) {
     if constexpr (I == count) {
       return x;
+    } else if constexpr (sums<I>()) {
+      const auto& y = std::get<I + 1>(layers_).forward_relu_after(ctx, std::get<I>(layers_), x, p);
+      std::get<I + 2>(layers_).adopt_fused(y);
+      return forward_fused<I + 3>(ctx, y, p);
     } else if constexpr (fuses<I>()) {
       const auto& y = std::get<I>(layers_).forward_relu(ctx, x, p);
       std::get<I + 1>(layers_).adopt_fused(y);

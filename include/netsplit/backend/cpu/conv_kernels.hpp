@@ -343,8 +343,6 @@ struct conv_epilogue {
   const T* stat_shift = nullptr;
   double* s1 = nullptr;  // [threads][2][M] for the whole call; one thread's [2][M] after of_thread
   double* s2 = nullptr;
-  /// The same statistics, nothing written (for an engine that stored y before taking them).
-  conv_epilogue statistics_only() const { return {nullptr, nullptr, false, stat_shift, s1, s2}; }
   /// Thread t's epilogue of a convolution with M output channels: its own sums.
   conv_epilogue of_thread(int t, int M) const {
     conv_epilogue e = *this;

@@ -647,11 +647,7 @@ struct f4x4 {
       if (v) return winograd4::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);  // epilogue fused
 #elif defined(__AVX2__) && defined(__FMA__)
     if constexpr (std::is_same_v<T, float>)
-      if (v) {  // statistics from the chunk's planes while they are in cache
-        winograd4::avx2::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);
-        if (ep && ep->s1) apply_epilogue(ep->statistics_only(), count, M, i64{H} * W, y, nullptr);
-        return;
-      }
+      if (v) return winograd4::avx2::transform_output(mm, es, tpad, M, H, W, count, y, ep, r);
 #endif
     (void)v;
     winograd4::transform_output<T>(mm, es, tpad, M, H, W, count, y);

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
@@ -341,6 +342,36 @@ inline void ahead(const float* p, bool write) {
   else
     __builtin_prefetch(p, 0, 3);
 }
+/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors of V,
+/// moved into double after 256 to 271 values per lane (checked once per block of tiles) and
+/// at the channel's end, as cpu_bn::shifted_sums does every 256.
+template <class V>
+struct lane_sums {
+  static constexpr int lanes = sizeof(V) / sizeof(float);
+  V k, a1{}, a2{};
+  int vectors = 0;  // added since the last flush
+  explicit lane_sums(float shift) : k(splat<V>(shift)) {}
+  void add(V z) { put(sub(z, k)); }
+  void put(V d) {
+    a1 = vec::add(a1, d);
+    a2 = fmadd(d, d, a2);
+    ++vectors;
+  }
+  void flush_every(double& s1, double& s2) {
+    if (vectors >= 256) flush(s1, s2);
+  }
+  void flush(double& s1, double& s2) {
+    alignas(64) float b1[lanes], b2[lanes];
+    std::memcpy(b1, &a1, sizeof a1);
+    std::memcpy(b2, &a2, sizeof a2);
+    for (int j = 0; j < lanes; ++j) {
+      s1 += b1[j];
+      s2 += b2[j];
+    }
+    a1 = a2 = V{};
+    vectors = 0;
+  }
+};
 }  // namespace vec
 
 /// Images whose tiles transform_input's second stage takes together: at least 16 tiles.
@@ -455,36 +486,6 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     }
 }
 
-/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors, moved
-/// into double after 256 to 271 values per lane (checked once per 16 tiles) and at the
-/// channel's end, as cpu_bn::shifted_sums does every 256.
-struct lane_sums {
-  __m512 k, a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps();
-  int vectors = 0;  // added since the last flush
-  explicit lane_sums(float shift) : k(_mm512_set1_ps(shift)) {}
-  void add(__m512 z) { put(_mm512_sub_ps(z, k)); }
-  void add(__mmask16 mk, __m512 z) { put(_mm512_maskz_sub_ps(mk, z, k)); }
-  void put(__m512 d) {
-    a1 = _mm512_add_ps(a1, d);
-    a2 = _mm512_fmadd_ps(d, d, a2);
-    ++vectors;
-  }
-  void flush_every(double& s1, double& s2) {
-    if (vectors >= 256) flush(s1, s2);
-  }
-  void flush(double& s1, double& s2) {
-    alignas(64) float b1[16], b2[16];
-    _mm512_store_ps(b1, a1);
-    _mm512_store_ps(b2, a2);
-    for (int j = 0; j < 16; ++j) {
-      s1 += b1[j];
-      s2 += b2[j];
-    }
-    a1 = a2 = _mm512_setzero_ps();
-    vectors = 0;
-  }
-};
-
 /// Adds ep (conv_kernels.hpp; null: nothing) before storing, and takes its statistics of
 /// the stored values in the same pass; r is its residual at the chunk's first image.
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
@@ -499,7 +500,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
-    lane_sums sums(stats ? ep->stat_shift[m] : 0.f);
+    vec::lane_sums<__m512> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
@@ -542,7 +543,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (stats) sums.add(mk, z);
+            if (stats) sums.put(_mm512_maskz_sub_ps(mk, z, sums.k));
             if (next) {
               vec::ahead(ya + at + plane, true);
               if (ra) vec::ahead(ra + at + plane, false);
@@ -729,10 +730,12 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu;
+    const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
+    vec::lane_sums<__m256> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{1, TH, 4, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
       const i64 k = std::min<i64>(8, flat - t0);
       i64 off[8];
       walk.next(off, k);
@@ -747,6 +750,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
           __m256 o = sh ? _mm256_add_ps(tile[h][l], shift) : tile[h][l];
           if (rm) o = _mm256_add_ps(o, _mm256_loadu_ps(rm + off[l] + 8 * h));
           if (relu) o = _mm256_max_ps(o, zero);
+          if (stats) sums.add(o);
           if (m + 1 < M) {
             vec::ahead(ym + off[l] + 8 * h + plane, true);
             if (rm) vec::ahead(rm + off[l] + 8 * h + plane, false);
@@ -754,6 +758,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
           _mm256_storeu_ps(ym + off[l] + 8 * h, o);
         }
     }
+    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
   }
 }
 
@@ -857,8 +862,8 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     }
 }
 
-/// As the AVX-512 transform_output, with the epilogue ep fused (null: none; r its residual
-/// at the chunk's first image).
+/// As the AVX-512 transform_output, with the epilogue ep fused and its statistics taken
+/// (null: none; r its residual at the chunk's first image).
 inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, int W, int count, float* y,
                              const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
   if (W == 4) return transform_output_w4(mm, es, tpad, M, H, count, y, ep, r);
@@ -869,10 +874,12 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu, add = sh || rm;
+    const bool relu = ep && ep->relu, add = sh || rm, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
+    vec::lane_sums<__m256> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
+      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
       const i64 k = std::min<i64>(8, flat - t0);  // even: TW is
       i64 off[4];  // off[q] starts tiles 2q, 2q+1
       walk.next_groups(off, k / 2, 2);
@@ -890,6 +897,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           __m256 o = add ? _mm256_add_ps(pair[q], shift) : pair[q];
           if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[q]));
           if (relu) o = _mm256_max_ps(o, zero);
+          if (stats) sums.add(o);
           if (m + 1 < M) {
             vec::ahead(ya + off[q] + plane, true);
             if (ra) vec::ahead(ra + off[q] + plane, false);
@@ -898,6 +906,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         }
       }
     }
+    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
   }
 }
 
