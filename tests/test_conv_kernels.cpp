@@ -346,13 +346,17 @@ void check_affine(const conv2d_desc& d, cpu_conv_algorithm algorithm, double tol
 }
 }  // namespace
 
+// The epilogues' shapes: ResNet's (F(4x4) vector transforms, all 16 lanes stored), masked
+// groups (widths 8 and 12, 20 rows), the scalar F(4x4) and F(2x2) paths (W = 4), the direct
+// engine (stride 2, 1x1)
+const conv2d_desc epilogue_shapes[] = {
+    {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
+    {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
+    {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
+};
+
 TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual, then relu") {
-  const conv2d_desc shapes[] = {
-      {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
-      {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
-      {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
-  };
-  for (const auto& d : shapes)
+  for (const auto& d : epilogue_shapes)
     for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
                            cpu_conv_algorithm::winograd_4x4}) {
       check_affine<float>(d, algorithm, 1e-6);
@@ -402,15 +406,11 @@ void check_sums(const conv2d_desc& d, cpu_conv_algorithm algorithm, int threads,
 }  // namespace
 
 TEST_CASE("conv2d_forward_sums: the convolution's output, and its shifted sums per channel") {
-  // ResNet's shapes (F(4x4) vector transforms, all 16 lanes stored), masked groups (widths 8
-  // and 12, 20 rows), the scalar F(4x4) and F(2x2) paths, the direct engine (stride 2, 1x1),
-  // batch 1 on two threads (one thread idle), chunks of several images with a shorter last
-  const conv2d_desc shapes[] = {
-      {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
-      {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
-      {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
-      {1, 16, 16, 32, 32, 3, 1, 1}, {37, 16, 16, 32, 32, 3, 1, 1},
-  };
+  // the epilogues' shapes, and batch 1 on two threads (one thread idle), 37 images (chunks of
+  // several images with a shorter last)
+  std::vector<conv2d_desc> shapes(std::begin(epilogue_shapes), std::end(epilogue_shapes));
+  shapes.push_back({1, 16, 16, 32, 32, 3, 1, 1});
+  shapes.push_back({37, 16, 16, 32, 32, 3, 1, 1});
   for (const auto& d : shapes)
     for (auto algorithm : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::direct, cpu_conv_algorithm::winograd_2x2,
                            cpu_conv_algorithm::winograd_4x4})

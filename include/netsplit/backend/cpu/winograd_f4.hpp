@@ -342,12 +342,27 @@ inline void ahead(const float* p, bool write) {
   else
     __builtin_prefetch(p, 0, 3);
 }
-/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors of V,
-/// moved into double after 256 to 271 values per lane (checked once per block of tiles) and
-/// at the channel's end, as cpu_bn::shifted_sums does every 256.
-template <class V>
+/// The float vector of `Lanes` lanes (named through this, not as a template argument, whose
+/// alignment attribute GCC would drop with a warning).
+template <int Lanes>
+struct vector_of;
+template <>
+struct vector_of<8> {
+  using type = __m256;
+};
+#if defined(__AVX512F__)
+template <>
+struct vector_of<16> {
+  using type = __m512;
+};
+#endif
+/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors, moved
+/// into double after 256 to 271 values per lane (checked once per block of tiles) and at the
+/// channel's end, as cpu_bn::shifted_sums does every 256.
+template <int Lanes>
 struct lane_sums {
-  static constexpr int lanes = sizeof(V) / sizeof(float);
+  using V = typename vector_of<Lanes>::type;
+  static constexpr int lanes = Lanes;
   V k, a1{}, a2{};
   int vectors = 0;  // added since the last flush
   explicit lane_sums(float shift) : k(splat<V>(shift)) {}
@@ -500,7 +515,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
-    vec::lane_sums<__m512> sums(stats ? ep->stat_shift[m] : 0.f);
+    vec::lane_sums<16> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
@@ -732,7 +747,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
     const float* sh = ep ? ep->shift : nullptr;
     const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    vec::lane_sums<__m256> sums(stats ? ep->stat_shift[m] : 0.f);
+    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{1, TH, 4, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
@@ -876,7 +891,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const float* sh = ep ? ep->shift : nullptr;
     const bool relu = ep && ep->relu, add = sh || rm, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    vec::lane_sums<__m256> sums(stats ? ep->stat_shift[m] : 0.f);
+    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : 0.f);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
