@@ -365,15 +365,15 @@ TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual
 }
 
 namespace {
-// conv2d_forward_sums: the output bit for bit conv2d_forward's; the sums those of that output
-// about the shift, summed in double (float: within 1e-5 of the sum of magnitudes, the lane
-// partials being float; double: 1e-12).
+// conv2d_forward_sums: the output bit for bit conv2d_forward's; the shift a value of its
+// channel (the first image's first); the sums those of the output about the shift, summed in
+// double (float: within 1e-5 of the sum of magnitudes, the lane partials being float; double:
+// 1e-12).
 template <class T>
 void check_sums(const conv2d_desc& d, cpu_conv_algorithm algorithm, int threads, double tol) {
   const auto xs = random_values(std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width, 11);
   const auto ws = random_values(d.weight_count(), 12);
-  const auto ks = random_values(d.out_channels, 13);
-  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), shift(ks.begin(), ks.end());
+  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), shift(static_cast<std::size_t>(d.out_channels));
   const std::int64_t plane = std::int64_t{d.out_height()} * d.out_width(), ny = std::int64_t{d.batch} * d.out_channels * plane;
   cpu_context ctx(threads);
   ctx.set_conv_algorithm(algorithm);
@@ -384,6 +384,7 @@ void check_sums(const conv2d_desc& d, cpu_conv_algorithm algorithm, int threads,
   INFO(to_string(algorithm), " ", describe(d), ", ", threads, " threads");
   CHECK(std::memcmp(got.data(), plain.data(), got.size() * sizeof(T)) == 0);
   for (int m = 0; m < d.out_channels; ++m) {
+    CHECK(shift[static_cast<std::size_t>(m)] == plain[static_cast<std::size_t>(m * plane)]);
     double r1 = 0, r2 = 0, a1 = 0;
     for (int n = 0; n < d.batch; ++n)
       for (std::int64_t i = 0; i < plane; ++i) {
@@ -399,9 +400,11 @@ void check_sums(const conv2d_desc& d, cpu_conv_algorithm algorithm, int threads,
   }
   // the same call again gives the same bits (each thread's sums start from zero)
   std::vector<double> t1(s1.size()), t2(s2.size());
-  cpu_backend::conv2d_forward_sums(ctx, d, x.data(), w.data(), got.data(), shift.data(), t1.data(), t2.data());
+  std::vector<T> k2(shift.size());
+  cpu_backend::conv2d_forward_sums(ctx, d, x.data(), w.data(), got.data(), k2.data(), t1.data(), t2.data());
   CHECK(t1 == s1);
   CHECK(t2 == s2);
+  CHECK(k2 == shift);
 }
 }  // namespace
 

@@ -75,13 +75,13 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
 };
 
 /// Optional: a convolution that also returns the shifted sums of its output per channel
-/// (B::conv2d_forward_sums, cpu_backend), with the split batch-norm forward that takes them
-/// (batch_norm_forward_sums): a training-mode batch norm after the convolution then makes no
-/// statistics pass of its own. Backends without it run the two layers separately.
+/// (B::conv2d_forward_sums, cpu_backend; host memory), with the split batch-norm forward that
+/// takes them (batch_norm_forward_sums): a training-mode batch norm after the convolution then
+/// makes no statistics pass of its own. Backends without it run the two layers separately.
 template <class B, class T = float>
 concept ConvWithSums = Backend<B, T> && requires(typename B::context& ctx, T* p, const T* cp, double* s,
                                                  const double* cs, const conv2d_desc& cd, const batch_norm_desc& bd) {
-  B::conv2d_forward_sums(ctx, cd, cp, cp, p, cp, s, s);
+  B::conv2d_forward_sums(ctx, cd, cp, cp, p, p, s, s);
   B::batch_norm_forward_sums(ctx, bd, cp, cp, cs, cs, 1.0, cp, cp, cp, true, p, p, p, p, p);
 };
 

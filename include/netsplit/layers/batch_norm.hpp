@@ -101,10 +101,11 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   }
   /// conv, then forward_relu(ctx, conv's output, p, r), as one pass fewer where the backend
   /// can (B::conv2d_forward_sums, in phase::train): the convolution takes this batch norm's
-  /// statistics while it stores its output, shifted by the running mean (as sync batch norm
-  /// sums them), so the batch norm does not read that output for them. The statistics are
-  /// the same sums taken in another order and about another shift: equal to rounding
-  /// (tests/test_layers.cpp). `conv` is a conv2d_layer with this layer's channels as outputs.
+  /// statistics while it stores its output, about one of each channel's values, so the batch
+  /// norm does not read that output for them (with sync batch norm they are moved to the
+  /// running mean in double, the shift every process shares). The statistics are the same
+  /// sums taken in another order: equal to rounding (tests/test_layers.cpp). `conv` is a
+  /// conv2d_layer with this layer's channels as outputs.
   template <class Conv>
   const tensor<T, B>& forward_relu_after(typename B::context& ctx, Conv& conv, const tensor<T, B>& x, phase p,
                                          const tensor<T, B>* r = nullptr) {
@@ -112,11 +113,25 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
       if (p == phase::train) {
         NETSPLIT_EXPECT(conv.out_channels() == c_, "batch_norm: ", c_, " channels after a convolution of ",
                         conv.out_channels());
+        static_assert(B::host_memory, "batch_norm: ConvWithSums backends keep tensors in host memory");
         sums_.resize(2 * static_cast<std::size_t>(c_) + 1);
-        const auto& y = conv.forward_summed(ctx, x, p, running_mean_.data(), sums_.data(), sums_.data() + c_);
+        sum_shift_.resize({c_});
+        double* s1 = sums_.data();
+        double* s2 = s1 + c_;
+        const auto& y = conv.forward_summed(ctx, x, p, sum_shift_.data(), s1, s2);
         const auto d = begin_relu(y, p, r);
         synced_ = syncs(ctx);
-        forward_from_sums(ctx, d, y, r ? r->data() : nullptr, true);
+        if (synced_) {  // every process's sums about the running mean: sum (y - rm)^k from sum (y - k)^k
+          const double n = static_cast<double>(d.batch) * d.spatial;
+          for (int c = 0; c < c_; ++c) {
+            const double dk = static_cast<double>(sum_shift_.data()[c]) - static_cast<double>(running_mean_.data()[c]);
+            s2[c] += dk * (2 * s1[c] + n * dk);
+            s1[c] += n * dk;
+          }
+          forward_from_sums(ctx, d, y, running_mean_.data(), r ? r->data() : nullptr, true);
+        } else {
+          forward_from_sums(ctx, d, y, sum_shift_.data(), r ? r->data() : nullptr, true);
+        }
         return out_;
       }
     }
@@ -196,13 +211,13 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     if constexpr (requires { ctx.batch_norm_sum; }) {
       sums_.resize(2 * static_cast<std::size_t>(c_) + 1);
       B::batch_norm_shifted_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_);
-      forward_from_sums(ctx, d, x, r, relu);
+      forward_from_sums(ctx, d, x, running_mean_.data(), r, relu);
     }
   }
-  /// Training-mode forward from sums_, x's shifted sums about the running mean (summed over
-  /// processes first when synced_).
-  void forward_from_sums(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* r,
-                         bool relu) {
+  /// Training-mode forward from sums_, x's sums shifted by `shift` (summed over processes
+  /// first when synced_; the shift is then the running mean).
+  void forward_from_sums(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& x, const T* shift,
+                         const T* r, bool relu) {
     sums_.back() = static_cast<double>(d.batch) * d.spatial;
     if (synced_) {
       if constexpr (requires { ctx.batch_norm_sum; }) ctx.batch_norm_sum(std::span<double>(sums_));
@@ -211,7 +226,7 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     } else {
       expect_batch(d);
     }
-    B::batch_norm_forward_sums(ctx, d, x.data(), running_mean_.data(), sums_.data(), sums_.data() + c_, sums_.back(),
+    B::batch_norm_forward_sums(ctx, d, x.data(), shift, sums_.data(), sums_.data() + c_, sums_.back(),
                                gamma_.data(), beta_.data(), r, relu, out_.data(), save_mean_.data(),
                                save_invstd_.data(), running_mean_.data(), running_var_.data());
   }
@@ -269,6 +284,7 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
   const tensor<T, B>* dy_ = nullptr;
   bool synced_ = false;
   std::vector<double> sums_;  // per-channel sums and the count (sync batch norm: summed over processes)
+  tensor<T, B> sum_shift_;    // forward_relu_after: the values the convolution's sums are taken about
 };
 
 /// Batch normalisation spec: accepts any non-empty feature map, keeps its shape.

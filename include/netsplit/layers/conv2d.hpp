@@ -70,10 +70,11 @@ class conv2d_layer : public layer_base<T, B, In, (fmap_shape{OutChannels, window
   }
 
   /// forward, and the shifted sums of the output per output channel, s1[m] = sum(y - shift[m])
-  /// and s2[m] = sum((y - shift[m])^2), taken as the output is stored
-  /// (B::conv2d_forward_sums; batch_norm_layer::forward_relu_after calls it).
-  const tensor<T, B>& forward_summed(typename B::context& ctx, const tensor<T, B>& x, phase, const T* shift,
-                                     double* s1, double* s2)
+  /// and s2[m] = sum((y - shift[m])^2) about shift[m], one of channel m's values (written
+  /// here), taken as the output is stored (B::conv2d_forward_sums;
+  /// batch_norm_layer::forward_relu_after calls it).
+  const tensor<T, B>& forward_summed(typename B::context& ctx, const tensor<T, B>& x, phase, T* shift, double* s1,
+                                     double* s2)
     requires ConvWithSums<B, T>
   {
     detail::expect_input(x, In, in_c_, "conv2d");

@@ -68,7 +68,7 @@ concept fuses_bn_relu = requires(BN& bn, R& r, Ctx& ctx, const X& x, phase p) {
 /// batch norm takes them from the convolution (BN::forward_relu_after).
 template <class C, class BN, class R, class Ctx, class X, class T>
 concept sums_conv_bn_relu = fuses_bn_relu<BN, R, Ctx, X> && requires(C& c, BN& bn, Ctx& ctx, const X& x, phase p,
-                                                                     const T* k, double* s) {
+                                                                     T* k, double* s) {
   c.forward_summed(ctx, x, p, k, s, s);
   bn.forward_relu_after(ctx, c, x, p);
 };

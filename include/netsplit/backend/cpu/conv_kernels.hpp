@@ -333,22 +333,26 @@ struct kernels<float> {
 /// (shift per output channel, r shaped like y; either may be null; the max only with relu).
 /// With s1 (conv2d_forward_sums), the engine also adds the shifted sums of each output
 /// channel's stored values, s1[m] += sum(y - stat_shift[m]), s2[m] += sum((y - stat_shift[m])^2),
-/// to the calling thread's sums: of_thread gives each thread its own (no two threads add to
-/// the same sums, so the result depends only on the shapes and the thread count).
+/// to the calling thread's sums, about the thread's own shift: stat_shift[m] starts as NaN
+/// and becomes the first value the thread stores for channel m (a value near the channel's
+/// mean, which keeps s2 - s1^2 / n well conditioned). of_thread gives each thread its own sums
+/// and shifts (no two threads touch the same ones, so the result depends only on the shapes
+/// and the thread count).
 template <class T>
 struct conv_epilogue {
   const T* shift = nullptr;
   const T* residual = nullptr;
   bool relu = false;
-  const T* stat_shift = nullptr;
-  double* s1 = nullptr;  // [threads][2][M] for the whole call; one thread's [2][M] after of_thread
+  T* stat_shift = nullptr;  // [threads][M] for the whole call; one thread's [M] after of_thread
+  double* s1 = nullptr;     // [threads][2][M] for the whole call; one thread's [2][M] after of_thread
   double* s2 = nullptr;
-  /// Thread t's epilogue of a convolution with M output channels: its own sums.
+  /// Thread t's epilogue of a convolution with M output channels: its own sums and shifts.
   conv_epilogue of_thread(int t, int M) const {
     conv_epilogue e = *this;
     if (s1) {
       e.s1 = s1 + 2 * i64{M} * t;
       e.s2 = e.s1 + M;
+      e.stat_shift = stat_shift + i64{M} * t;
     }
     return e;
   }
@@ -366,7 +370,10 @@ void epilogue_plane(const conv_epilogue<T>& e, int m, i64 plane, T* __restrict p
     for (i64 i = 0; i < plane; ++i) p[i] += s;
   if (e.relu)
     for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
-  if (e.s1) cpu_bn::shifted_sums(p, 1, 0, plane, e.stat_shift[m], e.s1[m], e.s2[m]);
+  if (e.s1) {
+    if (e.stat_shift[m] != e.stat_shift[m]) e.stat_shift[m] = p[0];  // the thread's first value
+    cpu_bn::shifted_sums(p, 1, 0, plane, e.stat_shift[m], e.s1[m], e.s2[m]);
+  }
 }
 /// Applies e to `count` images of M planes of `plane` values at y; r is the residual at the
 /// same images (null when e has none).

@@ -131,31 +131,40 @@ struct cpu_backend {
   }
 
   /// y = conv(x, w) and, per output channel m, the shifted sums of y that a training-mode
-  /// batch norm after it needs: s1[m] = sum(y - shift[m]), s2[m] = sum((y - shift[m])^2), the
-  /// values batch_norm_shifted_sums(y, shift) gives (summed in another order), taken from the
-  /// outputs as the engine stores them (with F(4x4, 3x3) and AVX-512 inside the output
-  /// transform) instead of in a pass of their own. Each thread sums its own images; the
-  /// threads' sums are added in thread order, so the result depends only on the shapes and
-  /// the thread count.
+  /// batch norm after it needs: s1[m] = sum(y - shift[m]), s2[m] = sum((y - shift[m])^2) about
+  /// shift[m], a value of y's channel m that this call writes (the first one the first thread
+  /// stores), as batch_norm_forward_train takes its statistics about one of the channel's
+  /// values; the sums are taken from the outputs as the engine stores them (with F(4x4, 3x3)
+  /// inside the output transform) instead of in a pass of their own. Each thread sums its
+  /// own images about its own first value; the threads' sums are moved to shift[m] in double
+  /// and added in thread order, so the result depends only on the shapes and the thread count.
   template <class T>
-  static void conv2d_forward_sums(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y, const T* shift,
+  static void conv2d_forward_sums(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y, T* shift,
                                   double* s1, double* s2) {
     namespace cc = detail::cpu_conv;
-    const int M = d.out_channels, used = std::min(d.batch, ctx.threads());
-    // thread 0's slot 7: the convolution engine uses it only in the weight gradient
-    double* part = ctx.scratch<double>(0, cc::slot_packed, static_cast<std::size_t>(2 * M * ctx.threads()));
-    std::fill(part, part + 2 * std::int64_t{M} * ctx.threads(), 0.0);
-    const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shift, part, nullptr};
+    const int M = d.out_channels, threads = ctx.threads(), used = std::min(d.batch, threads);
+    // thread 0's slot 7 (the convolution engine uses it only in the weight gradient): each
+    // thread's sums [2][M], then its shifts [M]
+    const std::size_t sums = 2 * static_cast<std::size_t>(M) * threads;
+    double* part = ctx.scratch<double>(0, cc::slot_packed, sums + (static_cast<std::size_t>(M) * threads * sizeof(T) + 7) / 8);
+    T* shifts = reinterpret_cast<T*>(part + sums);
+    std::fill(part, part + sums, 0.0);
+    std::fill(shifts, shifts + std::int64_t{M} * threads, std::numeric_limits<T>::quiet_NaN());
+    const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shifts, part, nullptr};
     cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
+    const double plane = static_cast<double>(d.out_height()) * d.out_width();
     for (int m = 0; m < M; ++m) {
+      shift[m] = shifts[m];
       s1[m] = part[m];
       s2[m] = part[M + m];
-    }
-    for (int t = 1; t < used; ++t)
-      for (int m = 0; m < M; ++m) {
-        s1[m] += part[2 * std::int64_t{M} * t + m];
-        s2[m] += part[2 * std::int64_t{M} * t + M + m];
+      for (int t = 1; t < used; ++t) {  // thread t's images [batch t / used, batch (t+1) / used)
+        const double n = plane * (std::int64_t{d.batch} * (t + 1) / used - std::int64_t{d.batch} * t / used);
+        const double dk = static_cast<double>(shifts[std::int64_t{M} * t + m]) - static_cast<double>(shift[m]);
+        const double t1 = part[2 * std::int64_t{M} * t + m], t2 = part[2 * std::int64_t{M} * t + M + m];
+        s2[m] += t2 + dk * (2 * t1 + n * dk);  // sum (y - shift)^2 = sum ((y - k_t) + dk)^2
+        s1[m] += t1 + n * dk;
       }
+    }
   }
 
   /// An eval-mode batch norm after a convolution, folded into it: w_out[m] = w[m] * scale[m],

@@ -358,15 +358,25 @@ struct vector_of<16> {
 #endif
 /// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors, moved
 /// into double after 256 to 271 values per lane (checked once per block of tiles) and at the
-/// channel's end, as cpu_bn::shifted_sums does every 256.
+/// channel's end, as cpu_bn::shifted_sums does every 256. The shift is the thread's slot for
+/// the channel; while that is NaN, the first value added (lane 0) becomes it.
 template <int Lanes>
 struct lane_sums {
   using V = typename vector_of<Lanes>::type;
   static constexpr int lanes = Lanes;
+  float& shift;
   V k, a1{}, a2{};
   int vectors = 0;  // added since the last flush
-  explicit lane_sums(float shift) : k(splat<V>(shift)) {}
-  void add(V z) { put(sub(z, k)); }
+  explicit lane_sums(float& slot) : shift(slot), k(splat<V>(slot)) {}
+  /// The shift, taken from z's lane 0 if the slot has none yet.
+  V shift_for(V z) {
+    if (shift != shift) [[unlikely]] {
+      std::memcpy(&shift, &z, sizeof(float));
+      k = splat<V>(shift);
+    }
+    return k;
+  }
+  void add(V z) { put(sub(z, shift_for(z))); }
   void put(V d) {
     a1 = vec::add(a1, d);
     a2 = fmadd(d, d, a2);
@@ -515,7 +525,8 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
-    vec::lane_sums<16> sums(stats ? ep->stat_shift[m] : 0.f);
+    float unused_shift = 0.f;
+    vec::lane_sums<16> sums(stats ? ep->stat_shift[m] : unused_shift);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
@@ -558,7 +569,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (stats) sums.put(_mm512_maskz_sub_ps(mk, z, sums.k));
+            if (stats) sums.put(_mm512_maskz_sub_ps(mk, z, sums.shift_for(z)));  // lane 0 is in mk
             if (next) {
               vec::ahead(ya + at + plane, true);
               if (ra) vec::ahead(ra + at + plane, false);
@@ -747,7 +758,8 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
     const float* sh = ep ? ep->shift : nullptr;
     const bool relu = ep && ep->relu, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : 0.f);
+    float unused_shift = 0.f;
+    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : unused_shift);
     vec::tile_walk walk{1, TH, 4, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
@@ -891,7 +903,8 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const float* sh = ep ? ep->shift : nullptr;
     const bool relu = ep && ep->relu, add = sh || rm, stats = ep && ep->s1;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : 0.f);
+    float unused_shift = 0.f;
+    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : unused_shift);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
       if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
