@@ -356,23 +356,32 @@ struct vector_of<16> {
   using type = __m512;
 };
 #endif
-/// A channel's shifted sums (conv_epilogue's statistics) in the lanes of two vectors, moved
-/// into double after 256 to 271 values per lane (checked once per block of tiles) and at the
-/// channel's end, as cpu_bn::shifted_sums does every 256. The shift is the thread's slot for
-/// the channel; while that is NaN, the first value added (lane 0) becomes it.
+/// Channel m's shifted sums for ep's statistics (inactive, `!sums`, when ep takes none) in
+/// the lanes of two vectors, moved into ep's double sums after 256 to 271 values per lane
+/// (checked once per block of tiles) and at the channel's end, as cpu_bn::shifted_sums does
+/// every 256. The shift is the thread's slot for the channel; while that is NaN, the first
+/// value added (lane 0) becomes it.
 template <int Lanes>
 struct lane_sums {
   using V = typename vector_of<Lanes>::type;
   static constexpr int lanes = Lanes;
-  float& shift;
-  V k, a1{}, a2{};
+  float* shift = nullptr;
+  double *s1 = nullptr, *s2 = nullptr;
+  V k{}, a1{}, a2{};
   int vectors = 0;  // added since the last flush
-  explicit lane_sums(float& slot) : shift(slot), k(splat<V>(slot)) {}
+  lane_sums(const conv_epilogue<float>* ep, int m) {
+    if (!ep || !ep->s1) return;
+    shift = ep->stat_shift + m;
+    s1 = ep->s1 + m;
+    s2 = ep->s2 + m;
+    k = splat<V>(*shift);
+  }
+  explicit operator bool() const { return s1 != nullptr; }
   /// The shift, taken from z's lane 0 if the slot has none yet.
   V shift_for(V z) {
-    if (shift != shift) [[unlikely]] {
-      std::memcpy(&shift, &z, sizeof(float));
-      k = splat<V>(shift);
+    if (*shift != *shift) [[unlikely]] {
+      std::memcpy(shift, &z, sizeof(float));
+      k = splat<V>(*shift);
     }
     return k;
   }
@@ -382,16 +391,16 @@ struct lane_sums {
     a2 = fmadd(d, d, a2);
     ++vectors;
   }
-  void flush_every(double& s1, double& s2) {
-    if (vectors >= 256) flush(s1, s2);
+  void flush_every() {
+    if (vectors >= 256) flush();
   }
-  void flush(double& s1, double& s2) {
+  void flush() {
     alignas(64) float b1[lanes], b2[lanes];
     std::memcpy(b1, &a1, sizeof a1);
     std::memcpy(b2, &a2, sizeof a2);
     for (int j = 0; j < lanes; ++j) {
-      s1 += b1[j];
-      s2 += b2[j];
+      *s1 += b1[j];
+      *s2 += b2[j];
     }
     a1 = a2 = V{};
     vectors = 0;
@@ -522,14 +531,13 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu, stats = ep && ep->s1;
+    const bool relu = ep && ep->relu;
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
-    float unused_shift = 0.f;
-    vec::lane_sums<16> sums(stats ? ep->stat_shift[m] : unused_shift);
+    vec::lane_sums<16> sums(ep, m);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
-      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
+      if (sums) sums.flush_every();
       const __mmask16 valid = first_lanes(flat - t0);
       const i64 k = std::min<i64>(16, flat - t0);
       i64 off[16];  // off[g] starts tiles gs*g .. gs*g+gs-1 (k is a multiple of gs)
@@ -552,7 +560,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[q]));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (stats) sums.add(z);
+            if (sums) sums.add(z);
             if (next) {
               vec::ahead(ya + off[q] + plane, true);
               if (ra) vec::ahead(ra + off[q] + plane, false);
@@ -569,7 +577,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
             __m512 z = w[q];
             if (ra) z = _mm512_add_ps(z, _mm512_maskz_loadu_ps(mk, ra + at));
             if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (stats) sums.put(_mm512_maskz_sub_ps(mk, z, sums.shift_for(z)));  // lane 0 is in mk
+            if (sums) sums.put(_mm512_maskz_sub_ps(mk, z, sums.shift_for(z)));  // lane 0 is in mk
             if (next) {
               vec::ahead(ya + at + plane, true);
               if (ra) vec::ahead(ra + at + plane, false);
@@ -579,7 +587,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         }
       }
     }
-    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
+    if (sums) sums.flush();
   }
 }
 
@@ -756,13 +764,12 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu, stats = ep && ep->s1;
+    const bool relu = ep && ep->relu;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    float unused_shift = 0.f;
-    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : unused_shift);
+    vec::lane_sums<8> sums(ep, m);
     vec::tile_walk walk{1, TH, 4, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
-      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
+      if (sums) sums.flush_every();
       const i64 k = std::min<i64>(8, flat - t0);
       i64 off[8];
       walk.next(off, k);
@@ -777,7 +784,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
           __m256 o = sh ? _mm256_add_ps(tile[h][l], shift) : tile[h][l];
           if (rm) o = _mm256_add_ps(o, _mm256_loadu_ps(rm + off[l] + 8 * h));
           if (relu) o = _mm256_max_ps(o, zero);
-          if (stats) sums.add(o);
+          if (sums) sums.add(o);
           if (m + 1 < M) {
             vec::ahead(ym + off[l] + 8 * h + plane, true);
             if (rm) vec::ahead(rm + off[l] + 8 * h + plane, false);
@@ -785,7 +792,7 @@ inline void transform_output_w4(const float* mm, i64 es, i64 tpad, int M, int H,
           _mm256_storeu_ps(ym + off[l] + 8 * h, o);
         }
     }
-    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
+    if (sums) sums.flush();
   }
 }
 
@@ -901,13 +908,12 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     float* ym = y + i64{m} * plane;
     const float* rm = r ? r + i64{m} * plane : nullptr;
     const float* sh = ep ? ep->shift : nullptr;
-    const bool relu = ep && ep->relu, add = sh || rm, stats = ep && ep->s1;
+    const bool relu = ep && ep->relu, add = sh || rm;
     const __m256 shift = _mm256_set1_ps(sh ? sh[m] : 0.f), zero = _mm256_setzero_ps();
-    float unused_shift = 0.f;
-    vec::lane_sums<8> sums(stats ? ep->stat_shift[m] : unused_shift);
+    vec::lane_sums<8> sums(ep, m);
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 8) {
-      if (stats) sums.flush_every(ep->s1[m], ep->s2[m]);
+      if (sums) sums.flush_every();
       const i64 k = std::min<i64>(8, flat - t0);  // even: TW is
       i64 off[4];  // off[q] starts tiles 2q, 2q+1
       walk.next_groups(off, k / 2, 2);
@@ -925,7 +931,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
           __m256 o = add ? _mm256_add_ps(pair[q], shift) : pair[q];
           if (ra) o = _mm256_add_ps(o, _mm256_loadu_ps(ra + off[q]));
           if (relu) o = _mm256_max_ps(o, zero);
-          if (stats) sums.add(o);
+          if (sums) sums.add(o);
           if (m + 1 < M) {
             vec::ahead(ya + off[q] + plane, true);
             if (ra) vec::ahead(ra + off[q] + plane, false);
@@ -934,7 +940,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         }
       }
     }
-    if (stats) sums.flush(ep->s1[m], ep->s2[m]);
+    if (sums) sums.flush();
   }
 }
 
