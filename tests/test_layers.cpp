@@ -356,6 +356,16 @@ TEST_CASE("batch_norm with batch size 1: handled while a channel has >1 value, e
 
 TEST_CASE("contract errors: wrong shapes, channel mismatch, bad labels, misuse") {
   cpu_context ctx(1);
+  {  // a batch norm whose width no longer matches the convolution before it (a split gone wrong)
+    conv2d_layer<float, cpu, fmap_shape{4, 8, 8}, 6, 3, 1, 1> conv;
+    batch_norm_layer<float, cpu, fmap_shape{6, 8, 8}> bn;
+    bn.set_width(5);
+    ftensor x({2, 4, 8, 8}, 1.f);
+    const auto before = bn.running_mean().to_host();
+    CHECK_THROWS_WITH_AS(bn.forward_relu_after(ctx, conv, x, phase::train),
+                         doctest::Contains("5 channels after a convolution of 6"), contract_violation);
+    CHECK(bn.running_mean().to_host() == before);  // nothing updated
+  }
   resnet20<cpu, 10> net(1);
   ftensor wrong_size({2, 3, 28, 28}, 0.f);
   CHECK_THROWS_WITH_AS(net.forward(ctx, wrong_size, phase::eval),
