@@ -186,17 +186,29 @@ struct kernels<float> {
     const __m512 acc[wg_mr][wg_kr] = {
         {c00, c01, c02, c03, c04, c05}, {c10, c11, c12, c13, c14, c15},
         {c20, c21, c22, c23, c24, c25}, {c30, c31, c32, c33, c34, c35}};
-    alignas(64) float sums[32];
-    sum24(acc, sums);
-    for (int r = 0; r < wg_mr; ++r) {
-      constexpr __mmask16 six = 0x3F;
+    // Row r's six sums are lanes 6r .. 6r+5 of [lo, hi], moved to lanes 0..5 in registers: the
+    // sums went through a stack buffer before, and masked loads at 24-byte offsets of two
+    // 64-byte stores fail store-to-load forwarding (about a third of a call at 64 channels,
+    // where a chunk has three steps of tiles; AMD EPYC, perf annotate).
+    __m512 lo, hi;
+    sum24(acc, lo, hi);
+    constexpr __mmask16 six = 0x3F;
+    const auto add_row = [dw, dws](int r, __m512 v) {
       float* row = dw + r * dws;
-      _mm512_mask_storeu_ps(row, six, _mm512_add_ps(_mm512_maskz_loadu_ps(six, row),
-                                                     _mm512_maskz_loadu_ps(six, sums + r * wg_kr)));
-    }
+      _mm512_mask_storeu_ps(row, six, _mm512_add_ps(_mm512_maskz_loadu_ps(six, row), v));
+    };
+    const auto from = [lo, hi](int first) {  // lanes first .. first+5 of [lo, hi]
+      return _mm512_permutex2var_ps(lo, _mm512_add_epi32(_mm512_set1_epi32(first),
+                                                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), hi);
+    };
+    add_row(0, lo);
+    add_row(1, from(6));
+    add_row(2, from(12));
+    add_row(3, from(18));
   }
-  /// out[i] = the sum of the 16 lanes of v[i / 6][i % 6], i < 24 (out holds 32).
-  [[gnu::always_inline]] static inline void sum24(const __m512 (&v)[wg_mr][wg_kr], float* out) {
+  /// Lane i of lo = the sum of the 16 lanes of v[i / 6][i % 6] (i < 16), lane i of hi that of
+  /// v[(16 + i) / 6][(16 + i) % 6] (i < 8; lanes 8.. a copy).
+  [[gnu::always_inline]] static inline void sum24(const __m512 (&v)[wg_mr][wg_kr], __m512& lo, __m512& hi) {
     static_assert(wg_mr * wg_kr == 24);
     constexpr __mmask16 all = 0xFFFF;
     constexpr __mmask8 all8 = 0xFF;
@@ -219,8 +231,8 @@ struct kernels<float> {
                            _mm512_mask_shuffle_f32x4(x, all, x, y, _MM_SHUFFLE(3, 1, 3, 1)));
     };
     for (int k = 0; k < 3; ++k) r[k] = pairs(q[2 * k], q[2 * k + 1]);
-    _mm512_store_ps(out, pairs(r[0], r[1]));       // sums of v(0 .. 15)
-    _mm512_store_ps(out + 16, pairs(r[2], r[2]));  // sums of v(16 .. 23), then a copy
+    lo = pairs(r[0], r[1]);  // sums of v(0 .. 15)
+    hi = pairs(r[2], r[2]);  // sums of v(16 .. 23), then a copy
   }
 };
 #elif defined(__AVX2__) && defined(__FMA__)
