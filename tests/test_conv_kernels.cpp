@@ -270,7 +270,9 @@ const conv_case odd_cases[] = {
     {{5, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: one tile per image"},
     {{3, 5, 7, 8, 12, 3, 1, 1}, "Winograd 4x4: TW 3 (scalar transforms)"},
     {{2, 3, 9, 10, 12, 3, 1, 1}, "Winograd 4x4 not applicable: height 10 (2x2 or direct)"},
-    // at least 128 channels each way: the packed weight gradient (winograd.hpp)
+    // at least 32 channels each way (AVX-512; 128 elsewhere): the packed weight gradient (winograd.hpp)
+    {{3, 33, 37, 8, 8, 3, 1, 1}, "packed weight gradient: 33 columns (a one-row last transpose), 37 rows"},
+    {{5, 40, 32, 12, 16, 3, 1, 1}, "packed weight gradient: 12 tiles per image (chunks of 36 and 24 tiles)"},
     {{3, 128, 130, 4, 4, 3, 1, 1}, "packed weight gradient: 128 columns (a 32-wide last block), 130 rows"},
     {{2, 150, 128, 8, 8, 3, 1, 1}, "packed weight gradient: 150 columns (padded, a 16-wide last block)"},
     {{3, 128, 128, 2, 2, 3, 1, 1}, "packed weight gradient: 2x2 maps"},
@@ -289,6 +291,22 @@ TEST_CASE("conv engine matches the im2col reference on odd shapes (float and dou
   for (const auto& c : odd_cases) {
     check_case<float>(c.d, c.what, 1e-4);
     check_case<double>(c.d, c.what, 1e-10);
+  }
+}
+
+TEST_CASE("transpose16: a 16-column block of up to 16 rows, transposed, nothing written past its rows") {
+  using detail::cpu_conv::kernels;
+  constexpr std::int64_t ls = 21, ld = 19;
+  std::vector<float> src(16 * ls);
+  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>(i) + 0.5f;
+  for (int rows = 1; rows <= 16; ++rows) {
+    INFO("rows ", rows);
+    std::vector<float> dst(16 * ld, -7.0f);
+    kernels<float>::transpose16(src.data() + 2, ls, rows, dst.data(), ld);
+    int wrong = 0;
+    for (int q = 0; q < 16; ++q)
+      for (int r = 0; r < ld; ++r) wrong += dst[q * ld + r] != (r < rows ? src[r * ls + 2 + q] : -7.0f);
+    CHECK(wrong == 0);
   }
 }
 

@@ -39,14 +39,23 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 // wgrad_tile needs ten 64-byte loads (six line-splitting) per 24 FMAs and runs at roughly
 // half fwd_tile's rate. A variant on g transposed to [q][co] (vectorised over output
 // channels, input broadcast) was measured too: no faster at 32-64 channels, and slower at
-// 16 channels, where the transpose costs more than it saves. With at least 128 channels each
-// way winograd.hpp transposes both operands and computes the weight gradient by fwd_tile
-// (winograd_backward_weights_packed).
+// 16 channels, where the transpose costs more than it saves. With at least 32 channels each
+// way (128 without AVX-512's vector transpose16) winograd.hpp transposes both operands and
+// computes the weight gradient by fwd_tile (winograd_backward_weights_packed).
+
+/// dst[q * ld + r] = src[r * ls + q] for r < rows (at most 16) and q < 16: a block of a
+/// transposed operand (winograd.hpp's packed weight gradient; kernels<T>::transpose16).
+template <class T>
+void transpose16_portable(const T* src, i64 ls, int rows, T* dst, i64 ld) {
+  for (int r = 0; r < rows; ++r)
+    for (int q = 0; q < 16; ++q) dst[q * ld + r] = src[r * ls + q];
+}
 
 /// Portable kernels for any scalar type.
 template <class T>
 struct kernels {
   static constexpr int fwd_mr = 4, fwd_qt = 8, fwd_step = fwd_qt, wg_mr = 1, wg_kr = 1, wg_step = 1;
+  static constexpr bool vector_transpose = false;  // transpose16 is the scalar loop
   /// Never called: with fwd_step = fwd_qt no product has a narrower last block.
   template <bool Acc = false>
   static void fwd_tail(const T*, const i64*, i64, const T*, T*, i64, i64) {}
@@ -62,6 +71,7 @@ struct kernels {
     for (int r = 0; r < fwd_mr; ++r)
       for (int j = 0; j < fwd_qt; ++j) out[r * ors + j] = Acc ? out[r * ors + j] + acc[r][j] : acc[r][j];
   }
+  static void transpose16(const T* src, i64 ls, int rows, T* dst, i64 ld) { transpose16_portable(src, ls, rows, dst, ld); }
   static void wgrad_tile(const T* g, i64, const T* base, const i64* off, i64 q0, i64 q1, T* dw, i64) {
     const T* s = base + off[0];
     T acc = 0;
@@ -75,6 +85,7 @@ template <>
 struct kernels<float> {
   static constexpr int fwd_mr = 8, fwd_nv = 3, fwd_qt = 16 * fwd_nv, fwd_step = 16;
   static constexpr int wg_mr = 4, wg_kr = 6, wg_step = 16;
+  static constexpr bool vector_transpose = true;
   /// fwd_tile over the first `width` columns only (16 or 32: a product's last block of
   /// columns), each column summed in the same order as fwd_tile's. Without it a product of
   /// 64 columns (VGG's 4x4 maps: one tile per image, 64 images per thread) computed 96.
@@ -155,6 +166,36 @@ struct kernels<float> {
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
     NETSPLIT_ROW(4) NETSPLIT_ROW(5) NETSPLIT_ROW(6) NETSPLIT_ROW(7)
 #undef NETSPLIT_ROW
+  }
+  /// As transpose16_portable, in registers: 16 loads (rows past `rows` zero), four
+  /// stages of 16 two-source shuffles, 16 stores of `rows` lanes.
+  static void transpose16(const float* src, i64 ls, int rows, float* dst, i64 ld) {
+    constexpr __mmask16 all = 0xFFFF;
+    constexpr __mmask8 all8 = 0xFF;
+    const __mmask16 lanes = static_cast<__mmask16>((1u << rows) - 1);
+    __m512 a[16], b[16];
+    for (int r = 0; r < 16; ++r) a[r] = r < rows ? _mm512_loadu_ps(src + r * ls) : _mm512_setzero_ps();
+    for (int i = 0; i < 16; i += 2) {  // b[i]: per 128-bit lane, [a_i q0, a_i+1 q0, a_i q1, a_i+1 q1]
+      b[i] = _mm512_mask_unpacklo_ps(a[i], all, a[i], a[i + 1]);
+      b[i + 1] = _mm512_mask_unpackhi_ps(a[i], all, a[i], a[i + 1]);
+    }
+    const auto pd = [](__m512 x) { return _mm512_castps_pd(x); };
+    const auto ps = [](__m512d x) { return _mm512_castpd_ps(x); };
+    for (int i = 0; i < 16; i += 4)  // a[i + j]: per 128-bit lane, rows i..i+3 of one column
+      for (int j = 0; j < 2; ++j) {
+        a[i + 2 * j] = ps(_mm512_mask_unpacklo_pd(pd(b[i + j]), all8, pd(b[i + j]), pd(b[i + j + 2])));
+        a[i + 2 * j + 1] = ps(_mm512_mask_unpackhi_pd(pd(b[i + j]), all8, pd(b[i + j]), pd(b[i + j + 2])));
+      }
+    for (int i = 0; i < 16; i += 8)  // 128-bit lanes across groups of four rows
+      for (int j = 0; j < 4; ++j) {
+        b[i + j] = _mm512_mask_shuffle_f32x4(a[i + j], all, a[i + j], a[i + j + 4], _MM_SHUFFLE(2, 0, 2, 0));
+        b[i + j + 4] = _mm512_mask_shuffle_f32x4(a[i + j], all, a[i + j], a[i + j + 4], _MM_SHUFFLE(3, 1, 3, 1));
+      }
+    for (int j = 0; j < 8; ++j) {
+      a[j] = _mm512_mask_shuffle_f32x4(b[j], all, b[j], b[j + 8], _MM_SHUFFLE(2, 0, 2, 0));
+      a[j + 8] = _mm512_mask_shuffle_f32x4(b[j], all, b[j], b[j + 8], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(dst + q * ld, lanes, a[q]);  // a[q]: column q
   }
   static void wgrad_tile(const float* g, i64 gs, const float* base, const i64* off, i64 q0, i64 q1,
                          float* dw, i64 dws) {
@@ -240,6 +281,7 @@ template <>
 struct kernels<float> {
   static constexpr int fwd_mr = 4, fwd_nv = 3, fwd_qt = 8 * fwd_nv, fwd_step = 8;
   static constexpr int wg_mr = 2, wg_kr = 6, wg_step = 8;
+  static constexpr bool vector_transpose = false;
   /// As the AVX-512 fwd_tail: the first `width` (8 or 16) columns only.
   template <bool Acc = false>
   static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
@@ -301,6 +343,9 @@ struct kernels<float> {
   put<Acc>(out + r * ors + 16, c##r##2);
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
 #undef NETSPLIT_ROW
+  }
+  static void transpose16(const float* src, i64 ls, int rows, float* dst, i64 ld) {
+    transpose16_portable(src, ls, rows, dst, ld);
   }
   static void wgrad_tile(const float* g, i64 gs, const float* base, const i64* off, i64 q0, i64 q1,
                          float* dw, i64 dws) {

@@ -781,17 +781,22 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   });
 }
 
-/// Where winograd_backward_weights takes the packed form below: at least 128 input and output
-/// channels. Measured (AMD EPYC AVX-512, batch 128, 2 threads, `netsplit_bench
-/// --benchmark_filter='conv2d_backward'`, one run each, ms, backward (data and weights) with
-/// wgrad_tile -> packed): 128->256 8x8 23.7 -> 21.8, 256->256 8x8 44.5 -> 42.7, 256->512 4x4
-/// 35.2 -> 30.3, 512->512 4x4 66.5 -> 56.8, 512->512 2x2 30.9 -> 26.2, 128->128 4x4 4.78 ->
-/// 4.46; 64->128 16x16 20.0 -> 19.0 (noise), but ResNet's 64->64 8x8 2.85 -> 2.99, 32->32
-/// 3.17 -> 3.23, 16->16 3.77 -> 5.17 (the transposes cost more than the faster products
-/// save). Whole VGG11 training (2 alternated runs, img/s): 329 / 321 -> 353 / 358 with 128,
-/// 358 / 363 with 64 (within noise of 128, which keeps the ResNets, at most 64 channels wide, off it).
-inline bool packed_weight_gradient(const conv2d_desc& d) {
-  return d.in_channels >= 128 && d.out_channels >= 128;
+/// Where winograd_backward_weights takes the packed form below: at least 32 input and output
+/// channels on AVX-512. Its operands are transposed by kern::transpose16 (16 x 16 blocks in registers on
+/// AVX-512). With the scalar transposes of before, the threshold was 128, measured (AMD EPYC
+/// AVX-512, batch 128, 2 threads, `netsplit_bench --benchmark_filter='conv2d_backward'`, ms,
+/// backward (data and weights) with wgrad_tile -> packed): 128->256 8x8 23.7 -> 21.8, 256->256
+/// 8x8 44.5 -> 42.7, 256->512 4x4 35.2 -> 30.3, 512->512 4x4 66.5 -> 56.8, 512->512 2x2 30.9 ->
+/// 26.2, 128->128 4x4 4.78 -> 4.46; but ResNet's 64->64 8x8 2.85 -> 2.99, 32->32 3.17 -> 3.23,
+/// 16->16 3.77 -> 5.17. With the vector transposes (2026-12-06, the same machine kind, two
+/// alternated rounds of medians of 3): 64->64 8x8 2.83 / 2.57 -> 2.54 / 2.31, 32->32 16x16
+/// 2.53 / 2.40 -> 2.27 / 2.20, VGG's 64->128 16x16 13.2 / 14.4 -> 12.1 / 11.9, but 16->16 32x32
+/// 3.13 / 3.04 -> 3.37 / 3.26 (at 16 channels the transposes still cost more than they save).
+/// Where kern::transpose16 is the scalar loop (AVX2, double), the threshold stays 128.
+template <class T>
+bool packed_weight_gradient(const conv2d_desc& d) {
+  const int least = kernels<T>::vector_transpose ? 32 : 128;
+  return d.in_channels >= least && d.out_channels >= least;
 }
 
 /// dw from the `used` threads' partial dU (slot_dw, [e][rows][ld]): the partials summed in
@@ -867,7 +872,7 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
   const i64 rows = i64{mtiles} * mr, ldp = round_up(C, kern::fwd_step);
   const i64 ldv = ldp + 16;  // rows of V^T one line longer than ldp: no 4 KB strides at 512 channels
   const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
-                                          C + rows, sizeof(T), std::max<i64>(kern::fwd_qt, 16), tiles, E);
+                                          C + rows, sizeof(T), round_up(std::max<i64>(kern::fwd_qt, 16), 16), tiles, E);
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(tpad));
   for (i64 q = 0; q < tpad; ++q) off[q] = q * ldv;
@@ -877,23 +882,19 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
     T* vt = apack + rows * tpad;
     if (first)  // columns past C
       for (i64 q = 0; q < tpad; ++q) std::fill(vt + q * ldv + C, vt + q * ldv + ldp, T(0));
+    const i64 kq = round_up(K, 16);  // transposed in blocks of 16 tiles (tpad, a multiple of 16, >= kq)
     for (int el = 0; el < E; ++el) {
       const T* ve = v + el * ves;
       const T* ge = dm + el * des;
-      for (int mt = 0; mt < mtiles; ++mt)  // apack[mt][q][r] = dM[e][mt * mr + r][q]
-        for (int r = 0; r < mr; ++r) {
-          const T* g = ge + (i64{mt} * mr + r) * tpad;
-          T* a = apack + i64{mt} * K * mr + r;
-          for (i64 q = 0; q < K; ++q) a[q * mr] = g[q];
-        }
-      for (int c0 = 0; c0 < C; c0 += 16) {  // vt[q][c] = V[e][c][q], 16 rows of V at a time
-        const int c1 = std::min(C, c0 + 16);
-        for (i64 q = 0; q < K; ++q)
-          for (int c = c0; c < c1; ++c) vt[q * ldv + c] = ve[c * tpad + q];
+      for (i64 q = 0; q < kq; q += 16) {
+        for (int mt = 0; mt < mtiles; ++mt)  // apack[mt][q][r] = dM[e][mt * mr + r][q]
+          kern::transpose16(ge + i64{mt} * mr * tpad + q, tpad, mr, apack + (i64{mt} * kq + q) * mr, mr);
+        for (int c0 = 0; c0 < C; c0 += 16)  // vt[q][c] = V[e][c][q]
+          kern::transpose16(ve + i64{c0} * tpad + q, tpad, std::min(16, C - c0), vt + q * ldv + c0, ldv);
       }
       T* pe = part + el * rows * ldp;
       for (int mt = 0; mt < mtiles; ++mt) {
-        const T* a = apack + i64{mt} * K * mr;
+        const T* a = apack + i64{mt} * kq * mr;
         T* out = pe + i64{mt} * mr * ldp;
         if (first)
           products<false>(vt, off, K, a, out, ldp);
@@ -906,11 +907,11 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
 
 /// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
 /// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel;
-/// the packed form above where packed_weight_gradient(d)), then dw = G^T dU G. Per-thread
+/// the packed form above where packed_weight_gradient<T>(d)), then dw = G^T dU G. Per-thread
 /// partial sums are added in thread order.
 template <class P, class T>
 void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
-  if (packed_weight_gradient(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);
+  if (packed_weight_gradient<T>(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);
   using kern = kernels<T>;
   constexpr int E = P::elems;
   const int M = d.out_channels, C = d.in_channels;
