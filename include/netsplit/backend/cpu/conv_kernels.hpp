@@ -36,10 +36,12 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 // fwd_tile: out[r][0..qt) = sum_k a[k][r] * (base + off[k])[0..qt) for r < fwd_mr.
 // wgrad_tile: dw[r][c] += sum_{q in [q0,q1)} g[r][q] * (base + off[c])[q], r < wg_mr, c < wg_kr;
 // q0 and q1 are multiples of wg_step.
-// wgrad_tile needs ten 64-byte loads (six line-splitting) per 24 FMAs and runs at roughly
-// half fwd_tile's rate. A variant on g transposed to [q][co] (vectorised over output
-// channels, input broadcast) was measured too: no faster at 32-64 channels, and slower at
-// 16 channels, where the transpose costs more than it saves. With at least 32 channels each
+// wgrad_tile needs ten 64-byte loads (in the direct engine, six of them line-splitting) per
+// 24 FMAs. Until 2026-12-06 it ran at half fwd_tile's rate: GCC folded each column load into
+// its four FMAs (28 loads per 24 FMAs; in_register keeps the column in a register now), and
+// its sums went through the stack. A variant on g transposed to [q][co] (vectorised over
+// output channels, input broadcast) was measured too: no faster at 32-64 channels, and slower
+// at 16 channels, where the transpose costs more than it saves. With at least 32 channels each
 // way (128 without AVX-512's vector transpose16) winograd.hpp transposes both operands and
 // computes the weight gradient by fwd_tile (winograd_backward_weights_packed).
 
