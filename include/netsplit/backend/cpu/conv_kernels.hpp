@@ -73,7 +73,9 @@ struct kernels {
     for (int r = 0; r < fwd_mr; ++r)
       for (int j = 0; j < fwd_qt; ++j) out[r * ors + j] = Acc ? out[r * ors + j] + acc[r][j] : acc[r][j];
   }
-  static void transpose16(const T* src, i64 ls, int rows, T* dst, i64 ld) { transpose16_portable(src, ls, rows, dst, ld); }
+  static void transpose16(const T* src, i64 ls, int rows, T* dst, i64 ld) {
+    transpose16_portable(src, ls, rows, dst, ld);
+  }
   static void wgrad_tile(const T* g, i64, const T* base, const i64* off, i64 q0, i64 q1, T* dw, i64) {
     const T* s = base + off[0];
     T acc = 0;
@@ -245,9 +247,9 @@ struct kernels<float> {
       float* row = dw + r * dws;
       _mm512_mask_storeu_ps(row, six, _mm512_add_ps(_mm512_maskz_loadu_ps(six, row), v));
     };
-    const auto from = [lo, hi](int first) {  // lanes first .. first+5 of [lo, hi]
-      return _mm512_permutex2var_ps(lo, _mm512_add_epi32(_mm512_set1_epi32(first),
-                                                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)), hi);
+    const __m512i six_lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const auto from = [lo, hi, six_lanes](int first) {  // lanes first .. first+5 of [lo, hi]
+      return _mm512_permutex2var_ps(lo, _mm512_add_epi32(_mm512_set1_epi32(first), six_lanes), hi);
     };
     add_row(0, lo);
     add_row(1, from(6));

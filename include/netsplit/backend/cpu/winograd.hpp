@@ -782,8 +782,8 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
 }
 
 /// Where winograd_backward_weights takes the packed form below: at least 32 input and output
-/// channels on AVX-512. Its operands are transposed by kern::transpose16 (16 x 16 blocks in registers on
-/// AVX-512). With the scalar transposes of before, the threshold was 128, measured (AMD EPYC
+/// channels on AVX-512, whose kern::transpose16 transposes 16 x 16 blocks in registers. With
+/// the scalar transposes of before, the threshold was 128, measured (AMD EPYC
 /// AVX-512, batch 128, 2 threads, `netsplit_bench --benchmark_filter='conv2d_backward'`, ms,
 /// backward (data and weights) with wgrad_tile -> packed): 128->256 8x8 23.7 -> 21.8, 256->256
 /// 8x8 44.5 -> 42.7, 256->512 4x4 35.2 -> 30.3, 512->512 4x4 66.5 -> 56.8, 512->512 2x2 30.9 ->
