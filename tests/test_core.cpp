@@ -1,7 +1,9 @@
 // Core: tensors, errors, the serializable RNG, the thread pool and CPU backend determinism.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -198,6 +200,42 @@ TEST_CASE("thread pool covers every index once, partitions statically, rethrows"
   CHECK_THROWS_AS(thread_pool(0), contract_violation);
 }
 
+TEST_CASE("thread pool's taken-over blocks: every index once, in blocks of the grain, shares taken over") {
+  for (const int threads : {1, 3}) {
+    thread_pool pool(threads);
+    for (const std::ptrdiff_t n : {1, 2, 7, 100, 101}) {
+      for (const std::ptrdiff_t grain : {1, 4, 200}) {
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+        std::atomic<int> bad_block{0};
+        pool.parallel_for_dynamic(n, grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+          if (b % grain != 0 || e != std::min(n, b + grain) || t < 0 || t >= threads) ++bad_block;
+          for (auto i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+        });
+        CHECK(bad_block.load() == 0);
+        for (auto& h : hits) CHECK(h.load() == 1);
+      }
+    }
+  }
+  thread_pool pool(3);
+  // a thread that stalls on every block it takes runs at most one: the others take over the
+  // rest of its share (blocks 3..5 of 9; parallel_for would give it all three)
+  std::vector<int> owner(9, -1);
+  pool.parallel_for_dynamic(9, 1, [&](std::ptrdiff_t b, std::ptrdiff_t, int t) {
+    if (t == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    owner[static_cast<std::size_t>(b)] = t;
+  });
+  CHECK(std::count(owner.begin(), owner.end(), 1) <= 1);
+  for (int o : owner) CHECK(o >= 0);
+  CHECK_THROWS_AS(pool.parallel_for_dynamic(10, 2, [](std::ptrdiff_t b, std::ptrdiff_t, int) {
+    if (b == 8) throw io_error("from a block");
+  }), io_error);
+  std::atomic<long> sum{0};
+  pool.parallel_for_dynamic(10, 3, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    for (auto i = b; i < e; ++i) sum += i;
+  });  // still usable
+  CHECK(sum.load() == 45);
+}
+
 TEST_CASE("thread pool hands off while polling and after sleeping, with idle workers") {
   // Back-to-back calls meet workers that are still polling; calls after a pause longer than
   // the polling meet sleeping workers (woken through the condition variable); calls with
@@ -227,6 +265,45 @@ TEST_CASE("thread pool hands off while polling and after sleeping, with idle wor
     ++done;
   });
   CHECK(done.load() == 3);
+}
+
+TEST_CASE("a convolution's batch-norm sums do not depend on which thread took which block") {
+  // The engines' image blocks are taken over by whichever thread is free
+  // (parallel_for_dynamic), so the assignment changes from call to call, the more so with a
+  // busy thread beside the pool's three; the sums are kept per block and added in image order.
+  rng r(5);
+  // F(4x4) Winograd; the direct engine (stride 2)
+  for (const conv2d_desc d : {conv2d_desc{37, 16, 16, 8, 8, 3, 1, 1}, conv2d_desc{37, 16, 16, 16, 16, 3, 2, 1}}) {
+    std::vector<float> x(static_cast<std::size_t>(d.batch * d.in_channels * d.in_height * d.in_width)),
+        w(static_cast<std::size_t>(d.weight_count()));
+    for (auto* v : {&x, &w})
+      for (auto& e : *v) e = static_cast<float>(r.normal());
+    cpu_context ctx(3);
+    std::atomic<bool> stop{false};
+    std::thread busy([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+    std::vector<float> y(static_cast<std::size_t>(d.batch * d.out_channels * d.out_height() * d.out_width())),
+        shift(16), first_shift;
+    std::vector<double> s1(16), s2(16), first;
+    bool same = true;
+    for (int rep = 0; rep < 30; ++rep) {
+      cpu_backend::conv2d_forward_sums(ctx, d, x.data(), w.data(), y.data(), shift.data(), s1.data(), s2.data());
+      std::vector<double> sums(s1);
+      sums.insert(sums.end(), s2.begin(), s2.end());
+      if (rep == 0) {
+        first = sums;
+        first_shift = shift;
+      } else {
+        same = same && sums == first && shift == first_shift;
+      }
+    }
+    stop = true;
+    busy.join();
+    CHECK(same);
+    CHECK(first_shift[0] == y[0]);  // image 0's first value
+  }
 }
 
 TEST_CASE("cpu convolution is bit-reproducible for a fixed thread count") {

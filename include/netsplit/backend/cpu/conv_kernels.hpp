@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -400,26 +401,32 @@ struct kernels<float> {
 /// (shift per output channel, r shaped like y; either may be null; the max only with relu).
 /// With s1 (conv2d_forward_sums), the engine also adds the shifted sums of each output
 /// channel's stored values, s1[m] += sum(y - stat_shift[m]), s2[m] += sum((y - stat_shift[m])^2),
-/// to the calling thread's sums, about the thread's own shift: stat_shift[m] starts as NaN
-/// and becomes the first value the thread stores for channel m (a value near the channel's
-/// mean, which keeps s2 - s1^2 / n well conditioned). of_thread gives each thread its own sums
-/// and shifts (no two threads touch the same ones, so the result depends only on the shapes
-/// and the thread count).
+/// to the sums of the block of images being stored, about the block's own shift: stat_shift[m]
+/// starts as NaN and becomes the first value stored for channel m in the block (a value near
+/// the channel's mean, which keeps s2 - s1^2 / n well conditioned). of_block gives each block
+/// its own sums and shifts (no two blocks share them, so the result depends only on the shapes
+/// and the blocks, not on which thread ran which).
 template <class T>
 struct conv_epilogue {
   const T* shift = nullptr;
   const T* residual = nullptr;
   bool relu = false;
-  T* stat_shift = nullptr;  // [threads][M] for the whole call; one thread's [M] after of_thread
-  double* s1 = nullptr;     // [threads][2][M] for the whole call; one thread's [2][M] after of_thread
+  // Statistics (s1 not null): per block of images the engine takes as one chunk (named by its
+  // first image n0, so the sums do not depend on which thread ran the block), the values'
+  // sums about the block's shift, and the block's image count.
+  T* stat_shift = nullptr;  // [batch][M] for the whole call; block n0's [M] after of_block
+  double* s1 = nullptr;     // [batch][2][M] for the whole call; block n0's [2][M] after of_block
   double* s2 = nullptr;
-  /// Thread t's epilogue of a convolution with M output channels: its own sums and shifts.
-  conv_epilogue of_thread(int t, int M) const {
+  int* images = nullptr;    // [batch]: images[n0] = the block's images, 0 where no block starts
+  /// The epilogue of the block of `count` images from image n0 of a convolution with M output
+  /// channels: its own sums and shifts (recording the block in `images`).
+  conv_epilogue of_block(i64 n0, int count, int M) const {
     conv_epilogue e = *this;
     if (s1) {
-      e.s1 = s1 + 2 * i64{M} * t;
+      e.s1 = s1 + 2 * i64{M} * n0;
       e.s2 = e.s1 + M;
-      e.stat_shift = stat_shift + i64{M} * t;
+      e.stat_shift = stat_shift + i64{M} * n0;
+      images[n0] = count;
     }
     return e;
   }
@@ -438,7 +445,7 @@ void epilogue_plane(const conv_epilogue<T>& e, int m, i64 plane, T* __restrict p
   if (e.relu)
     for (i64 i = 0; i < plane; ++i) p[i] = p[i] > T(0) ? p[i] : T(0);
   if (e.s1) {
-    if (e.stat_shift[m] != e.stat_shift[m]) e.stat_shift[m] = p[0];  // the thread's first value
+    if (e.stat_shift[m] != e.stat_shift[m]) e.stat_shift[m] = p[0];  // the block's first value
     cpu_bn::shifted_sums(p, 1, 0, plane, e.stat_shift[m], e.s1[m], e.s2[m]);
   }
 }
@@ -597,7 +604,7 @@ inline void interleave_row(T* dst, const T* even, const T* odd, i64 n) {
 }
 
 /// Readies `rows` buffer rows of stride rs for a pack that writes only the data of images
-/// [0, count) into its first `data_rows` rows: `previous` = 0 (a thread's first chunk of a
+/// [0, count) into its first `data_rows` rows: `previous` = 0 (a thread's first block of a
 /// call) clears them all; `previous` > 0 says buf holds this call's last pack, of `previous`
 /// images, whose zeros are where this one needs them, so only the blocks of images
 /// [count, previous) are cleared (a shorter last chunk).
@@ -772,23 +779,26 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
   forward_offsets(g, cin, rs, off);
 
   const i64 in_img = i64{cin} * d.in_height * d.in_width, out_img = i64{M} * g.ho * g.wo;
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+  // per thread, in its slot_out (unused here): the images of its last pack into its buffer
+  // (0: none yet), pack_planes' `previous`, across the blocks it takes
+  for (int t = 0; t < ctx.threads(); ++t) *ctx.scratch<int>(t, slot_out, 1) = 0;
+  // blocks of nb images taken in turn (statistics summed per block: the same whichever
+  // thread runs it)
+  ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* out = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(mtiles * kern::fwd_mr * ors));
-    const conv_epilogue<T> ept = ep ? ep->of_thread(t, M) : conv_epilogue<T>{};
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      pack_planes(g, cin, count, x + n0 * in_img, src, rs, n0 == b ? 0 : nb);
-      run_fwd(src + g.lead, off, K, apack, mtiles, out, ors, round_up(count * g.block, kern::fwd_qt));
-      T* yn = y + n0 * out_img;
-      const i64 plane = i64{g.ho} * g.wo;
-      for (int n = 0; n < count; ++n)
-        for (int m = 0; m < M; ++m) {
-          T* ym = yn + (i64{n} * M + m) * plane;
-          for (int oy = 0; oy < g.ho; ++oy) copy_row(ym + i64{oy} * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
-          if (ep) epilogue_plane(ept, m, plane, ym, ep->residual ? ep->residual + (n0 * out_img + (ym - yn)) : nullptr);
-        }
-    }
+    const int count = static_cast<int>(n1 - n0);
+    const conv_epilogue<T> ept = ep ? ep->of_block(n0, count, M) : conv_epilogue<T>{};
+    pack_planes(g, cin, count, x + n0 * in_img, src, rs, std::exchange(*ctx.scratch<int>(t, slot_out, 1), count));
+    run_fwd(src + g.lead, off, K, apack, mtiles, out, ors, round_up(count * g.block, kern::fwd_qt));
+    T* yn = y + n0 * out_img;
+    const i64 plane = i64{g.ho} * g.wo;
+    for (int n = 0; n < count; ++n)
+      for (int m = 0; m < M; ++m) {
+        T* ym = yn + (i64{n} * M + m) * plane;
+        for (int oy = 0; oy < g.ho; ++oy) copy_row(ym + i64{oy} * g.wo, out + m * ors + n * g.block + i64{oy} * g.ws, g.wo);
+        if (ep) epilogue_plane(ept, m, plane, ym, ep->residual ? ep->residual + (n0 * out_img + (ym - yn)) : nullptr);
+      }
   });
 }
 

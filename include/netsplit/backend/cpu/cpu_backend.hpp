@@ -58,6 +58,10 @@ struct cpu_backend {
   }
 
   // ---- element-wise ------------------------------------------------------------------------
+  /// Elements per block of the element-wise loops (thread_pool::parallel_for_dynamic): 128 KB
+  /// of floats, 64 blocks of a 16 x 32 x 32 map at batch 128.
+  static constexpr std::ptrdiff_t elementwise_grain = 32768;
+
   /// y += a * x
   template <class T>
   static void axpy(context& ctx, std::int64_t n, T a, const T* x, T* y) {
@@ -68,14 +72,14 @@ struct cpu_backend {
   /// y = max(x, 0)
   template <class T>
   static void relu_forward(context& ctx, std::int64_t n, const T* x, T* y) {
-    ctx.pool().parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t i = b; i < e; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
     });
   }
   /// dx = dy where y > 0, else 0 (y is the forward output).
   template <class T>
   static void relu_backward(context& ctx, std::int64_t n, const T* y, const T* dy, T* dx) {
-    ctx.pool().parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       // dy is read unconditionally so the select vectorises (a conditional load does not)
       for (std::ptrdiff_t i = b; i < e; ++i) {
         const T g = dy[i];
@@ -86,7 +90,7 @@ struct cpu_backend {
   /// y = max(a + b, 0): the residual sum followed by its ReLU.
   template <class T>
   static void add_relu_forward(context& ctx, std::int64_t n, const T* a, const T* b, T* y) {
-    ctx.pool().parallel_for(n, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) {
+    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) {
       for (std::ptrdiff_t i = lo; i < hi; ++i) {
         const T s = a[i] + b[i];
         y[i] = s > T(0) ? s : T(0);
@@ -132,36 +136,45 @@ struct cpu_backend {
 
   /// y = conv(x, w) and, per output channel m, the shifted sums of y that a training-mode
   /// batch norm after it needs: s1[m] = sum(y - shift[m]), s2[m] = sum((y - shift[m])^2) about
-  /// shift[m], a value of y's channel m that this call writes (the first one the first thread
-  /// stores), as batch_norm_forward_train takes its statistics about one of the channel's
-  /// values; the sums are taken from the outputs as the engine stores them (with F(4x4, 3x3)
-  /// inside the output transform) instead of in a pass of their own. Each thread sums its
-  /// own images about its own first value; the threads' sums are moved to shift[m] in double
-  /// and added in thread order, so the result depends only on the shapes and the thread count.
+  /// shift[m], a value of y's channel m that this call writes (the first one stored for image
+  /// 0), as batch_norm_forward_train takes its statistics about one of the channel's values;
+  /// the sums are taken from the outputs as the engine stores them (with F(4x4, 3x3) inside
+  /// the output transform) instead of in a pass of their own. The engine sums each block of
+  /// images it takes as one chunk about the block's own first value; the blocks' sums are
+  /// moved to shift[m] in double and added in image order, so the result depends only on the
+  /// shapes and the blocks (the thread count and cache sizes), not on which thread ran which.
   template <class T>
   static void conv2d_forward_sums(context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y, T* shift,
                                   double* s1, double* s2) {
     namespace cc = detail::cpu_conv;
-    const int M = d.out_channels, threads = ctx.threads(), used = std::min(d.batch, threads);
-    // thread 0's slot 7 (the convolution engine uses it only in the weight gradient): each
-    // thread's sums [2][M], then its shifts [M]
-    const std::size_t sums = 2 * static_cast<std::size_t>(M) * threads;
-    double* part = ctx.scratch<double>(0, cc::slot_packed, sums + (static_cast<std::size_t>(M) * threads * sizeof(T) + 7) / 8);
+    const int M = d.out_channels;
+    const std::int64_t batch = d.batch;
+    // thread 0's slot 7 (the convolution engine uses it only in the weight gradient): the
+    // sums [2][M] of a block starting at each image, then the shifts [M], then the blocks'
+    // image counts
+    const std::size_t sums = 2 * static_cast<std::size_t>(M) * batch;
+    const std::size_t shift_words = (static_cast<std::size_t>(M) * batch * sizeof(T) + 7) / 8;
+    double* part = ctx.scratch<double>(0, cc::slot_packed, sums + shift_words + (batch * sizeof(int) + 7) / 8);
     T* shifts = reinterpret_cast<T*>(part + sums);
+    int* images = reinterpret_cast<int*>(part + sums + shift_words);
     std::fill(part, part + sums, 0.0);
-    std::fill(shifts, shifts + std::int64_t{M} * threads, std::numeric_limits<T>::quiet_NaN());
-    const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shifts, part, nullptr};
+    std::fill(shifts, shifts + M * batch, std::numeric_limits<T>::quiet_NaN());
+    std::fill(images, images + batch, 0);
+    const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shifts, part, nullptr, images};
     cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
     const double plane = static_cast<double>(d.out_height()) * d.out_width();
-    for (int m = 0; m < M; ++m) {
+    for (int m = 0; m < M; ++m) {  // block 0 starts at image 0
       shift[m] = shifts[m];
       s1[m] = part[m];
       s2[m] = part[M + m];
-      for (int t = 1; t < used; ++t) {  // thread t's images [batch t / used, batch (t+1) / used)
-        const double n = plane * (std::int64_t{d.batch} * (t + 1) / used - std::int64_t{d.batch} * t / used);
-        const double dk = static_cast<double>(shifts[std::int64_t{M} * t + m]) - static_cast<double>(shift[m]);
-        const double t1 = part[2 * std::int64_t{M} * t + m], t2 = part[2 * std::int64_t{M} * t + M + m];
-        s2[m] += t2 + dk * (2 * t1 + n * dk);  // sum (y - shift)^2 = sum ((y - k_t) + dk)^2
+    }
+    for (std::int64_t n0 = images[0]; n0 < batch; n0 += images[n0]) {
+      NETSPLIT_EXPECT(images[n0] > 0, "conv2d_forward_sums: no block of the engine starts at image ", n0);
+      const double n = plane * images[n0];
+      for (int m = 0; m < M; ++m) {
+        const double dk = static_cast<double>(shifts[M * n0 + m]) - static_cast<double>(shift[m]);
+        const double t1 = part[2 * M * n0 + m], t2 = part[2 * M * n0 + M + m];
+        s2[m] += t2 + dk * (2 * t1 + n * dk);  // sum (y - shift)^2 = sum ((y - k_b) + dk)^2
         s1[m] += t1 + n * dk;
       }
     }
@@ -246,7 +259,7 @@ struct cpu_backend {
                                const T* beta, const T* r, bool relu, T* y, T* save_mean,
                                T* save_invstd, T* running_mean, T* running_var) {
     const std::int64_t m = std::int64_t{d.batch} * d.spatial;
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const T k = x[c * std::int64_t{d.spatial}];  // shift: a value of this channel
         double s1 = 0, s2 = 0;
@@ -291,7 +304,7 @@ struct cpu_backend {
   template <class T>
   static void batch_norm_shifted_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* shift,
                                       double* s1, double* s2) {
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         s1[c] = 0;
         s2[c] = 0;
@@ -309,7 +322,7 @@ struct cpu_backend {
                                       const double* s1, const double* s2, double count, const T* gamma,
                                       const T* beta, const T* r, bool relu, T* y, T* save_mean, T* save_invstd,
                                       T* running_mean, T* running_var) {
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c)
         bn_apply_stats(d, c, count, static_cast<double>(shift[c]), s1[c], s2[c], x, gamma, beta, r, relu, y,
                        save_mean, save_invstd, running_mean, running_var);
@@ -321,7 +334,7 @@ struct cpu_backend {
   static void batch_norm_backward_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
                                        const T* save_mean, const T* save_invstd, const T* dy, T* dgamma, T* dbeta,
                                        double* sdy, double* sdyx) {
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         double s = 0, sc = 0;
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
@@ -340,7 +353,7 @@ struct cpu_backend {
   static void batch_norm_backward_apply(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
                                         const T* gamma, const T* save_mean, const T* save_invstd, const T* dy,
                                         const double* sdy, const double* sdyx, double count, T* dx) {
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) bn_input_gradient(d, c, true, count, x, y, gamma, save_mean, save_invstd, dy, sdy[c], sdyx[c], dx);
     });
   }
@@ -401,7 +414,7 @@ struct cpu_backend {
   static void bn_forward_eval(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
                               const T* beta, const T* running_mean, const T* running_var, const T* r,
                               bool relu, T* y, T* save_mean, T* save_invstd) {
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
@@ -439,7 +452,7 @@ struct cpu_backend {
                           const T* gamma, const T* save_mean, const T* save_invstd, const T* dy, T* dx,
                           T* dgamma, T* dbeta) {
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
-    ctx.pool().parallel_for(d.channels, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = save_invstd[c];
         const T mean = save_mean[c];
@@ -465,7 +478,7 @@ struct cpu_backend {
                                       const int* dst, const T* coef, T* y) {
     const int ho = (d.in_height - 1) / d.stride + 1, wo = (d.in_width - 1) / d.stride + 1;
     const std::int64_t out_plane = std::int64_t{ho} * wo, in_plane = std::int64_t{d.in_height} * d.in_width;
-    ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(d.batch, 1, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t n = b; n < e; ++n) {
         T* yn = y + n * d.out_channels * out_plane;
         std::fill(yn, yn + d.out_channels * out_plane, T(0));
@@ -485,7 +498,7 @@ struct cpu_backend {
                                        const int* dst, const T* coef, T* dx) {
     const int ho = (d.in_height - 1) / d.stride + 1, wo = (d.in_width - 1) / d.stride + 1;
     const std::int64_t out_plane = std::int64_t{ho} * wo, in_plane = std::int64_t{d.in_height} * d.in_width;
-    ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(d.batch, 1, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t n = b; n < e; ++n) {
         T* dxn = dx + n * d.in_channels * in_plane;
         std::fill(dxn, dxn + d.in_channels * in_plane, T(0));
@@ -524,7 +537,7 @@ struct cpu_backend {
   template <class T>
   static void max_pool2x2_forward(context& ctx, std::int64_t planes, int h, int w, const T* x, T* y) {
     const int ho = h / 2, wo = w / 2;
-    ctx.pool().parallel_for(planes, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(planes, 16, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t p = b; p < e; ++p)
         for (int i = 0; i < ho; ++i) {
           const T* r0 = x + p * h * w + (2 * i) * w;
@@ -537,7 +550,7 @@ struct cpu_backend {
   template <class T>
   static void max_pool2x2_backward(context& ctx, std::int64_t planes, int h, int w, const T* x, const T* dy, T* dx) {
     const int ho = h / 2, wo = w / 2;
-    ctx.pool().parallel_for(planes, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    ctx.pool().parallel_for_dynamic(planes, 16, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
       for (std::ptrdiff_t p = b; p < e; ++p)
         for (int i = 0; i < ho; ++i) {
           const std::int64_t row = p * h * w + (2 * i) * w;
@@ -606,7 +619,7 @@ struct cpu_backend {
       f(std::int64_t{0}, n);
       return;
     }
-    ctx.pool().parallel_for(n, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) { f(b, e); });
+    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) { f(b, e); });
   }
 
   template <class T>

@@ -19,8 +19,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -36,6 +38,7 @@ class thread_pool {
 
   explicit thread_pool(int threads) : size_(threads) {
     NETSPLIT_EXPECT(threads >= 1, "thread count must be at least 1, got ", threads);
+    shares_ = std::make_unique<share[]>(static_cast<std::size_t>(threads));
     try {
       for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker_loop(t); });
     } catch (const std::system_error& e) {
@@ -63,6 +66,43 @@ class thread_pool {
       const std::ptrdiff_t b = n * t / used, e = n * (t + 1) / used;
       body(b, e, t);
     };
+    run(task, used);
+  }
+
+  /// Calls body(begin, end, thread_index) for the blocks [k*grain, min((k+1)*grain, n)) of
+  /// [0, n), for bodies whose results do not depend on which thread runs which block (no sums
+  /// across blocks). Thread t owns parallel_for's share of the blocks and takes them from the
+  /// front; a thread done with its own takes the last untaken blocks of the others. So with
+  /// cores of equal speed each thread runs (nearly) its fixed share, in order, as parallel_for
+  /// does, and where one core runs slower, as a virtual machine's vCPUs can, the faster takes
+  /// over the rest of its share instead of waiting (docs/performance.md, twelfth pass).
+  template <class F>
+  void parallel_for_dynamic(std::ptrdiff_t n, std::ptrdiff_t grain, F&& body) {
+    if (n <= 0) return;
+    grain = std::max<std::ptrdiff_t>(grain, 1);
+    const std::ptrdiff_t blocks = (n + grain - 1) / grain;
+    constexpr std::ptrdiff_t most = 0x7fffffff;  // blocks a share's 32-bit ends can count
+    if (blocks > most) return parallel_for_dynamic(n, (n + most - 1) / most, std::forward<F>(body));
+    const int used = static_cast<int>(std::min<std::ptrdiff_t>(blocks, size_));
+    if (used == 1) {
+      for (std::ptrdiff_t k = 0; k < blocks; ++k) body(k * grain, std::min(n, (k + 1) * grain), 0);
+      return;
+    }
+    for (int t = 0; t < used; ++t)  // [front, back) of thread t's own blocks
+      shares_[static_cast<std::size_t>(t)].ends.store(pack(blocks * t / used, blocks * (t + 1) / used),
+                                                      std::memory_order_relaxed);
+    std::function<void(int)> task = [&](int t) {
+      const auto run_block = [&](std::ptrdiff_t k) { body(k * grain, std::min(n, (k + 1) * grain), t); };
+      for (std::ptrdiff_t k; (k = take(t, true)) >= 0;) run_block(k);
+      for (int j = 1; j < used; ++j)
+        for (std::ptrdiff_t k; (k = take((t + j) % used, false)) >= 0;) run_block(k);
+    };
+    run(task, used);
+  }
+
+ private:
+  /// Runs task(t) on threads 0..used-1 (the caller is thread 0) and waits for all of them.
+  void run(std::function<void(int)>& task, int used) {
     // publish the task, then the generation the workers wait on (release: they see the task)
     task_ = &task;
     active_ = used;
@@ -84,7 +124,22 @@ class thread_pool {
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
- private:
+  static std::uint64_t pack(std::ptrdiff_t front, std::ptrdiff_t back) {
+    return static_cast<std::uint64_t>(front) | static_cast<std::uint64_t>(back) << 32;
+  }
+  /// The next block of thread v's share, from its front (its owner) or its back (another
+  /// thread); -1 when none is left.
+  std::ptrdiff_t take(int v, bool front) {
+    auto& ends = shares_[static_cast<std::size_t>(v)].ends;
+    std::uint64_t cur = ends.load(std::memory_order_relaxed);
+    for (;;) {
+      const auto f = static_cast<std::ptrdiff_t>(cur & 0xffffffffu), b = static_cast<std::ptrdiff_t>(cur >> 32);
+      if (f >= b) return -1;
+      const std::uint64_t next = front ? pack(f + 1, b) : pack(f, b - 1);
+      if (ends.compare_exchange_weak(cur, next, std::memory_order_relaxed)) return front ? f : b - 1;
+    }
+  }
+
   /// Polls ready() for up to spin_time; true once it holds.
   template <class P>
   static bool poll(P&& ready) {
@@ -153,6 +208,10 @@ class thread_pool {
   std::atomic<bool> main_sleeping_{false};
   std::atomic<bool> stop_{false};
   std::exception_ptr error_;
+  struct alignas(64) share {  // a line each: the threads take blocks without sharing one
+    std::atomic<std::uint64_t> ends{0};
+  };
+  std::unique_ptr<share[]> shares_;  // parallel_for_dynamic: each thread's [front, back)
 };
 
 }  // namespace netsplit

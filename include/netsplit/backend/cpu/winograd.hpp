@@ -761,23 +761,23 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
   const i64 ves = winograd::element_stride(C, tpad), mes = winograd::element_stride(mpad, tpad);
   const bool vector = winograd::vectorised<P, T>(d);
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+  // blocks of nb images taken in turn (statistics summed per block: the same whichever
+  // thread runs it)
+  ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
     T* mm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * mes));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
-    const conv_epilogue<T> ept = ep ? ep->of_thread(t, M) : conv_epilogue<T>{};
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
-      const i64 used = count * tiles, qr = round_up(used, kern::fwd_step);
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
-      for (int el = 0; el < E; ++el) {
-        T* ve = v + el * ves;
-        for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
-        run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mes, tpad, qr);
-      }
-      P::out(vector, mm, mes, tpad, M, H, W, count, y + n0 * out_img, row, ep ? &ept : nullptr,
-             ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
+    const int count = static_cast<int>(n1 - n0);
+    const conv_epilogue<T> ept = ep ? ep->of_block(n0, count, M) : conv_epilogue<T>{};
+    const i64 used = count * tiles, qr = round_up(used, kern::fwd_step);
+    P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
+    for (int el = 0; el < E; ++el) {
+      T* ve = v + el * ves;
+      for (int c = 0; c < C; ++c) std::fill(ve + c * tpad + used, ve + c * tpad + qr, T(0));
+      run_fwd(ve, off, C, u + i64{el} * mtiles * C * kern::fwd_mr, mtiles, mm + el * mes, tpad, qr);
     }
+    P::out(vector, mm, mes, tpad, M, H, W, count, y + n0 * out_img, row, ep ? &ept : nullptr,
+           ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
   });
 }
 

@@ -359,7 +359,7 @@ struct vector_of<16> {
 /// Channel m's shifted sums for ep's statistics (inactive, `!sums`, when ep takes none) in
 /// the lanes of two vectors, moved into ep's double sums after 256 to 271 values per lane
 /// (checked once per block of tiles) and at the channel's end, as cpu_bn::shifted_sums does
-/// every 256. The shift is the thread's slot for the channel; while that is NaN, the first
+/// every 256. The shift is the block's slot for the channel; while that is NaN, the first
 /// value added (lane 0) becomes it.
 template <int Lanes>
 struct lane_sums {
