@@ -58,9 +58,13 @@ struct cpu_backend {
   }
 
   // ---- element-wise ------------------------------------------------------------------------
-  /// Elements per block of the element-wise loops (thread_pool::parallel_for_dynamic): 128 KB
-  /// of floats, 64 blocks of a 16 x 32 x 32 map at batch 128.
-  static constexpr std::ptrdiff_t elementwise_grain = 32768;
+  /// Blocks of the loops whose blocks a free thread takes over (thread_pool::
+  /// parallel_for_dynamic): element-wise loops take 512 KB of floats at a time (16 blocks of a
+  /// 16 x 32 x 32 map at batch 128), per-channel loops (for_channels) an eighth of the
+  /// channels. With one channel or 128 KB per block a ResNet20 step ran 3,345 blocks and its
+  /// threads were busy about 1.7% longer than with fixed halves; with these, 2,021 and even
+  /// (docs/performance.md, twelfth pass).
+  static constexpr std::ptrdiff_t elementwise_grain = 131072;
 
   /// y += a * x
   template <class T>
@@ -259,7 +263,7 @@ struct cpu_backend {
                                const T* beta, const T* r, bool relu, T* y, T* save_mean,
                                T* save_invstd, T* running_mean, T* running_var) {
     const std::int64_t m = std::int64_t{d.batch} * d.spatial;
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const T k = x[c * std::int64_t{d.spatial}];  // shift: a value of this channel
         double s1 = 0, s2 = 0;
@@ -304,7 +308,7 @@ struct cpu_backend {
   template <class T>
   static void batch_norm_shifted_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* shift,
                                       double* s1, double* s2) {
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         s1[c] = 0;
         s2[c] = 0;
@@ -322,7 +326,7 @@ struct cpu_backend {
                                       const double* s1, const double* s2, double count, const T* gamma,
                                       const T* beta, const T* r, bool relu, T* y, T* save_mean, T* save_invstd,
                                       T* running_mean, T* running_var) {
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c)
         bn_apply_stats(d, c, count, static_cast<double>(shift[c]), s1[c], s2[c], x, gamma, beta, r, relu, y,
                        save_mean, save_invstd, running_mean, running_var);
@@ -334,7 +338,7 @@ struct cpu_backend {
   static void batch_norm_backward_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
                                        const T* save_mean, const T* save_invstd, const T* dy, T* dgamma, T* dbeta,
                                        double* sdy, double* sdyx) {
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         double s = 0, sc = 0;
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
@@ -353,7 +357,7 @@ struct cpu_backend {
   static void batch_norm_backward_apply(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
                                         const T* gamma, const T* save_mean, const T* save_invstd, const T* dy,
                                         const double* sdy, const double* sdyx, double count, T* dx) {
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) bn_input_gradient(d, c, true, count, x, y, gamma, save_mean, save_invstd, dy, sdy[c], sdyx[c], dx);
     });
   }
@@ -414,7 +418,7 @@ struct cpu_backend {
   static void bn_forward_eval(context& ctx, const batch_norm_desc& d, const T* x, const T* gamma,
                               const T* beta, const T* running_mean, const T* running_var, const T* r,
                               bool relu, T* y, T* save_mean, T* save_invstd) {
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps);
         const T scale = static_cast<T>(gamma[c] * invstd);
@@ -452,7 +456,7 @@ struct cpu_backend {
                           const T* gamma, const T* save_mean, const T* save_invstd, const T* dy, T* dx,
                           T* dgamma, T* dbeta) {
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
-    ctx.pool().parallel_for_dynamic(d.channels, 1, [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) {
+    for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         const double invstd = save_invstd[c];
         const T mean = save_mean[c];
@@ -611,6 +615,13 @@ struct cpu_backend {
   }
 
  private:
+  /// body(cb, ce) over the channels [cb, ce) of d, in blocks of an eighth of them that the
+  /// pool's threads take over from each other (elementwise_grain's comment).
+  template <class F>
+  static void for_channels(context& ctx, const batch_norm_desc& d, F&& body) {
+    ctx.pool().parallel_for_dynamic(d.channels, std::max(1, d.channels / 8),
+                                    [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) { body(cb, ce); });
+  }
   /// Runs f(begin, end) over [0, n) on the pool; small ranges run inline, where waking the
   /// pool would cost more than the work.
   template <class F>
