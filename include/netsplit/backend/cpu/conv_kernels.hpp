@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -419,13 +420,15 @@ struct conv_epilogue {
   double* s2 = nullptr;
   int* images = nullptr;    // [batch]: images[n0] = the block's images, 0 where no block starts
   /// The epilogue of the block of `count` images from image n0 of a convolution with M output
-  /// channels: its own sums and shifts (recording the block in `images`).
+  /// channels: its own sums (zeroed) and shifts (NaN: none yet), the block recorded in `images`.
   conv_epilogue of_block(i64 n0, int count, int M) const {
     conv_epilogue e = *this;
     if (s1) {
       e.s1 = s1 + 2 * i64{M} * n0;
       e.s2 = e.s1 + M;
       e.stat_shift = stat_shift + i64{M} * n0;
+      std::fill(e.s1, e.s1 + 2 * i64{M}, 0.0);
+      std::fill(e.stat_shift, e.stat_shift + M, std::numeric_limits<T>::quiet_NaN());
       images[n0] = count;
     }
     return e;
@@ -789,7 +792,8 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
     T* out = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(mtiles * kern::fwd_mr * ors));
     const int count = static_cast<int>(n1 - n0);
     const conv_epilogue<T> ept = ep ? ep->of_block(n0, count, M) : conv_epilogue<T>{};
-    pack_planes(g, cin, count, x + n0 * in_img, src, rs, std::exchange(*ctx.scratch<int>(t, slot_out, 1), count));
+    int& packed = *ctx.scratch<int>(t, slot_out, 1);
+    pack_planes(g, cin, count, x + n0 * in_img, src, rs, std::exchange(packed, count));
     run_fwd(src + g.lead, off, K, apack, mtiles, out, ors, round_up(count * g.block, kern::fwd_qt));
     T* yn = y + n0 * out_img;
     const i64 plane = i64{g.ho} * g.wo;

@@ -76,16 +76,16 @@ struct cpu_backend {
   /// y = max(x, 0)
   template <class T>
   static void relu_forward(context& ctx, std::int64_t n, const T* x, T* y) {
-    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-      for (std::ptrdiff_t i = b; i < e; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+    parallel_elementwise(ctx, n, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
     });
   }
   /// dx = dy where y > 0, else 0 (y is the forward output).
   template <class T>
   static void relu_backward(context& ctx, std::int64_t n, const T* y, const T* dy, T* dx) {
-    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    parallel_elementwise(ctx, n, [&](std::int64_t b, std::int64_t e) {
       // dy is read unconditionally so the select vectorises (a conditional load does not)
-      for (std::ptrdiff_t i = b; i < e; ++i) {
+      for (std::int64_t i = b; i < e; ++i) {
         const T g = dy[i];
         dx[i] = y[i] > T(0) ? g : T(0);
       }
@@ -94,8 +94,8 @@ struct cpu_backend {
   /// y = max(a + b, 0): the residual sum followed by its ReLU.
   template <class T>
   static void add_relu_forward(context& ctx, std::int64_t n, const T* a, const T* b, T* y) {
-    ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t lo, std::ptrdiff_t hi, int) {
-      for (std::ptrdiff_t i = lo; i < hi; ++i) {
+    parallel_elementwise(ctx, n, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) {
         const T s = a[i] + b[i];
         y[i] = s > T(0) ? s : T(0);
       }
@@ -155,14 +155,12 @@ struct cpu_backend {
     const std::int64_t batch = d.batch;
     // thread 0's slot 7 (the convolution engine uses it only in the weight gradient): the
     // sums [2][M] of a block starting at each image, then the shifts [M], then the blocks'
-    // image counts
+    // image counts; each block readies its own sums and shifts (conv_epilogue::of_block)
     const std::size_t sums = 2 * static_cast<std::size_t>(M) * batch;
     const std::size_t shift_words = (static_cast<std::size_t>(M) * batch * sizeof(T) + 7) / 8;
     double* part = ctx.scratch<double>(0, cc::slot_packed, sums + shift_words + (batch * sizeof(int) + 7) / 8);
     T* shifts = reinterpret_cast<T*>(part + sums);
     int* images = reinterpret_cast<int*>(part + sums + shift_words);
-    std::fill(part, part + sums, 0.0);
-    std::fill(shifts, shifts + M * batch, std::numeric_limits<T>::quiet_NaN());
     std::fill(images, images + batch, 0);
     const cc::conv_epilogue<T> ep{nullptr, nullptr, false, shifts, part, nullptr, images};
     cc::forward_with(winograd_tile_for<T>(ctx, d, cc::conv_pass::forward), ctx, d, x, w, y, &ep);
@@ -622,14 +620,10 @@ struct cpu_backend {
     ctx.pool().parallel_for_dynamic(d.channels, std::max(1, d.channels / 8),
                                     [&](std::ptrdiff_t cb, std::ptrdiff_t ce, int) { body(cb, ce); });
   }
-  /// Runs f(begin, end) over [0, n) on the pool; small ranges run inline, where waking the
-  /// pool would cost more than the work.
+  /// Runs f(begin, end) over [0, n) on the pool in blocks of elementwise_grain; a range of
+  /// one block runs inline, where waking the pool would cost more than the work.
   template <class F>
   static void parallel_elementwise(context& ctx, std::int64_t n, F&& f) {
-    if (n < 32768) {
-      f(std::int64_t{0}, n);
-      return;
-    }
     ctx.pool().parallel_for_dynamic(n, elementwise_grain, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) { f(b, e); });
   }
 
