@@ -310,6 +310,32 @@ TEST_CASE("transpose16: a 16-column block of up to 16 rows, transposed, nothing 
   }
 }
 
+
+TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 16 input channels and a tail") {
+  // G of F(4x4, 3x3) (winograd_f4.hpp): dw[m][c] = G^T dU[m][c] G, dU[e] at (e * rows + m) * ld + c
+  const double G[6][3] = {{1. / 4, 0, 0},          {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                          {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  for (int C : {1, 16, 37}) {
+    const int M = 3;
+    const std::int64_t rows = 5, ld = C + 3;
+    std::vector<float> du(36 * rows * ld);
+    for (std::size_t i = 0; i < du.size(); ++i) du[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+    std::vector<float> dw(std::size_t(M) * C * 9, -7.0f);
+    detail::cpu_conv::winograd4::weight_grad_from(du.data(), rows, ld, M, C, dw.data());
+    int wrong = 0;
+    for (int m = 0; m < M; ++m)
+      for (int c = 0; c < C; ++c)
+        for (int i = 0; i < 3; ++i)
+          for (int k = 0; k < 3; ++k) {
+            double want = 0;
+            for (int a = 0; a < 6; ++a)
+              for (int b = 0; b < 6; ++b) want += G[a][i] * du[(std::int64_t(6 * a + b) * rows + m) * ld + c] * G[b][k];
+            wrong += std::abs(dw[(std::size_t(m) * C + c) * 9 + 3 * i + k] - want) > 1e-6 * (1 + std::abs(want));
+          }
+    INFO("C ", C);
+    CHECK(wrong == 0);
+  }
+}
 TEST_CASE("conv engine results agree across thread counts") {
   for (const conv2d_desc d : {conv2d_desc{13, 16, 32, 32, 32, 3, 2, 1}, conv2d_desc{13, 16, 16, 16, 16, 3, 1, 1}}) {
     INFO(describe(d));
