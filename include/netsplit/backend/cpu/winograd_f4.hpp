@@ -493,7 +493,22 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
         const float* xnext = n0 + n + 1 < count ? x + (i64{n0 + n + 1} * C + c) * plane
                              : c + 1 < C        ? x + i64{c + 1} * plane
                                                 : nullptr;
-        for (int ty = 0; ty < TH; ++ty) {
+        int ty = 0;
+        if (W == 8)  // two tile rows per vector (lanes 0-7: ty, 8-15: ty + 1), else half of each is empty
+          for (; ty + 1 < TH; ty += 2) {
+            if (xnext)
+              for (i64 p = 32 * i64{ty}; p < 32 * i64{ty + 2}; p += 16) __builtin_prefetch(xnext + p, 0, 3);
+            __m512 d[6], o[6];
+            for (int k = 0; k < 6; ++k) {
+              const int lo = 4 * ty - 1 + k, hi = lo + 4;  // input rows of the two halves
+              d[k] = lo >= 0 ? _mm512_maskz_loadu_ps(0x00FF, xc + i64{lo} * 8) : zero;
+              if (hi < H) d[k] = _mm512_mask_loadu_ps(d[k], 0xFF00, xc + i64{hi - 1} * 8);
+            }
+            vec::bt6(d, o);
+            float* dst = R + n * rlen + i64{ty} * 8;
+            for (int i = 0; i < 6; ++i) _mm512_storeu_ps(dst + i * rs, o[i]);
+          }
+        for (; ty < TH; ++ty) {
           const float* r0 = xc + (4 * i64{ty} - 1) * W;
           if (xnext)
             for (i64 p = 4 * i64{ty} * W; p < 4 * i64{ty + 1} * W; p += 16)
