@@ -192,11 +192,16 @@ TEST_CASE("fused batch_norm + relu (+ residual) equals batch_norm, then the resi
       CHECK(close(yf, yp) < 1e-6);
       CHECK(close(fused.running_mean(), plain.running_mean()) == 0);
       CHECK(close(fused.running_var(), plain.running_var()) == 0);
-      if (with_residual) continue;  // the block masks the residual form's gradient itself
-      const auto& dxf = fused.backward_relu(ctx, dy);
-      CHECK(fused.output_grad() == &dy);
-      const auto& dxp = plain.backward(ctx, act.backward(ctx, dy));
+      ftensor dres;  // with the residual: its gradient, dy where the output is positive
+      const auto& dxf = with_residual ? fused.backward_add_relu(ctx, dy, dres) : fused.backward_relu(ctx, dy);
+      if (!with_residual) CHECK(fused.output_grad() == &dy);
+      const auto& dsum = act.backward(ctx, dy);
+      const auto& dxp = plain.backward(ctx, dsum);
       CHECK(close(dxf, dxp) < 1e-5);
+      if (with_residual) {  // the same sums of the same values: bit for bit
+        CHECK(close(dres, dsum) == 0);
+        CHECK(close(dxf, dxp) == 0);
+      }
       fused.visit_parameters([&](const std::string& n, auto&, auto& gf) {
         plain.visit_parameters([&](const std::string& m, auto&, auto& gp) {
           if (n == m) CHECK(close(gf, gp) < 1e-5);
@@ -244,9 +249,15 @@ TEST_CASE("sync batch_norm on one process (batch_norm_sum set, nothing to add) e
       CHECK(close(ya, yb) < tol);
       CHECK(close(a.running_mean(), b.running_mean()) < tol);
       CHECK(close(a.running_var(), b.running_var()) < tol);
-      const auto& dxa = form == 0 ? a.backward(plain_ctx, dy) : a.backward_relu(plain_ctx, dy);
-      const auto& dxb = form == 0 ? b.backward(sync_ctx, dy) : b.backward_relu(sync_ctx, dy);
+      tt dra, drb;  // form 2: the residual's gradient
+      const auto& dxa = form == 0 ? a.backward(plain_ctx, dy)
+                        : form == 1 ? a.backward_relu(plain_ctx, dy)
+                                    : a.backward_add_relu(plain_ctx, dy, dra);
+      const auto& dxb = form == 0 ? b.backward(sync_ctx, dy)
+                        : form == 1 ? b.backward_relu(sync_ctx, dy)
+                                    : b.backward_add_relu(sync_ctx, dy, drb);
       CHECK(close(dxa, dxb) < tol);
+      if (form == 2) CHECK(close(dra, drb) == 0);
       a.visit_parameters([&](const std::string& n, auto&, auto& ga) {
         b.visit_parameters([&](const std::string& m, auto&, auto& gb) {
           if (n == m) CHECK(close(ga, gb) < tol);

@@ -62,6 +62,7 @@ concept Backend = requires(typename B::context& ctx, T* p, const T* cp, const in
   B::batch_norm_relu_forward_train(ctx, bd, cp, cp, cp, cp, p, p, p, p, p);
   B::batch_norm_relu_forward_eval(ctx, bd, cp, cp, cp, cp, cp, cp, p, p, p);
   B::batch_norm_relu_backward(ctx, bd, true, cp, cp, cp, cp, cp, cp, p, p, p);
+  B::batch_norm_relu_backward(ctx, bd, true, cp, cp, cp, cp, cp, cp, p, p, p, p);
   B::channel_scatter_forward(ctx, sd, cp, ip, ip, cp, p);
   B::channel_scatter_backward(ctx, sd, cp, ip, ip, cp, p);
   B::global_avg_pool_forward(ctx, len, 1, cp, p);

@@ -79,7 +79,7 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
 
   /// Fused with what follows batch norm in a residual network: y = max(bn(x) + r, 0), or
   /// max(bn(x), 0) when r is null; r has x's shape. Differentiate with backward_relu
-  /// (no r) or, for the residual form, mask the gradient and call backward.
+  /// (no r) or backward_add_relu (with r).
   const tensor<T, B>& forward_relu(typename B::context& ctx, const tensor<T, B>& x, phase p,
                                    const tensor<T, B>* r = nullptr) {
     const auto d = begin_relu(x, p, r);
@@ -147,6 +147,16 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     detail::expect_grad(dy, out_, "batch_norm");
     dy_ = &dy;
     return backward_into(ctx, dy, out_.data(), input_grad, into);
+  }
+  /// Backward of forward_relu with a residual r: dy is dL/d(max(bn(x) + r, 0)). The residual's
+  /// gradient (dy where the output is positive) goes into dr, resized here (a tensor the caller
+  /// lends), in the pass that takes batch norm's sums; the input gradient as backward_relu's.
+  const tensor<T, B>& backward_add_relu(typename B::context& ctx, const tensor<T, B>& dy, tensor<T, B>& dr,
+                                        bool input_grad = true, tensor<T, B>* into = nullptr) {
+    detail::has_input(input_, "batch_norm");
+    detail::expect_grad(dy, out_, "batch_norm");
+    dr.resize(dy.shape());
+    return backward_into(ctx, dy, out_.data(), input_grad, into, dr.data());
   }
   /// Output of the last forward and the gradient its last backward_relu received: with the
   /// fused ReLU these are the ReLU's output and its gradient (TPM signals).
@@ -230,37 +240,39 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
                                gamma_.data(), beta_.data(), r, relu, out_.data(), save_mean_.data(),
                                save_invstd_.data(), running_mean_.data(), running_var_.data());
   }
-  /// Both backwards: y is the forward's output when the ReLU was fused (dy is masked by
-  /// y > 0), else null.
+  /// The backwards: y is the forward's output when the ReLU was fused (dy is masked by
+  /// y > 0), else null; dr, where not null, receives the masked dy (backward_add_relu).
   const tensor<T, B>& backward_into(typename B::context& ctx, const tensor<T, B>& dy, const T* y, bool input_grad,
-                                    tensor<T, B>* into) {
+                                    tensor<T, B>* into, T* dr = nullptr) {
     if (!input_grad) dx_.resize({});
     tensor<T, B>& dx = !input_grad ? dx_ : into ? *into : dx_;
     if (input_grad) dx.resize(dy.shape());
     T* dxp = input_grad ? dx.data() : nullptr;
     const auto d = desc(static_cast<int>(dy.dim(0)));
-    if (synced_) {
-      backward_synced(ctx, d, dy, y, dxp);
+    if (synced_ && dr) {  // the masked gradient first, then the plain backward of it
+      B::relu_backward(ctx, dy.numel(), y, dy.data(), dr);
+      backward_synced(ctx, d, dr, nullptr, dxp);
+    } else if (synced_) {
+      backward_synced(ctx, d, dy.data(), y, dxp);
     } else if (y) {
       B::batch_norm_relu_backward(ctx, d, phase_ == phase::train, input_->data(), y, gamma_.data(), save_mean_.data(),
-                                  save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data());
+                                  save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data(), dr);
     } else {
       B::batch_norm_backward(ctx, d, phase_ == phase::train, input_->data(), gamma_.data(), save_mean_.data(),
                              save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data());
     }
     return dx;
   }
-  void backward_synced(typename B::context& ctx, const batch_norm_desc& d, const tensor<T, B>& dy, const T* y,
-                       T* dx) {
+  void backward_synced(typename B::context& ctx, const batch_norm_desc& d, const T* dy, const T* y, T* dx) {
     if constexpr (requires { ctx.batch_norm_sum; }) {
       sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
-      B::batch_norm_backward_sums(ctx, d, input_->data(), y, save_mean_.data(), save_invstd_.data(), dy.data(),
+      B::batch_norm_backward_sums(ctx, d, input_->data(), y, save_mean_.data(), save_invstd_.data(), dy,
                                   dgamma_.data(), dbeta_.data(), sums_.data(), sums_.data() + c_);
       sums_.back() = static_cast<double>(d.batch) * d.spatial;
       ctx.batch_norm_sum(std::span<double>(sums_));  // every process, whether or not it wants dx
       if (dx)
         B::batch_norm_backward_apply(ctx, d, input_->data(), y, gamma_.data(), save_mean_.data(), save_invstd_.data(),
-                                     dy.data(), sums_.data(), sums_.data() + c_, sums_.back(), dx);
+                                     dy, sums_.data(), sums_.data() + c_, sums_.back(), dx);
     }
   }
   static void expect_batch(const batch_norm_desc& d) {

@@ -55,18 +55,17 @@ class basic_block_layer : public layer_base<T, B, In, conv2d_layer<T, B, In, Out
   /// gradients) live in the context's workspace, which every block borrows in turn.
   const tensor<T, B>& backward(typename B::context& ctx, const tensor<T, B>& dy, bool input_grad = true) {
     NETSPLIT_EXPECT(!inferred_, "residual block: backward after a phase::infer forward (use phase::eval)");
-    const auto& out = bn2.output();
-    detail::expect_grad(dy, out, "residual block");
+    detail::expect_grad(dy, bn2.output(), "residual block");
     dy_ = &dy;
     auto& dsum = ctx.workspace().template get<T, B>(workspace_sum);
     auto& dbn = ctx.workspace().template get<T, B>(workspace_bn);
-    dsum.resize(dy.shape());
-    B::relu_backward(ctx, dy.numel(), out.data(), dy.data(), dsum.data());
-    // the shortcut first: conv1's input gradient adds it in its own pass (no separate sum);
-    // dsum lives until then (the identity shortcut returns it), dbn holds bn2's input
-    // gradient until conv2 has read it, then bn1's
+    // bn2 differentiates the final ReLU too, storing the residual sum's gradient in dsum in
+    // the pass that takes its sums; then the shortcut: conv1's input gradient adds its
+    // gradient in its own pass (no separate sum); dsum lives until then (the identity
+    // shortcut returns it), dbn holds bn2's input gradient until conv2 has read it, then bn1's
+    const auto& dbn2 = bn2.backward_add_relu(ctx, dy, dsum, true, &dbn);
     const auto& dshort = shortcut.backward(ctx, dsum, input_grad);
-    const auto& d2 = conv2.backward(ctx, bn2.backward(ctx, dsum, true, &dbn));
+    const auto& d2 = conv2.backward(ctx, dbn2);
     return conv1.backward(ctx, bn1.backward_relu(ctx, d2, true, &dbn), input_grad, input_grad ? &dshort : nullptr);
   }
   /// The workspace slots this block borrows during its backward.

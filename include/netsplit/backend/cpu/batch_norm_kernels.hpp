@@ -25,14 +25,16 @@ void shifted_sums(const T* p, std::int64_t runs, std::int64_t stride, std::int64
     }
 }
 /// s1 += sum(g), s2 += sum(g * (x - mean)) over the channel's values, where g = dy, or, with
-/// y not null, g = dy where y > 0 and 0 elsewhere (the gradient through a ReLU with output y).
+/// y not null, g = dy where y > 0 and 0 elsewhere (the gradient through a ReLU with output y);
+/// g is also stored at the same offsets of `gout` where that is not null.
 template <class T>
 void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::int64_t stride, std::int64_t n,
-                   T mean, double& s1, double& s2) {
+                   T mean, double& s1, double& s2, T* gout = nullptr) {
   for (std::int64_t r = 0; r < runs; ++r)
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t j = r * stride + i;
       const T g = !y || y[j] > T(0) ? dy[j] : T(0);
+      if (gout) gout[j] = g;
       s1 += g;
       s2 += static_cast<double>(g) * (x[j] - mean);
     }
@@ -77,7 +79,7 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
     }                                                                                       \
   }                                                                                         \
   inline void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::int64_t stride, \
-                            std::int64_t n, T mean, double& s1, double& s2) {               \
+                            std::int64_t n, T mean, double& s1, double& s2, T* gout = nullptr) { \
     typedef T v64 __attribute__((vector_size(64)));                                         \
     typedef I i64v __attribute__((vector_size(64)));                                        \
     constexpr std::int64_t w = 64 / sizeof(T), flush = 256 * w;                             \
@@ -88,6 +90,7 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
       const T* gq = dy + r * stride;                                                        \
       const T* xq = x + r * stride;                                                         \
       const T* yq = y ? y + r * stride : nullptr;                                           \
+      T* oq = gout ? gout + r * stride : nullptr;                                           \
       const bool ahead = r + 1 < runs;                                                      \
       for (std::int64_t i = 0; i < body; i += w) {                                          \
         if (ahead) {                                                                        \
@@ -101,11 +104,13 @@ void gradient_sums(const T* dy, const T* y, const T* x, std::int64_t runs, std::
           std::memcpy(&yv, yq + i, sizeof yv);                                              \
           g = (v64)((i64v)g & (i64v)(yv > T(0)));                                           \
         }                                                                                   \
+        if (oq) std::memcpy(oq + i, &g, sizeof g);                                          \
         a1 += g;                                                                            \
         a2 += g * (v - mean);                                                               \
       }                                                                                     \
       if (body < n)                                                                         \
-        gradient_sums<T>(gq + body, yq ? yq + body : nullptr, xq + body, 1, 0, n - body, mean, s1, s2); \
+        gradient_sums<T>(gq + body, yq ? yq + body : nullptr, xq + body, 1, 0, n - body, mean, s1, s2, \
+                         oq ? oq + body : nullptr);                                         \
       pending += body;                                                                      \
       if (pending >= flush || r + 1 == runs) {                                              \
         for (std::int64_t j = 0; j < w; ++j) {                                              \

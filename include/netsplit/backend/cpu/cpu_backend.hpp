@@ -438,21 +438,26 @@ struct cpu_backend {
     bn_backward(ctx, d, batch_stats, x, static_cast<const T*>(nullptr), gamma, save_mean, save_invstd, dy, dx,
                 dgamma, dbeta);
   }
-  /// Gradients of y = max(bn(x), 0) given dL/dy and the forward output y: batch_norm_backward
-  /// of dy masked by y > 0, without materialising the masked gradient.
+  /// Gradients of y = max(bn(x) (+ r), 0) given dL/dy and the forward output y:
+  /// batch_norm_backward of dy masked by y > 0. Where dr is not null the masked gradient is
+  /// stored there too (dL/dr: a residual block's shortcut takes it), in the pass that takes
+  /// the sums, and the input gradient reads it back; else it is never materialised.
   template <class T>
   static void batch_norm_relu_backward(context& ctx, const batch_norm_desc& d, bool batch_stats,
                                        const T* x, const T* y, const T* gamma, const T* save_mean,
-                                       const T* save_invstd, const T* dy, T* dx, T* dgamma, T* dbeta) {
-    bn_backward(ctx, d, batch_stats, x, y, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta);
+                                       const T* save_invstd, const T* dy, T* dx, T* dgamma, T* dbeta,
+                                       T* dr = nullptr) {
+    bn_backward(ctx, d, batch_stats, x, y, gamma, save_mean, save_invstd, dy, dx, dgamma, dbeta, dr);
   }
 
  private:
-  /// y non-null: dy is masked by y > 0 where it is read (no masked copy).
+  /// y non-null: dy is masked by y > 0 where it is read (a masked copy only into dr, where
+  /// that is not null; the input gradient then reads dr: two tensors instead of three).
   template <class T>
   static void bn_backward(context& ctx, const batch_norm_desc& d, bool batch_stats, const T* x, const T* y,
                           const T* gamma, const T* save_mean, const T* save_invstd, const T* dy, T* dx,
-                          T* dgamma, T* dbeta) {
+                          T* dgamma, T* dbeta, T* dr = nullptr) {
+    NETSPLIT_EXPECT(!dr || y, "batch_norm backward: a residual gradient needs the ReLU's output");
     const double m = static_cast<double>(std::int64_t{d.batch} * d.spatial);
     for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
@@ -461,11 +466,13 @@ struct cpu_backend {
         double sdy = 0, sdyc = 0;  // sum dy, sum dy * (x - mean)
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
         detail::cpu_bn::gradient_sums(dy + first, y ? y + first : nullptr, x + first, d.batch, stride, d.spatial,
-                                      mean, sdy, sdyc);
+                                      mean, sdy, sdyc, dr ? dr + first : nullptr);
         const double sdyx = sdyc * invstd;  // sum dy * xhat
         dgamma[c] = static_cast<T>(sdyx);
         dbeta[c] = static_cast<T>(sdy);
-        if (dx) bn_input_gradient(d, c, batch_stats, m, x, y, gamma, save_mean, save_invstd, dy, sdy, sdyx, dx);
+        if (dx)
+          bn_input_gradient(d, c, batch_stats, m, x, dr ? nullptr : y, gamma, save_mean, save_invstd, dr ? dr : dy,
+                            sdy, sdyx, dx);
       }
     });
   }

@@ -295,13 +295,14 @@ struct cuda_backend {
     batch_norm_forward_eval(ctx, d, x, gamma, beta, running_mean, running_var, y, save_mean, save_invstd);
     relu_epilogue(ctx, d, r, y);
   }
-  /// Gradients of y = max(bn(x), 0) given dL/dy and y: dy masked by y > 0, then batch norm's.
+  /// Gradients of y = max(bn(x) (+ r), 0) given dL/dy and y: dy masked by y > 0 (into dr,
+  /// dL/dr, where that is not null, else into scratch), then batch norm's.
   template <class T>
   static void batch_norm_relu_backward(context& ctx, const batch_norm_desc& d, bool batch_stats, const T* x,
                                        const T* y, const T* gamma, const T* save_mean, const T* save_invstd,
-                                       const T* dy, T* dx, T* dgamma, T* dbeta) {
+                                       const T* dy, T* dx, T* dgamma, T* dbeta, T* dr = nullptr) {
     const std::int64_t n = std::int64_t{d.batch} * d.channels * d.spatial;
-    T* masked = ctx.scratch<T>(0, static_cast<std::size_t>(n));
+    T* masked = dr ? dr : ctx.scratch<T>(0, static_cast<std::size_t>(n));
     relu_backward(ctx, n, y, dy, masked);
     batch_norm_backward(ctx, d, batch_stats, x, gamma, save_mean, save_invstd, masked, dx, dgamma, dbeta);
   }
