@@ -310,7 +310,6 @@ TEST_CASE("transpose16: a 16-column block of up to 16 rows, transposed, nothing 
   }
 }
 
-
 TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 16 input channels and a tail") {
   // G of F(4x4, 3x3) (winograd_f4.hpp): dw[m][c] = G^T dU[m][c] G, dU[e] at (e * rows + m) * ld + c
   const double G[6][3] = {{1. / 4, 0, 0},          {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
@@ -336,6 +335,7 @@ TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 
     CHECK(wrong == 0);
   }
 }
+
 TEST_CASE("conv engine results agree across thread counts") {
   for (const conv2d_desc d : {conv2d_desc{13, 16, 32, 32, 32, 3, 2, 1}, conv2d_desc{13, 16, 16, 16, 16, 3, 1, 1}}) {
     INFO(describe(d));
