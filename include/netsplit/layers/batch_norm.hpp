@@ -249,11 +249,8 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     if (input_grad) dx.resize(dy.shape());
     T* dxp = input_grad ? dx.data() : nullptr;
     const auto d = desc(static_cast<int>(dy.dim(0)));
-    if (synced_ && dr) {  // the masked gradient first, then the plain backward of it
-      B::relu_backward(ctx, dy.numel(), y, dy.data(), dr);
-      backward_synced(ctx, d, dr, nullptr, dxp);
-    } else if (synced_) {
-      backward_synced(ctx, d, dy.data(), y, dxp);
+    if (synced_) {
+      backward_synced(ctx, d, dy.data(), y, dxp, dr);
     } else if (y) {
       B::batch_norm_relu_backward(ctx, d, phase_ == phase::train, input_->data(), y, gamma_.data(), save_mean_.data(),
                                   save_invstd_.data(), dy.data(), dxp, dgamma_.data(), dbeta_.data(), dr);
@@ -263,16 +260,19 @@ class batch_norm_layer : public layer_base<T, B, In, In> {
     }
     return dx;
   }
-  void backward_synced(typename B::context& ctx, const batch_norm_desc& d, const T* dy, const T* y, T* dx) {
+  /// The split backward (sums, summed over processes, then the input gradient); dr as in
+  /// backward_into: stored by the sums half, read by the apply half in place of dy and y.
+  void backward_synced(typename B::context& ctx, const batch_norm_desc& d, const T* dy, const T* y, T* dx, T* dr) {
     if constexpr (requires { ctx.batch_norm_sum; }) {
       sums_.assign(2 * static_cast<std::size_t>(c_) + 1, 0.0);
       B::batch_norm_backward_sums(ctx, d, input_->data(), y, save_mean_.data(), save_invstd_.data(), dy,
-                                  dgamma_.data(), dbeta_.data(), sums_.data(), sums_.data() + c_);
+                                  dgamma_.data(), dbeta_.data(), sums_.data(), sums_.data() + c_, dr);
       sums_.back() = static_cast<double>(d.batch) * d.spatial;
       ctx.batch_norm_sum(std::span<double>(sums_));  // every process, whether or not it wants dx
       if (dx)
-        B::batch_norm_backward_apply(ctx, d, input_->data(), y, gamma_.data(), save_mean_.data(), save_invstd_.data(),
-                                     dy, sums_.data(), sums_.data() + c_, sums_.back(), dx);
+        B::batch_norm_backward_apply(ctx, d, input_->data(), dr ? nullptr : y, gamma_.data(), save_mean_.data(),
+                                     save_invstd_.data(), dr ? dr : dy, sums_.data(), sums_.data() + c_, sums_.back(),
+                                     dx);
     }
   }
   static void expect_batch(const batch_norm_desc& d) {

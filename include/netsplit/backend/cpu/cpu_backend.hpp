@@ -331,17 +331,20 @@ struct cpu_backend {
     });
   }
   /// This batch's parameter gradients: dbeta = Σ dy, dgamma = Σ dy·x̂ (dy masked by y > 0
-  /// when y is not null: the fused ReLU), also returned in double as sdy and sdyx.
+  /// when y is not null: the fused ReLU), also returned in double as sdy and sdyx. Where dr
+  /// is not null the masked dy is stored there too, as batch_norm_relu_backward's dr (the
+  /// apply half then takes dr as its dy, and no y).
   template <class T>
   static void batch_norm_backward_sums(context& ctx, const batch_norm_desc& d, const T* x, const T* y,
                                        const T* save_mean, const T* save_invstd, const T* dy, T* dgamma, T* dbeta,
-                                       double* sdy, double* sdyx) {
+                                       double* sdy, double* sdyx, T* dr = nullptr) {
+    NETSPLIT_EXPECT(!dr || y, "batch_norm backward: a residual gradient needs the ReLU's output");
     for_channels(ctx, d, [&](std::ptrdiff_t cb, std::ptrdiff_t ce) {
       for (std::ptrdiff_t c = cb; c < ce; ++c) {
         double s = 0, sc = 0;
         const std::int64_t first = c * std::int64_t{d.spatial}, stride = std::int64_t{d.channels} * d.spatial;
         detail::cpu_bn::gradient_sums(dy + first, y ? y + first : nullptr, x + first, d.batch, stride, d.spatial,
-                                      save_mean[c], s, sc);
+                                      save_mean[c], s, sc, dr ? dr + first : nullptr);
         sdy[c] = s;
         sdyx[c] = sc * static_cast<double>(save_invstd[c]);
         dgamma[c] = static_cast<T>(sdyx[c]);
