@@ -556,6 +556,9 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
                              const conv_epilogue<float>* ep = nullptr, const float* r = nullptr) {
   const int TW = W / 4, gs = tile_group(TW);
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  // W = 8 with an even number of tile rows: a whole vector of 16 tiles is 4 pairs of tile
+  // rows, each pair 8 contiguous rows of 8; stored as 4 lines each, not 8 half lines
+  const bool pairs = TW == 2 && (H / 4) % 2 == 0;
   for (int m = 0; m < M; ++m) {
     const float* base = mm + i64{m} * tpad;
     float* ym = y + i64{m} * plane;
@@ -578,6 +581,35 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         for (int i = 0; i < 6; ++i) col[i] = _mm512_maskz_loadu_ps(valid, base + (6 * i + j) * es + t0);
         vec::at4(col, r);
         for (int a = 0; a < 4; ++a) s[a][j] = r[a];
+      }
+      if (pairs && k == 16) {  // W = 8: per pair of tile rows, four whole lines
+        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3 (tile rows 2q', 2q' + 1)
+        for (int a = 0; a < 4; ++a) {
+          __m512 z[4];
+          vec::at4(s[a], z);
+          vec::interleave4(z, w[a]);
+        }
+        for (int q = 0; q < 4; ++q) {
+          float* yb = ym + off[2 * q];  // the pair's 8 rows of 8, contiguous
+          const float* rb = rm ? rm + off[2 * q] : nullptr;
+          // lines: rows 0-1, 2-3 (the first tile row's), 4-5, 6-7 (the second's)
+          const __m512 line[4] = {_mm512_shuffle_f32x4(w[0][q], w[1][q], 0x44),
+                                  _mm512_shuffle_f32x4(w[2][q], w[3][q], 0x44),
+                                  _mm512_shuffle_f32x4(w[0][q], w[1][q], 0xEE),
+                                  _mm512_shuffle_f32x4(w[2][q], w[3][q], 0xEE)};
+          for (int l = 0; l < 4; ++l) {
+            __m512 z = add ? _mm512_add_ps(line[l], shift) : line[l];
+            if (rb) z = _mm512_add_ps(z, _mm512_loadu_ps(rb + 16 * l));
+            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (sums) sums.add(z);
+            if (next) {
+              vec::ahead(yb + 16 * l + plane, true);
+              if (rb) vec::ahead(rb + 16 * l + plane, false);
+            }
+            _mm512_storeu_ps(yb + 16 * l, z);
+          }
+        }
+        continue;
       }
       for (int a = 0; a < 4; ++a) {
         __m512 z[4], w[4];
@@ -624,6 +656,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
 inline void transform_output_grad(const float* dy, int M, int H, int W, int count, float* dm, i64 es, i64 tpad) {
   const int TW = W / 4, gs = tile_group(TW);
   const i64 plane = i64{H} * W, tiles = i64{H / 4} * TW, flat = count * tiles, ystride = i64{M} * plane;
+  const bool pairs = TW == 2 && (H / 4) % 2 == 0;  // as in transform_output
   for (int m = 0; m < M; ++m) {
     const float* g = dy + i64{m} * plane;
     float* out = dm + i64{m} * tpad;
@@ -634,20 +667,41 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
       i64 off[16];  // as in transform_output: off[g] starts tiles gs*g .. gs*g+gs-1
       walk.next_groups(off, k / gs, gs);
       __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
-      for (int a = 0; a < 4; ++a) {
-        const float* ga = g + i64{a} * W;
-        __m512 w[4], d[4];  // w[q]: row a of tiles t0+4q .. t0+4q+3 (zero past the chunk)
+      if (pairs && k == 16) {  // W = 8: as transform_output, four whole lines per pair of tile rows
+        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
         for (int q = 0; q < 4; ++q) {
-          w[q] = _mm512_setzero_ps();
-          if (4 * q >= k) continue;
-          for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e) {
-            const float* at = ga + off[q * (4 / gs) + e] - 4 * gs * e;
-            if (m + 1 < M) vec::ahead(at + plane, false);
-            w[q] = _mm512_mask_loadu_ps(w[q], group_lanes(gs, e), at);
+          const float* gb = g + off[2 * q];
+          __m512 line[4];
+          for (int l = 0; l < 4; ++l) {
+            if (m + 1 < M) vec::ahead(gb + 16 * l + plane, false);
+            line[l] = _mm512_loadu_ps(gb + 16 * l);
           }
+          w[0][q] = _mm512_shuffle_f32x4(line[0], line[2], 0x44);
+          w[1][q] = _mm512_shuffle_f32x4(line[0], line[2], 0xEE);
+          w[2][q] = _mm512_shuffle_f32x4(line[1], line[3], 0x44);
+          w[3][q] = _mm512_shuffle_f32x4(line[1], line[3], 0xEE);
         }
-        vec::deinterleave4(w, d);
-        vec::a6(d, p[a]);
+        for (int a = 0; a < 4; ++a) {
+          __m512 d[4];
+          vec::deinterleave4(w[a], d);
+          vec::a6(d, p[a]);
+        }
+      } else {
+        for (int a = 0; a < 4; ++a) {
+          const float* ga = g + i64{a} * W;
+          __m512 w[4], d[4];  // w[q]: row a of tiles t0+4q .. t0+4q+3 (zero past the chunk)
+          for (int q = 0; q < 4; ++q) {
+            w[q] = _mm512_setzero_ps();
+            if (4 * q >= k) continue;
+            for (int e = 0; e * gs < 4 && 4 * q + e * gs < k; ++e) {
+              const float* at = ga + off[q * (4 / gs) + e] - 4 * gs * e;
+              if (m + 1 < M) vec::ahead(at + plane, false);
+              w[q] = _mm512_mask_loadu_ps(w[q], group_lanes(gs, e), at);
+            }
+          }
+          vec::deinterleave4(w, d);
+          vec::a6(d, p[a]);
+        }
       }
       for (int j = 0; j < 6; ++j) {
         __m512 col[4] = {p[0][j], p[1][j], p[2][j], p[3][j]}, r[6];
