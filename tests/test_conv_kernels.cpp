@@ -267,6 +267,7 @@ const conv_case odd_cases[] = {
     {{3, 5, 7, 8, 64, 3, 1, 1}, "Winograd 4x4: TW 16"},
     {{3, 5, 7, 12, 16, 3, 1, 1}, "Winograd 4x4: TW 4, 12 tiles per image (across images)"},
     {{3, 5, 7, 20, 8, 3, 1, 1}, "Winograd 4x4: TW 2, 10 tiles per image"},
+    {{3, 5, 7, 16, 8, 3, 1, 1}, "Winograd 4x4: TW 2, 4 tile rows (two pairs of whole lines per image)"},
     {{5, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: one tile per image"},
     {{3, 5, 7, 8, 12, 3, 1, 1}, "Winograd 4x4: TW 3 (scalar transforms)"},
     {{2, 3, 9, 10, 12, 3, 1, 1}, "Winograd 4x4 not applicable: height 10 (2x2 or direct)"},

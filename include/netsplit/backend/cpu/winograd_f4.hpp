@@ -498,12 +498,20 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
           for (; ty + 1 < TH; ty += 2) {
             if (xnext)
               for (i64 p = 32 * i64{ty}; p < 32 * i64{ty + 2}; p += 16) __builtin_prefetch(xnext + p, 0, 3);
+            // d[k]: input rows 4ty - 1 + k (lanes 0-7) and 4ty + 3 + k (8-15); rows 4ty .. 4ty + 7
+            // are the four lines L[0..4), two rows each, so the halves are whole-line shuffles
+            const float* r0 = xc + 32 * i64{ty};
+            const __m512 L0 = _mm512_loadu_ps(r0), L1 = _mm512_loadu_ps(r0 + 16), L2 = _mm512_loadu_ps(r0 + 32),
+                         L3 = _mm512_loadu_ps(r0 + 48);
+            const __m512 above = ty > 0 ? _mm512_maskz_loadu_ps(0x00FF, r0 - 8) : zero;            // row 4ty - 1
+            const __m512 below = 4 * ty + 8 < H ? _mm512_maskz_loadu_ps(0x00FF, r0 + 64) : zero;  // row 4ty + 8
             __m512 d[6], o[6];
-            for (int k = 0; k < 6; ++k) {
-              const int lo = 4 * ty - 1 + k, hi = lo + 4;  // input rows of the two halves
-              d[k] = lo >= 0 ? _mm512_maskz_loadu_ps(0x00FF, xc + i64{lo} * 8) : zero;
-              if (hi < H) d[k] = _mm512_mask_loadu_ps(d[k], 0xFF00, xc + i64{hi - 1} * 8);
-            }
+            d[0] = _mm512_shuffle_f32x4(above, L1, 0xE4);
+            d[1] = _mm512_shuffle_f32x4(L0, L2, 0x44);
+            d[2] = _mm512_shuffle_f32x4(L0, L2, 0xEE);
+            d[3] = _mm512_shuffle_f32x4(L1, L3, 0x44);
+            d[4] = _mm512_shuffle_f32x4(L1, L3, 0xEE);
+            d[5] = _mm512_shuffle_f32x4(L2, below, 0x44);
             vec::bt6(d, o);
             float* dst = R + n * rlen + i64{ty} * 8;
             for (int i = 0; i < 6; ++i) _mm512_storeu_ps(dst + i * rs, o[i]);
