@@ -698,6 +698,15 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
         for (int a = 0; a < 4; ++a) {
           const float* ga = g + i64{a} * W;
           __m512 w[4], d[4];  // w[q]: row a of tiles t0+4q .. t0+4q+3 (zero past the chunk)
+          if (gs == 4 && k == 16) {  // the common case, as in transform_output: whole lines, no masks
+            for (int q = 0; q < 4; ++q) {
+              if (m + 1 < M) vec::ahead(ga + off[q] + plane, false);
+              w[q] = _mm512_loadu_ps(ga + off[q]);
+            }
+            vec::deinterleave4(w, d);
+            vec::a6(d, p[a]);
+            continue;
+          }
           for (int q = 0; q < 4; ++q) {
             w[q] = _mm512_setzero_ps();
             if (4 * q >= k) continue;
