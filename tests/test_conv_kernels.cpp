@@ -269,6 +269,8 @@ const conv_case odd_cases[] = {
     {{3, 5, 7, 20, 8, 3, 1, 1}, "Winograd 4x4: TW 2, 10 tiles per image"},
     {{3, 5, 7, 16, 8, 3, 1, 1}, "Winograd 4x4: TW 2, 4 tile rows (two pairs of whole lines per image)"},
     {{5, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: one tile per image"},
+    {{37, 5, 7, 4, 4, 3, 1, 1}, "Winograd 4x4: W 4, 37 images (vectors of 16 whole-line tiles, then a tail)"},
+    {{19, 5, 7, 8, 4, 3, 1, 1}, "Winograd 4x4: W 4, two tiles per image (vectors of 16 whole-line tiles, a tail)"},
     {{3, 5, 7, 8, 12, 3, 1, 1}, "Winograd 4x4: TW 3 (scalar transforms)"},
     {{2, 3, 9, 10, 12, 3, 1, 1}, "Winograd 4x4 not applicable: height 10 (2x2 or direct)"},
     // at least 32 channels each way (AVX-512; 128 elsewhere): the packed weight gradient (winograd.hpp)
@@ -398,6 +400,7 @@ const conv2d_desc epilogue_shapes[] = {
     {8, 16, 16, 32, 32, 3, 1, 1}, {8, 32, 32, 16, 16, 3, 1, 1}, {9, 64, 64, 8, 8, 3, 1, 1},
     {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
     {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
+    {37, 5, 7, 4, 4, 3, 1, 1},    {19, 5, 7, 8, 4, 3, 1, 1},  // W 4: vectors of 16 whole-line tiles
 };
 
 TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual, then relu") {

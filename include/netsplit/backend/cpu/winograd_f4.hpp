@@ -460,6 +460,17 @@ inline void interleave4(const __m512 z[4], __m512 w[4]) {
   w[2] = _mm512_permutex2var_ps(p1, lo, q1);
   w[3] = _mm512_permutex2var_ps(p1, hi, q1);
 }
+/// out[j] = the 128-bit blocks j of a[0..4), in order: a transpose of 4x4 blocks (its own
+/// inverse). With a[r] holding row r of 4 tiles of 4 columns, out[j] is tile j's 4 rows, the
+/// 16 contiguous values of a 4-wide tile.
+inline void transpose_blocks4(const __m512 a[4], __m512 out[4]) {
+  const __m512 t01 = _mm512_shuffle_f32x4(a[0], a[1], 0x44), t23 = _mm512_shuffle_f32x4(a[2], a[3], 0x44);
+  const __m512 u01 = _mm512_shuffle_f32x4(a[0], a[1], 0xEE), u23 = _mm512_shuffle_f32x4(a[2], a[3], 0xEE);
+  out[0] = _mm512_shuffle_f32x4(t01, t23, 0x88);
+  out[1] = _mm512_shuffle_f32x4(t01, t23, 0xDD);
+  out[2] = _mm512_shuffle_f32x4(u01, u23, 0x88);
+  out[3] = _mm512_shuffle_f32x4(u01, u23, 0xDD);
+}
 }  // namespace vec
 
 /// Tiles side by side that the output transforms store (and the output-gradient transform
@@ -486,7 +497,23 @@ inline void transform_input(const float* x, int C, int H, int W, int count, floa
     for (int n0 = 0; n0 < count; n0 += group) {
       const int images = std::min(group, count - n0);
       // stage 1, along rows: R[i][n*rlen + ty*W + col] = sum_k B^T[i][k] x[n0+n][c][4ty-1+k][col]
-      for (int n = 0; n < images; ++n) {
+      int n = 0;
+      if (W == 4 && H == 4)  // a tile per image, one line each: 4 images per vector (4 lines, not 16 quarters)
+        for (; n + 4 <= images; n += 4) {
+          const float* xc = x + (i64{n0 + n} * C + c) * plane;
+          for (int j = 0; j < 4; ++j) {  // the 4 planes after these (this channel's next images, else the next channel's)
+            const i64 at = n0 + n + 4 + j;
+            if (at < count) __builtin_prefetch(x + (at * C + c) * plane, 0, 3);
+            else if (c + 1 < C) __builtin_prefetch(x + ((at - count) * C + c + 1) * plane, 0, 3);
+          }
+          __m512 L[4], d[6], o[6];  // d[1 + r]: row r of the 4 images; rows -1 and 4 are padding
+          for (int j = 0; j < 4; ++j) L[j] = _mm512_loadu_ps(xc + j * i64{C} * plane);
+          vec::transpose_blocks4(L, d + 1);
+          d[0] = d[5] = zero;
+          vec::bt6(d, o);
+          for (int i = 0; i < 6; ++i) _mm512_storeu_ps(R + n * rlen + i * rs, o[i]);
+        }
+      for (; n < images; ++n) {
         const float* xc = x + (i64{n0 + n} * C + c) * plane;
         // the plane read next (next image of this group, else the next channel's first):
         // planes are pages apart, where the hardware prefetchers stop, so fetch it ahead
@@ -590,6 +617,33 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         vec::at4(col, r);
         for (int a = 0; a < 4; ++a) s[a][j] = r[a];
       }
+      if (TW == 1 && k == 16) {  // W = 4: a tile is 4 rows of 4, one line; 16 lines, not 64 quarters
+        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
+        for (int a = 0; a < 4; ++a) {
+          __m512 z[4];
+          vec::at4(s[a], z);
+          vec::interleave4(z, w[a]);
+        }
+        for (int q = 0; q < 4; ++q) {
+          const __m512 rows[4] = {w[0][q], w[1][q], w[2][q], w[3][q]};
+          __m512 line[4];
+          vec::transpose_blocks4(rows, line);
+          for (int l = 0; l < 4; ++l) {
+            float* yt = ym + off[4 * q + l];
+            const float* rt = rm ? rm + off[4 * q + l] : nullptr;
+            __m512 z = add ? _mm512_add_ps(line[l], shift) : line[l];
+            if (rt) z = _mm512_add_ps(z, _mm512_loadu_ps(rt));
+            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+            if (sums) sums.add(z);
+            if (next) {
+              vec::ahead(yt + plane, true);
+              if (rt) vec::ahead(rt + plane, false);
+            }
+            _mm512_storeu_ps(yt, z);
+          }
+        }
+        continue;
+      }
       if (pairs && k == 16) {  // W = 8: per pair of tile rows, four whole lines
         __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3 (tile rows 2q', 2q' + 1)
         for (int a = 0; a < 4; ++a) {
@@ -675,7 +729,24 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
       i64 off[16];  // as in transform_output: off[g] starts tiles gs*g .. gs*g+gs-1
       walk.next_groups(off, k / gs, gs);
       __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
-      if (pairs && k == 16) {  // W = 8: as transform_output, four whole lines per pair of tile rows
+      if (TW == 1 && k == 16) {  // W = 4: as transform_output, a whole line per tile
+        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
+        for (int q = 0; q < 4; ++q) {
+          __m512 line[4], rows[4];
+          for (int l = 0; l < 4; ++l) {
+            const float* gt = g + off[4 * q + l];
+            if (m + 1 < M) vec::ahead(gt + plane, false);
+            line[l] = _mm512_loadu_ps(gt);
+          }
+          vec::transpose_blocks4(line, rows);
+          for (int a = 0; a < 4; ++a) w[a][q] = rows[a];
+        }
+        for (int a = 0; a < 4; ++a) {
+          __m512 d[4];
+          vec::deinterleave4(w[a], d);
+          vec::a6(d, p[a]);
+        }
+      } else if (pairs && k == 16) {  // W = 8: as transform_output, four whole lines per pair of tile rows
         __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
         for (int q = 0; q < 4; ++q) {
           const float* gb = g + off[2 * q];
