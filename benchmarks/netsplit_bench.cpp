@@ -1,8 +1,9 @@
 // Benchmarks of the CPU backend, batch 128: every distinct conv2d shape of ResNet20 forward
 // and backward (GFLOP/s counter) with each algorithm, VGG11's shapes (64 ... 512 channels on
-// 32x32 down to 2x2 maps, full width and x0.25), batch norm, 2x2 max pooling, element-wise
-// ops, a basic block, and whole networks' training step (forward, softmax CE, backward,
-// SGD) and inference in images/s: ResNet20, ResNet56, VGG11 with batch norm at full width
+// 32x32 down to 2x2 maps, full width and x0.25), the F(4x4) transforms alone (one thread),
+// batch norm, 2x2 max pooling, element-wise ops, a basic block, and whole networks' training
+// step (forward, softmax CE, backward, SGD) and inference in images/s: ResNet20, ResNet56,
+// VGG11 with batch norm at full width
 // and x0.25 (argument width_pct). Threads: NETSPLIT_THREADS (default 2). Times are
 // wall-clock (UseRealTime), because the work runs on the pool's threads, not only on the
 // benchmark's. (Each whole model is one more instantiation to compile: VGG11 and ResNet56
@@ -157,6 +158,50 @@ void BM_vgg_conv2d_forward(benchmark::State& st) { BM_conv2d_forward(st); }
 void BM_vgg_conv2d_backward(benchmark::State& st) { BM_conv2d_backward(st); }
 BENCHMARK(BM_vgg_conv2d_forward)->Apply(vgg_conv_shapes);
 BENCHMARK(BM_vgg_conv2d_backward)->Apply(vgg_conv_shapes);
+
+// One thread's F(4x4, 3x3) transforms alone, as the engine calls them (winograd::f4x4, this
+// build's vector forms): over the whole batch in chunks of `images` (the chunk plan's count
+// for that layer on a 1 MiB L2), the 36 transformed planes rows of tpad tiles. Counter: ns per
+// 16 tile-channels (one AVX-512 vector of tiles of one channel). args: transform (0 input,
+// 1 output, 2 output gradient), channels, map size, images per chunk.
+void BM_f4_transform(benchmark::State& st) {
+  namespace wg = detail::cpu_conv::winograd;
+  const int which = static_cast<int>(st.range(0)), C = static_cast<int>(st.range(1)), H = static_cast<int>(st.range(2));
+  const int W = H, images = static_cast<int>(st.range(3));
+  const std::int64_t plane = std::int64_t{H} * W, tiles = std::int64_t{H / 4} * (W / 4);
+  const std::int64_t tpad = (images * tiles + 15) / 16 * 16, es = wg::element_stride(C, tpad);
+  const ftensor x = random_tensor({batch, C, H, W}, 5);
+  std::vector<float> act(x.to_host()), planes(static_cast<std::size_t>(36 * es), 0.5f),
+      row(wg::f4x4::scratch(H, W, images) + 64);
+  bool vec = wg::f4x4::vector_widths(W);
+  // opaque to the compiler, as in the engine (else it compiles a copy for null epilogues)
+  const detail::cpu_conv::conv_epilogue<float>* ep = nullptr;
+  const float* residual = nullptr;
+  benchmark::DoNotOptimize(vec);
+  benchmark::DoNotOptimize(ep);
+  benchmark::DoNotOptimize(residual);
+  for (auto _ : st)
+    for (int n0 = 0; n0 < batch; n0 += images) {
+      const int count = std::min(images, batch - n0);
+      float* a = act.data() + n0 * C * plane;
+      if (which == 0) wg::f4x4::in(vec, a, C, H, W, count, planes.data(), tpad, es, row.data());
+      else if (which == 1)
+        wg::f4x4::out<float>(vec, planes.data(), es, tpad, C, H, W, count, a, row.data(), ep, residual);
+      else wg::f4x4::out_grad(vec, a, C, H, W, count, planes.data(), es, tpad);
+      benchmark::ClobberMemory();
+    }
+  const double groups = double(batch) * C * tiles / 16;
+  st.counters["ns_per_16_tiles"] =
+      benchmark::Counter(groups * 1e-9, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  st.SetLabel(std::string(which == 0 ? "input" : which == 1 ? "output" : "output gradient") + " " + simd_level());
+}
+BENCHMARK(BM_f4_transform)
+    ->ArgNames({"t", "c", "hw", "images"})
+    ->ArgsProduct({{0, 1, 2}, {16}, {32}, {2}})
+    ->ArgsProduct({{0, 1, 2}, {32}, {16}, {4}})
+    ->ArgsProduct({{0, 1, 2}, {64}, {8}, {8}})
+    ->ArgsProduct({{0, 1, 2}, {512}, {4}, {32}})
+    ->Unit(benchmark::kMicrosecond);
 
 // ---- batch norm and element-wise ---------------------------------------------------------------
 // args: channels, spatial size
