@@ -603,6 +603,18 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
     const __m512 shift = _mm512_set1_ps(sh ? sh[m] : 0.f);
     const bool add = sh || rm, next = m + 1 < M;
     vec::lane_sums<16> sums(ep, m);
+    // the epilogue and store of 16 outputs at ym + at (a whole run), the next channel's asked for
+    const auto put_line = [&](i64 at, __m512 z) {
+      if (add) z = _mm512_add_ps(z, shift);
+      if (rm) z = _mm512_add_ps(z, _mm512_loadu_ps(rm + at));
+      if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
+      if (sums) sums.add(z);
+      if (next) {
+        vec::ahead(ym + at + plane, true);
+        if (rm) vec::ahead(rm + at + plane, false);
+      }
+      _mm512_storeu_ps(ym + at, z);
+    };
     vec::tile_walk walk{TW, H / 4, W, ystride};
     for (i64 t0 = 0; t0 < flat; t0 += 16) {
       if (sums) sums.flush_every();
@@ -617,60 +629,26 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         vec::at4(col, r);
         for (int a = 0; a < 4; ++a) s[a][j] = r[a];
       }
-      if (TW == 1 && k == 16) {  // W = 4: a tile is 4 rows of 4, one line; 16 lines, not 64 quarters
+      if ((TW == 1 || pairs) && k == 16) {  // W = 4 or 8: whole lines of whole tiles
         __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
         for (int a = 0; a < 4; ++a) {
           __m512 z[4];
           vec::at4(s[a], z);
           vec::interleave4(z, w[a]);
         }
-        for (int q = 0; q < 4; ++q) {
-          const __m512 rows[4] = {w[0][q], w[1][q], w[2][q], w[3][q]};
-          __m512 line[4];
-          vec::transpose_blocks4(rows, line);
-          for (int l = 0; l < 4; ++l) {
-            float* yt = ym + off[4 * q + l];
-            const float* rt = rm ? rm + off[4 * q + l] : nullptr;
-            __m512 z = add ? _mm512_add_ps(line[l], shift) : line[l];
-            if (rt) z = _mm512_add_ps(z, _mm512_loadu_ps(rt));
-            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (sums) sums.add(z);
-            if (next) {
-              vec::ahead(yt + plane, true);
-              if (rt) vec::ahead(rt + plane, false);
-            }
-            _mm512_storeu_ps(yt, z);
+        for (int q = 0; q < 4; ++q)
+          if (TW == 1) {  // W = 4: a tile is 4 rows of 4, one line (16 lines, not 64 quarters)
+            const __m512 rows[4] = {w[0][q], w[1][q], w[2][q], w[3][q]};
+            __m512 line[4];
+            vec::transpose_blocks4(rows, line);
+            for (int l = 0; l < 4; ++l) put_line(off[4 * q + l], line[l]);
+          } else {  // W = 8: tiles 4q .. 4q+3 are a pair of tile rows, 8 contiguous rows of 8:
+            // lines of rows 0-1, 2-3 (the first tile row's), 4-5, 6-7 (the second's)
+            put_line(off[2 * q], _mm512_shuffle_f32x4(w[0][q], w[1][q], 0x44));
+            put_line(off[2 * q] + 16, _mm512_shuffle_f32x4(w[2][q], w[3][q], 0x44));
+            put_line(off[2 * q] + 32, _mm512_shuffle_f32x4(w[0][q], w[1][q], 0xEE));
+            put_line(off[2 * q] + 48, _mm512_shuffle_f32x4(w[2][q], w[3][q], 0xEE));
           }
-        }
-        continue;
-      }
-      if (pairs && k == 16) {  // W = 8: per pair of tile rows, four whole lines
-        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3 (tile rows 2q', 2q' + 1)
-        for (int a = 0; a < 4; ++a) {
-          __m512 z[4];
-          vec::at4(s[a], z);
-          vec::interleave4(z, w[a]);
-        }
-        for (int q = 0; q < 4; ++q) {
-          float* yb = ym + off[2 * q];  // the pair's 8 rows of 8, contiguous
-          const float* rb = rm ? rm + off[2 * q] : nullptr;
-          // lines: rows 0-1, 2-3 (the first tile row's), 4-5, 6-7 (the second's)
-          const __m512 line[4] = {_mm512_shuffle_f32x4(w[0][q], w[1][q], 0x44),
-                                  _mm512_shuffle_f32x4(w[2][q], w[3][q], 0x44),
-                                  _mm512_shuffle_f32x4(w[0][q], w[1][q], 0xEE),
-                                  _mm512_shuffle_f32x4(w[2][q], w[3][q], 0xEE)};
-          for (int l = 0; l < 4; ++l) {
-            __m512 z = add ? _mm512_add_ps(line[l], shift) : line[l];
-            if (rb) z = _mm512_add_ps(z, _mm512_loadu_ps(rb + 16 * l));
-            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (sums) sums.add(z);
-            if (next) {
-              vec::ahead(yb + 16 * l + plane, true);
-              if (rb) vec::ahead(rb + 16 * l + plane, false);
-            }
-            _mm512_storeu_ps(yb + 16 * l, z);
-          }
-        }
         continue;
       }
       for (int a = 0; a < 4; ++a) {
@@ -680,17 +658,7 @@ inline void transform_output(const float* mm, i64 es, i64 tpad, int M, int H, in
         float* ya = ym + i64{a} * W;
         const float* ra = rm ? rm + i64{a} * W : nullptr;
         if (TW % 4 == 0 && k == 16) {  // the common case, unrolled: w stays in registers
-          for (int q = 0; q < 4; ++q) {
-            __m512 z = add ? _mm512_add_ps(w[q], shift) : w[q];
-            if (ra) z = _mm512_add_ps(z, _mm512_loadu_ps(ra + off[q]));
-            if (relu) z = _mm512_max_ps(z, _mm512_setzero_ps());
-            if (sums) sums.add(z);
-            if (next) {
-              vec::ahead(ya + off[q] + plane, true);
-              if (ra) vec::ahead(ra + off[q] + plane, false);
-            }
-            _mm512_storeu_ps(ya + off[q], z);
-          }
+          for (int q = 0; q < 4; ++q) put_line(i64{a} * W + off[q], w[q]);
           continue;
         }
         for (int q = 0; 4 * q < k; ++q) {  // w[q]: tiles 4q .. 4q+3, in 4 / gs groups of 4 gs lanes
@@ -729,36 +697,24 @@ inline void transform_output_grad(const float* dy, int M, int H, int W, int coun
       i64 off[16];  // as in transform_output: off[g] starts tiles gs*g .. gs*g+gs-1
       walk.next_groups(off, k / gs, gs);
       __m512 p[4][6];  // p[a][j] = (dY A^T)[a][j]
-      if (TW == 1 && k == 16) {  // W = 4: as transform_output, a whole line per tile
+      if ((TW == 1 || pairs) && k == 16) {  // W = 4 or 8: whole lines, as transform_output stores them
         __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
         for (int q = 0; q < 4; ++q) {
           __m512 line[4], rows[4];
           for (int l = 0; l < 4; ++l) {
-            const float* gt = g + off[4 * q + l];
-            if (m + 1 < M) vec::ahead(gt + plane, false);
-            line[l] = _mm512_loadu_ps(gt);
+            const float* at = g + (TW == 1 ? off[4 * q + l] : off[2 * q] + 16 * l);
+            if (m + 1 < M) vec::ahead(at + plane, false);
+            line[l] = _mm512_loadu_ps(at);
           }
-          vec::transpose_blocks4(line, rows);
+          if (TW == 1) {
+            vec::transpose_blocks4(line, rows);
+          } else {
+            rows[0] = _mm512_shuffle_f32x4(line[0], line[2], 0x44);
+            rows[1] = _mm512_shuffle_f32x4(line[0], line[2], 0xEE);
+            rows[2] = _mm512_shuffle_f32x4(line[1], line[3], 0x44);
+            rows[3] = _mm512_shuffle_f32x4(line[1], line[3], 0xEE);
+          }
           for (int a = 0; a < 4; ++a) w[a][q] = rows[a];
-        }
-        for (int a = 0; a < 4; ++a) {
-          __m512 d[4];
-          vec::deinterleave4(w[a], d);
-          vec::a6(d, p[a]);
-        }
-      } else if (pairs && k == 16) {  // W = 8: as transform_output, four whole lines per pair of tile rows
-        __m512 w[4][4];  // w[a][q]: row a of tiles 4q .. 4q+3
-        for (int q = 0; q < 4; ++q) {
-          const float* gb = g + off[2 * q];
-          __m512 line[4];
-          for (int l = 0; l < 4; ++l) {
-            if (m + 1 < M) vec::ahead(gb + 16 * l + plane, false);
-            line[l] = _mm512_loadu_ps(gb + 16 * l);
-          }
-          w[0][q] = _mm512_shuffle_f32x4(line[0], line[2], 0x44);
-          w[1][q] = _mm512_shuffle_f32x4(line[0], line[2], 0xEE);
-          w[2][q] = _mm512_shuffle_f32x4(line[1], line[3], 0x44);
-          w[3][q] = _mm512_shuffle_f32x4(line[1], line[3], 0xEE);
         }
         for (int a = 0; a < 4; ++a) {
           __m512 d[4];
