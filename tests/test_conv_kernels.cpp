@@ -339,6 +339,63 @@ TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 
   }
 }
 
+namespace {
+// Both tile sizes' weight transforms, packed rows m in [b, e): (float and double, Rot as asked)
+template <bool Rot, class T>
+void transform_rows(int elems, const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
+  if (elems == 16)
+    detail::cpu_conv::winograd::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+  else
+    detail::cpu_conv::winograd4::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+}
+
+template <class T>
+void check_weight_transforms(int elems) {
+  // {M, C}: whole row blocks, a tail block (M % mr), input channels past a staged block of 32
+  for (auto [M, C] : {std::pair{16, 40}, std::pair{19, 17}, std::pair{37, 5}, std::pair{8, 70}}) {
+    for (int mr : {4, 8, 3, 16}) {
+      const int mtiles = (M + mr - 1) / mr, mpad = mtiles * mr;
+      // the input gradient's filters: stored as the forward's, [C][M][3][3] (out C, in M)
+      std::vector<T> w(std::size_t(M) * C * 9);
+      for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<T>(std::sin(0.731 * static_cast<double>(i) + 0.2));
+      std::vector<T> wt(w.size());  // the transposed, rotated copy the direct engine takes: [M][C][3][3]
+      detail::cpu_conv::winograd::transpose_rotate(w.data(), C, M, wt.data(), 0, M);
+      const std::size_t n = std::size_t(elems) * mpad * C;
+      std::vector<T> copy(n, T(-7)), in_place(n, T(-7)), by_row(n, T(-7)), split(n, T(-7));
+      transform_rows<false>(elems, wt.data(), M, C, mr, mtiles, copy.data(), 0, mpad);
+      transform_rows<true>(elems, w.data(), M, C, mr, mtiles, in_place.data(), 0, mpad);
+      // one row per call: every block through the unstaged path; and two calls split inside a block
+      for (int m = 0; m < mpad; ++m) transform_rows<true>(elems, w.data(), M, C, mr, mtiles, by_row.data(), m, m + 1);
+      const int cut = std::min(mpad, 5);
+      transform_rows<false>(elems, wt.data(), M, C, mr, mtiles, split.data(), 0, cut);
+      transform_rows<false>(elems, wt.data(), M, C, mr, mtiles, split.data(), cut, mpad);
+      INFO("elems ", elems, " M ", M, " C ", C, " mr ", mr);
+      CHECK(std::memcmp(copy.data(), in_place.data(), n * sizeof(T)) == 0);
+      CHECK(std::memcmp(copy.data(), by_row.data(), n * sizeof(T)) == 0);
+      CHECK(std::memcmp(copy.data(), split.data(), n * sizeof(T)) == 0);
+      // rows past M are zero; element 0 of each filter is tap (0, 0) of F(2x2)'s G g G^T (g00)
+      // and g00 / 16 of F(4x4)'s (G's first row is (1/4, 0, 0))
+      int wrong = 0;
+      for (int m = 0; m < mpad; ++m)
+        for (int c = 0; c < C; ++c) {
+          const T got = copy[(std::size_t(m / mr) * C + c) * mr + m % mr];
+          const T want = m < M ? wt[(std::size_t(m) * C + c) * 9] / T(elems == 16 ? 1 : 16) : T(0);
+          wrong += got != want;
+        }
+      CHECK(wrong == 0);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("weight transforms: the input gradient's filters read in place equal a transposed, rotated copy's; "
+          "staged blocks equal row by row") {
+  for (int elems : {16, 36}) {
+    check_weight_transforms<float>(elems);
+    check_weight_transforms<double>(elems);
+  }
+}
+
 TEST_CASE("conv engine results agree across thread counts") {
   for (const conv2d_desc d : {conv2d_desc{13, 16, 32, 32, 32, 3, 2, 1}, conv2d_desc{13, 16, 16, 16, 16, 3, 1, 1}}) {
     INFO(describe(d));

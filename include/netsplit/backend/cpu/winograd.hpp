@@ -43,44 +43,89 @@ inline bool vector_transforms(int W) {
   const int tw = W / 2;
   return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
 }
-/// U[e][m][c] = (G g[m][c] G^T)[e], G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]],
-/// packed per element e for the micro-kernel: u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r;
-/// this call fills rows m in [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
-template <class T>
+/// (G g G^T) for the filters of rows r in [r0, r1) side by side (r vectorised): out[e][r],
+/// e = 4i + j, G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]]; g[k][r] tap k of row r.
+template <int S, class T>
+inline void g4x3(const T (*g)[S], T (*out)[S], int r0, int r1) {
+  const T h = T(0.5);
+  T gg[4][3][S];
+  for (int j = 0; j < 3; ++j)  // G g: rows
+    for (int r = r0; r < r1; ++r) {
+      gg[0][j][r] = g[j][r];
+      gg[1][j][r] = h * (g[j][r] + g[3 + j][r] + g[6 + j][r]);
+      gg[2][j][r] = h * (g[j][r] - g[3 + j][r] + g[6 + j][r]);
+      gg[3][j][r] = g[6 + j][r];
+    }
+  for (int i = 0; i < 4; ++i)  // (G g) G^T: columns
+    for (int r = r0; r < r1; ++r) {
+      out[4 * i][r] = gg[i][0][r];
+      out[4 * i + 1][r] = h * (gg[i][0][r] + gg[i][1][r] + gg[i][2][r]);
+      out[4 * i + 2][r] = h * (gg[i][0][r] - gg[i][1][r] + gg[i][2][r]);
+      out[4 * i + 3][r] = gg[i][2][r];
+    }
+}
+
+/// transform_weights (below) for the R rows of block mt, all of them real output channels:
+/// the results of 32 input channels at a time staged, so each element's packed run (32 * R
+/// values) is written contiguously (as winograd4::transform_weights_block; written per channel,
+/// 16 runs of R values, with a library call per run, the transform took 37% of a 512->512
+/// 2x2 layer's forward, AMD EPYC).
+template <int R, bool Rot, class T>
+void transform_weights_block(const T* w, int M, int C, int mtiles, int mt, T* u) {
+  constexpr int cb = 32;
+  alignas(64) T staged[16][cb * R];
+  for (int c0 = 0; c0 < C; c0 += cb) {
+    const int cn = std::min(cb, C - c0);
+    for (int cc = 0; cc < cn; ++cc) {
+      if constexpr (Rot)  // rows M * 9 values apart, too far for the hardware prefetchers
+        if (c0 + cc + 4 < C) {
+          const char* next = reinterpret_cast<const char*>(w + (i64{c0 + cc + 4} * M + i64{mt} * R) * 9);
+          for (int b = 0; b < R * 9 * int(sizeof(T)); b += 64) __builtin_prefetch(next + b);
+          __builtin_prefetch(next + R * 9 * sizeof(T) - 1);
+        }
+      T g[9][R], out[16][R];
+      for (int r = 0; r < R; ++r)
+        for (int k = 0; k < 9; ++k) g[k][r] = weight_tap<Rot>(w, M, C, mt * R + r, c0 + cc, k);
+      g4x3<R>(g, out, 0, R);
+      for (int e = 0; e < 16; ++e)
+        for (int r = 0; r < R; ++r) staged[e][cc * R + r] = out[e][r];
+    }
+    for (int e = 0; e < 16; ++e) std::copy(staged[e], staged[e] + cn * R, u + ((i64{e} * mtiles + mt) * C + c0) * R);
+  }
+}
+
+/// U[e][m][c] = (G g[m][c] G^T)[e] of the M x C filters that weight_tap<Rot> reads (Rot: the
+/// input gradient's, from the forward's weights), packed per element e for the micro-kernel:
+/// u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r; this call fills rows m in
+/// [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
+template <bool Rot, class T>
 void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
   constexpr int most = 16;  // widest micro-kernel row block
   NETSPLIT_EXPECT(mr <= most, "winograd::transform_weights: row block wider than 16");
-  const T h = T(0.5);
   // per block of mr output channels and input channel c: the mr rows' values side by side, so
   // each step is a loop over r (vectorised) and the 16 results are contiguous runs of the
   // packed layout (one value per row at a time wrote 16 scattered lines per (m, c): 45% of a
   // 512->512 2x2 layer's forward, AMD EPYC)
   for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
     const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
+    if (r0 == 0 && r1 == mr && (mt + 1) * mr <= M && (mr == 8 || mr == 4)) {  // whole blocks: staged
+      if (mr == 8)
+        transform_weights_block<8, Rot>(w, M, C, mtiles, mt, u);
+      else
+        transform_weights_block<4, Rot>(w, M, C, mtiles, mt, u);
+      continue;
+    }
     for (int c = 0; c < C; ++c) {
-      T g[9][most] = {}, gg[4][3][most], out[4][4][most];
+      T g[9][most] = {}, out[16][most];
       for (int r = r0; r < r1; ++r) {
         const int m = mt * mr + r;
         if (m < M)  // rows m >= M stay zero
-          for (int k = 0; k < 9; ++k) g[k][r] = w[(i64{m} * C + c) * 9 + k];
+          for (int k = 0; k < 9; ++k) g[k][r] = weight_tap<Rot>(w, M, C, m, c, k);
       }
-      for (int j = 0; j < 3; ++j)  // G g: rows
-        for (int r = r0; r < r1; ++r) {
-          gg[0][j][r] = g[j][r];
-          gg[1][j][r] = h * (g[j][r] + g[3 + j][r] + g[6 + j][r]);
-          gg[2][j][r] = h * (g[j][r] - g[3 + j][r] + g[6 + j][r]);
-          gg[3][j][r] = g[6 + j][r];
-        }
-      for (int i = 0; i < 4; ++i)  // (G g) G^T: columns
-        for (int r = r0; r < r1; ++r) {
-          out[i][0][r] = gg[i][0][r];
-          out[i][1][r] = h * (gg[i][0][r] + gg[i][1][r] + gg[i][2][r]);
-          out[i][2][r] = h * (gg[i][0][r] - gg[i][1][r] + gg[i][2][r]);
-          out[i][3][r] = gg[i][2][r];
-        }
+      g4x3<most>(g, out, r0, r1);
       for (int e = 0; e < 16; ++e) {
         T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
-        for (int r = r0; r < r1; ++r) dst[r] = out[e / 4][e % 4][r];
+        for (int r = r0; r < r1; ++r) dst[r] = out[e][r];
       }
     }
   }
@@ -549,9 +594,9 @@ struct f2x2 {
     return false;
 #endif
   }
-  template <class T>
+  template <bool Rot, class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
-    transform_weights(w, M, C, mr, mtiles, u, b, e);
+    transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
   }
   template <class T>
   static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
@@ -611,9 +656,9 @@ struct f4x4 {
     return false;
 #endif
   }
-  template <class T>
+  template <bool Rot, class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
-    winograd4::transform_weights(w, M, C, mr, mtiles, u, b, e);
+    winograd4::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
   }
   template <class T>
   static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
@@ -735,8 +780,9 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
 }
 
 /// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d), then
-/// the epilogue ep where not null.
-template <class P, class T>
+/// the epilogue ep where not null. Rot: w holds the weights of transposed(d), whose
+/// transposed, rotated filters are d's (weight_tap; the input gradient's convolution).
+template <class P, bool Rot = false, class T>
 void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* y,
                       const conv_epilogue<T>* ep = nullptr) {
   using kern = kernels<T>;
@@ -753,7 +799,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
 
   T* u = ctx.scratch<T>(0, slot_weights, static_cast<std::size_t>(E * mpad * C));
   ctx.pool().parallel_for(mpad, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-    P::weights(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
+    P::template weights<Rot>(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
   });
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(C));
   for (int c = 0; c < C; ++c) off[c] = c * tpad;
@@ -962,16 +1008,22 @@ inline conv2d_desc transposed(const conv2d_desc& d) {
 
 /// dx = dL/dx of a convolution with winograd_applicable(d), from dy: the "same" 3x3
 /// convolution of dy with the transposed, rotated weights, computed as `tile` says; then the
-/// epilogue ep where not null (a residual: the gradient of a block's shortcut added).
+/// epilogue ep where not null (a residual: the gradient of a block's shortcut added). The
+/// Winograd tiles transform those filters as they read w (weight_tap<true>); the direct
+/// engine takes a transposed, rotated copy.
 template <class T>
 void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_tile tile, const T* w, const T* dy, T* dx,
                             const conv_epilogue<T>* ep = nullptr) {
+  switch (tile) {
+    case winograd_tile::f4x4: return winograd_forward<winograd::f4x4, true>(ctx, transposed(d), dy, w, dx, ep);
+    case winograd_tile::f2x2: return winograd_forward<winograd::f2x2, true>(ctx, transposed(d), dy, w, dx, ep);
+    default: break;
+  }
   T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));
-  // on the pool: one thread took 0.55% of a VGG11 training step's samples (9.4 MB at 512 x 512)
   ctx.pool().parallel_for(d.in_channels, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
     winograd::transpose_rotate(w, d.out_channels, d.in_channels, wt, static_cast<int>(b), static_cast<int>(e));
   });
-  forward_with(tile, ctx, transposed(d), dy, wt, dx, ep);
+  forward(ctx, transposed(d), dy, wt, dx, ep);
 }
 
 }  // namespace netsplit::detail::cpu_conv

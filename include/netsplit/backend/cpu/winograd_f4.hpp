@@ -24,6 +24,23 @@
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
 
+namespace netsplit::detail::cpu_conv {
+
+/// Tap k of filter (m, c) of the convolution whose weights a weight transform (of either tile
+/// size) reads, M x C filters:
+/// w as stored ([M][C][3][3]), or (Rot) the input gradient's transposed, rotated filters
+/// w'[m][c][k] = w[c][m][8 - k] read from the forward's weights, stored [C][M][3][3] (no copy
+/// of them: at 512 x 512 channels 9.4 MB written and read again per backward pass).
+template <bool Rot, class T>
+inline T weight_tap(const T* w, int M, int C, int m, int c, int k) {
+  if constexpr (Rot)
+    return w[(i64{c} * M + m) * 9 + (8 - k)];
+  else
+    return w[(i64{m} * C + c) * 9 + k];
+}
+
+}  // namespace netsplit::detail::cpu_conv
+
 namespace netsplit::detail::cpu_conv::winograd4 {
 
 /// out = B^T d for one column d[0..6) (strided by ds).
@@ -87,8 +104,8 @@ inline void g6(const double* a, const double* b, const double* c, double (*out)[
 /// time staged, so each element's packed run (16 * R values) is written contiguously: 36
 /// streams of R values per channel stalled on stores (U is 37.7 MB at 512 x 512 channels;
 /// 18% of a 512->512 4x4 layer's forward, AMD EPYC).
-template <int R, class T>
-void transform_weights_block(const T* w, int C, int mtiles, int mt, T* u) {
+template <int R, bool Rot, class T>
+void transform_weights_block(const T* w, int M, int C, int mtiles, int mt, T* u) {
   constexpr int cb = 16;
   alignas(64) T staged[36][cb * R];
   for (int c0 = 0; c0 < C; c0 += cb) {
@@ -97,7 +114,7 @@ void transform_weights_block(const T* w, int C, int mtiles, int mt, T* u) {
       const int c = c0 + cc;
       double g[9][R], gg[3][6][R], out[6][6][R];  // gg[col][i] = (G g)[i][col]
       for (int r = 0; r < R; ++r)
-        for (int k = 0; k < 9; ++k) g[k][r] = double(w[((i64{mt} * R + r) * C + c) * 9 + k]);
+        for (int k = 0; k < 9; ++k) g[k][r] = double(weight_tap<Rot>(w, M, C, mt * R + r, c, k));
       for (int j = 0; j < 3; ++j) g6<R>(g[j], g[3 + j], g[6 + j], gg[j], 0, R);
       for (int i = 0; i < 6; ++i) g6<R>(gg[0][i], gg[1][i], gg[2][i], out[i], 0, R);
       for (int e = 0; e < 36; ++e)
@@ -108,10 +125,11 @@ void transform_weights_block(const T* w, int C, int mtiles, int mt, T* u) {
   }
 }
 
-/// U[e][m][c] = (G g[m][c] G^T)[e], packed per element e for the micro-kernel as in
-/// winograd::transform_weights: u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r; rows
-/// m in [m_begin, m_end), zero for m >= M. Computed in double, then rounded once.
-template <class T>
+/// U[e][m][c] = (G g[m][c] G^T)[e] of the M x C filters that weight_tap<Rot> reads, packed per
+/// element e for the micro-kernel as in winograd::transform_weights: u[((e * mtiles + mt) * C +
+/// c) * mr + r], m = mt*mr + r; rows m in [m_begin, m_end), zero for m >= M. Computed in double,
+/// then rounded once.
+template <bool Rot, class T>
 void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
   constexpr int most = 16;  // widest micro-kernel row block
   NETSPLIT_EXPECT(mr <= most, "winograd4::transform_weights: row block wider than 16");
@@ -121,9 +139,9 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
     const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
     if (r0 == 0 && r1 == mr && (mt + 1) * mr <= M && (mr == 8 || mr == 4)) {  // whole blocks: staged
       if (mr == 8)
-        transform_weights_block<8>(w, C, mtiles, mt, u);
+        transform_weights_block<8, Rot>(w, M, C, mtiles, mt, u);
       else
-        transform_weights_block<4>(w, C, mtiles, mt, u);
+        transform_weights_block<4, Rot>(w, M, C, mtiles, mt, u);
       continue;
     }
     for (int c = 0; c < C; ++c) {
@@ -131,7 +149,7 @@ void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m
       for (int r = r0; r < r1; ++r) {
         const int m = mt * mr + r;
         if (m < M)
-          for (int k = 0; k < 9; ++k) g[k][r] = double(w[(i64{m} * C + c) * 9 + k]);
+          for (int k = 0; k < 9; ++k) g[k][r] = double(weight_tap<Rot>(w, M, C, m, c, k));
       }
       for (int j = 0; j < 3; ++j) g6<most>(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
       for (int i = 0; i < 6; ++i) g6<most>(gg[0][i], gg[1][i], gg[2][i], out[i], r0, r1);
