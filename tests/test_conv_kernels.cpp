@@ -458,6 +458,8 @@ const conv2d_desc epilogue_shapes[] = {
     {3, 5, 7, 8, 64, 3, 1, 1},    {3, 5, 7, 8, 12, 3, 1, 1},    {5, 5, 7, 4, 4, 3, 1, 1},
     {3, 5, 7, 20, 8, 3, 1, 1},    {3, 16, 32, 16, 16, 3, 2, 1}, {3, 6, 9, 8, 8, 1, 2, 0},
     {37, 5, 7, 4, 4, 3, 1, 1},    {19, 5, 7, 8, 4, 3, 1, 1},  // W 4: vectors of 16 whole-line tiles
+    // weights outnumbering the batch's planes (winograd::by_elements): F(4x4) on 4x4, F(2x2) on 2x2
+    {6, 64, 48, 4, 4, 3, 1, 1},   {5, 40, 20, 2, 2, 3, 1, 1},
 };
 
 TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual, then relu") {

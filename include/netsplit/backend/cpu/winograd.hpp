@@ -164,6 +164,12 @@ inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, std::size_t bud
 /// (its transforms mostly wait on activations coming from L3).
 inline i64 element_stride(i64 rows, i64 tpad) { return rows * tpad + 16; }
 
+/// True where a forward pass should transform the whole batch at once and split its products
+/// over (element, row block) rather than over chunks of images: where the transformed weights
+/// (`weights` values) outnumber the whole batch's transformed inputs and outputs (`planes`),
+/// every chunk reading all of them from memory again costs more than the planes' round trip.
+inline bool by_elements(i64 weights, i64 planes) { return weights > planes; }
+
 /// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx],
 /// for the output channels c in [c_begin, c_end) of w' (the callers split C over the pool).
 template <class T>
@@ -801,12 +807,45 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   ctx.pool().parallel_for(mpad, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
     P::template weights<Rot>(w, M, C, kern::fwd_mr, mtiles, u, static_cast<int>(b), static_cast<int>(e));
   });
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
+  const bool vector = winograd::vectorised<P, T>(d);
+  const i64 all = d.batch * tiles;
+  if (winograd::by_elements(E * mpad * C, E * (C + mpad) * all)) {
+    // the whole batch's planes at once, products split over (element, row block): each
+    // block of U read once (below, each chunk of images reads all of U again)
+    const i64 tall = round_up(all, kern::fwd_step);
+    const i64 ves = winograd::element_stride(C, tall), mes = winograd::element_stride(mpad, tall);
+    T* v = ctx.scratch<T>(0, slot_src, static_cast<std::size_t>(E * ves));
+    T* mm = ctx.scratch<T>(0, slot_grad, static_cast<std::size_t>(E * mes));
+    i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(C));
+    for (int c = 0; c < C; ++c) off[c] = c * tall;
+    ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
+      T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+      const int count = static_cast<int>(n1 - n0);
+      P::in(vector, x + n0 * in_img, C, H, W, count, v + n0 * tiles, tall, ves, row);
+      if (n1 == d.batch)  // the planes past the batch's tiles, up to the kernel's step
+        for (int el = 0; el < E; ++el)
+          for (int c = 0; c < C; ++c) std::fill(v + el * ves + c * tall + all, v + el * ves + c * tall + tall, T(0));
+    });
+    ctx.pool().parallel_for(i64{E} * mtiles, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+      for (std::ptrdiff_t k = b; k < e; ++k) {
+        const i64 el = k / mtiles, mt = k % mtiles;
+        run_fwd(v + el * ves, off, C, u + (el * mtiles + mt) * C * kern::fwd_mr, 1,
+                mm + el * mes + mt * kern::fwd_mr * tall, tall, tall);
+      }
+    });
+    ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
+      T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+      const int count = static_cast<int>(n1 - n0);
+      const conv_epilogue<T> ept = ep ? ep->of_block(n0, count, M) : conv_epilogue<T>{};
+      P::out(vector, mm + n0 * tiles, mes, tall, M, H, W, count, y + n0 * out_img, row, ep ? &ept : nullptr,
+             ep && ep->residual ? ep->residual + n0 * out_img : nullptr);
+    });
+    return;
+  }
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(C));
   for (int c = 0; c < C; ++c) off[c] = c * tpad;
-
-  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
   const i64 ves = winograd::element_stride(C, tpad), mes = winograd::element_stride(mpad, tpad);
-  const bool vector = winograd::vectorised<P, T>(d);
   // blocks of nb images taken in turn (statistics summed per block: the same whichever
   // thread runs it)
   ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
@@ -903,6 +942,55 @@ void weight_gradient_frame(cpu_context& ctx, const conv2d_desc& d, const T* x, c
   finish_weight_gradient<P>(ctx, std::min(d.batch, ctx.threads()), rows, ld, M, C, dw);
 }
 
+/// winograd_backward_weights_packed (below) where winograd::by_elements: the whole batch's V
+/// and dM transformed at once (chunks of nb images), then dU[e] per (element, row block) over
+/// all the batch's tiles, written once (per chunk of images, each thread's partial dU was read
+/// and written again, and the partials summed at the end). rows, ldp, ldv as the caller's.
+template <class P, class T>
+void winograd_backward_weights_by_elements(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw,
+                                           int nb, i64 rows, i64 ldp, i64 ldv) {
+  using kern = kernels<T>;
+  constexpr int E = P::elems, mr = kern::fwd_mr;
+  const int M = d.out_channels, C = d.in_channels, H = d.in_height, W = d.in_width;
+  const int mtiles = static_cast<int>(rows / mr);
+  const i64 tiles = i64{H / P::m} * (W / P::m), all = d.batch * tiles;
+  const i64 tall = round_up(all, 16);  // transposed in blocks of 16 tiles
+  const bool vector = winograd::vectorised<P, T>(d);
+  const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
+  const i64 ves = winograd::element_stride(C, tall), des = winograd::element_stride(rows, tall);
+  T* v = ctx.scratch<T>(0, slot_src, static_cast<std::size_t>(E * ves));
+  T* dm = ctx.scratch<T>(0, slot_grad, static_cast<std::size_t>(E * des));
+  ctx.pool().parallel_for_dynamic(d.batch, nb, [&](std::ptrdiff_t n0, std::ptrdiff_t n1, int t) {
+    T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
+    const int count = static_cast<int>(n1 - n0);
+    P::in(vector, x + n0 * in_img, C, H, W, count, v + n0 * tiles, tall, ves, row);
+    P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm + n0 * tiles, des, tall);
+    for (int el = 0; el < E; ++el)  // gradient rows past M: zero
+      for (i64 m = M; m < rows; ++m) std::fill_n(dm + el * des + m * tall + n0 * tiles, count * tiles, T(0));
+  });
+  i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(tall));
+  for (i64 q = 0; q < tall; ++q) off[q] = q * ldv;
+  T* du = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(E * rows * ldp));
+  ctx.pool().parallel_for(i64{E} * mtiles, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+    T* apack = ctx.scratch<T>(t, slot_packed, static_cast<std::size_t>(tall * mr + tall * ldv));
+    T* vt = apack + tall * mr;
+    for (i64 q = 0; q < tall; ++q) std::fill(vt + q * ldv + C, vt + q * ldv + ldp, T(0));  // columns past C
+    for (std::ptrdiff_t k = b; k < e; ++k) {
+      const int el = static_cast<int>(k / mtiles), mt = static_cast<int>(k % mtiles);
+      if (k == b || mt == 0)  // vt[q][c] = V[e][c][q], once per element
+        for (i64 q = 0; q < tall; q += 16)
+          for (int c0 = 0; c0 < C; c0 += 16)
+            kern::transpose16(v + el * ves + i64{c0} * tall + q, tall, std::min(16, C - c0), vt + q * ldv + c0, ldv);
+      for (i64 q = 0; q < tall; q += 16)  // apack[q][r] = dM[e][mt * mr + r][q]
+        kern::transpose16(dm + el * des + i64{mt} * mr * tall + q, tall, mr, apack + q * mr, mr);
+      products<false>(vt, off, all, apack, du + (el * rows + i64{mt} * mr) * ldp, ldp);
+    }
+  });
+  ctx.pool().parallel_for(M, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    P::weight_grad(du + b * ldp, rows, ldp, static_cast<int>(e - b), C, dw + b * i64{C} * 9);
+  });
+}
+
 /// winograd_backward_weights as a forward product: dU[e] (rows m, columns c) = sum over the
 /// chunk's tiles t of dM[e][m][t] V[e][c][t], computed by fwd_tile on dM packed per block of
 /// fwd_mr rows ([t][r]) and V transposed ([t][c]), accumulated into the thread's partial dU.
@@ -919,6 +1007,9 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
   const i64 ldv = ldp + 16;  // rows of V^T one line longer than ldp: no 4 KB strides at 512 channels
   const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + rows, sizeof(T), round_up(std::max<i64>(kern::fwd_qt, 16), 16), tiles, E);
+  const i64 all = d.batch * tiles;
+  if (winograd::by_elements(E * rows * ldp, E * (C + rows) * all))
+    return winograd_backward_weights_by_elements<P>(ctx, d, x, dy, dw, plan.images, rows, ldp, ldv);
   const i64 tpad = plan.tpad;
   i64* off = ctx.scratch<i64>(0, slot_offsets, static_cast<std::size_t>(tpad));
   for (i64 q = 0; q < tpad; ++q) off[q] = q * ldv;
