@@ -768,16 +768,15 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
     return d.out_channels <= 16 && winograd::vectorised<winograd::f4x4, T>(d) ? winograd_tile::f4x4 : winograd_tile::none;
   // VGG's last groups: 2x2 maps take F(2x2) even with scalar transforms (widths below 8):
   // the direct engine computes a padded 3x3 block per image for 2x2 outputs (whole VGG11,
-  // batch 128, 2 threads, AMD EPYC AVX-512: training 116-118 -> 147-161 img/s); so do
-  // weight gradients on 4x4 maps of at least 256 channels, whose forward and input gradient
-  // take F(4x4) (one tile per image, 96 per chunk: per layer, ms, forward 256->512 18.3 ->
-  // 12.7, 512->512 33.7 -> 29.0, backward 45.2 -> 38.2, 84.3 -> 75.9 against F(2x2) in all
-  // passes; whole VGG11 with the 8x8 change above, 3 alternated runs: training 205-249 ->
-  // 251-269 img/s, inference 827-908 -> 974-1059). On 4x4 maps of 128 channels F(4x4) in
-  // every pass (forward 1.8-2.1 ms against F(2x2)'s 2.0-2.7).
+  // batch 128, 2 threads, AMD EPYC AVX-512: training 116-118 -> 147-161 img/s). 4x4 maps
+  // take F(4x4) in every pass (forward 256->512 18.3 -> 12.7 ms, 512->512 33.7 -> 29.0 against
+  // F(2x2), one tile per image); their weight gradients of at least 256 channels took F(2x2)
+  // until the whole batch's weight gradient by elements (winograd::by_elements: per layer,
+  // backward, ms, F(2x2) -> F(4x4), two alternated runs: 256->512 21.7 / 21.4 -> 15.5 / 15.7,
+  // 512->512 39.9 / 39.8 -> 26.4 / 27.1; AMD EPYC AVX-512, 2026-12-07).
   const std::int64_t area = std::int64_t{d.in_height} * d.in_width;
   if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) &&
-      (area <= 4 || (area <= 16 && d.in_channels >= 256 && pass == conv_pass::backward_weights)))
+      area <= 4)
     return winograd_tile::f2x2;
   const bool f2 = winograd::vectorised<winograd::f2x2, T>(d);
   if (winograd::vectorised<winograd::f4x4, T>(d)) return winograd_tile::f4x4;
