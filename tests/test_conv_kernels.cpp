@@ -343,10 +343,11 @@ namespace {
 // Both tile sizes' weight transforms, packed rows m in [b, e): (float and double, Rot as asked)
 template <bool Rot, class T>
 void transform_rows(int elems, const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
+  namespace cc = detail::cpu_conv;
   if (elems == 16)
-    detail::cpu_conv::winograd::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+    cc::transform_weights_packed<cc::winograd::g4x3, Rot>(w, M, C, mr, mtiles, u, b, e);
   else
-    detail::cpu_conv::winograd4::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+    cc::transform_weights_packed<cc::winograd4::g6x3, Rot>(w, M, C, mr, mtiles, u, b, e);
 }
 
 template <class T>

@@ -26,6 +26,7 @@
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
 #include "netsplit/backend/cpu/winograd_f4.hpp"
+#include "netsplit/backend/cpu/winograd_weights.hpp"
 
 namespace netsplit::detail::cpu_conv {
 
@@ -43,93 +44,33 @@ inline bool vector_transforms(int W) {
   const int tw = W / 2;
   return W % 8 == 0 && (16 % tw == 0 || tw % 16 == 0);
 }
-/// (G g G^T) for the filters of rows r in [r0, r1) side by side (r vectorised): out[e][r],
-/// e = 4i + j, G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]]; g[k][r] tap k of row r.
-template <int S, class T>
-inline void g4x3(const T (*g)[S], T (*out)[S], int r0, int r1) {
-  const T h = T(0.5);
-  T gg[4][3][S];
-  for (int j = 0; j < 3; ++j)  // G g: rows
-    for (int r = r0; r < r1; ++r) {
-      gg[0][j][r] = g[j][r];
-      gg[1][j][r] = h * (g[j][r] + g[3 + j][r] + g[6 + j][r]);
-      gg[2][j][r] = h * (g[j][r] - g[3 + j][r] + g[6 + j][r]);
-      gg[3][j][r] = g[6 + j][r];
-    }
-  for (int i = 0; i < 4; ++i)  // (G g) G^T: columns
-    for (int r = r0; r < r1; ++r) {
-      out[4 * i][r] = gg[i][0][r];
-      out[4 * i + 1][r] = h * (gg[i][0][r] + gg[i][1][r] + gg[i][2][r]);
-      out[4 * i + 2][r] = h * (gg[i][0][r] - gg[i][1][r] + gg[i][2][r]);
-      out[4 * i + 3][r] = gg[i][2][r];
-    }
-}
-
-/// transform_weights (below) for the R rows of block mt, all of them real output channels:
-/// the results of 32 input channels at a time staged, so each element's packed run (32 * R
-/// values) is written contiguously (as winograd4::transform_weights_block; written per channel,
-/// 16 runs of R values, with a library call per run, the transform took 37% of a 512->512
-/// 2x2 layer's forward, AMD EPYC).
-template <int R, bool Rot, class T>
-void transform_weights_block(const T* w, int M, int C, int mtiles, int mt, T* u) {
-  constexpr int cb = 32;
-  alignas(64) T staged[16][cb * R];
-  for (int c0 = 0; c0 < C; c0 += cb) {
-    const int cn = std::min(cb, C - c0);
-    for (int cc = 0; cc < cn; ++cc) {
-      if constexpr (Rot)  // rows M * 9 values apart, too far for the hardware prefetchers
-        if (c0 + cc + 4 < C) {
-          const char* next = reinterpret_cast<const char*>(w + (i64{c0 + cc + 4} * M + i64{mt} * R) * 9);
-          for (int b = 0; b < R * 9 * int(sizeof(T)); b += 64) __builtin_prefetch(next + b);
-          __builtin_prefetch(next + R * 9 * sizeof(T) - 1);
-        }
-      T g[9][R], out[16][R];
-      for (int r = 0; r < R; ++r)
-        for (int k = 0; k < 9; ++k) g[k][r] = weight_tap<Rot>(w, M, C, mt * R + r, c0 + cc, k);
-      g4x3<R>(g, out, 0, R);
-      for (int e = 0; e < 16; ++e)
-        for (int r = 0; r < R; ++r) staged[e][cc * R + r] = out[e][r];
-    }
-    for (int e = 0; e < 16; ++e) std::copy(staged[e], staged[e] + cn * R, u + ((i64{e} * mtiles + mt) * C + c0) * R);
-  }
-}
-
-/// U[e][m][c] = (G g[m][c] G^T)[e] of the M x C filters that weight_tap<Rot> reads (Rot: the
-/// input gradient's, from the forward's weights), packed per element e for the micro-kernel:
-/// u[((e * mtiles + mt) * C + c) * mr + r], m = mt*mr + r; this call fills rows m in
-/// [m_begin, m_end) of [0, mtiles * mr) (rows m >= M are zero).
-template <bool Rot, class T>
-void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
-  constexpr int most = 16;  // widest micro-kernel row block
-  NETSPLIT_EXPECT(mr <= most, "winograd::transform_weights: row block wider than 16");
-  // per block of mr output channels and input channel c: the mr rows' values side by side, so
-  // each step is a loop over r (vectorised) and the 16 results are contiguous runs of the
-  // packed layout (one value per row at a time wrote 16 scattered lines per (m, c): 45% of a
-  // 512->512 2x2 layer's forward, AMD EPYC)
-  for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
-    const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
-    if (r0 == 0 && r1 == mr && (mt + 1) * mr <= M && (mr == 8 || mr == 4)) {  // whole blocks: staged
-      if (mr == 8)
-        transform_weights_block<8, Rot>(w, M, C, mtiles, mt, u);
-      else
-        transform_weights_block<4, Rot>(w, M, C, mtiles, mt, u);
-      continue;
-    }
-    for (int c = 0; c < C; ++c) {
-      T g[9][most] = {}, out[16][most];
+/// F(2x2, 3x3)'s filter transform, the policy of transform_weights_packed (winograd_weights.hpp):
+/// out[4i + j][r] = (G g G^T)[i][j] of the filters of rows r in [r0, r1), in T,
+/// G = [[1,0,0], [1/2,1/2,1/2], [1/2,-1/2,1/2], [0,0,1]].
+struct g4x3 {
+  static constexpr int elems = 16, stage = 32;
+  template <class T>
+  using acc = T;
+  template <int S, class T>
+  static void apply(const T (*g)[S], T (*out)[S], int r0, int r1) {
+    const T h = T(0.5);
+    T gg[4][3][S];
+    for (int j = 0; j < 3; ++j)  // G g: rows
       for (int r = r0; r < r1; ++r) {
-        const int m = mt * mr + r;
-        if (m < M)  // rows m >= M stay zero
-          for (int k = 0; k < 9; ++k) g[k][r] = weight_tap<Rot>(w, M, C, m, c, k);
+        gg[0][j][r] = g[j][r];
+        gg[1][j][r] = h * (g[j][r] + g[3 + j][r] + g[6 + j][r]);
+        gg[2][j][r] = h * (g[j][r] - g[3 + j][r] + g[6 + j][r]);
+        gg[3][j][r] = g[6 + j][r];
       }
-      g4x3<most>(g, out, r0, r1);
-      for (int e = 0; e < 16; ++e) {
-        T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
-        for (int r = r0; r < r1; ++r) dst[r] = out[e][r];
+    for (int i = 0; i < 4; ++i)  // (G g) G^T: columns
+      for (int r = r0; r < r1; ++r) {
+        out[4 * i][r] = gg[i][0][r];
+        out[4 * i + 1][r] = h * (gg[i][0][r] + gg[i][1][r] + gg[i][2][r]);
+        out[4 * i + 2][r] = h * (gg[i][0][r] - gg[i][1][r] + gg[i][2][r]);
+        out[4 * i + 3][r] = gg[i][2][r];
       }
-    }
   }
-}
+};
 
 /// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
 /// `rows` rows (input channels plus products) of `tiles` tiles per image stay within
@@ -602,7 +543,7 @@ struct f2x2 {
   }
   template <bool Rot, class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
-    transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+    transform_weights_packed<g4x3, Rot>(w, M, C, mr, mtiles, u, b, e);
   }
   template <class T>
   static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {
@@ -664,7 +605,7 @@ struct f4x4 {
   }
   template <bool Rot, class T>
   static void weights(const T* w, int M, int C, int mr, int mtiles, T* u, int b, int e) {
-    winograd4::transform_weights<Rot>(w, M, C, mr, mtiles, u, b, e);
+    transform_weights_packed<winograd4::g6x3, Rot>(w, M, C, mr, mtiles, u, b, e);
   }
   template <class T>
   static void weight_grad(const T* du, i64 rows, i64 ld, int M, int C, T* dw) {

@@ -23,23 +23,7 @@
 #include <type_traits>
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
-
-namespace netsplit::detail::cpu_conv {
-
-/// Tap k of filter (m, c) of the convolution whose weights a weight transform (of either tile
-/// size) reads, M x C filters:
-/// w as stored ([M][C][3][3]), or (Rot) the input gradient's transposed, rotated filters
-/// w'[m][c][k] = w[c][m][8 - k] read from the forward's weights, stored [C][M][3][3] (no copy
-/// of them: at 512 x 512 channels 9.4 MB written and read again per backward pass).
-template <bool Rot, class T>
-inline T weight_tap(const T* w, int M, int C, int m, int c, int k) {
-  if constexpr (Rot)
-    return w[(i64{c} * M + m) * 9 + (8 - k)];
-  else
-    return w[(i64{m} * C + c) * 9 + k];
-}
-
-}  // namespace netsplit::detail::cpu_conv
+#include "netsplit/backend/cpu/winograd_weights.hpp"
 
 namespace netsplit::detail::cpu_conv::winograd4 {
 
@@ -99,67 +83,19 @@ inline void g6(const double* a, const double* b, const double* c, double (*out)[
   }
 }
 
-/// transform_weights (below) for the R rows of block mt, all of them real output channels:
-/// the same arithmetic with the row count fixed, and the results of 16 input channels at a
-/// time staged, so each element's packed run (16 * R values) is written contiguously: 36
-/// streams of R values per channel stalled on stores (U is 37.7 MB at 512 x 512 channels;
-/// 18% of a 512->512 4x4 layer's forward, AMD EPYC).
-template <int R, bool Rot, class T>
-void transform_weights_block(const T* w, int M, int C, int mtiles, int mt, T* u) {
-  constexpr int cb = 16;
-  alignas(64) T staged[36][cb * R];
-  for (int c0 = 0; c0 < C; c0 += cb) {
-    const int cn = std::min(cb, C - c0);
-    for (int cc = 0; cc < cn; ++cc) {
-      const int c = c0 + cc;
-      double g[9][R], gg[3][6][R], out[6][6][R];  // gg[col][i] = (G g)[i][col]
-      for (int r = 0; r < R; ++r)
-        for (int k = 0; k < 9; ++k) g[k][r] = double(weight_tap<Rot>(w, M, C, mt * R + r, c, k));
-      for (int j = 0; j < 3; ++j) g6<R>(g[j], g[3 + j], g[6 + j], gg[j], 0, R);
-      for (int i = 0; i < 6; ++i) g6<R>(gg[0][i], gg[1][i], gg[2][i], out[i], 0, R);
-      for (int e = 0; e < 36; ++e)
-        for (int r = 0; r < R; ++r) staged[e][cc * R + r] = static_cast<T>(out[e / 6][e % 6][r]);
-    }
-    for (int e = 0; e < 36; ++e)
-      std::copy(staged[e], staged[e] + cn * R, u + ((i64{e} * mtiles + mt) * C + c0) * R);
+/// F(4x4, 3x3)'s filter transform, the policy of transform_weights_packed (winograd_weights.hpp):
+/// out[6i + j][r] = (G g G^T)[i][j] of the filters of rows r in [r0, r1), in double.
+struct g6x3 {
+  static constexpr int elems = 36, stage = 16;
+  template <class T>
+  using acc = double;
+  template <int S>
+  static void apply(const double (*g)[S], double (*out)[S], int r0, int r1) {
+    double gg[3][6][S];  // gg[col][i] = (G g)[i][col]
+    for (int j = 0; j < 3; ++j) g6<S>(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
+    for (int i = 0; i < 6; ++i) g6<S>(gg[0][i], gg[1][i], gg[2][i], out + 6 * i, r0, r1);
   }
-}
-
-/// U[e][m][c] = (G g[m][c] G^T)[e] of the M x C filters that weight_tap<Rot> reads, packed per
-/// element e for the micro-kernel as in winograd::transform_weights: u[((e * mtiles + mt) * C +
-/// c) * mr + r], m = mt*mr + r; rows m in [m_begin, m_end), zero for m >= M. Computed in double,
-/// then rounded once.
-template <bool Rot, class T>
-void transform_weights(const T* w, int M, int C, int mr, int mtiles, T* u, int m_begin, int m_end) {
-  constexpr int most = 16;  // widest micro-kernel row block
-  NETSPLIT_EXPECT(mr <= most, "winograd4::transform_weights: row block wider than 16");
-  // per block of mr output channels and input channel c: the mr rows' values side by side,
-  // so each step below is a loop over r (vectorised) and the 36 results are contiguous runs
-  for (int mt = m_begin / mr; mt * mr < m_end; ++mt) {
-    const int r0 = std::max(m_begin - mt * mr, 0), r1 = std::min(m_end - mt * mr, mr);
-    if (r0 == 0 && r1 == mr && (mt + 1) * mr <= M && (mr == 8 || mr == 4)) {  // whole blocks: staged
-      if (mr == 8)
-        transform_weights_block<8, Rot>(w, M, C, mtiles, mt, u);
-      else
-        transform_weights_block<4, Rot>(w, M, C, mtiles, mt, u);
-      continue;
-    }
-    for (int c = 0; c < C; ++c) {
-      double g[9][most] = {}, gg[3][6][most], out[6][6][most];  // gg[col][i] = (G g)[i][col]
-      for (int r = r0; r < r1; ++r) {
-        const int m = mt * mr + r;
-        if (m < M)
-          for (int k = 0; k < 9; ++k) g[k][r] = double(weight_tap<Rot>(w, M, C, m, c, k));
-      }
-      for (int j = 0; j < 3; ++j) g6<most>(g[j], g[3 + j], g[6 + j], gg[j], r0, r1);
-      for (int i = 0; i < 6; ++i) g6<most>(gg[0][i], gg[1][i], gg[2][i], out[i], r0, r1);
-      for (int e = 0; e < 36; ++e) {
-        T* dst = u + ((i64{e} * mtiles + mt) * C + c) * mr;
-        for (int r = r0; r < r1; ++r) dst[r] = static_cast<T>(out[e / 6][e % 6][r]);
-      }
-    }
-  }
-}
+};
 
 /// dw[m][c] (3x3) = G^T dU[m][c] G from dU[e][m][c] at du[(e * rows + m) * ld + c], in double.
 /// Per output channel, 16 input channels at a time: each step of the transform is a loop over
