@@ -716,9 +716,7 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   // backward, ms, F(2x2) -> F(4x4), two alternated runs: 256->512 21.7 / 21.4 -> 15.5 / 15.7,
   // 512->512 39.9 / 39.8 -> 26.4 / 27.1; AMD EPYC AVX-512, 2026-12-07).
   const std::int64_t area = std::int64_t{d.in_height} * d.in_width;
-  if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) &&
-      area <= 4)
-    return winograd_tile::f2x2;
+  if (std::is_same_v<T, float> && winograd::f2x2::applicable(d) && area <= 4) return winograd_tile::f2x2;
   const bool f2 = winograd::vectorised<winograd::f2x2, T>(d);
   if (winograd::vectorised<winograd::f4x4, T>(d)) return winograd_tile::f4x4;
   if (f2 && (pass == conv_pass::forward || std::int64_t{d.in_height} * d.in_width <= 256)) return winograd_tile::f2x2;
