@@ -353,7 +353,8 @@ void transform_rows(int elems, const T* w, int M, int C, int mr, int mtiles, T* 
 template <class T>
 void check_weight_transforms(int elems) {
   // {M, C}: whole row blocks, a tail block (M % mr), input channels past a staged block of 32
-  for (auto [M, C] : {std::pair{16, 40}, std::pair{19, 17}, std::pair{37, 5}, std::pair{8, 70}}) {
+  for (const auto& shape : {std::pair{16, 40}, std::pair{19, 17}, std::pair{37, 5}, std::pair{8, 70}}) {
+    const int M = shape.first, C = shape.second;  // (no structured binding: clang 14 rejects INFO's capture)
     for (int mr : {4, 8, 3, 16}) {
       const int mtiles = (M + mr - 1) / mr, mpad = mtiles * mr;
       // the input gradient's filters: stored as the forward's, [C][M][3][3] (out C, in M)
