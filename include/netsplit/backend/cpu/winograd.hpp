@@ -105,10 +105,11 @@ inline chunk_plan plan_chunks(const conv2d_desc& d, int threads, std::size_t bud
 /// (its transforms mostly wait on activations coming from L3).
 inline i64 element_stride(i64 rows, i64 tpad) { return rows * tpad + 16; }
 
-/// True where a forward pass should transform the whole batch at once and split its products
-/// over (element, row block) rather than over chunks of images: where the transformed weights
-/// (`weights` values) outnumber the whole batch's transformed inputs and outputs (`planes`),
-/// every chunk reading all of them from memory again costs more than the planes' round trip.
+/// True where a forward pass or a packed weight gradient should transform the whole batch at
+/// once and split its products over (element, row block) rather than over chunks of images:
+/// where the transformed weights or their gradient (`weights` values) outnumber the whole
+/// batch's transformed planes (`planes`), every chunk reading (or, for the gradient, reading and
+/// writing) all of them again costs more than the planes' round trip through memory.
 inline bool by_elements(i64 weights, i64 planes) { return weights > planes; }
 
 /// Weights of the input gradient as a forward convolution: w'[c][m][ky][kx] = w[m][c][2-ky][2-kx],
