@@ -279,6 +279,12 @@ const conv_case odd_cases[] = {
     {{3, 128, 130, 4, 4, 3, 1, 1}, "packed weight gradient: 128 columns (a 32-wide last block), 130 rows"},
     {{2, 150, 128, 8, 8, 3, 1, 1}, "packed weight gradient: 150 columns (padded, a 16-wide last block)"},
     {{3, 128, 128, 2, 2, 3, 1, 1}, "packed weight gradient: 2x2 maps"},
+    // 3x3 stride 2 on sides that are multiples of 8: nested Winograd (winograd_s2.hpp) under
+    // `fastest` where the transposes are vector ones (AVX-512 float)
+    {{5, 8, 12, 8, 8, 3, 2, 1}, "stride-2 Winograd: 8x8 (rows narrower than a transpose), 12 outputs"},
+    {{3, 4, 5, 24, 16, 3, 2, 1}, "stride-2 Winograd: 24x16, three tile rows"},
+    {{2, 3, 5, 16, 24, 3, 2, 1}, "stride-2 Winograd: 16x24 (a 16-wide and an 8-wide part per row)"},
+    {{33, 5, 9, 16, 16, 3, 2, 1}, "stride-2 Winograd: 33 images (two groups of 16 and one image)"},
 };
 
 }  // namespace
@@ -311,6 +317,61 @@ TEST_CASE("transpose16: a 16-column block of up to 16 rows, transposed, nothing 
       for (int r = 0; r < ld; ++r) wrong += dst[q * ld + r] != (r < rows ? src[r * ls + 2 + q] : -7.0f);
     CHECK(wrong == 0);
   }
+}
+
+namespace {
+// The nested stride-2 tiles called directly, float and double (`fastest` takes them only for
+// float on AVX-512): forward with an epilogue (shift, residual, ReLU), input gradient with a
+// residual added, weight gradient, against the double reference. Groups of 16 images with a
+// partial last one, widths narrower than a transpose and with an 8-wide part, output channels
+// that are not multiples of the row blocks, 1 and 2 threads (the weight gradient's partials).
+template <class T>
+void check_s2(const conv2d_desc& d, int threads, double tol) {
+  namespace s2 = detail::cpu_conv::winograd_s2;
+  const std::int64_t nx = std::int64_t{d.batch} * d.in_channels * d.in_height * d.in_width;
+  const std::int64_t plane = std::int64_t{d.out_height()} * d.out_width(), ny = std::int64_t{d.batch} * d.out_channels * plane;
+  const auto xs = random_values(nx, 21), ws = random_values(d.weight_count(), 22), dys = random_values(ny, 23);
+  const auto rs = random_values(ny, 24), ss = random_values(d.out_channels, 25), adds = random_values(nx, 26);
+  std::vector<T> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end()), r(rs.begin(), rs.end()),
+      shift(ss.begin(), ss.end()), add(adds.begin(), adds.end());
+  std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()), dyd(dy.begin(), dy.end());
+  std::vector<double> y_ref(static_cast<std::size_t>(ny)), dx_ref(static_cast<std::size_t>(nx)), dw_ref(w.size());
+  reference::conv2d_forward(d, xd.data(), wd.data(), y_ref.data());
+  reference::conv2d_backward(d, xd.data(), wd.data(), dyd.data(), dx_ref.data(), dw_ref.data());
+  for (std::int64_t i = 0; i < ny; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    y_ref[k] = std::max(y_ref[k] + double(shift[static_cast<std::size_t>((i / plane) % d.out_channels)]) + double(r[k]), 0.0);
+  }
+  for (std::int64_t i = 0; i < nx; ++i) dx_ref[static_cast<std::size_t>(i)] += double(add[static_cast<std::size_t>(i)]);
+  cpu_context ctx(threads);
+  std::vector<T> y(static_cast<std::size_t>(ny), T(-7)), dx(x.size(), T(-7)), dw(w.size(), T(-7));
+  const detail::cpu_conv::conv_epilogue<T> ep{shift.data(), r.data(), true};
+  s2::forward(ctx, d, x.data(), w.data(), y.data(), &ep);
+  const detail::cpu_conv::conv_epilogue<T> dep{nullptr, add.data(), false};
+  s2::backward_data(ctx, d, w.data(), dy.data(), dx.data(), &dep);
+  s2::backward_weights(ctx, d, x.data(), dy.data(), dw.data());
+  const double ey = relative_error(y, y_ref), edx = relative_error(dx, dx_ref), edw = relative_error(dw, dw_ref);
+  INFO(describe(d), ", ", threads, " threads: errors y ", ey, " dx ", edx, " dw ", edw);
+  CHECK(ey <= tol);
+  CHECK(edx <= tol);
+  CHECK(edw <= tol);
+}
+}  // namespace
+
+TEST_CASE("stride-2 nested Winograd (winograd_s2) matches the im2col reference, float and double") {
+  const conv2d_desc shapes[] = {
+      {8, 16, 32, 32, 32, 3, 2, 1},  {21, 16, 32, 32, 32, 3, 2, 1}, {8, 32, 64, 16, 16, 3, 2, 1},
+      {5, 8, 12, 8, 8, 3, 2, 1},     {3, 4, 5, 24, 16, 3, 2, 1},    {2, 3, 5, 16, 24, 3, 2, 1},
+      {33, 5, 9, 16, 16, 3, 2, 1},   {17, 40, 36, 8, 16, 3, 2, 1},
+  };
+  for (const auto& d : shapes)
+    for (int threads : {1, 2}) {
+      check_s2<float>(d, threads, 1e-4);
+      check_s2<double>(d, threads, 1e-10);
+    }
+  CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 12, 16, 3, 2, 1}));  // a side not a multiple of 8
+  CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 16, 16, 3, 1, 1}));  // stride 1
+  CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 16, 16, 3, 2, 0}));  // padding 0
 }
 
 TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 16 input channels and a tail") {

@@ -31,6 +31,8 @@ NETSPLIT_CPU_KERNEL_INSTANCE void winograd_backward_weights<winograd::f4x4, floa
                                                                                    const float*, const float*, float*);
 NETSPLIT_CPU_KERNEL_INSTANCE void winograd_backward_weights<winograd::f2x2, float>(cpu_context&, const conv2d_desc&,
                                                                                    const float*, const float*, float*);
+NETSPLIT_CPU_KERNEL_INSTANCE void winograd_s2::backward_weights<float>(cpu_context&, const conv2d_desc&, const float*,
+                                                                     const float*, float*);
 NETSPLIT_CPU_KERNEL_INSTANCE void backward<float>(cpu_context&, const conv2d_desc&, const float*, const float*,
                                                   const float*, float*, float*, const float*);
 }  // namespace netsplit::detail::cpu_conv

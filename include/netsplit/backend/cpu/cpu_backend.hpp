@@ -210,6 +210,7 @@ struct cpu_backend {
     switch (winograd_tile_for<T>(ctx, d, cc::conv_pass::backward_weights)) {
       case cc::winograd_tile::f4x4: cc::winograd_backward_weights<cc::winograd::f4x4>(ctx, d, x, dy, dw); break;
       case cc::winograd_tile::f2x2: cc::winograd_backward_weights<cc::winograd::f2x2>(ctx, d, x, dy, dw); break;
+      case cc::winograd_tile::s2: cc::winograd_s2::backward_weights(ctx, d, x, dy, dw); break;
       default: return cc::backward(ctx, d, x, w, dy, dx, dw, dx_add);
     }
     if (!dx) return;
@@ -223,6 +224,9 @@ struct cpu_backend {
   static detail::cpu_conv::winograd_tile winograd_tile_for(const context& ctx, const conv2d_desc& d,
                                                            detail::cpu_conv::conv_pass pass) {
     namespace cc = detail::cpu_conv;
+    if (cc::winograd_s2_applicable(d))
+      return ctx.conv_algorithm() == cpu_conv_algorithm::fastest ? cc::winograd_s2_fastest<T>(d, pass)
+                                                                 : cc::winograd_tile::none;
     if (!cc::winograd_applicable(d)) return cc::winograd_tile::none;
     switch (ctx.conv_algorithm()) {
       case cpu_conv_algorithm::winograd_2x2: return cc::winograd_tile::f2x2;

@@ -26,6 +26,7 @@
 
 #include "netsplit/backend/cpu/conv_kernels.hpp"
 #include "netsplit/backend/cpu/winograd_f4.hpp"
+#include "netsplit/backend/cpu/winograd_s2.hpp"
 #include "netsplit/backend/cpu/winograd_weights.hpp"
 
 namespace netsplit::detail::cpu_conv {
@@ -668,8 +669,9 @@ bool vectorised(const conv2d_desc& d) {
 
 }  // namespace winograd
 
-/// The Winograd tile a convolution is computed with (none: the direct engine).
-enum class winograd_tile { none, f2x2, f4x4 };
+/// The Winograd tile a convolution is computed with (none: the direct engine; s2: stride 2,
+/// winograd_s2.hpp).
+enum class winograd_tile { none, f2x2, f4x4, s2 };
 /// The three computations of a convolution; the input gradient is the forward convolution
 /// of dy with the transposed, rotated weights (its desc has the channel counts swapped).
 enum class conv_pass { forward, backward_data, backward_weights };
@@ -722,6 +724,23 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
   if (winograd::vectorised<winograd::f4x4, T>(d)) return winograd_tile::f4x4;
   if (f2 && (pass == conv_pass::forward || std::int64_t{d.in_height} * d.in_width <= 256)) return winograd_tile::f2x2;
   return winograd_tile::none;
+}
+
+/// Where cpu_conv_algorithm::fastest takes the nested stride-2 tiles (winograd_s2.hpp) for a
+/// convolution with winograd_s2_applicable(d): the forward, where kernels<T>::transpose16 is the
+/// vector one (AVX-512 float; the tiles' lane layout is transposed in and out). Measured (AMD
+/// EPYC AVX-512, batch 128, 2 threads, 2026-12-07, `netsplit_bench
+/// --benchmark_filter='BM_conv2d_(forward|backward)/.*s:2/alg:0' --benchmark_repetitions=3`,
+/// medians, ms, direct -> nested): forward 16->32 32x32 1.36 / 1.35 -> 1.33 / 1.27, 32->64 16x16
+/// 1.51 / 1.49 -> 1.06 / 1.06; whole ResNet20 training +3-10%, inference +7-12% (three
+/// alternated pairs). Its backward passes are slower than the direct engine's one pass over
+/// both gradients, so not taken: weights and input gradient nested 3.76 / 5.03 against 2.71 /
+/// 3.04 (the weight gradient's products reduce over 16-48 tiles per call, where the direct
+/// engine's kernel wants long runs); the input gradient nested with the weights direct 2.93 /
+/// 3.25 against 2.76 / 3.02 (the two no longer share their packs).
+template <class T>
+winograd_tile winograd_s2_fastest(const conv2d_desc&, conv_pass pass) {
+  return kernels<T>::vector_transpose && pass == conv_pass::forward ? winograd_tile::s2 : winograd_tile::none;
 }
 
 /// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d), then
@@ -821,22 +840,6 @@ template <class T>
 bool packed_weight_gradient(const conv2d_desc& d) {
   const int least = kernels<T>::vector_transpose ? 32 : 128;
   return d.in_channels >= least && d.out_channels >= least;
-}
-
-/// dw from the `used` threads' partial dU (slot_dw, [e][rows][ld]): the partials summed in
-/// thread order, then dw = G^T dU G; both per block of output channels on the pool (one thread
-/// did them: 11% of a 512->512 2x2 layer's backward, AMD EPYC).
-template <class P, class T>
-void finish_weight_gradient(cpu_context& ctx, int used, i64 rows, i64 ld, int M, int C, T* dw) {
-  T* total = ctx.scratch<T>(0, slot_dw, 0);
-  ctx.pool().parallel_for(M, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-    for (int t = 1; t < used; ++t) {
-      const T* part = ctx.scratch<T>(t, slot_dw, 0);
-      for (int el = 0; el < P::elems; ++el)
-        for (i64 i = (el * rows + b) * ld, end = (el * rows + e) * ld; i < end; ++i) total[i] += part[i];
-    }
-    P::weight_grad(total + b * ld, rows, ld, static_cast<int>(e - b), C, dw + b * i64{C} * 9);
-  });
 }
 
 /// out[r][c] (= or +=, Acc) sum over q < K of a[q][r] * vt[off[q] + c], c < ldp (a multiple of
@@ -1025,6 +1028,7 @@ void forward_with(winograd_tile tile, cpu_context& ctx, const conv2d_desc& d, co
   switch (tile) {
     case winograd_tile::f4x4: return winograd_forward<winograd::f4x4>(ctx, d, x, w, y, ep);
     case winograd_tile::f2x2: return winograd_forward<winograd::f2x2>(ctx, d, x, w, y, ep);
+    case winograd_tile::s2: return winograd_s2::forward(ctx, d, x, w, y, ep);
     default: forward(ctx, d, x, w, y, ep);
   }
 }
@@ -1047,6 +1051,7 @@ void winograd_backward_data(cpu_context& ctx, const conv2d_desc& d, winograd_til
   switch (tile) {
     case winograd_tile::f4x4: return winograd_forward<winograd::f4x4, true>(ctx, transposed(d), dy, w, dx, ep);
     case winograd_tile::f2x2: return winograd_forward<winograd::f2x2, true>(ctx, transposed(d), dy, w, dx, ep);
+    case winograd_tile::s2: return winograd_s2::backward_data(ctx, d, w, dy, dx, ep);
     default: break;
   }
   T* wt = ctx.scratch<T>(0, slot_rotated, static_cast<std::size_t>(d.weight_count()));

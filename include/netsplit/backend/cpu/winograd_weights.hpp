@@ -1,8 +1,9 @@
-// netsplit/backend/cpu/winograd_weights.hpp — the weight transform of both Winograd tile sizes
-// (winograd.hpp's F(2x2, 3x3), winograd_f4.hpp's F(4x4, 3x3)): U[e][m][c] = (G g[m][c] G^T)[e]
+// netsplit/backend/cpu/winograd_weights.hpp — the weight transform of the Winograd tiles
+// (winograd.hpp's F(2x2, 3x3), winograd_f4.hpp's F(4x4, 3x3), winograd_s2.hpp's nested stride-2
+// tiles), and the last step of their weight gradients (finish_weight_gradient): U[e][m][c] = (G g[m][c] G^T)[e]
 // for every filter, packed per element e in the row blocks the micro-kernel reads. A tile size
 // brings its filter transform as a policy Tf:
-//   Tf::elems        transformed values per filter (16, 36);
+//   Tf::elems        transformed values per filter (16, 36, 81);
 //   Tf::stage        input channels staged per block (below);
 //   Tf::acc<T>       the type the transform computes in (T, or double);
 //   Tf::apply<S>(g, out, r0, r1)   out[e][r] = (G g G^T)[e] of the filters of rows r in
@@ -93,6 +94,23 @@ void transform_weights_packed(const T* w, int M, int C, int mr, int mtiles, T* u
       }
     }
   }
+}
+
+/// dw from the `used` threads' partial dU (slot_dw, [e][rows][ld]): the partials summed in
+/// thread order, then dw = G^T dU G; both per block of output channels on the pool (one thread
+/// did them: 11% of a 512->512 2x2 layer's backward, AMD EPYC).
+/// P: the tile's policy (P::elems, P::weight_grad: dw from dU).
+template <class P, class T>
+void finish_weight_gradient(cpu_context& ctx, int used, i64 rows, i64 ld, int M, int C, T* dw) {
+  T* total = ctx.scratch<T>(0, slot_dw, 0);
+  ctx.pool().parallel_for(M, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
+    for (int t = 1; t < used; ++t) {
+      const T* part = ctx.scratch<T>(t, slot_dw, 0);
+      for (int el = 0; el < P::elems; ++el)
+        for (i64 i = (el * rows + b) * ld, end = (el * rows + e) * ld; i < end; ++i) total[i] += part[i];
+    }
+    P::weight_grad(total + b * ld, rows, ld, static_cast<int>(e - b), C, dw + b * i64{C} * 9);
+  });
 }
 
 }  // namespace netsplit::detail::cpu_conv
