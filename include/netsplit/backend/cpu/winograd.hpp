@@ -1,7 +1,8 @@
 // netsplit/backend/cpu/winograd.hpp — 3x3 stride-1 "same" convolutions by Winograd's
 // minimal filtering: the drivers (forward, input gradient, weight gradient) over a tile
 // policy, F(2x2, 3x3) (its transforms here) or F(4x4, 3x3) (winograd_f4.hpp), the choice of
-// `fastest` (winograd_fastest) and the epilogue of conv2d_forward_affine. Below, F(2x2, 3x3)
+// `fastest` (winograd_fastest; winograd_s2_fastest for the stride-2 tiles of winograd_s2.hpp,
+// dispatched here too) and the epilogue of conv2d_forward_affine. Below, F(2x2, 3x3)
 // (Lavin & Gray, 2015); F(4x4, 3x3) works the same way with 6x6 input tiles.
 // Each 2x2 output tile comes from a 4x4 input tile d: Y = A^T [(G g G^T) . (B^T d B)] A, so
 // the 9 multiplies per output of the direct form become 16 / 4 = 4, at the price of three
