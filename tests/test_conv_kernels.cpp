@@ -280,11 +280,13 @@ const conv_case odd_cases[] = {
     {{2, 150, 128, 8, 8, 3, 1, 1}, "packed weight gradient: 150 columns (padded, a 16-wide last block)"},
     {{3, 128, 128, 2, 2, 3, 1, 1}, "packed weight gradient: 2x2 maps"},
     // 3x3 stride 2 on sides that are multiples of 8: nested Winograd (winograd_s2.hpp) under
-    // `fastest` where the transposes are vector ones (AVX-512 float)
-    {{5, 8, 12, 8, 8, 3, 2, 1}, "stride-2 Winograd: 8x8 (rows narrower than a transpose), 12 outputs"},
-    {{3, 4, 5, 24, 16, 3, 2, 1}, "stride-2 Winograd: 24x16, three tile rows"},
-    {{2, 3, 5, 16, 24, 3, 2, 1}, "stride-2 Winograd: 16x24 (a 16-wide and an 8-wide part per row)"},
-    {{33, 5, 9, 16, 16, 3, 2, 1}, "stride-2 Winograd: 33 images (two groups of 16 and one image)"},
+    // `fastest` where the transposes are vector ones (AVX-512 float) and the batch fills the
+    // lanes (at least 16 images per thread, at most an eighth of the lanes empty)
+    {{32, 8, 12, 8, 8, 3, 2, 1}, "stride-2 Winograd: 8x8 (rows narrower than a transpose), 12 outputs"},
+    {{32, 4, 5, 24, 16, 3, 2, 1}, "stride-2 Winograd: 24x16, three tile rows"},
+    {{32, 3, 5, 16, 24, 3, 2, 1}, "stride-2 Winograd: 16x24 (a 16-wide and an 8-wide part per row)"},
+    {{46, 5, 9, 16, 16, 3, 2, 1}, "stride-2 Winograd: 46 images (two groups of 16 and one of 14)"},
+    {{33, 5, 9, 16, 16, 3, 2, 1}, "stride-2, 33 images: a third of the lanes empty (direct)"},
 };
 
 }  // namespace
@@ -372,6 +374,17 @@ TEST_CASE("stride-2 nested Winograd (winograd_s2) matches the im2col reference, 
   CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 12, 16, 3, 2, 1}));  // a side not a multiple of 8
   CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 16, 16, 3, 1, 1}));  // stride 1
   CHECK(!detail::cpu_conv::winograd_s2_applicable({4, 3, 5, 16, 16, 3, 2, 0}));  // padding 0
+  // `fastest`: the forward, on vector transposes, where the batch fills the lanes
+  using detail::cpu_conv::winograd_s2_fastest, detail::cpu_conv::winograd_tile, detail::cpu_conv::conv_pass;
+  const auto s2 = detail::cpu_conv::kernels<float>::vector_transpose ? winograd_tile::s2 : winograd_tile::none;
+  CHECK(winograd_s2_fastest<float>({128, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 2) == s2);
+  CHECK(winograd_s2_fastest<float>({112, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 2) == s2);  // 7 x 16
+  CHECK(winograd_s2_fastest<float>({16, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 1) == s2);
+  CHECK(winograd_s2_fastest<float>({16, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 2) == winograd_tile::none);
+  CHECK(winograd_s2_fastest<float>({1, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 1) == winograd_tile::none);
+  CHECK(winograd_s2_fastest<float>({40, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 2) == winograd_tile::none);  // 8 of 48 empty
+  CHECK(winograd_s2_fastest<float>({128, 16, 32, 32, 32, 3, 2, 1}, conv_pass::backward_data, 2) == winograd_tile::none);
+  CHECK(winograd_s2_fastest<double>({128, 16, 32, 32, 32, 3, 2, 1}, conv_pass::forward, 2) == winograd_tile::none);
 }
 
 TEST_CASE("F(4x4) weight gradient from dU: G^T dU G per channel pair, blocks of 16 input channels and a tail") {
@@ -523,6 +536,7 @@ const conv2d_desc epilogue_shapes[] = {
     {37, 5, 7, 4, 4, 3, 1, 1},    {19, 5, 7, 8, 4, 3, 1, 1},  // W 4: vectors of 16 whole-line tiles
     // weights outnumbering the batch's planes (winograd::by_elements): F(4x4) on 4x4, F(2x2) on 2x2
     {6, 64, 48, 4, 4, 3, 1, 1},   {5, 40, 20, 2, 2, 3, 1, 1},
+    {32, 8, 12, 16, 16, 3, 2, 1},  // stride 2, two groups of 16 images: the nested forward
 };
 
 TEST_CASE("conv2d_forward_affine equals the convolution, then + shift + residual, then relu") {

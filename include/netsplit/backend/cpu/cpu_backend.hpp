@@ -225,7 +225,7 @@ struct cpu_backend {
                                                            detail::cpu_conv::conv_pass pass) {
     namespace cc = detail::cpu_conv;
     if (cc::winograd_s2_applicable(d))
-      return ctx.conv_algorithm() == cpu_conv_algorithm::fastest ? cc::winograd_s2_fastest<T>(d, pass)
+      return ctx.conv_algorithm() == cpu_conv_algorithm::fastest ? cc::winograd_s2_fastest<T>(d, pass, ctx.threads())
                                                                  : cc::winograd_tile::none;
     if (!cc::winograd_applicable(d)) return cc::winograd_tile::none;
     switch (ctx.conv_algorithm()) {

@@ -738,10 +738,16 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
 /// both gradients, so not taken: weights and input gradient nested 3.76 / 5.03 against 2.71 /
 /// 3.04 (the weight gradient's products reduce over 16-48 tiles per call, where the direct
 /// engine's kernel wants long runs); the input gradient nested with the weights direct 2.93 /
-/// 3.25 against 2.76 / 3.02 (the two no longer share their packs).
+/// 3.25 against 2.76 / 3.02 (the two no longer share their packs). Only where the batch fills
+/// the lanes: at least one group of 16 images per thread (fewer groups leave threads idle), and
+/// no more than an eighth of the lanes empty (the last group's); at batch 1 every tile costs 16
+/// (ResNet20's batch-1 latency, `netsplit_latency --model resnet20`, p50 688-702 us direct,
+/// 1056-1088 us nested).
 template <class T>
-winograd_tile winograd_s2_fastest(const conv2d_desc&, conv_pass pass) {
-  return kernels<T>::vector_transpose && pass == conv_pass::forward ? winograd_tile::s2 : winograd_tile::none;
+winograd_tile winograd_s2_fastest(const conv2d_desc& d, conv_pass pass, int threads) {
+  const int L = winograd_s2::L;
+  const bool filled = d.batch >= L * threads && 8 * d.batch >= 7 * round_up(d.batch, L);
+  return kernels<T>::vector_transpose && pass == conv_pass::forward && filled ? winograd_tile::s2 : winograd_tile::none;
 }
 
 /// y = conv(x, w) for a convolution with winograd_applicable(d) and P::applicable(d), then
