@@ -62,11 +62,11 @@ struct lanes_of<double> {
 template <class T>
 using vec = typename lanes_of<T>::type;
 
+// load fills a reference rather than returning: a returned 64-byte vector changes the ABI
+// where AVX-512 is not enabled (GCC's -Wpsabi in the AVX2 build).
 template <class T>
-inline vec<T> load(const T* p) {
-  vec<T> v;
+inline void load(vec<T>& v, const T* p) {
   std::memcpy(&v, p, sizeof v);
-  return v;
 }
 template <class T>
 inline void store(T* p, const vec<T>& v) {
@@ -240,7 +240,7 @@ void input_forward(const T* lr, i64 wl, int tx, T* v, i64 ves) {
   for (int i = 0; i < 9; ++i) {
     const T* row = lr + (i * wl + 8 * tx) * L;  // window column j at lane column 8tx + j
     V d[9];
-    for (int j = 0; j < 9; ++j) d[j] = load(row + j * L);
+    for (int j = 0; j < 9; ++j) load(d[j], row + j * L);
     bt5(d[0], d[2], d[4], d[6], d[8], r[i]);
     for (int j = 0; j < 4; ++j) r[i][5 + j] = d[2 * j + 1];
   }
@@ -251,43 +251,38 @@ void input_forward(const T* lr, i64 wl, int tx, T* v, i64 ves) {
     for (int a = 0; a < 4; ++a) store(v + (9 * (5 + a) + k) * ves, r[2 * a + 1][k]);
   }
 }
-/// Input gradient's input: V[e] from the channel's 5 lane rows of dy.
-template <class T>
-void input_data(const T* lr, i64 wl, int tx, T* v, i64 ves) {
+/// The transforms of dy's tiles, whose windows are R consecutive values in each dimension from
+/// column 4tx (lane rows from the channel's first, each with its zero column in front): per
+/// dimension f(d, t) gives the first 5 values from the R values, the last 4 are d[0..3];
+/// out[e] at out + e * es.
+template <int R, class T, class F>
+void transform_dy(const T* lr, i64 wl, int tx, T* out, i64 es, F f) {
   using V = vec<T>;
-  V r[5][9];
-  for (int i = 0; i < 5; ++i) {
+  V r[R][9];
+  for (int i = 0; i < R; ++i) {
     const T* row = lr + (i * wl + 4 * tx + 1) * L;
-    V d[5];
-    for (int j = 0; j < 5; ++j) d[j] = load(row + j * L);
-    bt5(d[0], d[1], d[2], d[3], d[4], r[i]);
+    V d[R];
+    for (int j = 0; j < R; ++j) load(d[j], row + j * L);
+    f(d, r[i]);
     for (int j = 0; j < 4; ++j) r[i][5 + j] = d[j];
   }
   for (int k = 0; k < 9; ++k) {
-    V e[5];
-    bt5(r[0][k], r[1][k], r[2][k], r[3][k], r[4][k], e);
-    for (int a = 0; a < 5; ++a) store(v + (9 * a + k) * ves, e[a]);
-    for (int a = 0; a < 4; ++a) store(v + (9 * (5 + a) + k) * ves, r[a][k]);
+    V d[R], e[5];
+    for (int i = 0; i < R; ++i) d[i] = r[i][k];
+    f(d, e);
+    for (int a = 0; a < 5; ++a) store(out + (9 * a + k) * es, e[a]);
+    for (int a = 0; a < 4; ++a) store(out + (9 * (5 + a) + k) * es, r[a][k]);
   }
 }
-/// Output gradient: dM[e] at dm + e * des from the channel's 4 lane rows of dy.
+/// Input gradient's input: V[e] from the channel's 5 lane rows of dy (B^T on 5 values).
+template <class T>
+void input_data(const T* lr, i64 wl, int tx, T* v, i64 ves) {
+  transform_dy<5>(lr, wl, tx, v, ves, [](const vec<T>* d, vec<T>* t) { bt5(d[0], d[1], d[2], d[3], d[4], t); });
+}
+/// Output gradient: dM[e] at dm + e * des from the channel's 4 lane rows of dy (A on 4 values).
 template <class T>
 void output_gradient(const T* lr, i64 wl, int tx, T* dm, i64 des) {
-  using V = vec<T>;
-  V q[4][9];
-  for (int i = 0; i < 4; ++i) {
-    const T* row = lr + (i * wl + 4 * tx + 1) * L;
-    V g[4];
-    for (int j = 0; j < 4; ++j) g[j] = load(row + j * L);
-    a4(g[0], g[1], g[2], g[3], q[i]);
-    for (int j = 0; j < 4; ++j) q[i][5 + j] = g[j];
-  }
-  for (int k = 0; k < 9; ++k) {
-    V e[5];
-    a4(q[0][k], q[1][k], q[2][k], q[3][k], e);
-    for (int a = 0; a < 5; ++a) store(dm + (9 * a + k) * des, e[a]);
-    for (int a = 0; a < 4; ++a) store(dm + (9 * (5 + a) + k) * des, q[a][k]);
-  }
+  transform_dy<4>(lr, wl, tx, dm, des, [](const vec<T>* d, vec<T>* t) { a4(d[0], d[1], d[2], d[3], t); });
 }
 /// Forward output: the 4x4 tile at output columns 4tx.. of the channel's 4 output lane rows
 /// (ob, rows of out_w) from M[e] at mm + e * mes.
@@ -297,7 +292,7 @@ void output_forward(const T* mm, i64 mes, int tx, T* ob, int out_w) {
   V s[9][4];
   for (int a = 0; a < 9; ++a) {
     V m[9];
-    for (int k = 0; k < 9; ++k) m[k] = load(mm + (9 * a + k) * mes);
+    for (int k = 0; k < 9; ++k) load(m[k], mm + (9 * a + k) * mes);
     at5(m[0], m[1], m[2], m[3], m[4], s[a]);
     for (int j = 0; j < 4; ++j) s[a][j] += m[5 + j];
   }
@@ -314,7 +309,7 @@ void output_data(const T* mm, i64 mes, int tx, T* ob, int out_w) {
   V s[9][8];
   for (int a = 0; a < 9; ++a) {
     V m[9], f[4];
-    for (int k = 0; k < 9; ++k) m[k] = load(mm + (9 * a + k) * mes);
+    for (int k = 0; k < 9; ++k) load(m[k], mm + (9 * a + k) * mes);
     at5(m[0], m[1], m[2], m[3], m[4], f);
     for (int j = 0; j < 4; ++j) {
       s[a][2 * j] = m[5 + j];
