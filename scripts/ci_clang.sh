@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh clang-14
 cxx=$(command -v clang++-14 || true)
 [ -n "$cxx" ] || { echo "ci_clang: clang++-14 not found" >&2; exit 1; }
+# with the program's CUDA units on thrust's CPP system where CUDA's thrust headers are
+thrust=OFF
+[ -f /usr/local/cuda/include/cccl/thrust/device_malloc.h ] && thrust=ON
 cmake -S . -B build/clang -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
-  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+  -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DNETSPLIT_BUILD_THRUST_CPP_PROGRAM=$thrust >/dev/null
 python3 - build/clang/compile_commands.json "$(nproc)" <<'PY'
 import json, shlex, subprocess, sys
 from concurrent.futures import ThreadPoolExecutor

@@ -18,7 +18,11 @@
 # CMAKE_CUDA_ARCHITECTURES (default 90), CUDNN_ROOT, NETSPLIT_TORCH_PYTHON (default python3),
 # NETSPLIT_BENCH_ITERS (timed steps per measurement, default 100), NETSPLIT_GPU_MODELS (models
 # for the throughput, default "resnet20 resnet56 vgg11 vgg11x0.25"),
-# NETSPLIT_GPU_CHECK_CONFIGURE_ONLY=1 (stop after configuring: checks the set-up anywhere).
+# NETSPLIT_GPU_CHECK_CONFIGURE_ONLY=1 (stop after configuring: checks the set-up anywhere),
+# NETSPLIT_GPU_STUDY=1 (also build the program, cifar100_resnet20 with its CUDA units, and time
+# a short study on --backend cuda: 3 seeds, baseline + derived + random control, one run at a
+# time and then 3 at once; NETSPLIT_GPU_STUDY_ITERS iterations per baseline, default 600; the
+# shared CIFAR-10 at ../shared or NETSPLIT_CIFAR10_DIR; a few minutes more of build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -40,8 +44,12 @@ if [ ! -x "$nvcc" ]; then
 fi
 "$nvcc" --version | tail -2
 
+study=${NETSPLIT_GPU_STUDY:-0}
+examples=OFF
+targets=(test_cuda_backend gpu_throughput)
+[ "$study" = 1 ] && examples=ON targets+=(cifar100_resnet20)
 cmake_args=(-DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc"
-            -DCMAKE_CUDA_ARCHITECTURES="$arch" -DNETSPLIT_BUILD_TESTS=OFF -DNETSPLIT_BUILD_EXAMPLES=OFF
+            -DCMAKE_CUDA_ARCHITECTURES="$arch" -DNETSPLIT_BUILD_TESTS=OFF -DNETSPLIT_BUILD_EXAMPLES=$examples
             -DNETSPLIT_BUILD_BENCHMARKS=OFF -DNETSPLIT_NATIVE=OFF)
 command -v ninja >/dev/null && cmake_args+=(-G Ninja)
 
@@ -100,7 +108,7 @@ if ! cmake -S . -B "$build" "${cmake_args[@]}" >"$build/configure.log" 2>&1; the
 fi
 grep -E "netsplit:|CUDA compiler identification" "$build/configure.log" || true
 [ -n "${NETSPLIT_GPU_CHECK_CONFIGURE_ONLY:-}" ] && { echo "gpu_check: configured ($build)"; exit 0; }
-if ! timeout 360 cmake --build "$build" -j "$jobs" --target test_cuda_backend gpu_throughput 2>&1 | tail -25; then
+if ! timeout 900 cmake --build "$build" -j "$jobs" --target "${targets[@]}" 2>&1 | tail -25; then
   echo "gpu_check: build failed"; exit 1
 fi
 [ -x "$build/tests/cuda/test_cuda_backend" ] || { echo "gpu_check: build failed"; exit 1; }
@@ -116,6 +124,27 @@ grep -vE "^(UpdateCTestConfiguration|Parse Config|Constructing|Updating test lis
 if grep -q "Skipped\|Not Run" "$ctest_log"; then
   status=1
   echo "gpu_check: GPU tests were SKIPPED (no usable CUDA device?)"
+fi
+
+if [ "$study" = 1 ]; then
+  # The study's runs on one GPU (issue 20): one at a time, then 3 at once (each run its own
+  # stream); whole-program wall time each, the same runs and results.
+  cifar=${NETSPLIT_CIFAR10_DIR:-$root/../shared/data/cifar10-jpeg/cifar-10-batches-bin}
+  n=${NETSPLIT_GPU_STUDY_ITERS:-600}
+  echo "== study on --backend cuda: 3 seeds x (baseline $n iterations, derived, random), batch 128 ($(elapsed))"
+  for runs in 1 3; do
+    t0=$(date +%s)
+    if timeout 600 "$build/examples/cifar100_resnet20" --backend cuda --mode study --dataset cifar10 --data-dir "$cifar" \
+         --preset quick --max-iter "$n" --test-interval 0 --seeds 1,2,3 --controls random --tpm-curve off \
+         --concurrent-runs $runs --no-progress --out-dir "$build/gpu-study-$runs" >"$build/gpu-study-$runs.log" 2>&1; then
+      echo "study, --concurrent-runs $runs: $(( $(date +%s) - t0 )) s wall"
+      grep -h "img/s" "$build/gpu-study-$runs"/seed1/baseline/train.log | tail -1
+    else
+      status=1; echo "gpu_check: the study with --concurrent-runs $runs FAILED"; tail -5 "$build/gpu-study-$runs.log"
+    fi
+  done
+  cmp <(cut -d, -f1-8,10 "$build/gpu-study-1/results.csv") <(cut -d, -f1-8,10 "$build/gpu-study-3/results.csv") &&
+    echo "the two studies' results are equal" || echo "note: the two studies' results differ (cuDNN's algorithms need not be deterministic)"
 fi
 
 models=${NETSPLIT_GPU_MODELS:-resnet20 resnet56 vgg11 vgg11x0.25}

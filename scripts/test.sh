@@ -15,7 +15,16 @@ jobs=$(nproc)
 start=$(date +%s)
 mpi_flag=OFF
 [ "$mpi" = 1 ] && mpi_flag=ON
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_MPI=$mpi_flag >/dev/null
+# where thrust's headers are (CUDA's CCCL), also the program on the CUDA backend's code run on
+# the host (cifar100_resnet20_thrust_cpp, tests/test_cuda_program.sh)
+thrust_flag=OFF
+if [ -f /usr/local/cuda/include/cccl/thrust/device_malloc.h ] || [ -f /usr/local/cuda/include/thrust/device_malloc.h ]; then
+  thrust_flag=ON
+else
+  echo "netsplit: no thrust headers under /usr/local/cuda: the program's CUDA-backend test is not built"
+fi
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DNETSPLIT_ENABLE_MPI=$mpi_flag \
+  -DNETSPLIT_BUILD_THRUST_CPP_PROGRAM=$thrust_flag >/dev/null
 cmake --build build/release -j "$jobs"
 echo "netsplit: release build (MPI component: $mpi_flag) took $(( $(date +%s) - start )) s"
 ctest --test-dir build/release --output-on-failure -j "$jobs" -LE 'slow|gpu'

@@ -126,6 +126,25 @@ TEST_CASE("--model and --width-mult choose the network; mistakes say what was ex
   CHECK_THROWS_AS(parse({"--model"}), cli_error);
 }
 
+TEST_CASE("--backend and --device: where the runs train; the CUDA backend's models") {
+  const auto d = parse({});
+  CHECK(d.backend == "cpu");
+  CHECK(d.device == 0);
+  const auto c = parse({"--backend", "cuda", "--device", "1", "--model", "vgg11"});
+  CHECK(c.backend == "cuda");
+  CHECK(c.device == 1);
+  CHECK(parse({"--device", "2", "--backend", "cuda"}).device == 2);  // in either order
+  for (const auto& m : cifar_cli::model_names())
+    if (m == "resnet20" || m == "resnet56" || m == "vgg11") CHECK(parse({"--backend", "cuda", "--model", m}).backend == "cuda");
+    else CHECK_THROWS_WITH_AS(parse({"--backend", "cuda", "--model", m}),
+                              ("--backend cuda trains resnet20, resnet56 and vgg11; " + m + " trains on --backend cpu").c_str(),
+                              cli_error);
+  CHECK_THROWS_WITH_AS(parse({"--backend", "gpu"}), "--backend must be cpu or cuda, not 'gpu'", cli_error);
+  CHECK_THROWS_WITH_AS(parse({"--device", "1"}), "--device chooses a CUDA device: it needs --backend cuda", cli_error);
+  CHECK_THROWS_AS(parse({"--backend", "cuda", "--device", "-1"}), cli_error);
+  CHECK_THROWS_AS(parse({"--backend", "cuda", "--device", "1024"}), cli_error);
+}
+
 TEST_CASE("study flags and windows resolved from the preset") {
   const auto s = parse({"--mode", "study", "--preset", "seed"});
   CHECK(s.tpm_begin == 40000);

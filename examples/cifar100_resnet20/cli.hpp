@@ -51,6 +51,8 @@ struct options {
   std::int64_t snapshot_every = 0;
   std::string resume;
   int threads = 0;
+  std::string backend = "cpu";  // cpu | cuda (cuda: a build with the CUDA backend, checked by main)
+  int device = 0;               // --backend cuda: the CUDA device ordinal
   int concurrent_runs = 1;    // study mode: independent runs trained at once, the threads shared among them
   bool sync_bn = false;       // data-parallel runs: batch norm over the whole batch of every process
   double mpi_timeout = 300;   // data-parallel runs: seconds a process may wait for the others (0: forever)
@@ -88,6 +90,9 @@ struct options {
   bool controls_given = false;
   bool growth() const { return !grow_at.empty(); }
 };
+
+/// The models the program builds on the CUDA backend (run.hpp, model_unit.cpp units 3-4).
+inline bool cuda_model(const std::string& m) { return m == "resnet20" || m == "resnet56" || m == "vgg11"; }
 
 struct preset_info {
   const char* name;
@@ -204,7 +209,11 @@ inline std::string usage() {
       "                                    mpirun starts on this machine)\n"
       "  --concurrent-runs N               study mode: train up to N of the study's independent runs at once\n"
       "                                    (seeds; a seed's derived run and controls), --threads shared among\n"
-      "                                    them (default 1: one run at a time with all threads)\n"
+      "                                    them (default 1: one run at a time with all threads); on --backend\n"
+      "                                    cuda each run queues on its own stream of the one device\n"
+      "  --backend cpu|cuda                where the networks train (default cpu; cuda needs a build with\n"
+      "                                    NETSPLIT_ENABLE_CUDA, see README, and trains resnet20, resnet56, vgg11)\n"
+      "  --device N                        --backend cuda: the CUDA device (default 0)\n"
       "  --seed N                          initialisation, data order and augmentation seed\n"
       "  --out-dir DIR                     logs, metrics and checkpoints (default runs/<preset>)\n"
       "  --no-progress                     plain lines even on a terminal\n"
@@ -367,7 +376,7 @@ inline options parse_options(int argc, const char* const* argv) {
   options o;
   std::vector<std::pair<std::string, std::string>> flags;
   std::string preset = "default";
-  bool out_dir_given = false;
+  bool out_dir_given = false, device_given = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i] ? argv[i] : "";
     if (a == "--help" || a == "-h") {
@@ -440,6 +449,13 @@ inline options parse_options(int argc, const char* const* argv) {
                         " hardware threads (0 uses all of them)");
     }
     else if (f == "--concurrent-runs") o.concurrent_runs = parse_int<int>(f, v, 1, 64);
+    else if (f == "--backend") {
+      if (v != "cpu" && v != "cuda") throw cli_error("--backend must be cpu or cuda, not '" + v + "'");
+      o.backend = v;
+    } else if (f == "--device") {
+      o.device = parse_int<int>(f, v, 0, 1023);
+      device_given = true;
+    }
     else if (f == "--sync-bn") o.sync_bn = detail::parse_bool(f, v);
     else if (f == "--mpi-timeout") o.mpi_timeout = detail::parse_real(f, v, 0.0, 1e7);
     else if (f == "--seed") o.seed = parse_int<std::uint64_t>(f, v, 0, ~std::uint64_t{0});
@@ -519,6 +535,9 @@ inline options parse_options(int argc, const char* const* argv) {
   if (o.shortcut_given && o.model.rfind("resnet", 0) != 0)
     throw cli_error("--shortcut applies to the ResNets; " + o.model + " has no residual shortcuts");
   if (!out_dir_given) o.out_dir = "runs/" + o.preset + (o.mode == "study" ? "-study" : "");
+  if (o.backend == "cuda" && !cuda_model(o.model))
+    throw cli_error("--backend cuda trains resnet20, resnet56 and vgg11; " + o.model + " trains on --backend cpu");
+  if (device_given && o.backend != "cuda") throw cli_error("--device chooses a CUDA device: it needs --backend cuda");
   if (o.concurrent_runs > 1 && o.mode != "study")
     throw cli_error("--concurrent-runs " + std::to_string(o.concurrent_runs) +
                     " trains a study's independent runs at once: it needs --mode study");

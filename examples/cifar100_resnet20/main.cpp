@@ -64,6 +64,13 @@ namespace fs = std::filesystem;
 using namespace netsplit;
 using namespace cifar_cli;
 
+// NETSPLIT_PROGRAM_CUDA: the CUDA unit (model_unit.cpp, unit 3) is linked, --backend cuda runs.
+#if NETSPLIT_PROGRAM_CUDA
+constexpr bool built_with_cuda = true;
+#else
+constexpr bool built_with_cuda = false;
+#endif
+
 #ifndef NETSPLIT_SOURCE_DIR
 #define NETSPLIT_SOURCE_DIR "."
 #endif
@@ -203,6 +210,20 @@ int run_main(int argc, char** argv) {
                    o.sync_bn ? "--sync-bn" : "started by mpirun");
     return 2;
   }
+  if (o.backend == "cuda" && !built_with_cuda) {
+    if (run_control::writer)
+      std::fprintf(stderr, "cifar100_resnet20: --backend cuda: this program was built without the CUDA backend "
+                           "(configure with -DNETSPLIT_ENABLE_CUDA=ON, see README)\nrun with --help for the flags\n");
+    return 2;
+  }
+  if (o.backend == "cuda" && world().size() > 1) {
+    // the communicator sums gradients in host memory
+    if (run_control::writer)
+      std::fprintf(stderr, "cifar100_resnet20: --backend cuda: data-parallel runs (%d processes) train on the CPU "
+                           "backend only; run one process per GPU without mpirun\nrun with --help for the flags\n",
+                   world().size());
+    return 2;
+  }
   if (o.concurrent_runs > 1 && world().size() > 1) {
     // every process trains every run together (data parallel): one run at a time
     if (run_control::writer)
@@ -244,7 +265,11 @@ int run_main(int argc, char** argv) {
       return 2;
     }
     run_control::set_activity("building the network");
-    return run_named_model({o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10});
+    const run_request request{o, data, command, choice.note, choice.kind == "cifar100" ? 100 : 10};
+#if NETSPLIT_PROGRAM_CUDA
+    if (o.backend == "cuda") return run_named_model<netsplit::cuda_backend>(request);
+#endif
+    return run_named_model<netsplit::cpu_backend>(request);
   } catch (const cli_error& e) {  // a request that only the data or the output folder refutes
     return fail(2, std::string(e.what()) + "\nrun with --help for the flags");
   } catch (const divergence_error& e) {

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cli.hpp"
@@ -21,6 +22,10 @@
 #include "report.hpp"
 #include "run_control.hpp"
 #include "study.hpp"
+
+namespace netsplit {
+struct cuda_backend;  // netsplit/cuda.hpp: only the program's CUDA unit defines its runs
+}
 
 namespace cifar_cli {
 
@@ -235,45 +240,53 @@ int dispatch(const run_request& r) {
 
 enum class family { resnet, vgg };
 
-/// The runs of one model (family and depth), for the dataset's classes and the shortcut option.
-template <family F, int Depth>
+/// The runs of one model (family and depth) on backend B, for the dataset's classes and the
+/// shortcut option.
+template <family F, int Depth, class B>
 int run_model(const run_request& r) {
-  using netsplit::cpu_backend;
   if constexpr (F == family::resnet) {
     using netsplit::resnet, netsplit::shortcut_a, netsplit::shortcut_b;
     const bool b = r.o.shortcut == "B";
     if (r.classes == 100)
-      return b ? dispatch<resnet<Depth, 100, cpu_backend, float, shortcut_b>>(r)
-               : dispatch<resnet<Depth, 100, cpu_backend, float, shortcut_a>>(r);
-    return b ? dispatch<resnet<Depth, 10, cpu_backend, float, shortcut_b>>(r)
-             : dispatch<resnet<Depth, 10, cpu_backend, float, shortcut_a>>(r);
+      return b ? dispatch<resnet<Depth, 100, B, float, shortcut_b>>(r) : dispatch<resnet<Depth, 100, B, float, shortcut_a>>(r);
+    return b ? dispatch<resnet<Depth, 10, B, float, shortcut_b>>(r) : dispatch<resnet<Depth, 10, B, float, shortcut_a>>(r);
   } else {
-    return r.classes == 100 ? dispatch<netsplit::vgg<Depth, 100, cpu_backend, float>>(r)
-                            : dispatch<netsplit::vgg<Depth, 10, cpu_backend, float>>(r);
+    return r.classes == 100 ? dispatch<netsplit::vgg<Depth, 100, B, float>>(r)
+                            : dispatch<netsplit::vgg<Depth, 10, B, float>>(r);
   }
 }
-// Instantiated in model_unit.cpp (three translation units, examples/CMakeLists.txt).
-extern template int run_model<family::resnet, 20>(const run_request&);
-extern template int run_model<family::resnet, 32>(const run_request&);
-extern template int run_model<family::resnet, 44>(const run_request&);
-extern template int run_model<family::resnet, 56>(const run_request&);
-extern template int run_model<family::vgg, 11>(const run_request&);
-extern template int run_model<family::vgg, 13>(const run_request&);
-extern template int run_model<family::vgg, 16>(const run_request&);
-extern template int run_model<family::vgg, 19>(const run_request&);
+// Instantiated in model_unit.cpp (examples/CMakeLists.txt): every model on the CPU backend in
+// three translation units; on the CUDA backend (a build with it) the models cuda_model() accepts
+// names, in two more.
+extern template int run_model<family::resnet, 20, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::resnet, 32, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::resnet, 44, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::resnet, 56, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::vgg, 11, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::vgg, 13, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::vgg, 16, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::vgg, 19, netsplit::cpu_backend>(const run_request&);
+extern template int run_model<family::resnet, 20, netsplit::cuda_backend>(const run_request&);
+extern template int run_model<family::resnet, 56, netsplit::cuda_backend>(const run_request&);
+extern template int run_model<family::vgg, 11, netsplit::cuda_backend>(const run_request&);
 
-/// --model's name to its network type (the names are model_names()).
-inline int run_named_model(const run_request& r) {
+/// --model's name to its network type (the names are model_names()), on backend B; on the
+/// CUDA backend only those cuda_model() accepts (parse_options refuses the others).
+template <class B>
+int run_named_model(const run_request& r) {
   const auto& m = r.o.model;
-  if (m == "resnet20") return run_model<family::resnet, 20>(r);
-  if (m == "resnet32") return run_model<family::resnet, 32>(r);
-  if (m == "resnet44") return run_model<family::resnet, 44>(r);
-  if (m == "resnet56") return run_model<family::resnet, 56>(r);
-  if (m == "vgg11") return run_model<family::vgg, 11>(r);
-  if (m == "vgg13") return run_model<family::vgg, 13>(r);
-  if (m == "vgg16") return run_model<family::vgg, 16>(r);
-  if (m == "vgg19") return run_model<family::vgg, 19>(r);
-  netsplit::detail::raise<netsplit::contract_violation>("cifar100_resnet20: no network type for model '", m, "'");
+  if (m == "resnet20") return run_model<family::resnet, 20, B>(r);
+  if (m == "resnet56") return run_model<family::resnet, 56, B>(r);
+  if (m == "vgg11") return run_model<family::vgg, 11, B>(r);
+  if constexpr (std::is_same_v<B, netsplit::cpu_backend>) {
+    if (m == "resnet32") return run_model<family::resnet, 32, B>(r);
+    if (m == "resnet44") return run_model<family::resnet, 44, B>(r);
+    if (m == "vgg13") return run_model<family::vgg, 13, B>(r);
+    if (m == "vgg16") return run_model<family::vgg, 16, B>(r);
+    if (m == "vgg19") return run_model<family::vgg, 19, B>(r);
+  }
+  netsplit::detail::raise<netsplit::contract_violation>("cifar100_resnet20: no network type for model '", m,
+                                                        "' on this backend");
 }
 
 }  // namespace cifar_cli

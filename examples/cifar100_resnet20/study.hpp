@@ -294,7 +294,8 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   run_result res;
   res.kind = spec.kind;
   res.seed = spec.seed;
-  cpu_context ctx(threads_per_run(o.threads, o.concurrent_runs));
+  using backend = run_backend<typename Net::backend_type>;
+  auto ctx = backend::open(o.threads, o.concurrent_runs, o.device);
   Net net(rng::derive(spec.seed, 0).next_u64(), width_multiplier{spec.width > 0 ? spec.width : o.width_mult});
   train_config cfg;
   cfg.max_iter = o.max_iter;
@@ -578,11 +579,7 @@ run_result execute(const options& o, const run_spec& spec, const data_env& data,
   log.line("netsplit " + net.architecture() + " (" + spec.kind + ", seed " + std::to_string(spec.seed) + "): " +
            std::to_string(count_parameters(net)) + " parameters, " + fmt("%.2f", net.mult_adds_per_image() / 1e6) +
            " M conv multiply-adds per image");
-  log.file_line("cpu backend: " + std::to_string(ctx.threads()) + " thread(s), L1d " +
-                std::to_string(ctx.caches().l1d >> 10) + " KiB, L2 " + std::to_string(ctx.caches().l2 >> 10) +
-                " KiB per core (" + ctx.caches().source + "), Winograd chunk " +
-                std::to_string(ctx.winograd_chunk_bytes() >> 10) + " KiB, at least " +
-                std::to_string(ctx.winograd_min_blocks()) + " tile blocks");
+  log.file_line(backend::describe(ctx));
   const std::int64_t display = display_interval(o);
   // A resumed run's curves and test results so far come from its own metrics log.
   if (resumed) restore_progress(spec.dir / "metrics.jsonl", tr.iteration(), display, tpm_curve_stride(o), res);

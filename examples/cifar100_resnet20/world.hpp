@@ -58,4 +58,24 @@ inline int threads_per_run(int requested, int concurrent) {
   return std::max(1, total / concurrent);
 }
 
+/// Where a run trains: its backend's context, opened from the options, and the line that
+/// describes it in the run's log. The CPU backend's here; the CUDA backend's in cuda_runs.hpp
+/// (the program's CUDA translation unit only, model_unit.cpp with NETSPLIT_PROGRAM_UNIT 3).
+template <class B>
+struct run_backend;
+
+template <>
+struct run_backend<netsplit::cpu_backend> {
+  /// The run's share of the process's threads (threads_per_run).
+  static netsplit::cpu_context open(int threads, int concurrent_runs, int /*device*/) {
+    return netsplit::cpu_context(threads_per_run(threads, concurrent_runs));
+  }
+  static std::string describe(netsplit::cpu_context& ctx) {
+    return "cpu backend: " + std::to_string(ctx.threads()) + " thread(s), L1d " + std::to_string(ctx.caches().l1d >> 10) +
+           " KiB, L2 " + std::to_string(ctx.caches().l2 >> 10) + " KiB per core (" + ctx.caches().source +
+           "), Winograd chunk " + std::to_string(ctx.winograd_chunk_bytes() >> 10) + " KiB, at least " +
+           std::to_string(ctx.winograd_min_blocks()) + " tile blocks";
+  }
+};
+
 }  // namespace cifar_cli

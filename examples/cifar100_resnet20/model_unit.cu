@@ -1,0 +1,2 @@
+// nvcc compiles model_unit.cpp as CUDA through this file (examples/CMakeLists.txt).
+#include "model_unit.cpp"
