@@ -64,7 +64,7 @@ namespace fs = std::filesystem;
 using namespace netsplit;
 using namespace cifar_cli;
 
-// NETSPLIT_PROGRAM_CUDA: the CUDA unit (model_unit.cpp, unit 3) is linked, --backend cuda runs.
+// NETSPLIT_PROGRAM_CUDA: the CUDA units (model_unit.cpp, units 3 and 4) are linked, --backend cuda runs.
 #if NETSPLIT_PROGRAM_CUDA
 constexpr bool built_with_cuda = true;
 #else

@@ -1,8 +1,9 @@
 // examples/cifar100_resnet20/run.hpp — from a parsed command line to a run of the chosen
 // model: train mode (one run) or study mode (per seed: baseline, derived run, controls;
-// then the report). run_named_model maps --model to a network type; each model's runs
-// are instantiated in three translation units (model_unit.cpp: ResNet20 and 32, ResNet44
-// and 56, the VGGs), so the program's heaviest templates compile in parallel.
+// then the report). run_named_model<B> maps --model to a network type on backend B; each
+// model's runs are instantiated in three translation units (model_unit.cpp: ResNet20 and 32,
+// ResNet44 and 56, the VGGs), so the program's heaviest templates compile in parallel, and on
+// the CUDA backend in two more (a build with it).
 #pragma once
 
 #include <cmath>
@@ -256,8 +257,8 @@ int run_model(const run_request& r) {
   }
 }
 // Instantiated in model_unit.cpp (examples/CMakeLists.txt): every model on the CPU backend in
-// three translation units; on the CUDA backend (a build with it) the models cuda_model() accepts
-// names, in two more.
+// three translation units; on the CUDA backend (a build with it) the models cuda_model() accepts,
+// in two more.
 extern template int run_model<family::resnet, 20, netsplit::cpu_backend>(const run_request&);
 extern template int run_model<family::resnet, 32, netsplit::cpu_backend>(const run_request&);
 extern template int run_model<family::resnet, 44, netsplit::cpu_backend>(const run_request&);

@@ -60,7 +60,7 @@ inline int threads_per_run(int requested, int concurrent) {
 
 /// Where a run trains: its backend's context, opened from the options, and the line that
 /// describes it in the run's log. The CPU backend's here; the CUDA backend's in cuda_runs.hpp
-/// (the program's CUDA translation unit only, model_unit.cpp with NETSPLIT_PROGRAM_UNIT 3).
+/// (the program's CUDA translation units only, model_unit.cpp with NETSPLIT_PROGRAM_UNIT 3 or 4).
 template <class B>
 struct run_backend;
 
