@@ -1,8 +1,8 @@
 // examples/cifar100_resnet20/cuda_runs.hpp — runs on cuda_backend (--backend cuda): each run
 // opens its own cuda_context, so its own stream, cuBLAS and cuDNN handles and scratch on the
 // device --device names; a study's concurrent runs (--concurrent-runs) thus queue their
-// steps on separate streams of the one GPU. Included by the program's CUDA translation unit
-// units only (model_unit.cpp with NETSPLIT_PROGRAM_UNIT 3 or 4, after netsplit/cuda.hpp and run.hpp).
+// steps on separate streams of the one GPU. Included by the program's CUDA translation units
+// only (model_unit.cpp with NETSPLIT_PROGRAM_UNIT 3 or 4, after netsplit/cuda.hpp and run.hpp).
 #pragma once
 
 #include <string>
