@@ -306,6 +306,54 @@ TEST_CASE("a convolution's batch-norm sums do not depend on which thread took wh
   }
 }
 
+TEST_CASE("a convolution's weight gradient does not depend on which thread took which group of images") {
+  // The Winograd weight gradients' groups of image chunks are taken over by whichever thread
+  // is free (weight_gradient_frame); each group keeps its own partial sum, added in group
+  // order. With a busy thread beside the pool's three the assignment changes from call to call.
+  rng r(6);
+  // F(4x4) with the weight-gradient micro-kernel (16 channels) and with the packed form (32
+  // channels on AVX-512; the micro-kernel again where the transposes are scalar); the direct
+  // engine (stride 2), whose groups also pack the input gradient's planes
+  for (const conv2d_desc d : {conv2d_desc{37, 16, 16, 8, 8, 3, 1, 1}, conv2d_desc{37, 32, 32, 8, 8, 3, 1, 1},
+                              conv2d_desc{37, 16, 32, 16, 16, 3, 2, 1}}) {
+    std::vector<float> x(static_cast<std::size_t>(d.batch * d.in_channels * d.in_height * d.in_width)),
+        w(static_cast<std::size_t>(d.weight_count())),
+        dy(static_cast<std::size_t>(d.batch * d.out_channels * d.out_height() * d.out_width()));
+    for (auto* v : {&x, &w, &dy})
+      for (auto& e : *v) e = static_cast<float>(r.normal());
+    cpu_context ctx(3);
+    std::atomic<bool> stop{false};
+    std::thread busy([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+    std::vector<float> dx(x.size()), dw(w.size()), first, first_dx;
+    bool same = true;
+    for (int rep = 0; rep < 30; ++rep) {
+      cpu_backend::conv2d_backward(ctx, d, x.data(), w.data(), dy.data(), dx.data(), dw.data());
+      if (rep == 0) {
+        first = dw;
+        first_dx = dx;
+      } else {
+        same = same && dw == first && dx == first_dx;
+      }
+    }
+    stop = true;
+    busy.join();
+    CHECK(same);
+    // and it is the weight gradient: against one thread's (one partial sum), to rounding
+    cpu_context one(1);
+    std::vector<float> dw1(w.size());
+    cpu_backend::conv2d_backward(one, d, x.data(), w.data(), dy.data(), dx.data(), dw1.data());
+    double worst = 0, scale = 0;
+    for (std::size_t i = 0; i < dw.size(); ++i) {
+      worst = std::max(worst, double(std::abs(first[i] - dw1[i])));
+      scale = std::max(scale, double(std::abs(dw1[i])));
+    }
+    CHECK(worst <= 1e-5 * scale);
+  }
+}
+
 TEST_CASE("cpu convolution is bit-reproducible for a fixed thread count") {
   rng r(4);
   conv2d_desc d{6, 8, 16, 12, 12, 3, 1, 1};

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -812,6 +813,18 @@ struct phase_taps {
   i64 k_offset = 0;                     // first reduction index of this phase in the shared tables
 };
 
+/// How many partial sums a weight gradient cuts a batch's chunks of images into (the direct
+/// engine's backward below, winograd.hpp's weight_gradient_frame): one for one thread, else four
+/// per thread (at most one per chunk). Their groups of chunks are taken over by whichever thread
+/// is free (parallel_for_dynamic: a faster core takes over a slower one's last groups instead of
+/// waiting, as the forwards' blocks are), and each keeps its own partial sum, added in group
+/// order: the same weight gradient whichever thread ran which group. (With parallel_for's fixed
+/// halves the weight gradients, about a quarter of a ResNet20 step, waited for the slower of two
+/// uneven vCPUs; docs/performance.md, eighteenth pass.)
+inline int weight_gradient_groups(i64 chunks, int threads) {
+  return threads <= 1 ? 1 : static_cast<int>(std::min<i64>(chunks, i64{4} * threads));
+}
+
 /// dw = dL/dw; dx = dL/dx (unless null), plus dx_add where that is not null (per plane as
 /// it is stored).
 template <class T>
@@ -871,19 +884,27 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
   // stride 2 with every phase non-empty and in range: merge column phases row by row
   const bool merge2 = s == 2 && kk >= 2 && (d.in_height - 1 + g.pad) / 2 < g.hs && (d.in_width - 1 + g.pad) / 2 < g.ws;
   const i64 in_img = i64{cin} * d.in_height * d.in_width, out_img = i64{cout} * g.ho * g.wo;
-  const i64 dw_rows = i64{wg_mtiles} * kern::wg_mr;
-  const int used = std::min(d.batch, ctx.threads());
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+  const i64 dw_rows = i64{wg_mtiles} * kern::wg_mr, per = dw_rows * wg_kpad;
+  // the batch in chunks of nb images, the chunks in groups with a partial sum each
+  const i64 chunks = (d.batch + nb - 1) / nb;
+  const int groups = weight_gradient_groups(chunks, ctx.threads());
+  T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
+  std::vector<int> held(static_cast<std::size_t>(ctx.threads()), 0);  // images in thread t's packs
+  ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t grp, std::ptrdiff_t, int t) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* gb = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(std::max<i64>(dw_rows, cout) * rs));
     T* out = dx ? ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(nphases * out_phase)) : nullptr;
-    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(dw_rows * wg_kpad));
-    std::fill(part, part + dw_rows * wg_kpad, T(0));
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+    T* part = parts + grp * per;
+    std::fill(part, part + per, T(0));
+    const i64 c0 = chunks * grp / groups, c1 = chunks * (grp + 1) / groups;
+    for (i64 c = c0; c < c1; ++c) {
+      const i64 n0 = c * nb;
+      const int count = static_cast<int>(std::min<i64>(nb, d.batch - n0));
       const i64 q_used = count * g.block;
-      pack_planes(g, cin, count, x + n0 * in_img, src, rs, n0 == b ? 0 : nb);
-      pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, n0 == b ? 0 : nb);
+      // the thread's first chunk clears its buffers whole, the next ones write only data
+      const int previous = std::exchange(held[static_cast<std::size_t>(t)], count);
+      pack_planes(g, cin, count, x + n0 * in_img, src, rs, previous);
+      pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, previous);
       // weight gradient, in position blocks that keep g and src rows in L1/L2
       constexpr i64 qblock = 2048;
       const T* sbase = src + g.lead;
@@ -940,13 +961,13 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
         }
     }
   });
-  // weight gradient: per-thread partials summed in thread order
-  for (int t = 0; t < used; ++t) {
-    const T* part = ctx.scratch<T>(t, slot_dw, 0);
+  // weight gradient: the groups' partials summed in group order
+  for (int i = 0; i < groups; ++i) {
+    const T* part = parts + i * per;
     for (int co = 0; co < cout; ++co)
       for (i64 k = 0; k < K; ++k) {
         const T v = part[co * wg_kpad + k];
-        dw[co * K + k] = t == 0 ? v : dw[co * K + k] + v;
+        dw[co * K + k] = i == 0 ? v : dw[co * K + k] + v;
       }
   }
 }

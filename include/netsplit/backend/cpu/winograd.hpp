@@ -860,11 +860,12 @@ void products(const T* vt, const i64* off, i64 K, const T* a, T* out, i64 ldp) {
 }
 
 /// The frame of both weight-gradient forms below: rows of dM padded to `rows` (zero past M),
-/// chunks of the plan's images per thread, each chunk's V and dM transformed (elements
-/// `ves` and `des` apart, rows of plan.tpad), then chunk(t, v, ves, dm, des, K, first, part):
-/// K the chunk's tiles (the body may overwrite the planes past them), first whether it is
-/// thread t's first chunk, part thread t's partial dU ([e][rows][ld], slot_dw; not zeroed:
-/// the first chunk writes it); then finish_weight_gradient.
+/// the batch in chunks of the plan's images and the chunks in weight_gradient_groups groups,
+/// each chunk's V and dM transformed (elements `ves` and `des` apart, rows of plan.tpad), then
+/// chunk(t, v, ves, dm, des, K, first, part) on thread t: K the chunk's tiles (the body may
+/// overwrite the planes past them), first whether it is its group's first chunk (the body also
+/// sets up thread t's own scratch there), part the group's partial dU ([e][rows][ld], in
+/// slot_dw of thread 0; not zeroed: the first chunk writes it); then finish_weight_gradient.
 template <class P, class T, class Chunk>
 void weight_gradient_frame(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw, i64 rows, i64 ld,
                            const winograd::chunk_plan& plan, Chunk&& chunk) {
@@ -874,21 +875,25 @@ void weight_gradient_frame(cpu_context& ctx, const conv2d_desc& d, const T* x, c
   const bool vector = winograd::vectorised<P, T>(d);
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
   const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
-  ctx.pool().parallel_for(d.batch, [&](std::ptrdiff_t b, std::ptrdiff_t e, int t) {
+  const i64 chunks = (d.batch + nb - 1) / nb, per = E * rows * ld;
+  const int groups = weight_gradient_groups(chunks, ctx.threads());
+  T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
+  ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t g, std::ptrdiff_t, int t) {
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
     T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
-    T* part = ctx.scratch<T>(t, slot_dw, static_cast<std::size_t>(E * rows * ld));
     for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
       std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
-    for (std::ptrdiff_t n0 = b; n0 < e; n0 += nb) {
-      const int count = static_cast<int>(std::min<std::ptrdiff_t>(nb, e - n0));
+    const i64 c0 = chunks * g / groups, c1 = chunks * (g + 1) / groups;
+    for (i64 c = c0; c < c1; ++c) {
+      const i64 n0 = c * nb;
+      const int count = static_cast<int>(std::min<i64>(nb, d.batch - n0));
       P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
       P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
-      chunk(t, v, ves, dm, des, count * tiles, n0 == b, part);
+      chunk(t, v, ves, dm, des, count * tiles, c == c0, parts + g * per);
     }
   });
-  finish_weight_gradient<P>(ctx, std::min(d.batch, ctx.threads()), rows, ld, M, C, dw);
+  finish_weight_gradient<P>(ctx, groups, [&](int i) { return parts + i * per; }, rows, ld, M, C, dw);
 }
 
 /// winograd_backward_weights_packed (below) where winograd::by_elements: the whole batch's V
@@ -993,8 +998,8 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
 
 /// dw = dL/dw (overwritten) of a convolution with winograd_applicable(d) and P::applicable(d):
 /// dU[e] = sum over tiles of dM[e] V[e]^T (the direct engine's weight-gradient micro-kernel;
-/// the packed form above where packed_weight_gradient<T>(d)), then dw = G^T dU G. Per-thread
-/// partial sums are added in thread order.
+/// the packed form above where packed_weight_gradient<T>(d)), then dw = G^T dU G. The partial
+/// sums of weight_gradient_frame's groups are added in group order.
 template <class P, class T>
 void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* dy, T* dw) {
   if (packed_weight_gradient<T>(d)) return winograd_backward_weights_packed<P>(ctx, d, x, dy, dw);

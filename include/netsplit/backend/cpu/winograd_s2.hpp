@@ -470,7 +470,7 @@ void backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
       }
     }
   });
-  finish_weight_gradient<tile>(ctx, used, rows, cpad, M, C, dw);
+  finish_weight_gradient<tile>(ctx, used, [&](int t) { return ctx.scratch<T>(t, slot_dw, 0); }, rows, cpad, M, C, dw);
 }
 
 }  // namespace winograd_s2

@@ -96,18 +96,18 @@ void transform_weights_packed(const T* w, int M, int C, int mr, int mtiles, T* u
   }
 }
 
-/// dw from the `used` threads' partial dU (slot_dw, [e][rows][ld]): the partials summed in
-/// thread order, then dw = G^T dU G; both per block of output channels on the pool (one thread
-/// did them: 11% of a 512->512 2x2 layer's backward, AMD EPYC).
+/// dw from `count` partial dU ([e][rows][ld]; part(i) the i-th, part(0) overwritten with their
+/// total): the partials summed in order, then dw = G^T dU G; both per block of output channels
+/// on the pool (one thread did them: 11% of a 512->512 2x2 layer's backward, AMD EPYC).
 /// P: the tile's policy (P::elems, P::weight_grad: dw from dU).
-template <class P, class T>
-void finish_weight_gradient(cpu_context& ctx, int used, i64 rows, i64 ld, int M, int C, T* dw) {
-  T* total = ctx.scratch<T>(0, slot_dw, 0);
+template <class P, class T, class Part>
+void finish_weight_gradient(cpu_context& ctx, int count, Part&& part, i64 rows, i64 ld, int M, int C, T* dw) {
+  T* total = part(0);
   ctx.pool().parallel_for(M, [&](std::ptrdiff_t b, std::ptrdiff_t e, int) {
-    for (int t = 1; t < used; ++t) {
-      const T* part = ctx.scratch<T>(t, slot_dw, 0);
+    for (int i = 1; i < count; ++i) {
+      const T* p = part(i);
       for (int el = 0; el < P::elems; ++el)
-        for (i64 i = (el * rows + b) * ld, end = (el * rows + e) * ld; i < end; ++i) total[i] += part[i];
+        for (i64 j = (el * rows + b) * ld, end = (el * rows + e) * ld; j < end; ++j) total[j] += p[j];
     }
     P::weight_grad(total + b * ld, rows, ld, static_cast<int>(e - b), C, dw + b * i64{C} * 9);
   });
