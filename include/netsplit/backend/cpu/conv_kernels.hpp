@@ -18,7 +18,6 @@
 #include <cstring>
 #include <limits>
 #include <utility>
-#include <vector>
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -733,9 +732,10 @@ void run_fwd(const T* base, const i64* off, i64 K, const T* apack, int mtiles, T
 
 /// Scratch slots of the context used by the engine: per thread 0 (input planes),
 /// 1 (gradient planes or forward output), 2 (input-gradient output), 3 (weight-gradient
-/// partial); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
+/// partial: thread 0's holds every group's of weight_gradient_groups); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
 /// slot 6 the transposed weights of winograd.hpp's input gradient; per thread, slot 7 the
-/// packed operands of winograd.hpp's packed weight gradient.
+/// packed operands of winograd.hpp's packed weight gradient (in the direct engine's backward,
+/// the count of images its packs hold).
 enum slot : int {
   slot_src = 0, slot_grad = 1, slot_out = 2, slot_dw = 3, slot_weights = 4, slot_offsets = 5, slot_rotated = 6,
   slot_packed = 7
@@ -889,7 +889,9 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
   const i64 chunks = (d.batch + nb - 1) / nb;
   const int groups = weight_gradient_groups(chunks, ctx.threads());
   T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
-  std::vector<int> held(static_cast<std::size_t>(ctx.threads()), 0);  // images in thread t's packs
+  // per thread, in its slot_packed (unused here): the images of its last pack into its
+  // buffers (0: none yet), pack_planes' and pack_grad's `previous`, across the groups it takes
+  for (int t = 0; t < ctx.threads(); ++t) *ctx.scratch<int>(t, slot_packed, 1) = 0;
   ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t grp, std::ptrdiff_t, int t) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* gb = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(std::max<i64>(dw_rows, cout) * rs));
@@ -902,7 +904,7 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
       const int count = static_cast<int>(std::min<i64>(nb, d.batch - n0));
       const i64 q_used = count * g.block;
       // the thread's first chunk clears its buffers whole, the next ones write only data
-      const int previous = std::exchange(held[static_cast<std::size_t>(t)], count);
+      const int previous = std::exchange(*ctx.scratch<int>(t, slot_packed, 1), count);
       pack_planes(g, cin, count, x + n0 * in_img, src, rs, previous);
       pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, previous);
       // weight gradient, in position blocks that keep g and src rows in L1/L2

@@ -1,8 +1,8 @@
 // netsplit/backend/cpu/cpu_backend.hpp — the CPU backend: models Backend on Eigen.
 // Activations are NCHW. Convolutions run as implicit GEMMs over padded plane buffers with
 // SIMD micro-kernels (conv_kernels.hpp); work is split over the batch by the context's
-// thread pool. Weight gradients keep one partial per thread (the direct engine) or per group
-// of image chunks (the Winograd tiles), summed in order, so
+// thread pool. Weight gradients keep one partial per group of image chunks (per thread in the
+// nested stride-2 tiles), summed in order whichever thread ran which group, so
 // results are bit-reproducible for a given thread count and Winograd chunk plan (the
 // context's: sized from the machine's L2, so two machines with different L2 sizes round
 // Winograd weight gradients differently unless cpu_context::set_caches makes them agree).
