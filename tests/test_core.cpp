@@ -267,6 +267,23 @@ TEST_CASE("thread pool hands off while polling and after sleeping, with idle wor
   CHECK(done.load() == 3);
 }
 
+/// A thread that spins until it is destroyed: beside a pool's threads on few cores it makes the
+/// pool's assignment of blocks to threads change from call to call.
+struct spinning_thread {
+  std::atomic<bool> stop{false};
+  std::thread thread{[this] {
+    while (!stop.load(std::memory_order_relaxed)) {
+    }
+  }};
+  spinning_thread() = default;
+  spinning_thread(const spinning_thread&) = delete;
+  spinning_thread& operator=(const spinning_thread&) = delete;
+  ~spinning_thread() {
+    stop = true;
+    thread.join();
+  }
+};
+
 TEST_CASE("a convolution's batch-norm sums do not depend on which thread took which block") {
   // The engines' image blocks are taken over by whichever thread is free
   // (parallel_for_dynamic), so the assignment changes from call to call, the more so with a
@@ -279,11 +296,7 @@ TEST_CASE("a convolution's batch-norm sums do not depend on which thread took wh
     for (auto* v : {&x, &w})
       for (auto& e : *v) e = static_cast<float>(r.normal());
     cpu_context ctx(3);
-    std::atomic<bool> stop{false};
-    std::thread busy([&] {
-      while (!stop.load(std::memory_order_relaxed)) {
-      }
-    });
+    const spinning_thread busy;
     std::vector<float> y(static_cast<std::size_t>(d.batch * d.out_channels * d.out_height() * d.out_width())),
         shift(16), first_shift;
     std::vector<double> s1(16), s2(16), first;
@@ -299,8 +312,6 @@ TEST_CASE("a convolution's batch-norm sums do not depend on which thread took wh
         same = same && sums == first && shift == first_shift;
       }
     }
-    stop = true;
-    busy.join();
     CHECK(same);
     CHECK(first_shift[0] == y[0]);  // image 0's first value
   }
@@ -322,11 +333,7 @@ TEST_CASE("a convolution's weight gradient does not depend on which thread took 
     for (auto* v : {&x, &w, &dy})
       for (auto& e : *v) e = static_cast<float>(r.normal());
     cpu_context ctx(3);
-    std::atomic<bool> stop{false};
-    std::thread busy([&] {
-      while (!stop.load(std::memory_order_relaxed)) {
-      }
-    });
+    const spinning_thread busy;
     std::vector<float> dx(x.size()), dw(w.size()), first, first_dx;
     bool same = true;
     for (int rep = 0; rep < 30; ++rep) {
@@ -338,8 +345,6 @@ TEST_CASE("a convolution's weight gradient does not depend on which thread took 
         same = same && dw == first && dx == first_dx;
       }
     }
-    stop = true;
-    busy.join();
     CHECK(same);
     // and it is the weight gradient: against one thread's (one partial sum), to rounding
     cpu_context one(1);
