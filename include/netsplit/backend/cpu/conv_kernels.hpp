@@ -732,7 +732,7 @@ void run_fwd(const T* base, const i64* off, i64 K, const T* apack, int mtiles, T
 
 /// Scratch slots of the context used by the engine: per thread 0 (input planes),
 /// 1 (gradient planes or forward output), 2 (input-gradient output), 3 (weight-gradient
-/// partial: thread 0's holds every group's of weight_gradient_groups); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
+/// partial: thread 0's holds every group's of for_weight_gradient_groups); thread 0's slots 4 and 5 hold the packed weights and tap offsets shared by all,
 /// slot 6 the transposed weights of winograd.hpp's input gradient; per thread, slot 7 the
 /// packed operands of winograd.hpp's packed weight gradient (in the direct engine's backward,
 /// the count of images its packs hold).
@@ -813,16 +813,33 @@ struct phase_taps {
   i64 k_offset = 0;                     // first reduction index of this phase in the shared tables
 };
 
-/// How many partial sums a weight gradient cuts a batch's chunks of images into (the direct
-/// engine's backward below, winograd.hpp's weight_gradient_frame): one for one thread, else four
-/// per thread (at most one per chunk). Their groups of chunks are taken over by whichever thread
-/// is free (parallel_for_dynamic: a faster core takes over a slower one's last groups instead of
-/// waiting, as the forwards' blocks are), and each keeps its own partial sum, added in group
-/// order: the same weight gradient whichever thread ran which group. (With parallel_for's fixed
+/// A weight gradient's batch in chunks of nb images, the chunks in groups (one for one thread,
+/// else four per thread, at most one per chunk) with a partial sum of `per` values each, in
+/// thread 0's slot_dw: chunk(t, n0, count, first, part) for each chunk [n0, n0 + count) on
+/// thread t, first whether it is its group's first chunk (the body writes or zeroes the
+/// group's partial `part` there). The groups are taken over by whichever thread is free
+/// (parallel_for_dynamic: a faster core takes over a slower one's last groups instead of
+/// waiting, as the forwards' blocks are); the caller adds the partials in group order, so the
+/// weight gradient is the same whichever thread ran which group. (With parallel_for's fixed
 /// halves the weight gradients, about a quarter of a ResNet20 step, waited for the slower of two
-/// uneven vCPUs; docs/performance.md, eighteenth pass.)
-inline int weight_gradient_groups(i64 chunks, int threads) {
-  return threads <= 1 ? 1 : static_cast<int>(std::min<i64>(chunks, i64{4} * threads));
+/// uneven vCPUs; docs/performance.md, eighteenth pass.) Used by the direct engine's backward
+/// below and winograd.hpp's weight_gradient_frame.
+template <class T>
+struct weight_gradient_partials {
+  T* parts;    // group g's partial at parts + g * per
+  int groups;
+};
+template <class T, class Chunk>
+weight_gradient_partials<T> for_weight_gradient_groups(cpu_context& ctx, i64 batch, int nb, i64 per, Chunk&& chunk) {
+  const i64 chunks = (batch + nb - 1) / nb;
+  const int groups = ctx.threads() <= 1 ? 1 : static_cast<int>(std::min<i64>(chunks, i64{4} * ctx.threads()));
+  T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
+  ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t g, std::ptrdiff_t, int t) {
+    const i64 c0 = chunks * g / groups, c1 = chunks * (g + 1) / groups;
+    for (i64 c = c0; c < c1; ++c)
+      chunk(t, c * nb, static_cast<int>(std::min<i64>(nb, batch - c * nb)), c == c0, parts + g * per);
+  });
+  return {parts, groups};
 }
 
 /// dw = dL/dw; dx = dL/dx (unless null), plus dx_add where that is not null (per plane as
@@ -885,87 +902,78 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
   const bool merge2 = s == 2 && kk >= 2 && (d.in_height - 1 + g.pad) / 2 < g.hs && (d.in_width - 1 + g.pad) / 2 < g.ws;
   const i64 in_img = i64{cin} * d.in_height * d.in_width, out_img = i64{cout} * g.ho * g.wo;
   const i64 dw_rows = i64{wg_mtiles} * kern::wg_mr, per = dw_rows * wg_kpad;
-  // the batch in chunks of nb images, the chunks in groups with a partial sum each
-  const i64 chunks = (d.batch + nb - 1) / nb;
-  const int groups = weight_gradient_groups(chunks, ctx.threads());
-  T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
   // per thread, in its slot_packed (unused here): the images of its last pack into its
   // buffers (0: none yet), pack_planes' and pack_grad's `previous`, across the groups it takes
   for (int t = 0; t < ctx.threads(); ++t) *ctx.scratch<int>(t, slot_packed, 1) = 0;
-  ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t grp, std::ptrdiff_t, int t) {
+  const auto partials = for_weight_gradient_groups<T>(ctx, d.batch, nb, per, [&](int t, i64 n0, int count, bool first,
+                                                                                 T* part) {
     T* src = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(cin * g.phases * g.phases * rs));
     T* gb = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(std::max<i64>(dw_rows, cout) * rs));
     T* out = dx ? ctx.scratch<T>(t, slot_out, static_cast<std::size_t>(nphases * out_phase)) : nullptr;
-    T* part = parts + grp * per;
-    std::fill(part, part + per, T(0));
-    const i64 c0 = chunks * grp / groups, c1 = chunks * (grp + 1) / groups;
-    for (i64 c = c0; c < c1; ++c) {
-      const i64 n0 = c * nb;
-      const int count = static_cast<int>(std::min<i64>(nb, d.batch - n0));
-      const i64 q_used = count * g.block;
-      // the thread's first chunk clears its buffers whole, the next ones write only data
-      const int previous = std::exchange(*ctx.scratch<int>(t, slot_packed, 1), count);
-      pack_planes(g, cin, count, x + n0 * in_img, src, rs, previous);
-      pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, previous);
-      // weight gradient, in position blocks that keep g and src rows in L1/L2
-      constexpr i64 qblock = 2048;
-      const T* sbase = src + g.lead;
-      const T* gbase = gb + g.lead;
-      const i64 qend = round_up(q_used, kern::wg_step);
-      for (i64 q0 = 0; q0 < qend; q0 += qblock) {
-        const i64 q1 = std::min(qend, q0 + qblock);
-        for (int mt = 0; mt < wg_mtiles; ++mt)
-          for (i64 kt = 0; kt < wg_kpad; kt += kern::wg_kr)
-            kern::wgrad_tile(gbase + mt * kern::wg_mr * rs, rs, sbase, off + kt, q0, q1,
-                             part + mt * kern::wg_mr * wg_kpad + kt, wg_kpad);
-      }
-      if (!dx) continue;
-      // input gradient: every stride phase into its own buffer, then merged into dx rows
-      T* dxn = dx + n0 * in_img;
-      const i64 qr = round_up(q_used, kern::fwd_qt);
-      for (int pi = 0; pi < nphases; ++pi) {
-        const auto& p = ph[pi];
-        const i64 kp = i64{cout} * p.ny * p.nx;
-        if (kp > 0)
-          run_fwd(gbase, dx_off + p.k_offset, kp, apack + p.k_offset * dx_mtiles * kern::fwd_mr, dx_mtiles,
-                  out + pi * out_phase, ors, qr);
-      }
-      const i64 plane = i64{d.in_height} * d.in_width;
-      for (int n = 0; n < count; ++n)
-        for (int ci = 0; ci < cin; ++ci) {
-          T* dxc = dxn + (i64{n} * cin + ci) * plane;
-          const T* oc = out + ci * ors + n * g.block;
-          if (s == 1) {
-            for (int iy = 0; iy < d.in_height; ++iy)
-              copy_row(dxc + i64{iy} * d.in_width, oc + i64{iy + g.pad} * g.ws + g.pad, d.in_width);
-          } else if (merge2) {
-            // row iy comes from row phase (iy+pad)&1; even columns from column phase pad&1
-            for (int iy = 0; iy < d.in_height; ++iy) {
-              const int ry = (iy + g.pad) & 1;
-              const T* orow = oc + i64{(iy + g.pad) >> 1} * g.ws;
-              interleave_row(dxc + i64{iy} * d.in_width, orow + (ry * 2 + (g.pad & 1)) * out_phase + (g.pad >> 1),
-                             orow + (ry * 2 + ((g.pad + 1) & 1)) * out_phase + ((g.pad + 1) >> 1), d.in_width);
-            }
-          } else {
-            // dx pixel (iy, ix) is position (A, B) = ((iy+pad-ry)/s, (ix+pad-rx)/s) of phase (ry, rx)
-            for (int iy = 0; iy < d.in_height; ++iy) {
-              const int ry = (iy + g.pad) % s, A = (iy + g.pad) / s;
-              T* dr = dxc + i64{iy} * d.in_width;
-              for (int ix = 0; ix < d.in_width; ++ix) {
-                const int rx = (ix + g.pad) % s, B = (ix + g.pad) / s;
-                const auto& p = ph[ry * s + rx];
-                dr[ix] = (p.ny * p.nx > 0 && A < g.hs && B < g.ws) ? oc[(ry * s + rx) * out_phase + i64{A} * g.ws + B]
-                                                                  : T(0);
-              }
+    if (first) std::fill(part, part + per, T(0));
+    const i64 q_used = count * g.block;
+    // the thread's first chunk clears its buffers whole, the next ones write only data
+    const int previous = std::exchange(*ctx.scratch<int>(t, slot_packed, 1), count);
+    pack_planes(g, cin, count, x + n0 * in_img, src, rs, previous);
+    pack_grad(g, cout, static_cast<int>(dw_rows), count, dy + n0 * out_img, gb, rs, previous);
+    // weight gradient, in position blocks that keep g and src rows in L1/L2
+    constexpr i64 qblock = 2048;
+    const T* sbase = src + g.lead;
+    const T* gbase = gb + g.lead;
+    const i64 qend = round_up(q_used, kern::wg_step);
+    for (i64 q0 = 0; q0 < qend; q0 += qblock) {
+      const i64 q1 = std::min(qend, q0 + qblock);
+      for (int mt = 0; mt < wg_mtiles; ++mt)
+        for (i64 kt = 0; kt < wg_kpad; kt += kern::wg_kr)
+          kern::wgrad_tile(gbase + mt * kern::wg_mr * rs, rs, sbase, off + kt, q0, q1,
+                           part + mt * kern::wg_mr * wg_kpad + kt, wg_kpad);
+    }
+    if (!dx) return;
+    // input gradient: every stride phase into its own buffer, then merged into dx rows
+    T* dxn = dx + n0 * in_img;
+    const i64 qr = round_up(q_used, kern::fwd_qt);
+    for (int pi = 0; pi < nphases; ++pi) {
+      const auto& p = ph[pi];
+      const i64 kp = i64{cout} * p.ny * p.nx;
+      if (kp > 0)
+        run_fwd(gbase, dx_off + p.k_offset, kp, apack + p.k_offset * dx_mtiles * kern::fwd_mr, dx_mtiles,
+                out + pi * out_phase, ors, qr);
+    }
+    const i64 plane = i64{d.in_height} * d.in_width;
+    for (int n = 0; n < count; ++n)
+      for (int ci = 0; ci < cin; ++ci) {
+        T* dxc = dxn + (i64{n} * cin + ci) * plane;
+        const T* oc = out + ci * ors + n * g.block;
+        if (s == 1) {
+          for (int iy = 0; iy < d.in_height; ++iy)
+            copy_row(dxc + i64{iy} * d.in_width, oc + i64{iy + g.pad} * g.ws + g.pad, d.in_width);
+        } else if (merge2) {
+          // row iy comes from row phase (iy+pad)&1; even columns from column phase pad&1
+          for (int iy = 0; iy < d.in_height; ++iy) {
+            const int ry = (iy + g.pad) & 1;
+            const T* orow = oc + i64{(iy + g.pad) >> 1} * g.ws;
+            interleave_row(dxc + i64{iy} * d.in_width, orow + (ry * 2 + (g.pad & 1)) * out_phase + (g.pad >> 1),
+                           orow + (ry * 2 + ((g.pad + 1) & 1)) * out_phase + ((g.pad + 1) >> 1), d.in_width);
+          }
+        } else {
+          // dx pixel (iy, ix) is position (A, B) = ((iy+pad-ry)/s, (ix+pad-rx)/s) of phase (ry, rx)
+          for (int iy = 0; iy < d.in_height; ++iy) {
+            const int ry = (iy + g.pad) % s, A = (iy + g.pad) / s;
+            T* dr = dxc + i64{iy} * d.in_width;
+            for (int ix = 0; ix < d.in_width; ++ix) {
+              const int rx = (ix + g.pad) % s, B = (ix + g.pad) / s;
+              const auto& p = ph[ry * s + rx];
+              dr[ix] = (p.ny * p.nx > 0 && A < g.hs && B < g.ws) ? oc[(ry * s + rx) * out_phase + i64{A} * g.ws + B]
+                                                                : T(0);
             }
           }
-          if (dx_add) epilogue_plane(conv_epilogue<T>{nullptr, dx_add, false}, ci, plane, dxc, dx_add + (dxc - dx));
         }
-    }
+        if (dx_add) epilogue_plane(conv_epilogue<T>{nullptr, dx_add, false}, ci, plane, dxc, dx_add + (dxc - dx));
+      }
   });
   // weight gradient: the groups' partials summed in group order
-  for (int i = 0; i < groups; ++i) {
-    const T* part = parts + i * per;
+  for (int i = 0; i < partials.groups; ++i) {
+    const T* part = partials.parts + i * per;
     for (int co = 0; co < cout; ++co)
       for (i64 k = 0; k < K; ++k) {
         const T v = part[co * wg_kpad + k];

@@ -860,7 +860,7 @@ void products(const T* vt, const i64* off, i64 K, const T* a, T* out, i64 ldp) {
 }
 
 /// The frame of both weight-gradient forms below: rows of dM padded to `rows` (zero past M),
-/// the batch in chunks of the plan's images and the chunks in weight_gradient_groups groups,
+/// the batch in chunks of the plan's images and the chunks in groups (for_weight_gradient_groups),
 /// each chunk's V and dM transformed (elements `ves` and `des` apart, rows of plan.tpad), then
 /// chunk(t, v, ves, dm, des, K, first, part) on thread t: K the chunk's tiles (the body may
 /// overwrite the planes past them), first whether it is its group's first chunk (the body also
@@ -875,25 +875,21 @@ void weight_gradient_frame(cpu_context& ctx, const conv2d_desc& d, const T* x, c
   const bool vector = winograd::vectorised<P, T>(d);
   const i64 in_img = i64{C} * H * W, out_img = i64{M} * H * W;
   const i64 ves = winograd::element_stride(C, tpad), des = winograd::element_stride(rows, tpad);
-  const i64 chunks = (d.batch + nb - 1) / nb, per = E * rows * ld;
-  const int groups = weight_gradient_groups(chunks, ctx.threads());
-  T* parts = ctx.scratch<T>(0, slot_dw, static_cast<std::size_t>(groups * per));
-  ctx.pool().parallel_for_dynamic(groups, 1, [&](std::ptrdiff_t g, std::ptrdiff_t, int t) {
+  const i64 per = E * rows * ld;
+  const auto partials = for_weight_gradient_groups<T>(ctx, d.batch, nb, per, [&](int t, i64 n0, int count, bool first,
+                                                                                 T* part) {
     T* v = ctx.scratch<T>(t, slot_src, static_cast<std::size_t>(E * ves));
     T* dm = ctx.scratch<T>(t, slot_grad, static_cast<std::size_t>(E * des));
     T* row = ctx.scratch<T>(t, slot_out, P::scratch(H, W, nb));
-    for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
-      std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
-    const i64 c0 = chunks * g / groups, c1 = chunks * (g + 1) / groups;
-    for (i64 c = c0; c < c1; ++c) {
-      const i64 n0 = c * nb;
-      const int count = static_cast<int>(std::min<i64>(nb, d.batch - n0));
-      P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
-      P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
-      chunk(t, v, ves, dm, des, count * tiles, c == c0, parts + g * per);
-    }
+    if (first)
+      for (int el = 0; el < E; ++el)  // gradient rows past M stay zero
+        std::fill(dm + el * des + M * tpad, dm + el * des + rows * tpad, T(0));
+    P::in(vector, x + n0 * in_img, C, H, W, count, v, tpad, ves, row);
+    P::out_grad(vector, dy + n0 * out_img, M, H, W, count, dm, des, tpad);
+    chunk(t, v, ves, dm, des, count * tiles, first, part);
   });
-  finish_weight_gradient<P>(ctx, groups, [&](int i) { return parts + i * per; }, rows, ld, M, C, dw);
+  finish_weight_gradient<P>(ctx, partials.groups, [&](int i) { return partials.parts + i * per; }, rows, ld, M, C,
+                            dw);
 }
 
 /// winograd_backward_weights_packed (below) where winograd::by_elements: the whole batch's V
