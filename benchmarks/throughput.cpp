@@ -8,7 +8,7 @@
 // multiply-adds, whichever algorithm ran; the classifier is not counted), peak resident
 // memory. Inference is phase::infer. --conv direct turns Winograd off; --conv compare
 // instead interleaves windows of fastest, winograd_4x4, winograd_2x2 and direct in one
-// process and prints each one's medians and its ratio to direct. --chunk-kb sets Winograd's
+// process and prints each one's medians and its ratio to direct. --chunk-kb sets the convolutions'
 // chunk budget per thread in KiB (default: from the L2 the machine reports); a comma list
 // (--chunk-kb 512,768,1024,1536) interleaves windows of each budget in one process and prints
 // each one's medians and its ratio to the first; --min-blocks likewise for the least number of
@@ -155,25 +155,25 @@ int run(const run_options& o) {
       }
     return r;
   };
-  if (o.chunk_kb.size() == 1) ctx.set_winograd_chunk_bytes(o.chunk_kb[0] << 10);
+  if (o.chunk_kb.size() == 1) ctx.set_conv_chunk_bytes(o.chunk_kb[0] << 10);
   if (o.min_blocks.size() == 1) ctx.set_winograd_min_blocks(static_cast<int>(o.min_blocks[0]));
   char model_json[160];
   std::snprintf(model_json, sizeof model_json, "\"model\":\"%s\",\"width\":%g,\"architecture\":\"%s\"", o.model.c_str(),
                 o.width, net.architecture().c_str());
   if (o.chunk_kb.size() > 1 || o.min_blocks.size() > 1) {
-    // Winograd chunk plans (budget x minimum blocks) side by side in one process.
+    // chunk plans (budget x Winograd's minimum blocks) side by side in one process.
     struct variant {
       std::size_t kb, blocks;
     };
     std::vector<variant> vs;
-    for (std::size_t kb : o.chunk_kb.empty() ? std::vector<std::size_t>{ctx.winograd_chunk_bytes() >> 10} : o.chunk_kb)
+    for (std::size_t kb : o.chunk_kb.empty() ? std::vector<std::size_t>{ctx.conv_chunk_bytes() >> 10} : o.chunk_kb)
       for (std::size_t bl : o.min_blocks.empty()
                                 ? std::vector<std::size_t>{static_cast<std::size_t>(ctx.winograd_min_blocks())}
                                 : o.min_blocks)
         vs.push_back({kb, bl});
     const std::size_t K = vs.size();
     const auto r = interleave(K, [&](std::size_t k) {
-      ctx.set_winograd_chunk_bytes(vs[k].kb << 10);
+      ctx.set_conv_chunk_bytes(vs[k].kb << 10);
       ctx.set_winograd_min_blocks(static_cast<int>(vs[k].blocks));
     });
     const auto &tr = r.train, &inf = r.infer;
@@ -235,7 +235,7 @@ int run(const run_options& o) {
       "\"infer_img_s\":%s,\"infer_median\":%.1f,\"train_gflop_per_image\":%.4f,\"infer_gflop_per_image\":%.4f,"
       "\"fma_peak_gflops\":%.1f,\"peak_rss_mb\":%.1f,\"l2_kb\":%zu,\"chunk_kb\":%zu,\"min_blocks\":%d}\n",
       model_json, conv.c_str(), threads, batch, list(train).c_str(), median(train), list(infer).c_str(), median(infer),
-      3 * fwd_gflop, fwd_gflop, peak, ru.ru_maxrss / 1024.0, ctx.caches().l2 >> 10, ctx.winograd_chunk_bytes() >> 10,
+      3 * fwd_gflop, fwd_gflop, peak, ru.ru_maxrss / 1024.0, ctx.caches().l2 >> 10, ctx.conv_chunk_bytes() >> 10,
       ctx.winograd_min_blocks());
   return 0;
 }

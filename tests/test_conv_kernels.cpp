@@ -726,14 +726,39 @@ TEST_CASE("cache sizes: sysfs spellings, a sysfs layout, the machine's") {
   CHECK(m.l1d >= 4096);
   CHECK(m.l2 >= m.l1d);
   cpu_context ctx(1);
-  CHECK(ctx.winograd_chunk_bytes() == m.l2 / 4 * 3);
+  CHECK(ctx.conv_chunk_bytes() == m.l2 / 4 * 3);
   ctx.set_caches({48 << 10, 2 << 20, 32 << 20});
   CHECK(std::string(ctx.caches().source) == "set");
-  CHECK(ctx.winograd_chunk_bytes() == std::size_t{1536} << 10);
-  ctx.set_winograd_chunk_bytes(100000);
-  CHECK(ctx.winograd_chunk_bytes() == 100000);
-  ctx.set_winograd_chunk_bytes(0);
-  CHECK(ctx.winograd_chunk_bytes() == std::size_t{1536} << 10);
+  CHECK(ctx.conv_chunk_bytes() == std::size_t{1536} << 10);
+  ctx.set_conv_chunk_bytes(100000);
+  CHECK(ctx.conv_chunk_bytes() == 100000);
+  ctx.set_conv_chunk_bytes(0);
+  CHECK(ctx.conv_chunk_bytes() == std::size_t{1536} << 10);
+}
+
+TEST_CASE("the direct engine's chunks follow the context's budget, not a constant") {
+  // ResNet's 16->32 stride-2 backward on 32x32 maps: per image, the input's 4 phase planes, the
+  // gradient rows and the input gradient's 4 phase buffers, each of g.block positions
+  const conv2d_desc d{128, 16, 32, 32, 32, 3, 2, 1};
+  const detail::cpu_conv::geometry g(d);
+  const std::int64_t values = 16 * 4 + 32 + 16 * 4;
+  const std::int64_t per_image = g.block * values * 4;
+  for (std::size_t budget : {std::size_t{768} << 10, std::size_t{1536} << 10, std::size_t{384} << 10}) {
+    INFO(budget);
+    const int nb = detail::cpu_conv::chunk_images(g, values, sizeof(float), 64, budget);
+    CHECK(nb == std::min<std::int64_t>(64, static_cast<std::int64_t>(budget) / per_image));
+    CHECK(nb * per_image <= static_cast<std::int64_t>(budget));
+    CHECK((nb + 1) * per_image > static_cast<std::int64_t>(budget));
+    // doubles take twice the bytes: half the images
+    CHECK(detail::cpu_conv::chunk_images(g, values, sizeof(double), 64, budget) == std::max(1, nb / 2));
+  }
+  // at least one image, at most the thread's share
+  CHECK(detail::cpu_conv::chunk_images(g, values, sizeof(float), 64, 1) == 1);
+  CHECK(detail::cpu_conv::chunk_images(g, values, sizeof(float), 3, std::size_t{1} << 30) == 3);
+  // the context's budget is three quarters of the L2 it was given
+  cpu_context ctx(1);
+  ctx.set_caches({32 << 10, 512 << 10, 8 << 20});
+  CHECK(ctx.conv_chunk_bytes() == std::size_t{384} << 10);
 }
 
 TEST_CASE("Winograd chunk plans: within the budget, at least the blocks asked, results independent of the plan") {
@@ -756,21 +781,25 @@ TEST_CASE("Winograd chunk plans: within the budget, at least the blocks asked, r
 
   // forward and input gradient compute each tile alone: bit-identical under any plan; the
   // weight gradient sums over chunks, so it only rounds differently
+  // (the direct engine's chunks follow the same budget: its stride-2 shape below, every algorithm
+  // falling back to it there, and the direct algorithm on all)
   for (const conv2d_desc c : {conv2d_desc{24, 64, 64, 4, 4, 3, 1, 1}, conv2d_desc{24, 32, 48, 2, 2, 3, 1, 1},
-                              conv2d_desc{24, 32, 32, 8, 8, 3, 1, 1}, conv2d_desc{9, 16, 16, 32, 32, 3, 1, 1}}) {
+                              conv2d_desc{24, 32, 32, 8, 8, 3, 1, 1}, conv2d_desc{9, 16, 16, 32, 32, 3, 1, 1},
+                              conv2d_desc{24, 16, 32, 16, 16, 3, 2, 1}}) {
     INFO(describe(c));
     const auto xs = random_values(std::int64_t{c.batch} * c.in_channels * c.in_height * c.in_width, 7);
     const auto ws = random_values(c.weight_count(), 8);
     const auto dys = random_values(std::int64_t{c.batch} * c.out_channels * c.out_height() * c.out_width(), 9);
     std::vector<float> x(xs.begin(), xs.end()), w(ws.begin(), ws.end()), dy(dys.begin(), dys.end());
-    for (auto alg : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4}) {
+    for (auto alg : {cpu_conv_algorithm::fastest, cpu_conv_algorithm::winograd_2x2, cpu_conv_algorithm::winograd_4x4,
+                     cpu_conv_algorithm::direct}) {
       INFO(to_string(alg));
       cpu_context tight(2), wide(2);
       tight.set_conv_algorithm(alg);
       wide.set_conv_algorithm(alg);
-      tight.set_winograd_chunk_bytes(16 << 10);
+      tight.set_conv_chunk_bytes(16 << 10);
       tight.set_winograd_min_blocks(0);
-      wide.set_winograd_chunk_bytes(8 << 20);
+      wide.set_conv_chunk_bytes(8 << 20);
       wide.set_winograd_min_blocks(4);
       const auto a = run_engine(tight, c, x, w, dy);
       const auto b = run_engine(wide, c, x, w, dy);

@@ -73,7 +73,7 @@ struct run_backend<netsplit::cpu_backend> {
   static std::string describe(netsplit::cpu_context& ctx) {
     return "cpu backend: " + std::to_string(ctx.threads()) + " thread(s), L1d " + std::to_string(ctx.caches().l1d >> 10) +
            " KiB, L2 " + std::to_string(ctx.caches().l2 >> 10) + " KiB per core (" + ctx.caches().source +
-           "), Winograd chunk " + std::to_string(ctx.winograd_chunk_bytes() >> 10) + " KiB, at least " +
+           "), convolution chunk " + std::to_string(ctx.conv_chunk_bytes() >> 10) + " KiB, at least " +
            std::to_string(ctx.winograd_min_blocks()) + " tile blocks";
   }
 };

@@ -110,16 +110,17 @@ class cpu_context {
     caches_ = c;
     caches_.source = "set";
   }
-  /// Bytes of transformed data one thread's Winograd chunk may hold (winograd::plan_chunks):
-  /// three quarters of the core's L2, leaving the rest to the weights' rows and the
-  /// activations streaming through (measured in docs/performance.md, "Winograd chunk size");
-  /// set_winograd_chunk_bytes(n) fixes it to n bytes instead, 0 returns to the L2 rule.
-  std::size_t winograd_chunk_bytes() const {
-    return winograd_chunk_bytes_ > 0 ? winograd_chunk_bytes_ : caches_.l2 / 4 * 3;
+  /// Bytes one thread's chunk of images may hold in a convolution: Winograd's transformed
+  /// planes (winograd::plan_chunks) and the direct engine's packs (conv_kernels.hpp,
+  /// chunk_images). Three quarters of the core's L2, leaving the rest to the weights' rows and
+  /// the activations streaming through (measured in docs/performance.md, "Winograd chunk
+  /// size"); set_conv_chunk_bytes(n) fixes it to n bytes instead, 0 returns to the L2 rule.
+  std::size_t conv_chunk_bytes() const {
+    return conv_chunk_bytes_ > 0 ? conv_chunk_bytes_ : caches_.l2 / 4 * 3;
   }
-  void set_winograd_chunk_bytes(std::size_t bytes) { winograd_chunk_bytes_ = bytes; }
+  void set_conv_chunk_bytes(std::size_t bytes) { conv_chunk_bytes_ = bytes; }
   /// Tiles a Winograd chunk holds at least, in rows of the micro-kernel's tile block, even
-  /// when that exceeds winograd_chunk_bytes: on small maps (VGG's 4x4 and 2x2, one to four
+  /// when that exceeds conv_chunk_bytes: on small maps (VGG's 4x4 and 2x2, one to four
   /// tiles per image) a chunk within the L2 share holds a few tiles, padded to a block of 48
   /// (AVX-512), and reads all of the layer's transformed weights once per chunk.
   int winograd_min_blocks() const { return winograd_min_blocks_; }
@@ -158,7 +159,7 @@ class cpu_context {
   std::vector<buffer> scratch_;
   cpu_conv_algorithm conv_algorithm_ = cpu_conv_algorithm::fastest;
   cpu_caches caches_ = machine_caches();
-  std::size_t winograd_chunk_bytes_ = 0;
+  std::size_t conv_chunk_bytes_ = 0;
   int winograd_min_blocks_ = 2;
   tensor_workspace workspace_;
 };

@@ -741,11 +741,13 @@ enum slot : int {
   slot_packed = 7
 };
 
-/// Images per chunk: the chunk's buffers should stay in the per-core L2 cache.
-inline int chunk_images(const geometry& g, i64 floats_per_position, int images) {
-  constexpr i64 target_bytes = 768 * 1024;
-  const i64 per_image = std::max<i64>(1, g.block * floats_per_position * 4);
-  return static_cast<int>(std::clamp<i64>(target_bytes / per_image, 1, std::max(1, images)));
+/// Images per chunk (at most `images`, at least 1) whose buffers, `values_per_position` values
+/// of `elem_bytes` bytes per position of g's layout, fit in `budget_bytes`
+/// (cpu_context::conv_chunk_bytes: a share of the core's L2, so the packs stay there).
+inline int chunk_images(const geometry& g, i64 values_per_position, std::size_t elem_bytes, int images,
+                        std::size_t budget_bytes) {
+  const i64 per_image = std::max<i64>(1, g.block * values_per_position * static_cast<i64>(elem_bytes));
+  return static_cast<int>(std::clamp<i64>(static_cast<i64>(budget_bytes) / per_image, 1, std::max(1, images)));
 }
 
 /// Offsets of the forward taps (ci, ky, kx), in weight order, relative to the first row's base.
@@ -768,7 +770,7 @@ void forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, T* 
   const i64 K = i64{cin} * d.kernel * d.kernel;
   const int mtiles = static_cast<int>((M + kern::fwd_mr - 1) / kern::fwd_mr);
   const int per_thread = (d.batch + ctx.threads() - 1) / ctx.threads();
-  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + M, per_thread);
+  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + M, sizeof(T), per_thread, ctx.conv_chunk_bytes());
   const i64 rs = g.row_stride(nb, kern::fwd_qt);
   const i64 ors = round_up(nb * g.block + kern::fwd_qt, 16);
 
@@ -855,7 +857,8 @@ void backward(cpu_context& ctx, const conv2d_desc& d, const T* x, const T* w, co
   const i64 wg_kpad = round_up(K, kern::wg_kr);
   const int dx_mtiles = (cin + kern::fwd_mr - 1) / kern::fwd_mr;
   const int per_thread = (d.batch + ctx.threads() - 1) / ctx.threads();
-  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + cout + (dx ? cin * s * s : 0), per_thread);
+  const int nb = chunk_images(g, i64{cin} * g.phases * g.phases + cout + (dx ? cin * s * s : 0), sizeof(T),
+                              per_thread, ctx.conv_chunk_bytes());
   const i64 rs = std::max(g.row_stride(nb, kern::fwd_qt), g.row_stride(nb, kern::wg_step));
   const i64 ors = round_up(nb * g.block + kern::fwd_qt, 16);
 

@@ -18,7 +18,7 @@
 // Numerics: the transforms only add, subtract and halve (exact in binary floating point up
 // to the rounding of each sum), so results differ from the direct form by a few ulps of the
 // sums' magnitudes; summation order depends only on shapes, thread count and the chunk plan
-// (reproducible; the plan follows the context's cache sizes: cpu_context::winograd_chunk_bytes).
+// (reproducible; the plan follows the context's cache sizes: cpu_context::conv_chunk_bytes).
 #pragma once
 
 #include <algorithm>
@@ -76,7 +76,7 @@ struct g4x3 {
 
 /// Images per chunk of one thread, such that the chunk's `elems` transformed planes of
 /// `rows` rows (input channels plus products) of `tiles` tiles per image stay within
-/// `budget_bytes` (cpu_context::winograd_chunk_bytes: a share of the core's L2) (of those
+/// `budget_bytes` (cpu_context::conv_chunk_bytes: a share of the core's L2) (of those
 /// counts down to half as many, the one that wastes the smallest fraction of a row rounded up
 /// to `multiple`), and that row length in tiles.
 struct chunk_plan {
@@ -763,7 +763,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
   // (no structured binding: lambdas below capture these, which clang 14 rejects for bindings)
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.conv_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + mpad, sizeof(T), kern::fwd_qt, tiles, E);
   const int nb = plan.images;
   const i64 tpad = plan.tpad;
@@ -955,7 +955,7 @@ void winograd_backward_weights_packed(cpu_context& ctx, const conv2d_desc& d, co
   const int mtiles = (M + mr - 1) / mr;
   const i64 rows = i64{mtiles} * mr, ldp = round_up(C, kern::fwd_step);
   const i64 ldv = ldp + 16;  // rows of V^T one line longer than ldp: no 4 KB strides at 512 channels
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.conv_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + rows, sizeof(T), round_up(std::max<i64>(kern::fwd_qt, 16), 16), tiles, E);
   const i64 all = d.batch * tiles;
   if (winograd::by_elements(E * rows * ldp, E * (C + rows) * all))
@@ -1005,7 +1005,7 @@ void winograd_backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* 
   const i64 tiles = i64{d.in_height / P::m} * (d.in_width / P::m);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.winograd_chunk_bytes(), ctx.winograd_min_blocks(),
+  const auto plan = winograd::plan_chunks(d, ctx.threads(), ctx.conv_chunk_bytes(), ctx.winograd_min_blocks(),
                                           C + rows, sizeof(T),
                                           std::max<i64>(kern::fwd_qt, kern::wg_step), tiles, E);
   const i64 tpad = plan.tpad;

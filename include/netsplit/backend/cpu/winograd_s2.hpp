@@ -23,7 +23,7 @@
 // shuffles, at any map width; the input rows a tile row reads are transposed to that layout
 // once per group (kernels<T>::transpose16) and the outputs transposed back. Chunks of up to
 // three tile positions (48 columns: the product micro-kernel's width) keep the transformed
-// planes in L2 (cpu_context::winograd_chunk_bytes).
+// planes in L2 (cpu_context::conv_chunk_bytes).
 #pragma once
 
 #include <algorithm>
@@ -343,7 +343,7 @@ void tile_pass(cpu_context& ctx, const pass& p, int batch, int C, int M, const T
   using kern = kernels<T>;
   const int mtiles = (M + kern::fwd_mr - 1) / kern::fwd_mr;
   const i64 mpad = i64{mtiles} * kern::fwd_mr;
-  const int np = positions_per_chunk(ctx.winograd_chunk_bytes(), C + mpad, sizeof(T), p.tw);
+  const int np = positions_per_chunk(ctx.conv_chunk_bytes(), C + mpad, sizeof(T), p.tw);
   const i64 N = i64{np} * L;
   const i64 ves = C * N + 16, mes = mpad * N + 16;
   const i64 lr_size = i64{C} * p.rows_in * p.wl * L, ob_plane = i64{p.rows_out} * p.out_w * L;
@@ -430,7 +430,7 @@ void backward_weights(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
   const pass px = forward_pass(d), pg = gradient_pass(d);
   const int mtiles = (M + kern::wg_mr - 1) / kern::wg_mr;
   const i64 rows = i64{mtiles} * kern::wg_mr, cpad = round_up(C, kern::wg_kr);
-  const int np = positions_per_chunk(ctx.winograd_chunk_bytes(), C + rows, sizeof(T), px.tw);
+  const int np = positions_per_chunk(ctx.conv_chunk_bytes(), C + rows, sizeof(T), px.tw);
   const i64 N = i64{np} * L;
   const i64 ves = C * N + 16, des = rows * N + 16;
   const i64 lx = i64{C} * px.rows_in * px.wl * L, lg = i64{M} * pg.rows_in * pg.wl * L;
