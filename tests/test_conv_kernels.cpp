@@ -323,7 +323,7 @@ TEST_CASE("transpose16: a 16-column block of up to 16 rows, transposed, nothing 
 
 namespace {
 // The nested stride-2 tiles called directly, float and double (`fastest` takes them only for
-// float on AVX-512): forward with an epilogue (shift, residual, ReLU), input gradient with a
+// float on AVX-512 or AVX2): forward with an epilogue (shift, residual, ReLU), input gradient with a
 // residual added, weight gradient, against the double reference. Groups of 16 images with a
 // partial last one, widths narrower than a transpose and with an 8-wide part, output channels
 // that are not multiples of the row blocks, 1 and 2 threads (the weight gradient's partials).

@@ -34,6 +34,27 @@ using i64 = std::int64_t;
 
 constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 
+#if defined(__AVX2__) && defined(__FMA__)
+/// out[j][i] = in[i][j] for 8 vectors of 8 (the AVX2 transpose16 below and the F(4x4) AVX2
+/// transforms of winograd_f4.hpp).
+inline void transpose8(const __m256 in[8], __m256 out[8]) {
+  __m256 t[8], s[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);      // [a0 b0 a1 b1 | a4 b4 a5 b5]
+    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);  // [a2 b2 a3 b3 | a6 b6 a7 b7]
+  }
+  for (int h = 0; h < 2; ++h)  // rows 4h .. 4h+3: s[4h + q] = column q (and 4 + q) of them
+    for (int u = 0; u < 2; ++u) {
+      s[4 * h + 2 * u] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(1, 0, 1, 0));
+      s[4 * h + 2 * u + 1] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+  for (int q = 0; q < 4; ++q) {
+    out[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
+    out[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
+  }
+}
+#endif
+
 // ---- micro-kernels ------------------------------------------------------------------------------
 // fwd_tile: out[r][0..qt) = sum_k a[k][r] * (base + off[k])[0..qt) for r < fwd_mr.
 // wgrad_tile: dw[r][c] += sum_{q in [q0,q1)} g[r][q] * (base + off[c])[q], r < wg_mr, c < wg_kr;
@@ -44,7 +65,7 @@ constexpr i64 round_up(i64 v, i64 m) { return (v + m - 1) / m * m; }
 // its sums went through the stack. A variant on g transposed to [q][co] (vectorised over
 // output channels, input broadcast) was measured too: no faster at 32-64 channels, and slower
 // at 16 channels, where the transpose costs more than it saves. With at least 32 channels each
-// way (128 without AVX-512's vector transpose16) winograd.hpp transposes both operands and
+// way (128 where transpose16 is the scalar loop) winograd.hpp transposes both operands and
 // computes the weight gradient by fwd_tile (winograd_backward_weights_packed).
 
 /// dst[q * ld + r] = src[r * ls + q] for r < rows (at most 16) and q < 16: a block of a
@@ -292,7 +313,7 @@ template <>
 struct kernels<float> {
   static constexpr int fwd_mr = 4, fwd_nv = 3, fwd_qt = 8 * fwd_nv, fwd_step = 8;
   static constexpr int wg_mr = 2, wg_kr = 6, wg_step = 8;
-  static constexpr bool vector_transpose = false;
+  static constexpr bool vector_transpose = true;
   /// As the AVX-512 fwd_tail: the first `width` (8 or 16) columns only.
   template <bool Acc = false>
   static void fwd_tail(const float* base, const i64* off, i64 K, const float* a, float* out, i64 ors, i64 width) {
@@ -355,8 +376,30 @@ struct kernels<float> {
     NETSPLIT_ROW(0) NETSPLIT_ROW(1) NETSPLIT_ROW(2) NETSPLIT_ROW(3)
 #undef NETSPLIT_ROW
   }
+  /// dst[q * ld + r] = src[r * ls + q] for r < rows (at most 16), q < 16: four 8x8 blocks,
+  /// each eight rows (zero past `rows`) loaded, transposed in registers and stored as eight
+  /// columns of their first min(8, rows - first row) lanes.
   static void transpose16(const float* src, i64 ls, int rows, float* dst, i64 ld) {
-    transpose16_portable(src, ls, rows, dst, ld);
+    for (int h = 0; h < rows; h += 8) {
+      const int n = std::min(8, rows - h);
+      for (int q0 = 0; q0 < 16; q0 += 8) {
+        __m256 a[8], t[8];
+        for (int i = 0; i < 8; ++i) a[i] = i < n ? _mm256_loadu_ps(src + (h + i) * ls + q0) : _mm256_setzero_ps();
+        transpose8(a, t);
+        for (int j = 0; j < 8; ++j) store_first(dst + (q0 + j) * ld + h, t[j], n);
+      }
+    }
+  }
+  /// dst[0..n) = v[0..n), n in [1, 8]
+  static void store_first(float* dst, __m256 v, int n) {
+    if (n == 8) {
+      _mm256_storeu_ps(dst, v);
+    } else if (n == 4) {
+      _mm_storeu_ps(dst, _mm256_castps256_ps128(v));
+    } else {
+      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+      _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
+    }
   }
   static void wgrad_tile(const float* g, i64 gs, const float* base, const i64* off, i64 q0, i64 q1,
                          float* dw, i64 dws) {

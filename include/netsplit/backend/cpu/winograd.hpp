@@ -729,7 +729,10 @@ winograd_tile winograd_fastest(const conv2d_desc& d, conv_pass pass) {
 
 /// Where cpu_conv_algorithm::fastest takes the nested stride-2 tiles (winograd_s2.hpp) for a
 /// convolution with winograd_s2_applicable(d): the forward, where kernels<T>::transpose16 is the
-/// vector one (AVX-512 float; the tiles' lane layout is transposed in and out). Measured (AMD
+/// vector one (float with AVX-512 or AVX2; the tiles' lane layout is transposed in and out; on
+/// AVX2 since 2026-12-07, an AMD EPYC Zen 3, `netsplit_bench --benchmark_filter='BM_conv2d_forward/.*s:2/alg:0'
+/// --benchmark_repetitions=5`, fastest of 5, three alternated rounds, ms, direct -> nested:
+/// 32->64 16x16 2.83-3.04 -> 1.81-2.13, 16->32 32x32 2.62-3.15 -> 2.66-3.21). Measured (AMD
 /// EPYC AVX-512, batch 128, 2 threads, 2026-12-07, `netsplit_bench
 /// --benchmark_filter='BM_conv2d_(forward|backward)/.*s:2/alg:0' --benchmark_repetitions=3`,
 /// medians, ms, direct -> nested): forward 16->32 32x32 1.36 / 1.35 -> 1.33 / 1.27, 32->64 16x16
@@ -832,7 +835,7 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
 }
 
 /// Where winograd_backward_weights takes the packed form below: at least 32 input and output
-/// channels on AVX-512, whose kern::transpose16 transposes 16 x 16 blocks in registers. With
+/// channels where kern::transpose16 transposes in registers (AVX-512: 16 x 16 blocks). With
 /// the scalar transposes of before, the threshold was 128, measured (AMD EPYC
 /// AVX-512, batch 128, 2 threads, `netsplit_bench --benchmark_filter='conv2d_backward'`, ms,
 /// backward (data and weights) with wgrad_tile -> packed): 128->256 8x8 23.7 -> 21.8, 256->256
@@ -842,7 +845,13 @@ void winograd_forward(cpu_context& ctx, const conv2d_desc& d, const T* x, const 
 /// alternated rounds of medians of 3): 64->64 8x8 2.83 / 2.57 -> 2.54 / 2.31, 32->32 16x16
 /// 2.53 / 2.40 -> 2.27 / 2.20, VGG's 64->128 16x16 13.2 / 14.4 -> 12.1 / 11.9, but 16->16 32x32
 /// 3.13 / 3.04 -> 3.37 / 3.26 (at 16 channels the transposes still cost more than they save).
-/// Where kern::transpose16 is the scalar loop (AVX2, double), the threshold stays 128.
+/// AVX2 transposes in registers too, as four 8 x 8 blocks (until 2026-12-07 it took the scalar
+/// loop and the threshold 128); measured on an AMD EPYC with AVX2 only (Zen 3, 512 KiB L2,
+/// 2 cores; `netsplit_bench --benchmark_filter='BM_conv2d_backward/cin:(16|32|64).*s:1/alg:0'
+/// --benchmark_repetitions=5`, fastest of 5, three alternated rounds, ms, threshold 128 -> 32
+/// -> 16): 64->64 8x8 3.42-3.77 -> 3.07-3.19 -> 2.91-3.14, 32->32 16x16 3.68-3.99 -> 3.32-3.36
+/// -> 3.44-3.77, 16->16 32x32 4.69-4.81 (128 and 32 alike) -> 4.69-4.99: 32 here too.
+/// Where kern::transpose16 is the scalar loop (double), the threshold stays 128.
 template <class T>
 bool packed_weight_gradient(const conv2d_desc& d) {
   const int least = kernels<T>::vector_transpose ? 32 : 128;

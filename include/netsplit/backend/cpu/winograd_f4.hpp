@@ -752,23 +752,6 @@ inline __m256 load_halves(const float* lo, const float* hi) {
   return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
 }
 
-/// out[j][i] = in[i][j] for 8 vectors of 8.
-inline void transpose8(const __m256 in[8], __m256 out[8]) {
-  __m256 t[8], s[8];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(in[2 * i], in[2 * i + 1]);      // [a0 b0 a1 b1 | a4 b4 a5 b5]
-    t[2 * i + 1] = _mm256_unpackhi_ps(in[2 * i], in[2 * i + 1]);  // [a2 b2 a3 b3 | a6 b6 a7 b7]
-  }
-  for (int h = 0; h < 2; ++h)  // rows 4h .. 4h+3: s[4h + q] = column q (and 4 + q) of them
-    for (int u = 0; u < 2; ++u) {
-      s[4 * h + 2 * u] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(1, 0, 1, 0));
-      s[4 * h + 2 * u + 1] = _mm256_shuffle_ps(t[4 * h + u], t[4 * h + 2 + u], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-  for (int q = 0; q < 4; ++q) {
-    out[q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x20);
-    out[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
-  }
-}
 /// s[a][j] = (A^T M)[a][j] for the 8 tiles t0 .. t0+7 of M's planes (elements es apart): the
 /// output transforms' first stage. Rows are tpad >= round_up(flat, 8) long: reading past the
 /// chunk's tiles stays inside.
