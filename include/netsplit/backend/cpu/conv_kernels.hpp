@@ -53,6 +53,18 @@ inline void transpose8(const __m256 in[8], __m256 out[8]) {
     out[4 + q] = _mm256_permute2f128_ps(s[q], s[4 + q], 0x31);
   }
 }
+/// Stores v's first k lanes at p (all of them where k >= 8): the AVX2 transpose16 below and
+/// the F(4x4) AVX2 transforms' last, partial vectors.
+inline void store_first(float* p, __m256 v, i64 k) {
+  if (k >= 8) {
+    _mm256_storeu_ps(p, v);
+  } else if (k == 4) {
+    _mm_storeu_ps(p, _mm256_castps256_ps128(v));
+  } else {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(k)), lane), v);
+  }
+}
 #endif
 
 // ---- micro-kernels ------------------------------------------------------------------------------
@@ -388,17 +400,6 @@ struct kernels<float> {
         transpose8(a, t);
         for (int j = 0; j < 8; ++j) store_first(dst + (q0 + j) * ld + h, t[j], n);
       }
-    }
-  }
-  /// dst[0..n) = v[0..n), n in [1, 8]
-  static void store_first(float* dst, __m256 v, int n) {
-    if (n == 8) {
-      _mm256_storeu_ps(dst, v);
-    } else if (n == 4) {
-      _mm_storeu_ps(dst, _mm256_castps256_ps128(v));
-    } else {
-      const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-      _mm256_maskstore_ps(dst, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane), v);
     }
   }
   static void wgrad_tile(const float* g, i64 gs, const float* base, const i64* off, i64 q0, i64 q1,

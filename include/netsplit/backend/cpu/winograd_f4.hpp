@@ -763,13 +763,6 @@ inline void output_columns(const float* base, i64 es, i64 t0, __m256 (&s)[4][6])
     for (int a = 0; a < 4; ++a) s[a][j] = t[a];
   }
 }
-/// Stores o's first k lanes (all: k >= 8).
-inline void store_first(float* p, __m256 o, i64 k) {
-  if (k >= 8)
-    _mm256_storeu_ps(p, o);
-  else
-    _mm256_maskstore_ps(p, first_lanes(k), o);
-}
 
 // W == 4 (TW = 1: tile t of the chunk is rows 4ty .. 4ty+3 of image n, t = n * TH + ty, 16
 // contiguous values): 8 tiles at a time, each tile's rows loaded whole and the 8 tiles
