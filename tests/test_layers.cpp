@@ -155,6 +155,63 @@ TEST_CASE("batch_norm: train uses batch statistics and updates running averages"
   CHECK(y1.data()[0] == doctest::Approx(ye.data()[0]));  // per-sample in eval mode
 }
 
+TEST_CASE("batch-norm channel sums (cpu_bn): a plain double loop's, over vector bodies, tails, masks and flushes") {
+  // The kernels sum in lanes of 64-byte groups (two 32-byte halves where the target has no
+  // 64-byte registers), flushed into double; run lengths below, at and past a group, with
+  // tails, runs apart by a stride, and enough values per lane to flush more than once.
+  auto check = [](auto zero) {
+    using T = decltype(zero);
+    rng r(11);
+    for (const std::int64_t n : {1, 7, 16, 17, 40, 100, 1024})
+      for (const std::int64_t runs : {1, 3, 40}) {
+        const std::int64_t stride = n + 3, size = runs * stride;
+        std::vector<T> dy(size), y(size), x(size), gout(size, T(-7));
+        for (std::int64_t i = 0; i < size; ++i) {
+          dy[i] = static_cast<T>(r.normal());
+          y[i] = static_cast<T>(r.normal());
+          x[i] = static_cast<T>(1.5 + r.normal());
+        }
+        const T shift = T(1.25), mean = T(1.5);
+        double e1 = 0, e2 = 0, scale = 0;
+        for (std::int64_t k = 0; k < runs; ++k)
+          for (std::int64_t i = 0; i < n; ++i) {
+            const double v = static_cast<double>(x[k * stride + i] - shift);
+            e1 += v;
+            e2 += v * v;
+            scale += std::abs(v) + v * v;
+          }
+        double s1 = 0, s2 = 0;
+        detail::cpu_bn::shifted_sums(x.data(), runs, stride, n, shift, s1, s2);
+        const double tol = (sizeof(T) == 4 ? 2e-5 : 1e-13) * scale;
+        CHECK(std::abs(s1 - e1) <= tol);
+        CHECK(std::abs(s2 - e2) <= tol);
+        for (const bool masked : {false, true}) {
+          double g1 = 0, g2 = 0, gscale = 0;
+          for (std::int64_t k = 0; k < runs; ++k)
+            for (std::int64_t i = 0; i < n; ++i) {
+              const std::int64_t j = k * stride + i;
+              const T g = !masked || y[j] > T(0) ? dy[j] : T(0);
+              g1 += g;
+              g2 += static_cast<double>(g) * static_cast<double>(x[j] - mean);
+              gscale += std::abs(static_cast<double>(g)) * (1 + std::abs(static_cast<double>(x[j] - mean)));
+            }
+          double a1 = 0, a2 = 0;
+          detail::cpu_bn::gradient_sums(dy.data(), masked ? y.data() : nullptr, x.data(), runs, stride, n, mean, a1, a2,
+                                        gout.data());
+          const double gtol = (sizeof(T) == 4 ? 2e-5 : 1e-13) * gscale;
+          CHECK(std::abs(a1 - g1) <= gtol);
+          CHECK(std::abs(a2 - g2) <= gtol);
+          bool copied = true;  // the (masked) gradient where runs are; the gaps between them untouched
+          for (std::int64_t j = 0; j < size; ++j)
+            copied = copied && gout[j] == (j % stride < n ? (!masked || y[j] > T(0) ? dy[j] : T(0)) : T(-7));
+          CHECK(copied);
+        }
+      }
+  };
+  check(0.0f);
+  check(0.0);
+}
+
 TEST_CASE("fused batch_norm + relu (+ residual) equals batch_norm, then the residual sum, then relu") {
   // 5 channels of 6x6 = 36 values: vector bodies and scalar tails; both modes; with and
   // without the residual; forward outputs, running statistics and every gradient.
