@@ -11,6 +11,8 @@
 #      arrange; a missing --resume file is seen by every rank) ends every rank: exit 1, no hang;
 #  (e3) --concurrent-runs 2 (several runs of a study at once) under mpirun: exit 2;
 #  (f) study mode: a growth study of 2 runs finishes and writes its report once.
+#  (g) the study's folder: the same command continues the study, another study is refused
+#      (the first process alone reads study.txt and tells the others what it found).
 # Usage: test_distributed.sh PROGRAM SHARED_CIFAR10_DIR MPIRUN
 # Exit 77 (skip) when the shared CIFAR-10 is absent.
 set -u
@@ -108,4 +110,16 @@ echo "== (f) study mode on 2 ranks"
 [ -f "$out/f/report.md" ] || fail "the study wrote no report"
 reports=$(grep -c "^report: " "$out/f.log")
 [ "$reports" = 1 ] || fail "the study printed $reports report lines, expected 1"
+
+echo "== (g) the study's folder on 2 ranks: the same command continues it, another study is refused"
+study=(--mode study --seeds 1 --grow-rounds 1 --grow-to 0.75 --width-mult 0.5 --controls none --tpm taylor --out-dir "$out/f")
+"${mpi[@]}" "$prog" "${base[@]}" "${study[@]}" --max-iter 16 >"$out/g.log" 2>&1 \
+  || { cat "$out/g.log"; fail "the same study command again exited $?"; }
+grep -q "continuing the study in $out/f" "$out/g.log" || { cat "$out/g.log"; fail "the study was not continued"; }
+cp "$out/f/study.txt" "$out/g-study.txt"
+"${mpi[@]}" "$prog" "${base[@]}" "${study[@]}" --max-iter 20 >"$out/g2.log" 2>&1
+status=$?
+[ $status -eq 2 ] || { cat "$out/g2.log"; fail "another study in the folder exited $status, expected 2"; }
+grep -q "holds another study" "$out/g2.log" || { cat "$out/g2.log"; fail "the refusal does not say why"; }
+cmp -s "$out/f/study.txt" "$out/g-study.txt" || fail "the refused study changed the folder's study.txt"
 echo "all distributed program checks passed"

@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <csignal>
+#include <cstdint>
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <span>
 #include <sstream>
 #include <optional>
 #include <string>
@@ -23,6 +25,7 @@
 #include "report.hpp"
 #include "run_control.hpp"
 #include "study.hpp"
+#include "world.hpp"
 
 namespace netsplit {
 struct cuda_backend;  // netsplit/cuda.hpp: only the program's CUDA unit defines its runs
@@ -89,15 +92,27 @@ int run_study(const options& study_options, const data_env& data, const std::str
   // Rerunning the same study command (or --resume DIR) continues the study in its folder:
   // finished runs are read back, an interrupted one resumes from its latest checkpoint.
   // The folder's study.txt records what the study is; another study there is refused.
+  // Under mpirun the first process alone reads it (and writes it, as every file) and tells
+  // the others what it found, so all take the same path: each reading it for itself, a
+  // process once found the file that the first was still writing, empty, and refused the
+  // study as another one (2026-12-08, test_distributed_program's study on 2 ranks).
   const auto fingerprint = study_fingerprint(o);
   const auto recorded = root / "study.txt";
   bool resuming = !o.resume.empty();
-  if (fs::exists(recorded)) {
+  enum : std::int32_t { new_study, same_study, other_study };
+  std::int32_t found = new_study;
+  std::string before;
+  if (world().rank() == 0 && fs::exists(recorded)) {
     std::ifstream in(recorded);
-    const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (before != fingerprint)
-      throw cli_error("the folder " + root.string() + " holds another study (its study.txt: " + before +
-                      "); this command's is: " + fingerprint + " (use another --out-dir)");
+    before.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    found = before == fingerprint ? same_study : other_study;
+  }
+  world().broadcast(std::as_writable_bytes(std::span<std::int32_t>(&found, 1)), 0);
+  if (found == other_study)
+    throw cli_error("the folder " + root.string() + " holds another study (its study.txt" +
+                    (world().rank() == 0 ? ": " + before : std::string(", read by the first process")) +
+                    "); this command's is: " + fingerprint + " (use another --out-dir)");
+  if (found == same_study) {
     if (!resuming) run_control::print("continuing the study in " + root.string() + " (finished runs are read back)\n");
     resuming = true;
   } else {
