@@ -29,7 +29,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 echo "== (a) train mode on 2 ranks"
 "${mpi[@]}" "$prog" "${base[@]}" --max-iter 12 --snapshot-every 6 --test-interval 6 --out-dir "$out/a" >"$out/a.log" 2>&1 \
-  || { cat "$out/a.log"; fail "2-rank train run exited $?"; }
+  || { s=$?; cat "$out/a.log"; fail "2-rank train run exited $s"; }
 [ -f "$out/a/resnet20_iter_12.safetensors" ] || fail "no final checkpoint"
 tests=$(grep -c '"type":"test"' "$out/a/metrics.jsonl")
 trains=$(grep -c '"type":"train"' "$out/a/metrics.jsonl")
@@ -42,7 +42,7 @@ grep -q 'netsplit.processes' <(head -c 20000 "$out/a/resnet20_iter_12.safetensor
 
 echo "== (b) --sync-bn"
 "${mpi[@]}" "$prog" "${base[@]}" --max-iter 6 --sync-bn on --out-dir "$out/b" >"$out/b.log" 2>&1 \
-  || { cat "$out/b.log"; fail "--sync-bn run exited $?"; }
+  || { s=$?; cat "$out/b.log"; fail "--sync-bn run exited $s"; }
 grep -q '"netsplit.sync_batch_norm":"1"' <(head -c 20000 "$out/b/resnet20_iter_6.safetensors") || fail "sync batch norm not recorded"
 
 echo "== (c) SIGKILL of one rank"
@@ -75,7 +75,7 @@ echo "mpirun ended $took s after the kill, exit $status"
 last=$(ls "$out/c"/resnet20_iter_*.safetensors | sed 's/.*_iter_\([0-9]*\)\.safetensors/\1/' | sort -n | tail -1)
 echo "last checkpoint: iteration $last"
 "${mpi[@]}" "$prog" "${base[@]}" --max-iter $(( last + 4 )) --snapshot-every 4 --out-dir "$out/c2" \
-  --resume "$out/c/resnet20_iter_$last.safetensors" >"$out/c2.log" 2>&1 || { cat "$out/c2.log"; fail "resume after the kill exited $?"; }
+  --resume "$out/c/resnet20_iter_$last.safetensors" >"$out/c2.log" 2>&1 || { s=$?; cat "$out/c2.log"; fail "resume after the kill exited $s"; }
 grep -q "resumed from" "$out/c2.log" || fail "the resumed run does not say so"
 
 echo "== (d) a 2-process checkpoint on 1 process"
@@ -106,7 +106,7 @@ grep -q "trains one run at a time" "$out/e3.log" || { cat "$out/e3.log"; fail "t
 
 echo "== (f) study mode on 2 ranks"
 "${mpi[@]}" "$prog" "${base[@]}" --mode study --seeds 1 --max-iter 16 --grow-rounds 1 --grow-to 0.75 --width-mult 0.5 \
-  --controls none --tpm taylor --out-dir "$out/f" >"$out/f.log" 2>&1 || { cat "$out/f.log"; fail "2-rank study exited $?"; }
+  --controls none --tpm taylor --out-dir "$out/f" >"$out/f.log" 2>&1 || { s=$?; cat "$out/f.log"; fail "2-rank study exited $s"; }
 [ -f "$out/f/report.md" ] || fail "the study wrote no report"
 reports=$(grep -c "^report: " "$out/f.log")
 [ "$reports" = 1 ] || fail "the study printed $reports report lines, expected 1"
@@ -114,7 +114,7 @@ reports=$(grep -c "^report: " "$out/f.log")
 echo "== (g) the study's folder on 2 ranks: the same command continues it, another study is refused"
 study=(--mode study --seeds 1 --grow-rounds 1 --grow-to 0.75 --width-mult 0.5 --controls none --tpm taylor --out-dir "$out/f")
 "${mpi[@]}" "$prog" "${base[@]}" "${study[@]}" --max-iter 16 >"$out/g.log" 2>&1 \
-  || { cat "$out/g.log"; fail "the same study command again exited $?"; }
+  || { s=$?; cat "$out/g.log"; fail "the same study command again exited $s"; }
 grep -q "continuing the study in $out/f" "$out/g.log" || { cat "$out/g.log"; fail "the study was not continued"; }
 cp "$out/f/study.txt" "$out/g-study.txt"
 "${mpi[@]}" "$prog" "${base[@]}" "${study[@]}" --max-iter 20 >"$out/g2.log" 2>&1
